@@ -1,0 +1,55 @@
+"""The subcommand contract (chemprop-style)."""
+
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+
+
+class Subcommand(ABC):
+    """One ``edorient`` subcommand.
+
+    Attributes
+    ----------
+    COMMAND
+        Name typed on the command line.
+    HELP
+        One line shown by ``edorient --help``.
+    """
+
+    COMMAND: str
+    HELP: str
+
+    @classmethod
+    @abstractmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        """Add this subcommand's arguments to ``parser``."""
+
+    @classmethod
+    @abstractmethod
+    def func(cls, args: argparse.Namespace) -> int | None:
+        """Run the subcommand; return an exit status (``None`` means 0)."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (rejects nan and inf)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value

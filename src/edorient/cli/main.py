@@ -1,0 +1,88 @@
+"""Entry point of the ``edorient`` command.
+
+Only this module configures logging. Bad input (:class:`edorient.errors.EdorientError`, a missing
+file) ends with a one-line ``edorient: error: ...`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+import edorient
+from edorient.cli._base import Subcommand
+from edorient.errors import EdorientError
+
+
+def _subcommands() -> list[type[Subcommand]]:
+    import edorient.cli as pkg
+
+    found: dict[str, type[Subcommand]] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_") or info.name == "main":
+            continue
+        module = importlib.import_module(f"edorient.cli.{info.name}")
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Subcommand)
+                and obj is not Subcommand
+                and getattr(obj, "COMMAND", None)
+                and obj.__module__ == module.__name__
+            ):
+                found[obj.COMMAND] = obj
+    return [found[k] for k in sorted(found)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edorient",
+        description="Zone-axis orientation of one or two crystals from electron diffraction.",
+    )
+    parser.add_argument("--version", action="version", version=f"edorient {edorient.__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--logfile", default=None, help="also write the log to this file")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cls in _subcommands():
+        p = sub.add_parser(cls.COMMAND, help=cls.HELP, description=cls.HELP)
+        cls.add_args(p)
+        p.set_defaults(_func=cls.func)
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if args.logfile:
+        handlers.append(logging.FileHandler(args.logfile))
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_func", None):
+        parser.print_help()
+        return 2
+    _configure_logging(args)
+    try:
+        status = args._func(args)
+    except EdorientError as exc:
+        print(f"edorient {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        name = exc.filename or str(exc)
+        print(f"edorient {args.command}: error: file not found: {name} (check the path)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edorient {args.command}: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
