@@ -64,7 +64,7 @@ import numpy as np
 #: Default accelerating voltage (kV), as the thesis' 200 kV microscope.
 DEFAULT_VOLTAGE_KV: float = 200.0
 #: Default specimen thickness (Å) for the relrod shape factor.
-DEFAULT_THICKNESS_A: float = 100.0
+DEFAULT_THICKNESS_A: float = 50.0
 #: Default image side (pixels), as the thesis.
 DEFAULT_IMAGE_SIZE: int = 224
 #: Reciprocal distance (Å⁻¹) that the default calibration puts at the image edge.
