@@ -96,11 +96,19 @@ def _name_from_ops(ops: np.ndarray) -> str:
     return table[m]
 
 
+def _index_of(mat: np.ndarray, stack: list[np.ndarray] | np.ndarray) -> int:
+    """Index of ``mat`` in ``stack`` (within ``_SAME_ATOL``), or -1."""
+    if len(stack) == 0:
+        return -1
+    hit = np.flatnonzero(np.abs(np.asarray(stack) - mat).max(axis=(1, 2)) < _SAME_ATOL)
+    return int(hit[0]) if len(hit) else -1
+
+
 def _unique(ops: np.ndarray) -> np.ndarray:
     """Drop duplicate matrices (within ``_SAME_ATOL``), keeping the first of each."""
     keep: list[np.ndarray] = []
     for g in ops:
-        if not any(np.allclose(g, h, atol=_SAME_ATOL) for h in keep):
+        if _index_of(g, keep) < 0:
             keep.append(g)
     return np.array(keep).reshape(-1, 3, 3)
 
@@ -110,9 +118,8 @@ def _closure(ops: np.ndarray, max_order: int = 48) -> np.ndarray:
     group = list(_unique(ops))
     i = 0
     while i < len(group):
-        for h in list(group):
-            p = group[i] @ h
-            if not any(np.allclose(p, q, atol=_SAME_ATOL) for q in group):
+        for p in group[i] @ np.array(group):
+            if _index_of(p, group) < 0:
                 group.append(p)
                 if len(group) > max_order:
                     raise EdorientError(
@@ -165,7 +172,7 @@ class LaueGroup:
             raise EdorientError("ops must be orthogonal matrices (g @ g.T == I)")
         if not np.allclose(ops[0], eye, atol=_SAME_ATOL):
             raise EdorientError("ops[0] must be the identity")
-        if not any(np.allclose(g, -eye, atol=_SAME_ATOL) for g in ops):
+        if _index_of(-eye, ops) < 0:
             raise EdorientError(f"Laue group {self.name!r} must contain the inversion")
         if len(_unique(ops)) != len(ops):
             raise EdorientError(f"ops of Laue group {self.name!r} contain duplicates")
@@ -253,7 +260,7 @@ class LaueGroup:
             return NotImplemented
         if self.name != other.name or self.order != other.order:
             return False
-        return bool(np.allclose(self.ops, other.ops, atol=_SAME_ATOL))
+        return all(_index_of(g, other.ops) >= 0 for g in self.ops)  # same set of ops
 
     def __hash__(self) -> int:
         return hash((self.name, self.order))
@@ -397,7 +404,7 @@ class LaueGroup:
 _HEX = ("-3", "-3m", "6/m", "6/mmm")
 
 # Fractional generators (standard setting; hexagonal axes for the trigonal and hexagonal groups;
-# monoclinic unique axis b; -3m in the -3m1 setting: 2-fold along a).
+# monoclinic unique axis b; -3m in the -3m1 setting: 2-fold along a; -31m: 2-fold along a-b).
 _I = np.eye(3)
 _2C = np.diag([-1.0, -1.0, 1.0])
 _2B = np.diag([-1.0, 1.0, -1.0])
@@ -406,7 +413,7 @@ _4C = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
 _3C_HEX = np.array([[0, -1, 0], [1, -1, 0], [0, 0, 1]], dtype=float)
 _6C_HEX = np.array([[1, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
 _2A_HEX = np.array([[1, -1, 0], [0, -1, 0], [0, 0, -1]], dtype=float)  # x-y, -y, -z
-_2AB_HEX = np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1]], dtype=float)  # y, x, -z
+_2AMB_HEX = np.array([[0, -1, 0], [-1, 0, 0], [0, 0, -1]], dtype=float)  # -y, -x, -z
 _3D = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=float)  # 3-fold along [111]
 
 _GENERATORS: dict[str, list[np.ndarray]] = {
@@ -418,7 +425,7 @@ _GENERATORS: dict[str, list[np.ndarray]] = {
     "-3": [_3C_HEX],
     "-3m": [_3C_HEX, _2A_HEX],
     "-3m1": [_3C_HEX, _2A_HEX],
-    "-31m": [_3C_HEX, _2AB_HEX],
+    "-31m": [_3C_HEX, _2AMB_HEX],
     "6/m": [_6C_HEX],
     "6/mmm": [_6C_HEX, _2A_HEX],
     "m-3": [_2C, _2B, _3D],
