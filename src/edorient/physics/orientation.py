@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from edorient.errors import EdorientError
 from edorient.physics.symmetry import LaueGroup
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-def _unit(v, name: str) -> np.ndarray:
+def _unit(v: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(v, dtype=float)
     if arr.ndim == 0 or arr.shape[-1] != 3:
         raise EdorientError(f"{name} must have shape (..., 3), got shape {arr.shape}")
@@ -53,13 +54,13 @@ def _unit(v, name: str) -> np.ndarray:
     return arr / norm
 
 
-def _as_rng(rng) -> np.random.Generator:
+def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
 
 
-def rz(theta_deg) -> np.ndarray:
+def rz(theta_deg: ArrayLike) -> np.ndarray:
     """Anticlockwise rotation about lab z by ``theta_deg`` degrees, (..., 3, 3).
 
     Examples
@@ -107,7 +108,7 @@ def _r0(d: np.ndarray) -> np.ndarray:
     return out + 0.0  # no negative zeros
 
 
-def rotation_from_direction(d, inplane_deg=0.0) -> np.ndarray:
+def rotation_from_direction(d: ArrayLike, inplane_deg: ArrayLike = 0.0) -> np.ndarray:
     """Orientation with beam direction ``d`` and in-plane angle ``inplane_deg``.
 
     Parameters
@@ -147,7 +148,9 @@ def rotation_from_direction(d, inplane_deg=0.0) -> np.ndarray:
     return rz(np.broadcast_to(theta, shape)) @ r0
 
 
-def rotation_from_zone_axis(uvw, direct_matrix, inplane_deg=0.0) -> np.ndarray:
+def rotation_from_zone_axis(
+    uvw: ArrayLike, direct_matrix: ArrayLike, inplane_deg: ArrayLike = 0.0
+) -> np.ndarray:
     """Orientation that looks down zone axis ``[u v w]``.
 
     Parameters
@@ -192,7 +195,7 @@ def rotation_from_zone_axis(uvw, direct_matrix, inplane_deg=0.0) -> np.ndarray:
     return rotation_from_direction(z @ a.T, inplane_deg)
 
 
-def _check_rotations(r, name: str = "R") -> np.ndarray:
+def _check_rotations(r: ArrayLike, name: str = "R") -> np.ndarray:
     arr = np.asarray(r, dtype=float)
     if arr.ndim < 2 or arr.shape[-2:] != (3, 3):
         raise EdorientError(f"{name} must have shape (..., 3, 3), got {arr.shape}")
@@ -201,7 +204,7 @@ def _check_rotations(r, name: str = "R") -> np.ndarray:
     return arr
 
 
-def beam_direction(r) -> np.ndarray:
+def beam_direction(r: ArrayLike) -> np.ndarray:
     """Beam direction ``R.T @ e_z`` (the third row of R), (..., 3).
 
     Examples
@@ -213,7 +216,7 @@ def beam_direction(r) -> np.ndarray:
     return _check_rotations(r)[..., 2, :].copy()
 
 
-def inplane_angle(r, degrees: bool = True) -> np.ndarray:
+def inplane_angle(r: ArrayLike, degrees: bool = True) -> np.ndarray:
     """In-plane angle theta of ``R = Rz(theta) @ R0(beam_direction(R))``.
 
     Parameters
@@ -243,7 +246,7 @@ def inplane_angle(r, degrees: bool = True) -> np.ndarray:
     return theta
 
 
-def random_rotations(n: int, rng=None) -> np.ndarray:
+def random_rotations(n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """``n`` rotations uniform (Haar) on SO(3), (n, 3, 3).
 
     Unit quaternions from normalised 4-D normal vectors are uniform on S^3, hence their
@@ -282,7 +285,9 @@ def random_rotations(n: int, rng=None) -> np.ndarray:
     return out
 
 
-def sample_sector_directions(n: int, laue: LaueGroup, rng=None) -> np.ndarray:
+def sample_sector_directions(
+    n: int, laue: LaueGroup, rng: np.random.Generator | int | None = None
+) -> np.ndarray:
     """``n`` directions uniform over the fundamental sector of ``laue``, (n, 3).
 
     Uniform on the sphere (normalised 3-D normals), then :meth:`LaueGroup.reduce`; the
@@ -302,7 +307,7 @@ def sample_sector_directions(n: int, laue: LaueGroup, rng=None) -> np.ndarray:
     return laue.reduce(v) if n else np.zeros((0, 3))
 
 
-def stereographic(v) -> np.ndarray:
+def stereographic(v: ArrayLike) -> np.ndarray:
     """Stereographic projection from -z onto the x-y plane, (..., 2).
 
     ``(x, y) / (1 + z)`` for unit ``v`` (normalised here): e_z maps to the origin, the

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from edorient.conventions import SECTOR_REFERENCE
 from edorient.errors import EdorientError
@@ -57,7 +58,7 @@ _SAME_ATOL = 1e-6
 _ORTHO_ATOL = 1e-4
 
 
-def _as_unit_vectors(v, name: str = "v") -> np.ndarray:
+def _as_unit_vectors(v: ArrayLike, name: str = "v") -> np.ndarray:
     """``v`` as a float (..., 3) array of unit vectors; EdorientError on zero or non-finite."""
     arr = np.asarray(v, dtype=float)
     if arr.ndim == 0 or arr.shape[-1] != 3:
@@ -185,7 +186,7 @@ class LaueGroup:
     # --- construction -------------------------------------------------------------------
     @classmethod
     def from_operations(
-        cls, rotations_frac, direct_matrix, name: str | None = None
+        cls, rotations_frac: ArrayLike, direct_matrix: ArrayLike, name: str | None = None
     ) -> LaueGroup:
         """Laue group from rotations acting on fractional coordinates.
 
@@ -275,12 +276,14 @@ class LaueGroup:
         idx = np.zeros(v.shape[:-1], dtype=np.intp)
         for i, r in enumerate(self._ref_images):  # m <= 48 passes, O(n) memory
             s = v @ r
-            better = s > best + 1e-12
+            better = s > best
             best = np.where(better, s, best)
             idx = np.where(better, i, idx)
         return idx
 
-    def reduce(self, v, return_index: bool = False):
+    def reduce(
+        self, v: ArrayLike, return_index: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Map directions into the fundamental sector.
 
         Parameters
@@ -314,7 +317,7 @@ class LaueGroup:
         out = np.einsum("...ij,...j->...i", self.ops[idx], u)
         return (out, idx) if return_index else out
 
-    def in_sector(self, v, atol: float = 1e-9) -> np.ndarray:
+    def in_sector(self, v: ArrayLike, atol: float = 1e-9) -> np.ndarray:
         """Whether directions lie in the fundamental sector (within ``atol``).
 
         Parameters
@@ -340,7 +343,7 @@ class LaueGroup:
         scores = u @ self._ref_images.T
         return scores[..., 0] >= scores.max(axis=-1) - atol
 
-    def equivalents(self, v) -> np.ndarray:
+    def equivalents(self, v: ArrayLike) -> np.ndarray:
         """All symmetry-equivalent directions ``g v`` (normalised), in the order of :attr:`ops`.
 
         Parameters
@@ -361,7 +364,7 @@ class LaueGroup:
         u = _as_unit_vectors(v)
         return np.einsum("mij,...j->...mi", self.ops, u)
 
-    def angle(self, a, b, degrees: bool = True) -> np.ndarray:
+    def angle(self, a: ArrayLike, b: ArrayLike, degrees: bool = True) -> np.ndarray:
         """Smallest angle between ``a`` and ``g b`` over the group's operations.
 
         Parameters
@@ -435,7 +438,7 @@ _GENERATORS: dict[str, list[np.ndarray]] = {
 _HEX_CELL = np.array([[1.0, -0.5, 0.0], [0.0, np.sqrt(3.0) / 2.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def laue_group(name: str, direct_matrix=None) -> LaueGroup:
+def laue_group(name: str, direct_matrix: ArrayLike | None = None) -> LaueGroup:
     """One of the eleven Laue groups, built from generators in the standard setting.
 
     Parameters
