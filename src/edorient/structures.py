@@ -63,7 +63,7 @@ def read_cif(path: str | Path) -> Crystal:
     cell = st.cell
     if not (cell.a > 0 and cell.b > 0 and cell.c > 0):
         raise EdorientError(f"CIF {p} has no unit cell (_cell_length_a/b/c missing)")
-    sg = st.find_spacegroup()
+    sg = _space_group(st)
     if sg is None:
         raise EdorientError(
             f"CIF {p} has no readable space group (add _space_group_name_H-M_alt or "
@@ -127,6 +127,23 @@ def _expand(name, cell, sg: gemmi.SpaceGroup, sites) -> Crystal:
         space_group=sg.xhm(),
         laue=laue,
     )
+
+
+def _space_group(st: "gemmi.SmallStructure") -> "gemmi.SpaceGroup | None":
+    """The structure's space group from its symmetry operations, H-M symbol or number."""
+    if getattr(st, "spacegroup", None) is not None:
+        return st.spacegroup
+    try:  # gemmi >= 0.7: symops first, then the H-M symbol, then the number
+        st.determine_and_set_spacegroup("SHn")
+        return st.spacegroup
+    except Exception:
+        pass
+    for text in (getattr(st, "spacegroup_hm", ""),):
+        if text:
+            found = gemmi.find_spacegroup_by_name(text)
+            if found is not None:
+                return found
+    return None
 
 
 def _frac_distance(A: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
