@@ -1,0 +1,160 @@
+"""On-disk layout of an edorient data set: atomic writes, checksums, meta.json.
+
+A data set is a folder::
+
+    DIR/meta.json                      format, configuration, counts, checksums
+    DIR/images/shard_00000.npy         (k, H, W) fixed-size shards of *records*
+    DIR/images/shard_00000.json        sidecar of a finished shard: count, bytes, sha256
+    DIR/labels/rotations.npy           (M, g, 3, 3) float64 orientations R of every record
+    DIR/labels/directions.npy          (M, g, 3) float32 beam directions, sector-reduced
+    DIR/labels/inplane_deg.npy         (M, g) float32 in-plane angles (degrees)
+    DIR/labels/ratio.npy               (M,) float32 intensity weight of grain A
+    DIR/splits/...                     index files (see :mod:`edorient.data.splits`)
+
+A *record* is one stored image: a single-crystal linear image in thesis mode (``g = 1``, the
+pairs are composed when read), one finished image in random (``g = 2``) and single
+(``g = 1``) modes. Every file is written to a temporary name in its folder and renamed, so a
+file that exists is complete; a shard is finished once its sidecar exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edorient.errors import EdorientError
+
+FORMAT = "edorient-dataset"
+FORMAT_VERSION = 1
+META = "meta.json"
+IMAGES = "images"
+LABELS = "labels"
+SPLITS = "splits"
+LABEL_FILES = ("rotations", "directions", "inplane_deg", "ratio")
+
+
+def shard_name(k: int) -> str:
+    """Relative path of shard ``k``'s image file."""
+    return f"{IMAGES}/shard_{k:05d}.npy"
+
+
+def sidecar_name(k: int) -> str:
+    """Relative path of shard ``k``'s sidecar (written once the shard is complete)."""
+    return f"{IMAGES}/shard_{k:05d}.json"
+
+
+def label_name(name: str) -> str:
+    return f"{LABELS}/{name}.npy"
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    os.replace(tmp, path)
+    try:  # make the rename durable; not every file system lets a folder be opened
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - platform dependent
+        pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    _replace(tmp, path)
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically (the same object, the same bytes)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> dict:
+    """Save ``array`` as .npy atomically; return ``{"bytes": n, "sha256": hex}`` of the file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    array = np.ascontiguousarray(array)
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    info = {"bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)}
+    _replace(tmp, path)
+    return info
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in 4 MiB chunks (flat memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def remove_stale_tmp(folder: str | Path) -> int:
+    """Delete temporary files left by a killed writer; return how many."""
+    n = 0
+    for sub in (Path(folder), Path(folder) / IMAGES, Path(folder) / LABELS):
+        if sub.is_dir():
+            for p in sub.glob(".*.tmp-*"):
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def read_meta(root: str | Path) -> dict:
+    """meta.json of the data set at ``root``; EdorientError if ``root`` is not a data set."""
+    root = Path(root)
+    if not root.exists():
+        raise EdorientError(f"data set folder not found: {root} (check the path or run edorient generate)")
+    if not root.is_dir():
+        raise EdorientError(f"{root} is a file, not a data-set folder (give the folder edorient generate wrote)")
+    path = root / META
+    if not path.is_file():
+        raise EdorientError(f"{root} is not an edorient data set (no {META}); run edorient generate --out {root}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EdorientError(f"{path} is unreadable ({exc}); regenerate the data set") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise EdorientError(f"{path} is not an edorient data-set description; regenerate the data set")
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise EdorientError(
+            f"{root} uses data-set format {meta.get('format_version')}, newer than this edorient "
+            f"reads ({FORMAT_VERSION}); upgrade edorient"
+        )
+    return meta
+
+
+def check_file(root: Path, rel: str, expected: dict, full: bool) -> None:
+    """Check a file against ``{"bytes", "sha256"}``; EdorientError naming it and the fix."""
+    path = root / rel
+    fix = f"rerun edorient generate with the same arguments to rebuild it (delete {path} first)"
+    if not path.is_file():
+        raise EdorientError(f"missing file {path} of data set {root}; {fix}")
+    size = path.stat().st_size
+    if size != int(expected["bytes"]):
+        raise EdorientError(
+            f"{path} is truncated or altered: {size} bytes, checksum record says "
+            f"{expected['bytes']}; {fix}"
+        )
+    if full and sha256_file(path) != expected["sha256"]:
+        raise EdorientError(f"{path} is corrupt: its SHA-256 differs from the one in {META}; {fix}")

@@ -1,0 +1,483 @@
+"""Generate a data set on disk: several processes, one shard per task, resumable.
+
+Reproducibility
+---------------
+Every random draw comes from a stream ``SeedSequence(seed, spawn_key=key)``:
+
+- ``(0,)``: the orientations (beam directions uniform over the fundamental sector, in-plane
+  angles uniform in [0, 360) unless fixed) and intensity ratios of all records, drawn at once
+  in the main process before any shard is rendered;
+- ``(1, record)``: the noise of one record;
+- ``(10..12, ...)``: the splits (:mod:`edorient.data.splits`).
+
+A shard holds the records ``[k S, (k+1) S)`` for a fixed shard size ``S`` and is rendered in
+fixed chunks, so the bytes do not depend on the number of workers, on which machine renders
+which shard (``shard_index/num_shards``), or on a resume after a kill.
+
+Modes
+-----
+``thesis``
+    ``n`` single-crystal orientations stored in *linear* intensity (float16 by default); the
+    C(n, 2) pairs are composed ``0.5 A + 0.5 B`` and display-transformed when read.
+``random``
+    ``n`` bicrystal images, two fresh orientations each, the weight ``r`` of grain A fixed or
+    uniform in a range, optional Poisson noise; stored after the display transform (uint8 by
+    default, float16 on request).
+``single``
+    ``n`` single-crystal images (the single-crystal CNN of Method 2), stored as random mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import logging
+import multiprocessing as mp
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import edorient
+from edorient.data import _storage as st
+from edorient.data import splits as sp
+from edorient.data.pairs import n_pairs
+from edorient.errors import EdorientError, check_finite
+
+log = logging.getLogger(__name__)
+
+MODES = ("thesis", "random", "single")
+DTYPES = {"thesis": ("float16", "float32"), "random": ("uint8", "float16"), "single": ("uint8", "float16")}
+DEFAULT_SHARD_SIZE = {"thesis": 100, "random": 1000, "single": 1000}
+#: Records rendered per call of the simulator inside a shard (fixed: part of the bytes' recipe).
+CHUNK = 32
+_KEY_ORIENT, _KEY_NOISE = 0, 1
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate (everything that determines the bytes of a data set).
+
+    Attributes
+    ----------
+    mode
+        ``"thesis"``, ``"random"`` or ``"single"``.
+    n
+        Thesis mode: number of single-crystal orientations N (C(N, 2) pairs); other modes:
+        number of images.
+    crystal
+        ``"anatase"`` or the path to a CIF file.
+    image_size
+        Image side (pixels).
+    simulation
+        Other :class:`edorient.render.SimulationConfig` fields (``voltage_kv``, ``thickness``,
+        ``shape``, ``spot_sigma_px``, ...).
+    seed
+        Seed of every random draw.
+    shard_size
+        Records per shard; ``None``: 100 in thesis mode, 1000 otherwise.
+    dtype
+        Stored dtype; ``None``: float16 (linear) in thesis mode, uint8 (display) otherwise.
+    inplane_deg
+        Fixed in-plane angle (degrees) of every grain; ``None`` draws it uniformly.
+    ratio
+        ``(lo, hi)``: the weight of grain A, fixed when ``lo == hi``, else uniform in
+        ``[lo, hi]`` (random mode; thesis pairs are always 0.5).
+    noise_dose
+        Poisson noise, counts at intensity 1 (:func:`edorient.render.add_noise`); ``None``
+        for no noise (random and single modes).
+    noise_background
+        Uniform linear background added before the noise.
+    test_fraction, holdout_fraction, val_fraction
+        Split parameters (:func:`edorient.data.splits.make_splits`).
+    image_source
+        ``"module:function"`` replacing the simulator, called as ``f(rotations (n, 3, 3),
+        image_size) -> (n, H, W) float32`` linear images (for tests); ``None``: the simulator.
+    """
+
+    mode: str = "thesis"
+    n: int = 1000
+    crystal: str = "anatase"
+    image_size: int = 224
+    simulation: dict = field(default_factory=dict)
+    seed: int = 0
+    shard_size: int | None = None
+    dtype: str | None = None
+    inplane_deg: float | None = None
+    ratio: tuple[float, float] = (0.5, 0.5)
+    noise_dose: float | None = None
+    noise_background: float = 0.0
+    test_fraction: float = sp.THESIS_TEST_FRACTION
+    holdout_fraction: float | None = None
+    val_fraction: float = sp.VAL_FRACTION
+    image_source: str | None = None
+
+    def resolved(self) -> "GenerateConfig":
+        """A copy with the defaults filled in, validated (EdorientError on bad values)."""
+        if self.mode not in MODES:
+            raise EdorientError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        n = int(self.n)
+        if self.mode == "thesis" and n < 2:
+            raise EdorientError(f"thesis mode needs N >= 2 orientations to make pairs, got {n}")
+        if n < 2:
+            raise EdorientError(f"need at least 2 images (train and test), got n = {n}")
+        shard = DEFAULT_SHARD_SIZE[self.mode] if self.shard_size is None else int(self.shard_size)
+        if shard < 1:
+            raise EdorientError(f"shard size must be >= 1 record, got {shard}")
+        dtype = DTYPES[self.mode][0] if self.dtype is None else str(self.dtype)
+        if dtype not in DTYPES[self.mode]:
+            raise EdorientError(
+                f"dtype {dtype!r} is not stored in {self.mode} mode: choose one of "
+                f"{', '.join(DTYPES[self.mode])}"
+            )
+        lo, hi = (float(x) for x in self.ratio)
+        check_finite("ratio", [lo, hi])
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise EdorientError(f"intensity ratio range must satisfy 0 <= lo <= hi <= 1, got {lo}:{hi}")
+        if self.mode != "random" and (lo, hi) != (0.5, 0.5):
+            raise EdorientError(f"--ratio applies to random mode only (thesis pairs are 0.5:0.5), got {lo}:{hi}")
+        if self.noise_dose is not None:
+            check_finite("noise dose", self.noise_dose)
+            if self.mode == "thesis":
+                raise EdorientError("noise is not stored in thesis mode (pairs are composed when read); drop --noise-dose")
+            if self.noise_dose <= 0:
+                raise EdorientError(f"noise dose must be > 0 counts, got {self.noise_dose}")
+        if self.inplane_deg is not None:
+            check_finite("in-plane angle", self.inplane_deg)
+        return dataclasses.replace(
+            self, n=n, shard_size=shard, dtype=dtype, ratio=(lo, hi), seed=int(self.seed),
+            image_size=int(self.image_size), simulation=dict(self.simulation),
+            inplane_deg=None if self.inplane_deg is None else float(self.inplane_deg) % 360.0,
+        )
+
+    @property
+    def grains_per_record(self) -> int:
+        """Grains of one stored image: 2 in random mode, else 1 (thesis pairs are composed later)."""
+        return 2 if self.mode == "random" else 1
+
+    @property
+    def n_shards(self) -> int:
+        return -(-int(self.n) // int(self.shard_size))
+
+
+def _simulation_config(cfg: GenerateConfig):
+    from edorient.render import SimulationConfig
+
+    try:
+        return SimulationConfig(image_size=cfg.image_size, **cfg.simulation)
+    except TypeError as exc:
+        raise EdorientError(f"bad simulation parameter ({exc}); see edorient.render.SimulationConfig") from None
+
+
+def _crystal_meta(name: str) -> tuple[dict, object]:
+    from edorient.structures import get_crystal
+
+    xtal = get_crystal(name)
+    info = {
+        "name": xtal.name,
+        "source": "built-in" if str(name).lower() == "anatase" else str(Path(name).resolve()),
+        "cell": [float(x) for x in xtal.cell],
+        "space_group": xtal.space_group,
+        "laue_group": xtal.laue.name,
+    }
+    if info["source"] != "built-in":
+        info["cif_sha256"] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+    return info, xtal
+
+
+def dataset_config(cfg: GenerateConfig) -> dict:
+    """The JSON description of ``cfg`` stored in meta.json (resolved; compared on resume)."""
+    cfg = cfg.resolved()
+    crystal, _ = _crystal_meta(cfg.crystal)
+    d = dataclasses.asdict(cfg)
+    d["ratio"] = list(cfg.ratio)
+    d["crystal"] = crystal
+    d["simulation"] = _simulation_config(cfg).to_dict()
+    d["edorient_version"] = edorient.__version__
+    return d
+
+
+# -- orientations and labels -------------------------------------------------------------------
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
+
+
+def sample_labels(
+    cfg: GenerateConfig, laue, rng: np.random.Generator | None = None, m: int | None = None
+) -> dict[str, np.ndarray]:
+    """Orientations and labels of ``m`` records (default all ``cfg.n``, stream ``(seed, 0)``).
+
+    Returns ``rotations`` (M, g, 3, 3) float64, ``directions`` (M, g, 3) float32 (sector-reduced
+    beam directions), ``inplane_deg`` (M, g) float32 and ``ratio`` (M,) float32 (weight of grain
+    A; 1 for single-crystal records).
+    """
+    from edorient.physics.orientation import rotation_from_direction, sample_sector_directions
+
+    cfg = cfg.resolved()
+    rng = _rng(cfg.seed, _KEY_ORIENT) if rng is None else rng
+    m, g = (cfg.n if m is None else int(m)), cfg.grains_per_record
+    d = sample_sector_directions(m * g, laue, rng).reshape(m, g, 3)
+    if cfg.inplane_deg is None:
+        theta = rng.uniform(0.0, 360.0, size=(m, g))
+    else:
+        theta = np.full((m, g), cfg.inplane_deg)
+    lo, hi = cfg.ratio
+    if cfg.mode != "random":
+        ratio = np.ones(m)
+    elif lo == hi:
+        ratio = np.full(m, lo)
+    else:
+        ratio = rng.uniform(lo, hi, size=m)
+    rot = rotation_from_direction(d, theta)
+    return {
+        "rotations": rot.astype(np.float64),
+        "directions": laue.reduce(d).astype(np.float32),
+        "inplane_deg": theta.astype(np.float32),
+        "ratio": ratio.astype(np.float32),
+    }
+
+
+# -- rendering ---------------------------------------------------------------------------------
+class Renderer:
+    """Turns records (orientations, ratio) into stored images; one per worker process."""
+
+    def __init__(self, cfg: GenerateConfig):
+        self.cfg = cfg = cfg.resolved()
+        if cfg.image_source:
+            mod, _, fn = cfg.image_source.partition(":")
+            func = getattr(importlib.import_module(mod), fn)
+            self._linear = lambda R: np.asarray(func(R, cfg.image_size), dtype=np.float32)
+        else:
+            from edorient.render import Simulator
+            from edorient.structures import get_crystal
+
+            sim = Simulator(get_crystal(cfg.crystal), _simulation_config(cfg))
+            self._linear = sim.linear_images
+
+    def linear(self, rotations: np.ndarray) -> np.ndarray:
+        """Linear images (n, H, W) float32 of rotations (n, 3, 3)."""
+        return self._linear(np.asarray(rotations, dtype=np.float64))
+
+    def records(self, rotations: np.ndarray, ratio: np.ndarray, record_ids, rngs=None) -> np.ndarray:
+        """Stored images of records: rotations (m, g, 3, 3), ratio (m,).
+
+        The noise of record ``i`` comes from ``rngs[i]`` if given, else from the stream
+        ``(seed, 1, record_ids[i])``.
+        """
+        from edorient.render import add_noise, display_transform, to_uint8
+
+        cfg = self.cfg
+        image = self.linear(rotations[:, 0])
+        if cfg.mode == "thesis":
+            return image.astype(cfg.dtype)
+        if cfg.grains_per_record == 2:
+            r = np.asarray(ratio, dtype=np.float32)[:, None, None]
+            image = (r * image + (np.float32(1.0) - r) * self.linear(rotations[:, 1])).astype(np.float32)
+        if cfg.noise_dose is not None:
+            for i, rid in enumerate(record_ids):
+                rng = rngs[i] if rngs is not None else _rng(cfg.seed, _KEY_NOISE, int(rid))
+                image[i] = add_noise(image[i], cfg.noise_dose, cfg.noise_background, rng)
+        shown = display_transform(image)
+        return to_uint8(shown) if cfg.dtype == "uint8" else shown.astype(np.float16)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(cfg: GenerateConfig, root: str) -> None:
+    _WORKER["renderer"] = Renderer(cfg)
+    _WORKER["root"] = Path(root)
+
+
+def _render_shard(k: int) -> tuple[int, int]:
+    renderer: Renderer = _WORKER["renderer"]
+    root: Path = _WORKER["root"]
+    cfg = renderer.cfg
+    lo, hi = k * cfg.shard_size, min((k + 1) * cfg.shard_size, cfg.n)
+    rot = np.load(root / st.label_name("rotations"), mmap_mode="r")
+    ratio = np.load(root / st.label_name("ratio"), mmap_mode="r")
+    out = np.empty((hi - lo, cfg.image_size, cfg.image_size), dtype=cfg.dtype)
+    for a in range(lo, hi, CHUNK):
+        b = min(a + CHUNK, hi)
+        out[a - lo : b - lo] = renderer.records(np.array(rot[a:b]), np.array(ratio[a:b]), np.arange(a, b))
+    info = st.atomic_save_npy(root / st.shard_name(k), out)
+    st.atomic_write_json(root / st.sidecar_name(k), {"count": hi - lo, **info})
+    return k, hi - lo
+
+
+# -- the driver --------------------------------------------------------------------------------
+def shard_done(root: Path, k: int, verify: bool = False) -> bool:
+    """Whether shard ``k`` is finished: sidecar present, file of the recorded size (and hash)."""
+    side = root / st.sidecar_name(k)
+    if not side.is_file():
+        return False
+    import json
+
+    try:
+        info = json.loads(side.read_text())
+        st.check_file(root, st.shard_name(k), info, full=verify)
+    except (ValueError, KeyError, EdorientError):
+        return False
+    return True
+
+
+def _prepare(root: Path, cfg: GenerateConfig, config_json: dict) -> dict:
+    """Create or check the folder; write labels, splits and an incomplete meta.json."""
+    meta_path = root / st.META
+    if meta_path.is_file():
+        meta = st.read_meta(root)
+        if meta.get("config") != config_json:
+            old, new = meta.get("config", {}), config_json
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise EdorientError(
+                f"{root} holds a different data set (differs in: {', '.join(diff)}); "
+                "use a new --out, or the same arguments to resume"
+            )
+        for rel, info in meta["files"].items():
+            st.check_file(root, rel, info, full=False)
+        return meta
+    if root.exists():
+        if not root.is_dir():
+            raise EdorientError(f"--out {root} is a file; give a folder")
+        extra = [p.name for p in root.iterdir() if p.name not in (st.IMAGES, st.LABELS, st.SPLITS)]
+        if extra:
+            raise EdorientError(
+                f"--out {root} is a non-empty folder that is not an edorient data set "
+                f"(holds {extra[0]!r}); give a new or empty folder"
+            )
+    (root / st.IMAGES).mkdir(parents=True, exist_ok=True)
+    _, xtal = _crystal_meta(cfg.crystal)
+    labels = sample_labels(cfg, xtal.laue)
+    files = {st.label_name(k): st.atomic_save_npy(root / st.label_name(k), v) for k, v in labels.items()}
+    n_samples = n_pairs(cfg.n) if cfg.mode == "thesis" else cfg.n
+    split_files = sp.make_splits(
+        cfg.mode, cfg.n, n_samples, cfg.seed, test_fraction=cfg.test_fraction,
+        holdout_fraction=cfg.holdout_fraction, val_fraction=cfg.val_fraction,
+    )
+    sp.save_splits(root, split_files)
+    meta = {
+        "format": st.FORMAT,
+        "format_version": st.FORMAT_VERSION,
+        "config": config_json,
+        "mode": cfg.mode,
+        "n_grains": 2 if cfg.mode in ("thesis", "random") else 1,
+        "n_records": cfg.n,
+        "n_samples": n_samples,
+        "image_size": cfg.image_size,
+        "dtype": cfg.dtype,
+        "intensity": "linear" if cfg.mode == "thesis" else "display",
+        "shard_size": cfg.shard_size,
+        "n_shards": cfg.n_shards,
+        "seed": cfg.seed,
+        "split_sizes": {
+            split: {
+                part: int(split_files[f"{split}/{part}.npy"].size)
+                for part in ("trainval", "train", "val", "test")
+            }
+            for split in sp.SPLITS
+        },
+        "files": files,
+        "complete": False,
+        "shards": [],
+    }
+    st.atomic_write_json(meta_path, meta)
+    return meta
+
+
+def _finalize(root: Path, meta: dict) -> bool:
+    import json
+
+    shards = []
+    for k in range(meta["n_shards"]):
+        side = root / st.sidecar_name(k)
+        if not side.is_file():
+            return False
+        shards.append({"file": st.shard_name(k), **json.loads(side.read_text())})
+    if meta.get("complete") and meta.get("shards") == shards:
+        return True
+    meta = dict(meta, complete=True, shards=shards)
+    st.atomic_write_json(root / st.META, meta)
+    return True
+
+
+def generate_dataset(
+    config: GenerateConfig,
+    out: str | Path,
+    workers: int = 1,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    verify: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Generate (or resume) the data set ``config`` in the folder ``out``.
+
+    Parameters
+    ----------
+    config
+        What to generate.
+    out
+        Data-set folder; created if missing. A folder holding the same configuration is resumed
+        (finished shards are kept); a different one is refused.
+    workers
+        Processes rendering shards (spawned; 1 renders in this process).
+    shard_index, num_shards
+        Render only shards ``k`` with ``k % num_shards == shard_index`` (split one data set
+        across machines; copy the shard files into one folder and rerun once to finish).
+    verify
+        Hash finished shards before trusting them on resume (default: size check only).
+    progress
+        Show a progress bar (tqdm, on stderr).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``. meta.json says ``"complete": true`` once every shard is present.
+    """
+    cfg = config.resolved()
+    workers, num_shards, shard_index = int(workers), int(num_shards), int(shard_index)
+    if workers < 1:
+        raise EdorientError(f"--workers must be >= 1, got {workers}")
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise EdorientError(
+            f"--shard-index must lie in [0, --num-shards), got {shard_index} of {num_shards}"
+        )
+    root = Path(out)
+    config_json = dataset_config(cfg)
+    meta = _prepare(root, cfg, config_json)
+    st.remove_stale_tmp(root)
+    mine = [k for k in range(cfg.n_shards) if k % num_shards == shard_index]
+    todo = [k for k in mine if not shard_done(root, k, verify)]
+    log.info(
+        "%s: %d of %d shards to render (%d records of %d, %d workers)",
+        root, len(todo), len(mine), sum(min(cfg.shard_size, cfg.n - k * cfg.shard_size) for k in todo),
+        cfg.n, workers,
+    )
+    if todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="shard", desc="generate", disable=not progress)
+        try:
+            if workers == 1 or len(todo) == 1:
+                _init_worker(cfg, str(root))
+                for k in todo:
+                    _render_shard(k)
+                    bar.update()
+            else:
+                ctx = mp.get_context("spawn")
+                with ctx.Pool(min(workers, len(todo)), _init_worker, (cfg, str(root))) as pool:
+                    for _ in pool.imap_unordered(_render_shard, todo):
+                        bar.update()
+        finally:
+            bar.close()
+            _WORKER.clear()
+    if _finalize(root, meta):
+        log.info("%s: complete (%d shards)", root, cfg.n_shards)
+    else:
+        missing = sum(not (root / st.sidecar_name(k)).is_file() for k in range(cfg.n_shards))
+        log.warning(
+            "%s: %d of %d shards still missing (other --shard-index parts); copy every part's "
+            "images/ into one folder and rerun with the same arguments to finish meta.json",
+            root, missing, cfg.n_shards,
+        )
+    return root
