@@ -1,0 +1,217 @@
+"""Pattern matching in polar coordinates: scores, in-plane angles, template matching.
+
+A rotation about the beam turns the pattern on the detector, so in polar coordinates (r, φ)
+around the direct beam it is a circular shift along φ. The correlation of an image with a
+simulated pattern is therefore computed for every in-plane angle at once with one FFT along φ
+(the idea behind polar template matching in pyxem; written here from the geometry):
+
+.. math:: C(\\theta) = \\sum_r \\sum_\\varphi a(r, \\varphi)\\, b(r, \\varphi - \\theta)
+
+with ``a`` and ``b`` the zero-mean, ``sqrt(r)``-weighted polar images (so the sum is an area
+integral), normalised so that ``C`` is a Pearson correlation in [-1, 1].
+
+Used for: the user's pick of Method 2 stage 1 (which head's pattern fits the image best), the
+in-plane angle of the kept grain in stage 2, and a CNN-free single-crystal estimator
+(:class:`TemplateMatcher`) that serves as a baseline and a fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from edorient import conventions as cv
+from edorient.errors import EdorientError
+from edorient.physics.orientation import rotation_from_direction
+from edorient.render import Simulator, display_transform
+
+
+@dataclass(frozen=True)
+class PolarGrid:
+    """Sampling of the polar transform: radii in pixels, ``n_phi`` angles over 360°."""
+
+    size: int
+    n_r: int = 48
+    n_phi: int = 360
+    r_min: float = 4.0
+    smooth_px: float = 1.5
+
+    @property
+    def radii(self) -> np.ndarray:
+        return np.linspace(self.r_min, self.size // 2 - 2, self.n_r)
+
+    @property
+    def phi(self) -> np.ndarray:
+        return 2 * np.pi * np.arange(self.n_phi) / self.n_phi
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        """(…, H, W) images -> (…, n_r, n_phi) polar images (bilinear)."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.shape[-2:] != (self.size, self.size):
+            raise EdorientError(f"images must be {self.size} x {self.size}, got {images.shape[-2:]}")
+        r0, c0 = cv.centre_pixel(self.size)
+        rr, pp = np.meshgrid(self.radii, self.phi, indexing="ij")
+        coords = np.stack([r0 - rr * np.sin(pp), c0 + rr * np.cos(pp)])
+        flat = images.reshape(-1, self.size, self.size)
+        if self.smooth_px > 0:  # wider peaks make the correlation a smoother function of orientation
+            flat = np.stack([ndimage.gaussian_filter(im, self.smooth_px) for im in flat])
+        out = np.stack([ndimage.map_coordinates(im, coords, order=1) for im in flat])
+        return out.reshape(images.shape[:-2] + (self.n_r, self.n_phi))
+
+    def normalise(self, polar: np.ndarray) -> np.ndarray:
+        """Zero-mean, sqrt(r)-weighted, unit-norm polar images (…, n_r, n_phi)."""
+        w = np.sqrt(self.radii)[:, None]
+        x = (polar - polar.mean(axis=(-2, -1), keepdims=True)) * w
+        norm = np.sqrt(np.sum(x * x, axis=(-2, -1), keepdims=True))
+        return x / np.where(norm > 0, norm, 1.0)
+
+
+def correlate_inplane(a_norm: np.ndarray, b_norm: np.ndarray) -> np.ndarray:
+    """Correlation of polar image ``a`` with ``b`` turned by each of the n_phi angles.
+
+    ``a_norm`` (n_r, n_phi); ``b_norm`` (…, n_r, n_phi) -> (…, n_phi): entry j is the correlation
+    of ``a`` with ``b`` rotated anticlockwise by ``360 j / n_phi`` degrees.
+    """
+    fa = np.fft.rfft(a_norm, axis=-1)
+    fb = np.fft.rfft(b_norm, axis=-1)
+    n = a_norm.shape[-1]
+    # sum_phi a(phi) b(phi - theta) = irfft(FA * conj(FB))(theta), summed over r
+    return np.fft.irfft(np.sum(fa * np.conj(fb), axis=-2), n=n, axis=-1)
+
+
+class PatternScorer:
+    """Correlation of an image with the simulated pattern of a direction, best over in-plane angle.
+
+    Parameters
+    ----------
+    simulator
+        The simulator whose images the scorer compares with (same size and calibration).
+    n_r, n_phi
+        Polar sampling (n_phi = 360 gives 1° steps).
+    """
+
+    def __init__(self, simulator: Simulator, n_r: int = 48, n_phi: int = 360) -> None:
+        self.simulator = simulator
+        self.grid = PolarGrid(simulator.config.image_size, n_r=n_r, n_phi=n_phi)
+
+    def template(self, directions: np.ndarray) -> np.ndarray:
+        """Normalised polar templates (n, n_r, n_phi) of directions (n, 3) at in-plane angle 0."""
+        d = np.atleast_2d(np.asarray(directions, dtype=float))
+        images = display_transform(self.simulator.linear_images(rotation_from_direction(d, 0.0)))
+        return self.grid.normalise(self.grid.transform(images))
+
+    def prepare(self, image01: np.ndarray) -> np.ndarray:
+        """Normalised polar image of a display-transformed image (H, W) in [0, 1]."""
+        return self.grid.normalise(self.grid.transform(image01))
+
+    def score(self, image01: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best correlation and its in-plane angle (degrees) for each direction (n, 3)."""
+        a = self.prepare(image01)
+        c = correlate_inplane(a, self.template(directions))
+        j = np.argmax(c, axis=-1)
+        return c[np.arange(len(j)), j], j * 360.0 / self.grid.n_phi
+
+
+class TemplateMatcher:
+    """Single-crystal orientation by polar template matching over the fundamental sector.
+
+    A CNN-free estimator: the dictionary holds the simulated patterns of ``n_directions``
+    directions spread evenly over the sector (a Fibonacci lattice on the sphere, kept where it
+    falls in the sector), each compared with the image at every in-plane angle by FFT.
+    """
+
+    def __init__(self, simulator: Simulator, n_directions: int = 400, n_r: int = 48, n_phi: int = 360,
+                 chunk: int = 64, top_k: int = 4) -> None:
+        self.scorer = PatternScorer(simulator, n_r=n_r, n_phi=n_phi)
+        self.directions = sector_grid(simulator.crystal.laue, n_directions)
+        self.top_k = int(top_k)
+        # mean spacing of the grid over the sector (a sector is 4π / |G| sr)
+        self.spacing_deg = float(np.degrees(np.sqrt(4 * np.pi / len(simulator.crystal.laue.ops) / max(len(self.directions), 1))))
+        parts = [self.scorer.template(self.directions[i : i + chunk]) for i in range(0, len(self.directions), chunk)]
+        self._fft = np.fft.rfft(np.concatenate(parts), axis=-1)
+
+    def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, float, float]:
+        """(direction (3,), in-plane angle in degrees, correlation) of the best template.
+
+        The best ``top_k`` dictionary entries are refined by scoring directions on shrinking
+        rings around them (zone-axis patterns are sharp: a coarse grid alone can miss them).
+        """
+        a = self.scorer.prepare(image01)
+        fa = np.fft.rfft(a, axis=-1)
+        n = a.shape[-1]
+        c = np.fft.irfft(np.einsum("rk,nrk->nk", fa, np.conj(self._fft)), n=n, axis=-1)
+        best = c.max(axis=1)
+        if not refine:
+            i = int(np.argmax(best))
+            j = int(np.argmax(c[i]))
+            return self.directions[i].copy(), j * 360.0 / n, float(c[i, j])
+        laue = self.scorer.simulator.crystal.laue
+        cands = self.directions[np.argsort(best)[::-1][: self.top_k]]
+        step = self.spacing_deg
+        cand_scores = np.full(len(cands), -np.inf)
+        while step > 0.3:
+            trial = np.concatenate([_ring(d, step) for d in cands] + [cands])
+            trial = laue.reduce(trial)
+            sc, _ = self.scorer.score(image01, trial)
+            groups = sc[: len(cands) * 8].reshape(len(cands), 8)
+            own = sc[len(cands) * 8 :]
+            k = np.argmax(np.concatenate([groups, own[:, None]], axis=1), axis=1)
+            moved = k < 8
+            cands = np.where(moved[:, None], trial[: len(cands) * 8].reshape(len(cands), 8, 3)[np.arange(len(cands)), np.minimum(k, 7)], cands)
+            cand_scores = np.maximum(groups.max(axis=1), own)
+            step /= 2
+        i = int(np.argmax(cand_scores))
+        score, theta = self.scorer.score(image01, cands[i][None])
+        return cands[i].copy(), float(theta[0]), float(score[0])
+
+    def __call__(self, image01: np.ndarray) -> np.ndarray:
+        return self.match(image01)[0]
+
+
+def _ring(d: np.ndarray, step_deg: float) -> np.ndarray:
+    """Eight unit vectors ``step_deg`` away from ``d`` (3,), evenly around it."""
+    d = d / np.linalg.norm(d)
+    u = np.cross(d, [1.0, 0.0, 0.0] if abs(d[0]) < 0.9 else [0.0, 1.0, 0.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(d, u)
+    t = np.radians(step_deg)
+    ang = np.arange(8) * np.pi / 4
+    ring = np.cos(t) * d + np.sin(t) * (np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * v)
+    return ring
+
+
+def sector_grid(laue, n_target: int) -> np.ndarray:
+    """About ``n_target`` directions evenly spread over the Laue group's fundamental sector."""
+    if n_target < 1:
+        raise EdorientError(f"number of directions must be >= 1, got {n_target}")
+    n_sphere = int(n_target) * len(laue.ops)
+    k = np.arange(n_sphere) + 0.5
+    z = 1 - 2 * k / n_sphere
+    phi = np.pi * (1 + 5**0.5) * k
+    pts = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi), z], axis=1)
+    inside = laue.in_sector(pts)
+    return pts[inside]
+
+
+def erase_spots(image01: np.ndarray, pixels: np.ndarray, radius_px: float, keep_centre: bool = True,
+                fill: float | None = None) -> np.ndarray:
+    """Set discs of ``radius_px`` around spot ``pixels`` (k, 2) (row, col) to the background.
+
+    The direct beam (centre pixel) is kept when ``keep_centre`` (both grains share it, and the
+    single-crystal model expects it). ``fill`` defaults to the image's median.
+    """
+    out = np.array(image01, dtype=np.float32, copy=True)
+    h, w = out.shape
+    fill = float(np.median(out)) if fill is None else float(fill)
+    rows, cols = np.mgrid[0:h, 0:w]
+    r0, c0 = cv.centre_pixel(h, w)
+    mask = np.zeros_like(out, dtype=bool)
+    for r, c in np.asarray(pixels, dtype=float).reshape(-1, 2):
+        if keep_centre and (r - r0) ** 2 + (c - c0) ** 2 < (2 * radius_px) ** 2:
+            continue
+        if -radius_px <= r < h + radius_px and -radius_px <= c < w + radius_px:
+            mask |= (rows - r) ** 2 + (cols - c) ** 2 <= radius_px**2
+    out[mask] = fill
+    return out
