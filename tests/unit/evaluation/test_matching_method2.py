@@ -71,16 +71,37 @@ def test_erase_spots_keeps_centre():
 
 
 def test_stage2_recovers_second_grain_given_the_first(sim):
+    # Eight clean random bicrystals: given grain A, stage 2 must find grain B. Where B's spots
+    # overlap A's, erasing A also removes part of B, so a minority may be off; the typical case
+    # must be accurate.
+    from edorient.physics.orientation import sample_sector_directions
+
+    laue = sim.crystal.laue
+    matcher = TemplateMatcher(sim, n_directions=300)
+    rng = np.random.default_rng(5)
+    errors, thetas = [], []
+    for _ in range(8):
+        a, b = sample_sector_directions(2, laue, rng)
+        bicrystal = display_transform(compose(_image(sim, a, 25.0), _image(sim, b, 140.0)))
+        res = stage2(bicrystal, a, sim, matcher)
+        errors.append(laue.angle(res.direction, b))
+        thetas.append(res.kept_inplane_deg)
+    errors = np.array(errors)
+    assert np.median(errors) < 1.0
+    assert np.sum(errors < 3.0) >= 6
+    assert np.median(np.abs(np.array(thetas) - 25.0)) <= 1.0
+
+
+def test_unerased_bicrystal_gives_one_grain(sim):
     laue = sim.crystal.laue
     matcher = TemplateMatcher(sim, n_directions=300)
     a = laue.reduce(np.array([0.15, 0.05, 0.98]))
     b = laue.reduce(np.array([0.62, 0.31, 0.72]))
     bicrystal = display_transform(compose(_image(sim, a, 25.0), _image(sim, b, 140.0)))
-    res = stage2(bicrystal, a, sim, matcher)
-    assert res.kept_inplane_deg == pytest.approx(25.0, abs=1.5)
-    assert laue.angle(res.direction, b) < 4.0
-    # without erasing, the matcher is pulled towards the first grain
-    assert laue.angle(matcher(bicrystal), a) < laue.angle(matcher(bicrystal), b)
+    est = matcher(bicrystal)
+    # a single-crystal estimator on a bicrystal finds one of the grains, never both: that is
+    # why stage 2 erases the kept grain before estimating the other
+    assert min(laue.angle(est, a), laue.angle(est, b)) < 3.0
 
 
 def test_template_matcher_on_zone_axis(sim):
