@@ -103,7 +103,7 @@ def make_splits(
     test_fraction
         Test share of the random hold-out (default 10,000 / 499,500, the thesis').
     holdout_fraction
-        Share of orientations held out for the disjoint test (thesis mode); default
+        Share of orientations held out for the disjoint test (thesis mode; at least 2); default
         ``sqrt(test_fraction)``, which makes the disjoint test about as large as the random one.
     val_fraction
         Validation share inside every training set.
@@ -122,7 +122,7 @@ def make_splits(
     # disjoint hold-out
     if mode == "thesis":
         frac = default_holdout_fraction(test_fraction) if holdout_fraction is None else holdout_fraction
-        n_hold = int(round(frac * n_records))
+        n_hold = max(2, int(round(frac * n_records)))
         if n_hold < 2 or n_records - n_hold < 2:
             raise EdorientError(
                 f"the disjoint split needs >= 2 held-out and >= 2 training orientations; "

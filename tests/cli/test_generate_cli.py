@@ -1,0 +1,65 @@
+"""edorient generate / edorient inspect through main()."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edorient.cli.main import main
+
+pytestmark = pytest.mark.cli
+
+
+def test_generate_then_inspect(tmp_path, capsys):
+    out = tmp_path / "ds"
+    rc = main(["-q", "generate", "--mode", "thesis", "-n", "10", "--size", "32", "--shard-size", "4",
+               "--workers", "2", "--seed", "5", "--inplane", "15", "--out", str(out)])
+    assert rc == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["n_samples"] == 45 and meta["complete"] and meta["config"]["inplane_deg"] == 15.0
+    assert np.allclose(np.load(out / "labels" / "inplane_deg.npy"), 15.0)
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--verify", "--examples", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "thesis: 45 samples" in text and "verified" in text
+    assert (out / "contact_sheet.png").stat().st_size > 1000
+    assert main(["inspect", str(out), "--json", "--no-sheet"]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert desc["samples"] == 45 and desc["splits"]["random"]["test"] + desc["splits"]["random"]["trainval"] == 45
+
+
+def test_generate_random_mode_with_ratio_range_and_noise(tmp_path):
+    out = tmp_path / "r"
+    rc = main(["-q", "generate", "--mode", "random", "-n", "12", "--size", "32", "--ratio", "0.3:0.6",
+               "--dose", "200", "--dtype", "float16", "--out", str(out)])
+    assert rc == 0
+    r = np.load(out / "labels" / "ratio.npy")
+    assert r.min() >= 0.3 and r.max() <= 0.6
+    assert np.load(out / "images" / "shard_00000.npy").dtype == np.float16
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["inspect", "{tmp}/missing"], "not found"),
+        (["inspect", "{tmp}"], "not an edorient data set"),
+        (["generate", "--mode", "thesis", "-n", "1", "--out", "{tmp}/x"], "N >= 2"),
+        (["generate", "--mode", "single", "--dtype", "float32", "--out", "{tmp}/x"], "dtype"),
+        (["generate", "--shard-index", "2", "--num-shards", "2", "--out", "{tmp}/x"], "shard-index"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0]
+
+
+def test_unknown_mode_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--mode", "pairs", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+
+
+def test_bad_ratio_text(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["generate", "--mode", "random", "--ratio", "a:b", "--out", str(tmp_path / "x")])
