@@ -28,7 +28,7 @@ from edorient.errors import EdorientError
 from edorient.training import distributed as D
 from edorient.training.checkpoint import load_checkpoint, save_checkpoint
 from edorient.training.config import TrainConfig
-from edorient.training.losses import build_loss
+from edorient.training.losses import build_loss, postprocess
 from edorient.training.metrics import epoch_metrics
 from edorient.training.symmetry import as_ops_tensor, laue_4mmm_ops
 
@@ -239,6 +239,12 @@ def fit(
     last_path = run_dir / "last.pt"
     if resume and last_path.is_file():
         ck = load_checkpoint(last_path, map_location=device)
+        for key in ("optimizer", "freeze"):
+            if ck["config"].get(key) != getattr(config, key):
+                raise EdorientError(
+                    f"cannot resume {str(run_dir)!r}: it was trained with {key} {ck['config'].get(key)!r}, "
+                    f"not {getattr(config, key)!r}; resume with the same settings"
+                )
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
@@ -334,7 +340,7 @@ def fit(
             pred = torch.cat([p[0] for p in parts if p[3]])
             target = torch.cat([p[1] for p in parts if p[3]])
             vloss, vn = sum(p[2] for p in parts), sum(p[3] for p in parts)
-        metrics = epoch_metrics(pred, target, ops)
+        metrics = epoch_metrics(postprocess(config.loss, pred, ops), target, ops)
         row = {"epoch": epoch + 1, "step": step, "lr": lr,
                "train_loss": float(stats[0] / max(1.0, float(stats[1]))), "val_loss": vloss / max(1, vn),
                **metrics, "epoch_time_s": time.perf_counter() - t0,

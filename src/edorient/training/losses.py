@@ -19,7 +19,7 @@ from torch import nn
 from edorient.errors import EdorientError
 from edorient.training.symmetry import laue_4mmm_ops, reduce_to_sector, symmetric_angle
 
-__all__ = ["LOSSES", "available_losses", "build_loss", "order_free_min"]
+__all__ = ["LOSSES", "available_losses", "build_loss", "order_free_min", "postprocess"]
 
 
 def _l1(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -99,3 +99,16 @@ def build_loss(name: str, ops: torch.Tensor | None = None) -> nn.Module:
     if name not in LOSSES:
         raise EdorientError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
     return LOSSES[name](ops)
+
+
+def postprocess(loss: str, pred: torch.Tensor, ops: torch.Tensor | None = None) -> torch.Tensor:
+    """The prediction a model trained with ``loss`` makes from its raw output.
+
+    The symmetry-aware losses only see the direction up to the Laue group, so their models'
+    predictions are the normalised outputs reduced to the fundamental sector; the thesis and
+    order-free losses use the raw outputs (as the thesis did).
+    """
+    if loss in ("symmetry", "symmetry-angular"):
+        ops = laue_4mmm_ops() if ops is None else ops
+        return reduce_to_sector(nn.functional.normalize(pred.float(), dim=-1, eps=1e-6), ops)
+    return pred

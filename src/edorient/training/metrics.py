@@ -1,7 +1,9 @@
 """Metrics logged per epoch (eq. 3.1-3.3 and the angular error).
 
-- ``mae_1``, ``mae_2`` (and ``sigma_1``, ``sigma_2``): eq. 3.2 between the raw head outputs
-  and the targets in the thesis order (head 1 vs A, head 2 vs B), as the thesis computed.
+- ``mae_1``, ``mae_2`` (and ``sigma_1``, ``sigma_2``): eq. 3.2 between the predictions and
+  the targets in the thesis order (head 1 vs A, head 2 vs B), as the thesis computed. The loop
+  passes the raw head outputs for the thesis and order-free losses, and the normalised,
+  sector-reduced ones for the symmetry-aware losses (:func:`~edorient.training.losses.postprocess`).
 - ``sum_mae``: ``mae_1 + mae_2``, the thesis' model-selection criterion.
 - ``mae_of``: order-free MAE, the mean eq. 3.2 error per grain under the better assignment
   of heads to {A, B} per sample.

@@ -46,7 +46,7 @@ def laue_4mmm_ops(dtype: torch.dtype = torch.float32) -> torch.Tensor:
 def as_ops_tensor(ops, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Operations as an (m, 3, 3) tensor: from a tensor, an array, or an object with ``.ops``."""
     ops = getattr(ops, "ops", ops)
-    t = torch.as_tensor(np.asarray(ops) if not isinstance(ops, torch.Tensor) else ops, dtype=dtype)
+    t = torch.as_tensor(np.array(ops) if not isinstance(ops, torch.Tensor) else ops, dtype=dtype)
     if t.ndim != 3 or t.shape[1:] != (3, 3):
         raise ValueError(f"Laue operations must have shape (m, 3, 3), got {tuple(t.shape)}")
     return t
