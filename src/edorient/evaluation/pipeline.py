@@ -1,0 +1,292 @@
+"""Evaluate a trained run on a data set's test split: Method 1, Method 2 (both stages), plots.
+
+:func:`evaluate_run` is what ``edorient evaluate`` and ``edorient demo`` call. It writes into
+``out_dir``: ``results.json`` (everything), ``results.csv`` (one row per block), ``report.md``
+(the thesis-layout tables, stage 2, degrees), ``config.json`` (the resolved settings) and the
+plots (error histograms, the stereographic triangle, the worst images with spots overlaid).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edorient.errors import EdorientError
+from edorient.evaluation import metrics as M
+from edorient.evaluation import plots, tables
+from edorient.evaluation.matching import PatternScorer, TemplateMatcher
+from edorient.evaluation.method2 import stage2
+from edorient.physics.orientation import rotation_from_direction
+from edorient.render import SimulationConfig, Simulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of :func:`evaluate_run`."""
+
+    split: str = "random"
+    """``random`` (the thesis' hold-out) or ``disjoint`` (test orientations never trained on)."""
+    subsets: int = 5
+    """Test subsets for the per-subset tables (the thesis: 5)."""
+    batch_size: int = 128
+    """Images per forward pass."""
+    stage2_max: int = 200
+    """Stage 2 runs on at most this many test images (0: skip; it simulates per image)."""
+    matcher_directions: int = 300
+    """Dictionary size of the template matcher used as the stage-2 baseline."""
+    worst: int = 8
+    """Worst images shown in the overlay grid."""
+    seed: int = 0
+    """Seed for choosing the stage-2 images."""
+    device: str = "cpu"
+    """Device of the forward passes."""
+
+
+def _tqdm(it, **kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(it, **kw)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, batch_size: int = 128, device: str = "cpu") -> np.ndarray:
+    """Model outputs (n, heads, 3) over a torch Dataset of (image, target, id) items."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    model = model.to(device).eval()
+    out = []
+    for batch in _tqdm(loader, desc="predict", leave=False):
+        out.append(model(batch[0].to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2, 3), np.float32)
+
+
+class CNNEstimator:
+    """A single-crystal model as a callable: image (H, W) in [0, 1] -> direction (3,)."""
+
+    def __init__(self, model: torch.nn.Module, input_size: int) -> None:
+        self.model = model.eval()
+        self.input_size = int(input_size)
+
+    @torch.no_grad()
+    def __call__(self, image01: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(image01, np.float32))[None, None]
+        if x.shape[-1] != self.input_size:
+            x = torch.nn.functional.interpolate(x, size=(self.input_size,) * 2, mode="area")
+        return self.model(x).reshape(-1, 3)[0].numpy().astype(float)
+
+
+def _model_input(ckpt_path: Path) -> tuple[torch.nn.Module, int]:
+    from edorient.training.checkpoint import load_checkpoint
+    from edorient.models import model_from_config
+
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), int(ckpt["model_config"].get("input_size", 224))
+
+
+def _checkpoint(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        return run_dir
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    # a fine-tuning run: the last stage's best checkpoint
+    stages = sorted(run_dir.glob("stage_*/best.pt"))
+    if stages:
+        return stages[-1]
+    raise EdorientError(f"no checkpoint in {run_dir} (expected best.pt); give a run folder of `edorient train`")
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: EvaluateConfig | None = None,
+    single_run: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model of ``run_dir`` on the test split of ``data_dir``; write ``out_dir``.
+
+    ``single_run`` is a run of a single-crystal model (trained on ``--mode single`` data) used by
+    Method 2 stage 2; stage 2 is also run with the template matcher as a CNN-free baseline.
+    """
+    from edorient.data import open_dataset
+
+    cfg = config or EvaluateConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = open_dataset(data_dir)
+    ckpt_path = _checkpoint(run_dir)
+    model, input_size = _model_input(ckpt_path)
+    test_ids = data.index(cfg.split, "test")
+    if len(test_ids) == 0:
+        raise EdorientError(f"split {cfg.split!r} of {data_dir} has no test images")
+    position = {int(s): i for i, s in enumerate(test_ids)}
+    subsets = [np.array([position[int(s)] for s in sub], dtype=int) for sub in data.test_subsets(cfg.split, cfg.subsets)]
+    crystal = dataset_crystal(data)
+    laue = crystal.laue
+    resize = None if input_size == data.image_size else input_size
+    log.info("predicting %d test images with %s", len(test_ids), ckpt_path)
+    raw = predict(model, data.torch_dataset(test_ids, resize=resize), cfg.batch_size, cfg.device)
+    true = data.labels(test_ids).astype(np.float64)
+    n_grains = true.shape[1]
+    if raw.shape[1] != n_grains:
+        raise EdorientError(
+            f"the model has {raw.shape[1]} head(s) but {data_dir} has {n_grains} grain(s) per image"
+        )
+    # A symmetry-equivalent direction is the same physical answer: every metric sees the
+    # predictions normalised and reduced to the fundamental sector, like the labels.
+    # (predictions.npz keeps the raw outputs.)
+    pred = laue.reduce(_unit(raw.astype(np.float64)))
+
+    sim = Simulator(crystal, _sim_config(data))
+    scorer = PatternScorer(sim)
+    scores = None
+    if n_grains == 2:
+        scores = np.zeros((len(test_ids), 2))
+        for i, sample in enumerate(_tqdm(test_ids, desc="Method 2 pick by score", leave=False)):
+            scores[i] = scorer.score(data.image(int(sample)), pred[i])[0]
+    result = M.evaluate_predictions(pred, true, laue, subsets=subsets, scores=scores)
+    result["n_test"] = int(len(test_ids))
+    result["split"] = cfg.split
+    result["checkpoint"] = str(ckpt_path)
+
+    stage2_result = None
+    if n_grains == 2 and cfg.stage2_max > 0:
+        stage2_result = _run_stage2(data, test_ids, pred, true, scores, sim, scorer, laue, cfg, single_run)
+        result["stage2"] = stage2_result
+
+    # -- files ------------------------------------------------------------------------------
+    resolved = {"evaluate": asdict(cfg), "run": str(run_dir), "data": str(data_dir), "single_run":
+                None if single_run is None else str(single_run), "checkpoint": str(ckpt_path)}
+    tables.write_json(resolved, out / "config.json")
+    tables.write_json(result, out / "results.json")
+    tables.write_csv(result, out / "results.csv")
+    np.savez_compressed(out / "predictions.npz", ids=test_ids, pred=raw, true=true)
+    report = [tables.report_markdown(result, title=f"edorient evaluation: {Path(run_dir).name} on {Path(data_dir).name} ({cfg.split} split)")]
+    if stage2_result:
+        report.append(stage2_markdown(stage2_result))
+    report.append(_plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg))
+    tables.atomic_write_text(out / "report.md", "\n\n".join(report) + "\n")
+    return result
+
+
+def dataset_crystal(data):
+    """The crystal a data set was simulated from (built in, or its CIF path as recorded)."""
+    from edorient.structures import get_crystal
+
+    info = data.meta.get("config", {}).get("crystal", "anatase")
+    if isinstance(info, str):
+        return get_crystal(info)
+    return get_crystal("anatase" if info.get("source") == "built-in" else info["source"])
+
+
+def _sim_config(data) -> SimulationConfig:
+    sim = dict(data.meta.get("config", {}).get("simulation", {}))
+    fields = set(SimulationConfig.__dataclass_fields__)
+    return SimulationConfig(**{k: v for k, v in sim.items() if k in fields})
+
+
+def _run_stage2(data, test_ids, pred, true, scores, sim, scorer, laue, cfg, single_run) -> dict[str, Any]:
+    rng = np.random.default_rng(cfg.seed)
+    n = len(test_ids)
+    chosen = np.sort(rng.choice(n, size=min(cfg.stage2_max, n), replace=False))
+    m1_free, swapped = M.method1_errors(pred[chosen], true[chosen], order="free", return_swapped=True)
+    estimators: dict[str, Any] = {"template matching": TemplateMatcher(sim, n_directions=cfg.matcher_directions)}
+    if single_run is not None:
+        model, size = _model_input(_checkpoint(single_run))
+        estimators = {"single-crystal CNN": CNNEstimator(model, size), **estimators}
+    picks = {"oracle": np.argmin(m1_free, axis=1), "score": np.argmax(scores[chosen], axis=1)}
+    out: dict[str, Any] = {"n": int(len(chosen)), "estimators": list(estimators), "results": {}}
+    for pick_name, kept_head in picks.items():
+        # the grain each head stands for (order-free assignment), and so the "other" grain
+        kept_grain = np.where(swapped, 1 - kept_head, kept_head)
+        other = 1 - kept_grain
+        other_true = true[chosen, other]
+        # Method 1's own estimate of that other grain, for comparison
+        m1_other = pred[chosen, 1 - kept_head]
+        block = {"method1_other": _err_block(m1_other, other_true, laue)}
+        for name, est in estimators.items():
+            d2 = np.zeros((len(chosen), 3))
+            for k, i in enumerate(_tqdm(chosen, desc=f"stage 2 ({pick_name}, {name})", leave=False)):
+                kept = pred[i, kept_head[k]]
+                d2[k] = stage2(data.image(int(test_ids[i])), kept, sim, est, scorer=scorer).direction
+            block[name] = _err_block(d2, other_true, laue)
+        out["results"][pick_name] = block
+    return out
+
+
+def _err_block(est: np.ndarray, true: np.ndarray, laue) -> dict[str, Any]:
+    a = M.thesis_errors(laue.reduce(_unit(est)), true)
+    mae, sigma = M.mae_sigma(a)
+    return {"mae": mae, "sigma": sigma, "angular": M.angular_summary(M.angular_errors(est, true, laue))}
+
+
+def stage2_markdown(res: dict[str, Any]) -> str:
+    """Stage 2 of Method 2: the other grain's error, beside Method 1's estimate of it."""
+    lines = [
+        "## Method 2, stage 2: the second grain",
+        "",
+        f"{res['n']} test images. The kept grain is chosen by the oracle (the thesis) or by the "
+        "pattern-correlation score (what a user can do); its spots are erased and the other grain "
+        "is estimated. Thesis error (eq. 3.2, sector-reduced) and angle modulo 4/mmm.",
+        "",
+        "| pick | estimate of the other grain | MAE | σ | median ° | mean ° | < 2° |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pick, block in res["results"].items():
+        for name, r in block.items():
+            label = "Method 1 (other head)" if name == "method1_other" else f"stage 2: {name}"
+            a = r["angular"]
+            lines.append(
+                f"| {pick} | {label} | {r['mae']:.4f} | {r['sigma']:.4f} | {a['median']:.2f} | {a['mean']:.2f} | "
+                f"{100 * a['share_below_2deg']:.1f} % |"
+            )
+    return "\n".join(lines)
+
+
+def _plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg) -> str:
+    n_grains = true.shape[1]
+    if n_grains == 2:
+        a = M.method1_errors(pred, true, order="free")
+    else:
+        a = M.thesis_errors(pred[:, 0], true[:, 0])[:, None]
+    deg = np.stack([M.angular_errors(pred[:, g], true[:, g], laue) for g in range(n_grains)], axis=1)
+    if n_grains == 2:
+        deg = M.angular_errors_pairs(pred, true, laue, order="free")
+    plots.plot_error_histograms(out / "error_histograms.png", a, angular_deg=deg)
+    plots.plot_stereographic_errors(out / "stereographic_errors.png", true.reshape(-1, 3), deg.reshape(-1))
+    worst = M.worst_indices(deg, min(cfg.worst, len(test_ids)))
+    images, true_spots, pred_spots, titles = [], [], [], []
+    rotations = data.rotations(test_ids[worst])
+    for k, i in enumerate(worst):
+        img = data.image(int(test_ids[i]))
+        images.append(img)
+        true_spots.append([sim.spot_pixels(sim.spots(R)) for R in rotations[k]])
+        ps = []
+        for g in range(n_grains):
+            d = pred[i, g]
+            theta = scorer.score(img, d[None])[1][0]
+            ps.append(sim.spot_pixels(sim.spots(rotation_from_direction(d, theta))))
+        pred_spots.append(ps)
+        titles.append(f"id {int(test_ids[i])}: " + ", ".join(f"{x:.1f}°" for x in deg[i]))
+    plots.plot_worst_images(out / "worst_images.png", np.stack(images), true_spots, pred_spots, titles=titles)
+    return "\n".join([
+        "## Plots", "",
+        "![error histograms](error_histograms.png)", "",
+        "![errors on the stereographic triangle](stereographic_errors.png)", "",
+        "![worst images: circles = true spots, crosses = predicted](worst_images.png)",
+    ])
