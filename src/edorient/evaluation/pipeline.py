@@ -258,6 +258,15 @@ def stage2_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Spots fainter than this (relative to the direct beam) are not marked in the overlays.
+OVERLAY_MIN_INTENSITY = 2e-3
+
+
+def _visible_pixels(sim: Simulator, R: np.ndarray) -> np.ndarray:
+    spots = sim.spots(R)
+    return sim.spot_pixels(spots)[spots.intensity >= OVERLAY_MIN_INTENSITY]
+
+
 def _plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg) -> str:
     n_grains = true.shape[1]
     if n_grains == 2:
@@ -275,12 +284,12 @@ def _plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg) -> str:
     for k, i in enumerate(worst):
         img = data.image(int(test_ids[i]))
         images.append(img)
-        true_spots.append([sim.spot_pixels(sim.spots(R)) for R in rotations[k]])
+        true_spots.append([_visible_pixels(sim, R) for R in rotations[k]])
         ps = []
         for g in range(n_grains):
             d = pred[i, g]
             theta = scorer.score(img, d[None])[1][0]
-            ps.append(sim.spot_pixels(sim.spots(rotation_from_direction(d, theta))))
+            ps.append(_visible_pixels(sim, rotation_from_direction(d, theta)))
         pred_spots.append(ps)
         titles.append(f"id {int(test_ids[i])}: " + ", ".join(f"{x:.1f}°" for x in deg[i]))
     plots.plot_worst_images(out / "worst_images.png", np.stack(images), true_spots, pred_spots, titles=titles)
