@@ -74,6 +74,10 @@ class Cluster(Subcommand):
         k.add_argument("--max-feature-gb", type=finite_float, default=10.0,
                        help="auto: largest in-memory feature matrix in GB (default 10; 489,500 x 56^2 is 6.1)")
         k.add_argument("--n-init", type=positive_int, default=1, help="k-means++ restarts per K (default 1)")
+        k.add_argument("--tol", type=finite_float, default=1e-4,
+                       help="lloyd tolerance relative to the mean feature variance (default 1e-4, scikit-learn's; "
+                            "scikit-learn's np.var for it briefly doubles the feature memory, 0 avoids that and "
+                            "iterates until no label changes)")
         k.add_argument("--batch-size", type=positive_int, default=4096, help="minibatch chunk size (default 4096)")
         k.add_argument("--epochs", type=positive_int, default=3, help="minibatch passes (default 3)")
         r = parser.add_argument_group("reading")
@@ -94,7 +98,7 @@ class Cluster(Subcommand):
         if args.workers < 0:
             raise EdorientError(f"--workers must be >= 0, got {args.workers}")
         cfg = km.KMeansConfig(
-            kmax=args.kmax, k=args.k, algorithm=args.algorithm, seed=args.seed, n_init=args.n_init,
+            kmax=args.kmax, k=args.k, algorithm=args.algorithm, seed=args.seed, n_init=args.n_init, tol=args.tol,
             batch_size=args.batch_size, epochs=args.epochs, max_feature_gb=args.max_feature_gb,
         ).validated()
         data = open_dataset(args.data)

@@ -139,7 +139,10 @@ class KMeansConfig:
         k-means++ restarts per K (scikit-learn >= 1.4 uses 1 for k-means++; the thesis'
         version used 10).
     max_iter, tol
-        Lloyd iterations and tolerance (scikit-learn defaults).
+        Lloyd iterations and tolerance (scikit-learn defaults). scikit-learn turns a non-zero
+        ``tol`` into an absolute one with ``np.var(X, axis=0)``, a temporary as large as the
+        features: peak memory is then about twice the features. ``tol=0`` avoids it (and
+        iterates until no label changes).
     batch_size, epochs
         Minibatch chunk size and passes over the data.
     max_feature_gb
@@ -169,6 +172,8 @@ class KMeansConfig:
                 f"the elbow rule needs an interior point, so --kmax >= 3 (got {self.kmax}); "
                 "or give the number of clusters with --k"
             )
+        if not self.tol >= 0:
+            raise EdorientError(f"--tol must be >= 0, got {self.tol}")
         if self.n_init < 1 or self.max_iter < 1 or self.batch_size < 1 or self.epochs < 1:
             raise EdorientError("--n-init, --max-iter, --batch-size and --epochs must be >= 1")
         return self

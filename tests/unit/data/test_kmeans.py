@@ -71,7 +71,8 @@ def test_given_k_skips_the_rule():
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"kmax": 1}, "kmax must be >= 2"), ({"kmax": 2}, "kmax >= 3"), ({"kmax": 0}, "kmax >= 3"),
-     ({"k": 0}, "--k must be >= 1"), ({"algorithm": "dbscan"}, "unknown algorithm")],
+     ({"k": 0}, "--k must be >= 1"), ({"algorithm": "dbscan"}, "unknown algorithm"),
+     ({"tol": -1.0}, "tol must be >= 0")],
 )
 def test_config_validation(kwargs, match):
     with pytest.raises(EdorientError, match=match):
