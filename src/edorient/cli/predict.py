@@ -1,0 +1,49 @@
+"""``edorient predict``: zone axes of the grain(s) in a microscope image file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edorient.cli._base import Subcommand, finite_float, positive_int
+
+
+class Predict(Subcommand):
+    COMMAND = "predict"
+    HELP = "estimate the beam direction(s) in a diffraction image file (PNG, TIFF, MRC, NPY)"
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", type=Path, help="image file (.png .tif .mrc .npy ...)")
+        parser.add_argument("--calibration", type=finite_float, required=True,
+                            help="1/Å per pixel of the file (from the camera-length calibration)")
+        parser.add_argument("--grains", type=int, default=1, help="grains to find: 1 or 2 (default 1)")
+        parser.add_argument("--run", type=Path, default=None,
+                            help="a trained run (default: template matching, no model needed)")
+        parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
+        parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
+                            help="direct-beam position in the file (default: found automatically)")
+        parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
+        parser.add_argument("--intensity", choices=["linear", "display"], default="linear",
+                            help="linear: detector counts (default); display: an already contrast-adjusted image")
+        parser.add_argument("--matcher-directions", type=positive_int, default=400,
+                            help="template dictionary size (template matching)")
+        parser.add_argument("--overlay", type=Path, default=None, help="write a PNG with the predicted spots")
+        parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
+
+    @classmethod
+    def func(cls, args: argparse.Namespace) -> int:
+        from edorient.predict import PredictConfig, predict_file, result_json
+
+        cfg = PredictConfig(calibration=args.calibration, grains=args.grains,
+                            centre=None if args.centre is None else tuple(args.centre), frame=args.frame,
+                            intensity=args.intensity, matcher_directions=args.matcher_directions)
+        result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
+        text = result_json(result)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.json.with_name(args.json.name + ".tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(args.json)
+        print(text)
+        return 0

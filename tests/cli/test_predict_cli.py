@@ -1,0 +1,86 @@
+"""``edorient predict`` on synthetic microscope files (TIFF, MRC, NPY, PNG)."""
+
+from __future__ import annotations
+
+import json
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+from edorient.cli.main import main
+from edorient.physics.orientation import rotation_from_zone_axis
+from edorient.predict import nearest_zone_axis
+from edorient.render import SimulationConfig, Simulator, add_noise, compose
+from edorient.structures import anatase
+
+pytestmark = pytest.mark.cli
+
+
+@pytest.fixture(scope="module")
+def xtal():
+    return anatase()
+
+
+def _micro(xtal, zone_axes, inplanes, shift=(-9, 7), calibration=0.011, size=200):
+    """A detector image: other size and calibration than the models, beam off-centre, counts."""
+    sim = Simulator(xtal, SimulationConfig(image_size=size, calibration=calibration))
+    imgs = [sim.linear_image(rotation_from_zone_axis(z, xtal.direct_matrix, t)) for z, t in zip(zone_axes, inplanes)]
+    img = imgs[0] if len(imgs) == 1 else compose(imgs[0], imgs[1])
+    img = np.roll(img, shift, axis=(0, 1))
+    return add_noise(img, 20000, 0.0005, np.random.default_rng(1)) * 20000
+
+
+def test_nearest_zone_axis(xtal):
+    d = xtal.zone_axis_direction([1, 0, 3])
+    uvw, ang = nearest_zone_axis(xtal.laue.reduce(d), xtal)
+    assert uvw == [1, 0, 3] and ang < 1e-6
+    uvw, _ = nearest_zone_axis(np.array([0.0, 0.0, 1.0]), xtal)
+    assert uvw == [0, 0, 1]
+
+
+@pytest.mark.parametrize("fmt", ["tif", "mrc", "npy"])
+def test_predict_single_grain_file_formats(xtal, tmp_path, fmt, capsys):
+    img = _micro(xtal, [[1, 1, 2]], [50.0]).astype(np.float32)
+    path = tmp_path / f"p.{fmt}"
+    if fmt == "tif":
+        tifffile.imwrite(path, img)
+    elif fmt == "mrc":
+        with mrcfile.new(path) as m:
+            m.set_data(img)
+    else:
+        np.save(path, img)
+    out = tmp_path / "r.json"
+    assert main(["-q", "predict", str(path), "--calibration", "0.011", "--matcher-directions", "200",
+                 "--json", str(out), "--overlay", str(tmp_path / "o.png")]) == 0
+    res = json.loads(out.read_text())
+    g = res["grains"][0]
+    assert g["nearest_zone_axis"] == [1, 1, 2]
+    assert xtal.laue.angle(np.array(g["direction"]), xtal.zone_axis_direction([1, 1, 2])) < 2.0
+    assert (tmp_path / "o.png").stat().st_size > 1000
+
+
+def test_predict_two_grains(xtal, tmp_path):
+    path = tmp_path / "bi.tif"
+    tifffile.imwrite(path, _micro(xtal, [[0, 0, 1], [1, 1, 1]], [10.0, 75.0]).astype(np.float32))
+    out = tmp_path / "r.json"
+    assert main(["-q", "predict", str(path), "--calibration", "0.011", "--grains", "2", "--matcher-directions", "200",
+                 "--json", str(out)]) == 0
+    found = [g["nearest_zone_axis"] for g in json.loads(out.read_text())["grains"]]
+    assert sorted(found) == sorted([[0, 0, 1], [1, 1, 1]])
+
+
+def test_bad_files(tmp_path, capsys):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    np.save(tmp_path / "nan.npy", np.full((32, 32), np.nan, np.float32))
+    np.save(tmp_path / "stack.npy", np.zeros((3, 32, 32), np.float32))
+    cases = [("bad.tif", "cannot read TIFF"), ("nan.npy", "NaN"), ("stack.npy", "--frame"), ("missing.mrc", "not found"),
+             ("x.xyz", "unsupported")]
+    (tmp_path / "x.xyz").write_text("x")
+    for name, needle in cases:
+        rc = main(["predict", str(tmp_path / name), "--calibration", "0.01"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and needle in err[0], (name, err)
+    np.save(tmp_path / "ok.npy", np.ones((32, 32), np.float32))
+    assert main(["predict", str(tmp_path / "ok.npy"), "--calibration", "-1"]) == 2
