@@ -52,7 +52,7 @@ class Generate(Subcommand):
         g.add_argument("--background", type=finite_float, default=0.0, help="uniform background intensity (with --dose)")
         s = parser.add_argument_group("storage and splits")
         s.add_argument("--dtype", default=None,
-                       help="thesis: float16 (default) or float32 linear intensity; random/single: uint8 (default) or float16")
+                       help="thesis: float32 (default) or float16 linear intensity; random/single: uint8 (default) or float16")
         s.add_argument("--shard-size", type=positive_int, default=None,
                        help="records per shard (default 100 in thesis mode, 1000 otherwise)")
         s.add_argument("--test-fraction", type=finite_float, default=None,

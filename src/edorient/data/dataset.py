@@ -81,11 +81,30 @@ class _Reader:
     def label(self, name: str) -> np.ndarray:
         return self._load(st.label_name(name))
 
+    def _shard(self, k: int) -> np.ndarray:
+        count = min(self.shard_size, self.n_records - k * self.shard_size)
+        return self._load(st.shard_name(k), (count, self.image_size, self.image_size))
+
     def record(self, r: int) -> np.ndarray:
         """Stored image of record ``r`` (a view into its shard's memmap)."""
         k, off = divmod(int(r), self.shard_size)
-        count = min(self.shard_size, self.n_records - k * self.shard_size)
-        return self._load(st.shard_name(k), (count, self.image_size, self.image_size))[off]
+        return self._shard(k)[off]
+
+    def records_float(self, records: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(n, H, W) float32 copies of stored records (one fancy read per shard, into ``out``)."""
+        records = np.asarray(records, dtype=np.int64)
+        if out is None:
+            out = np.empty((records.size, self.image_size, self.image_size), dtype=np.float32)
+        shard = records // self.shard_size
+        for k in np.unique(shard):
+            sel = np.flatnonzero(shard == k)
+            local = records[sel] - k * self.shard_size
+            rows = self._shard(int(k))
+            if sel[-1] - sel[0] + 1 == sel.size and rows.dtype == out.dtype:
+                np.take(rows, local, axis=0, out=out[sel[0] : sel[-1] + 1])  # one copy
+            else:
+                out[sel] = rows[local]
+        return out
 
     def record_ids(self, ids) -> np.ndarray:
         """(n, g) records of samples ``ids`` (pairs (A, B) in thesis mode)."""
@@ -97,32 +116,55 @@ class _Reader:
             raise EdorientError(f"sample id out of range [0, {self.n_records})")
         return ids[:, None]
 
-    def linear(self, sample: int) -> np.ndarray:
-        """Linear intensity (H, W) float32 of one sample."""
-        from edorient.render import compose, inverse_display_transform
+    def _linear_from_records(self, rec: np.ndarray) -> np.ndarray:
+        """Thesis pairs (n, 2) of records -> (n, H, W) float32 ``0.5 A + 0.5 B``.
 
-        if self.mode == "thesis":
-            i, j = self.record_ids([sample])[0]
-            a = np.asarray(self.record(i), dtype=np.float32)
-            b = np.asarray(self.record(j), dtype=np.float32)
-            return compose(a, b, 0.5)
-        return inverse_display_transform(self.display(sample))
-
-    def display(self, sample: int, quantize: bool = True) -> np.ndarray:
-        """Image (H, W) float32 in [0, 1] after the display transform.
-
-        Thesis pairs are rounded to the 256 levels of a stored uint8 image when ``quantize``,
-        so that they look like every other image edorient stores or reads.
+        The arithmetic of :func:`edorient.render.compose` (``float32(0.5) A + float32(0.5) B``),
+        done in place to spare copies of a batch.
         """
-        from edorient.render import display_transform, to_uint8
+        half = np.float32(0.5)
+        out = self.records_float(rec[:, 0])
+        out *= half
+        b = self.records_float(rec[:, 1])
+        b *= half
+        out += b
+        return out
 
+    def linear_many(self, samples) -> np.ndarray:
+        """(n, H, W) float32 linear intensity of samples (approximate outside thesis mode)."""
+        from edorient.render import inverse_display_transform
+
+        rec = self.record_ids(samples)
         if self.mode == "thesis":
-            shown = display_transform(self.linear(sample))
-            return to_uint8(shown).astype(np.float32) / np.float32(255.0) if quantize else shown
-        rec = self.record(self.record_ids([sample])[0, 0])
+            return self._linear_from_records(rec)
+        return inverse_display_transform(self._stored_display(rec[:, 0]))
+
+    def _stored_display(self, records: np.ndarray) -> np.ndarray:
+        images = self.records_float(records)
         if self.dtype == "uint8":
-            return rec.astype(np.float32) / np.float32(255.0)
-        return rec.astype(np.float32)
+            images /= np.float32(255.0)
+        return images
+
+    def display_many(self, samples, quantize: bool = True) -> np.ndarray:
+        """(n, H, W) float32 images in [0, 1] after the display transform.
+
+        Thesis pairs are composed in linear intensity, transformed, and (``quantize``) rounded to
+        the 256 levels of a stored uint8 image, so that they look like every other image
+        edorient stores or reads.
+        """
+        from edorient.render import display_transform
+
+        rec = self.record_ids(samples)
+        if self.mode != "thesis":
+            return self._stored_display(rec[:, 0])
+        shown = display_transform(self._linear_from_records(rec))
+        if not quantize:
+            return shown
+        # = to_uint8(shown) / 255 (round half to even, as np.round), in place
+        shown *= np.float32(255.0)
+        np.rint(shown, out=shown)
+        shown /= np.float32(255.0)
+        return shown
 
     def labels(self, ids) -> np.ndarray:
         rec = self.record_ids(ids)
@@ -314,7 +356,7 @@ class EDData:
 
     def image(self, sample: int, quantize: bool = True) -> np.ndarray:
         """(H, W) float32 image in [0, 1] after the display transform (what a model sees)."""
-        return self._reader.display(int(sample), quantize)
+        return self._reader.display_many([int(sample)], quantize)[0]
 
     def linear_image(self, sample: int) -> np.ndarray:
         """(H, W) float32 linear intensity of a sample (Method 2, stage 2).
@@ -322,7 +364,7 @@ class EDData:
         Exact in thesis mode (``0.5 A + 0.5 B`` of the stored records); in random and single
         modes the inverse display transform of the stored image (quantised, clipped at 1).
         """
-        return self._reader.linear(int(sample))
+        return self._reader.linear_many([int(sample)])[0]
 
     def record_image(self, record: int) -> np.ndarray:
         """The stored array of one record (a copy; thesis mode: one crystal, linear)."""
@@ -370,10 +412,17 @@ class EDTorchDataset(torch.utils.data.Dataset):
         return int(self.ids.size)
 
     def __getitem__(self, index: int):
-        sample = int(self.ids[index])
-        image = torch.from_numpy(self._reader.display(sample, self.quantize))[None]
-        target = torch.from_numpy(self._reader.labels([sample])[0])
-        return _resize(image, self.resize), target, torch.tensor(sample, dtype=torch.int64)
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices) -> list:
+        """A batch at once (the DataLoader calls this): one read per shard, vectorised maths."""
+        samples = self.ids[np.asarray(indices, dtype=np.int64)]
+        images = torch.from_numpy(self._reader.display_many(samples, self.quantize))[:, None]
+        if self.resize is not None and self.resize != images.shape[-1]:
+            images = F.interpolate(images, size=(self.resize, self.resize), mode="area")
+        targets = torch.from_numpy(self._reader.labels(samples))
+        ids = torch.from_numpy(samples)
+        return [(images[k], targets[k], ids[k]) for k in range(samples.size)]
 
 
 class OnTheFlyDataset(torch.utils.data.Dataset):

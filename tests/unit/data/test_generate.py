@@ -126,21 +126,41 @@ def test_truncated_shard_clear_error(tmp_path):
         data.image(5)
 
 
-def test_pair_is_composed_in_linear_intensity(thesis_dir):
-    data = open_dataset(thesis_dir)
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-6), ("float16", 2e-3)])
+def test_pair_is_composed_in_linear_intensity(tmp_path, thesis_dir, dtype, rtol):
+    if dtype == "float32":  # the default
+        data = open_dataset(thesis_dir)
+    else:
+        cfg = GenerateConfig(mode="thesis", n=12, image_size=SIZE, shard_size=5, seed=3, dtype=dtype)
+        data = open_dataset(generate_dataset(cfg, tmp_path / "f16", progress=False))
+    assert data.meta["dtype"] == dtype
     s = sim()
     for k in (0, 7, 40, len(data) - 1):
-        i, j = data.records([k])[0]
         R = data.rotations([k])[0]
         a, b = s.linear_image(R[0]), s.linear_image(R[1])
         expected = 0.5 * (a + b)
-        # stored float16: relative precision 2^-11
-        np.testing.assert_allclose(data.linear_image(k), expected, rtol=2e-3, atol=1e-7)
+        np.testing.assert_allclose(data.linear_image(k), expected, rtol=rtol, atol=1e-7)
         want = to_uint8(display_transform(expected)).astype(np.float32) / 255
         assert np.abs(data.image(k) - want).max() <= 1 / 255 + 1e-6
         # and not the mean of the displayed images: the transform is non-linear
         wrong = 0.5 * (display_transform(a) + display_transform(b))
         assert np.abs(data.image(k) - wrong).max() > 0.05
+
+
+def test_read_path_matches_render_functions_exactly(thesis_dir):
+    """The batched, in-place read path gives the bits of render.compose/display_transform/to_uint8."""
+    from edorient.render import compose
+
+    data = open_dataset(thesis_dir)
+    ids = np.array([3, 17, 17, 65, 0])
+    rec = data.records(ids)
+    batch = data._reader.display_many(ids, quantize=True)
+    raw = data._reader.display_many(ids, quantize=False)
+    for n, (i, j) in enumerate(rec):
+        lin = compose(data.record_image(i), data.record_image(j), 0.5)
+        assert np.array_equal(data._reader.linear_many(ids)[n], lin)
+        assert np.array_equal(raw[n], display_transform(lin))
+        assert np.array_equal(batch[n], to_uint8(display_transform(lin)).astype(np.float32) / np.float32(255))
 
 
 def test_random_mode_images_and_ratios(random_dir):
@@ -192,7 +212,7 @@ def test_meta_records_the_configuration(thesis_dir):
     assert meta["complete"] and len(meta["shards"]) == 3  # 5 + 5 + 2 records
     assert [s["count"] for s in meta["shards"]] == [5, 5, 2]
     assert all(len(s["sha256"]) == 64 for s in meta["shards"])
-    assert meta["dtype"] == "float16" and meta["intensity"] == "linear"
+    assert meta["dtype"] == "float32" and meta["intensity"] == "linear"
 
 
 @pytest.mark.parametrize(
