@@ -116,3 +116,14 @@ def test_epoch_metrics_single_crystal():
     assert m["mae_1"] == pytest.approx(1.5)  # sample 0: |-1| + |1| = 2, sample 1: |1| = 1
     assert m["mae_1"] == m["mae_of"]
     assert m["median_angle_deg"] == pytest.approx(22.5, abs=1e-3)  # median of 0 and 45
+
+
+def test_postprocess_normalises_and_reduces_only_for_symmetry_losses():
+    from edorient.training.losses import postprocess
+
+    raw = torch.tensor([[[0.0, -2.0, -2.0]]])
+    expect = torch.tensor([[[2 ** -0.5, 0.0, 2 ** -0.5]]])  # 4/mmm sector: (max|x,y|, min|x,y|, |z|)
+    assert torch.allclose(postprocess("symmetry", raw), expect, atol=1e-6)
+    assert torch.allclose(postprocess("symmetry-angular", raw), expect, atol=1e-6)
+    assert torch.equal(postprocess("thesis", raw), raw)
+    assert torch.equal(postprocess("order-free", raw), raw)
