@@ -348,6 +348,8 @@ def _prepare(root: Path, cfg: GenerateConfig, config_json: dict) -> dict:
                 f"(holds {extra[0]!r}); give a new or empty folder"
             )
     (root / st.IMAGES).mkdir(parents=True, exist_ok=True)
+    for stale in (root / st.IMAGES).glob("shard_*"):  # no meta.json: nothing here can be trusted
+        stale.unlink()
     _, xtal = _crystal_meta(cfg.crystal)
     labels = sample_labels(cfg, xtal.laue)
     files = {st.label_name(k): st.atomic_save_npy(root / st.label_name(k), v) for k, v in labels.items()}

@@ -70,6 +70,20 @@ def test_resume_repairs_missing_truncated_and_stale_files(tmp_path, thesis_dir):
     assert ref.keys() == got.keys() and all(ref[k] == got[k] for k in ref)
 
 
+def test_folder_without_meta_starts_afresh(tmp_path, thesis_dir):
+    import shutil
+
+    out = tmp_path / "ds"
+    shutil.copytree(thesis_dir, out)
+    (out / "meta.json").unlink()  # e.g. killed before meta.json: no shard can be trusted
+    p = out / "images/shard_00000.npy"
+    p.write_bytes(bytes(len(p.read_bytes())))  # same size as its sidecar says, other bytes
+    cfg = GenerateConfig(mode="thesis", n=12, image_size=SIZE, shard_size=5, seed=3)
+    generate_dataset(cfg, out, progress=False)
+    ref, got = folder_bytes(thesis_dir), folder_bytes(out)
+    assert ref.keys() == got.keys() and all(ref[k] == got[k] for k in ref)
+
+
 def test_killed_generation_resumes_to_identical_bytes(tmp_path):
     """SIGKILL a real generation half-way, resume it, compare with an uninterrupted run."""
     cfg = GenerateConfig(mode="single", n=24, image_size=SIZE, shard_size=3, seed=9,
