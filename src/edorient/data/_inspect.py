@@ -130,7 +130,7 @@ def contact_sheet(data_or_root, path: str | Path, n: int = 16, ids=None, seed: i
     ratios = data.ratios(ids)
     cols = max(1, min(int(cols), ids.size))
     rows = -(-ids.size // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.1 * rows), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, sid, lab, r in zip(axes.ravel(), ids, labels, ratios):
@@ -140,7 +140,6 @@ def contact_sheet(data_or_root, path: str | Path, n: int = 16, ids=None, seed: i
             text.append(f"{name} [{lab[g, 0]:.2f} {lab[g, 1]:.2f} {lab[g, 2]:.2f}]")
         ax.set_title("\n".join(text), fontsize=7)
     fig.suptitle(f"{Path(data.root).name}: {data.mode}, {len(data):,} samples", fontsize=9)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
