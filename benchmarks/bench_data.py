@@ -4,7 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_data.py [--work DIR] [--skip-rss] [--pairs-limit K]
 
-Prints (and writes as JSON to ``DIR/bench_data.json``):
+Prints (and writes as JSON to ``DIR/bench_data_<parts>.json``):
 
 - generation images/s at 224 x 224 with 1 and 2 workers (single and random modes), and the
   wall time to build the N = 1,000 thesis set (499,500 pairs) with 2 workers;
@@ -208,6 +208,8 @@ def main() -> None:
     p.add_argument("--shards-n", type=int, default=4000, help="random-mode images for the shard loader (default 4000)")
     p.add_argument("--batches", type=int, default=30, help="batches of 128 per loader measurement (default 30)")
     p.add_argument("--skip-rss", action="store_true", help="skip the pass over 489,500 pairs")
+    p.add_argument("--parts", nargs="+", default=["gen", "thesis", "loader", "rss"],
+                   choices=["gen", "thesis", "loader", "rss"], help="what to run (default all)")
     p.add_argument("--pairs-limit", type=int, default=None, help="pass over only this many pairs")
     args = p.parse_args()
     import torch
@@ -221,16 +223,20 @@ def main() -> None:
                    f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}",
     }
     print(results["machine"], flush=True)
-    results["generation"] = bench_generation(args.work, args.gen_n)
-    thesis_root, dt = build_thesis(args.work)
-    results["thesis_build_s"] = round(dt, 1)
-    shards_root = args.work / "random_shards"
-    if not (shards_root / "meta.json").is_file():
-        generate_dataset(GenerateConfig(mode="random", n=args.shards_n, seed=1), shards_root, workers=2, progress=False)
-    results["loader"] = bench_loader(thesis_root, shards_root, args.batches)
-    if not args.skip_rss:
+    if "gen" in args.parts:
+        results["generation"] = bench_generation(args.work, args.gen_n)
+    thesis_root = args.work / "thesis_1000"
+    if "thesis" in args.parts or not (thesis_root / "meta.json").is_file():
+        thesis_root, dt = build_thesis(args.work)
+        results["thesis_build_s"] = round(dt, 1)
+    if "loader" in args.parts:
+        shards_root = args.work / "random_shards"
+        if not (shards_root / "meta.json").is_file():
+            generate_dataset(GenerateConfig(mode="random", n=args.shards_n, seed=1), shards_root, workers=2, progress=False)
+        results["loader"] = bench_loader(thesis_root, shards_root, args.batches)
+    if "rss" in args.parts and not args.skip_rss:
         results["pass_489500"] = bench_rss(thesis_root, args.pairs_limit)
-    (args.work / "bench_data.json").write_text(json.dumps(results, indent=2))
+    (args.work / f"bench_data_{'_'.join(args.parts)}.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 
