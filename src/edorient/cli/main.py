@@ -37,7 +37,17 @@ def _subcommands() -> list[type[Subcommand]]:
     return [found[k] for k in sorted(found)]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the chosen subcommand's arguments are built.
+
+    Some subcommands list choices that need torch (the model registry); building only the one
+    that runs keeps ``edorient simulate`` and ``edorient --help`` fast.
+    """
+    commands = _subcommands()
+    chosen = None
+    if argv is not None:
+        names = {cls.COMMAND for cls in commands}
+        chosen = next((a for a in argv if a in names), None)
     parser = argparse.ArgumentParser(
         prog="edorient",
         description="Zone-axis orientation of one or two crystals from electron diffraction.",
@@ -47,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--logfile", default=None, help="also write the log to this file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for cls in _subcommands():
+    for cls in commands:
         p = sub.add_parser(cls.COMMAND, help=cls.HELP, description=cls.HELP)
-        cls.add_args(p)
+        if argv is None or cls.COMMAND == chosen:
+            cls.add_args(p)
         p.set_defaults(_func=cls.func)
     return parser
 
@@ -63,7 +74,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_func", None):
         parser.print_help()
