@@ -3,7 +3,8 @@ fast=True); run by bench_simulator.py inside benchmarks/.venvs/diffsims. Never i
 edorient.
 
 Usage: python _bench_diffsims.py WORKDIR   (WORKDIR holds rotations.npy and params.json)
-Prints one JSON object on the last line of stdout.
+Serves timed passes on request (protocol in _bench_worker.py); each pass times
+calculate_diffraction2d over all orientations, rendering them, and rendering N/2 bicrystals.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from _bench_worker import protocol_stream, serve
+
 warnings.filterwarnings("ignore")
 
 
 def main() -> None:
+    out = protocol_stream()
     work = Path(sys.argv[1])
     p = json.loads((work / "params.json").read_text())
     R = np.load(work / "rotations.npy")  # (n, 3, 3) crystal -> lab, edorient convention
@@ -52,41 +56,38 @@ def main() -> None:
         calibration=p["calibration"],
         fast=True,
     )
-    gen.calculate_diffraction2d(phase, rot[: min(5, rot.size)], **kw)  # warm-up (numba, caches)
-    spot_times, render_times, bi_times, nspots = [], [], [], []
-    for _ in range(p["repeats"]):
+    warm = gen.calculate_diffraction2d(phase, rot[: min(5, rot.size)], **kw)  # numba, caches
+    warm.irot[0].get_diffraction_pattern(**img_kw)
+    first = gen.calculate_diffraction2d(phase, rot, **kw)
+    nspots = [first.irot[i].coordinates.size for i in range(rot.size)]
+    shape = list(np.shape(first.irot[0].get_diffraction_pattern(**img_kw)))
+    half = rot.size // 2
+
+    def run_pass() -> dict:
         t0 = time.perf_counter()
         sim = gen.calculate_diffraction2d(phase, rot, **kw)
-        spot_times.append(time.perf_counter() - t0)
+        t_spots = time.perf_counter() - t0
         singles = [sim.irot[i] for i in range(rot.size)]  # one Simulation2D each (not timed)
-        nspots = [s.coordinates.size for s in singles]
         t0 = time.perf_counter()
-        imgs = [s.get_diffraction_pattern(**img_kw) for s in singles]
-        render_times.append(time.perf_counter() - t0)
-        half = len(singles) // 2
+        for s in singles:
+            s.get_diffraction_pattern(**img_kw)
+        t_render = time.perf_counter() - t0
         t0 = time.perf_counter()
         for a, b in zip(singles[:half], singles[half : 2 * half]):
-            ia = a.get_diffraction_pattern(**img_kw)
-            ib = b.get_diffraction_pattern(**img_kw)
-            _ = 0.5 * ia + 0.5 * ib
-        bi_times.append(time.perf_counter() - t0)
-    print(
-        json.dumps(
-            {
-                "code": "diffsims",
-                "version": diffsims.__version__,
-                "numpy": np.__version__,
-                "python": sys.version.split()[0],
-                "n": int(rot.size),
-                "spots_times_s": spot_times,
-                "render_times_s": render_times,
-                "bicrystal_times_s": bi_times,
-                "n_bicrystal": half,
-                "mean_spots": float(np.mean(nspots)),
-                "image_shape": list(np.shape(imgs[0])),
-            }
-        )
-    )
+            _ = 0.5 * a.get_diffraction_pattern(**img_kw) + 0.5 * b.get_diffraction_pattern(**img_kw)
+        return {"spots_s": t_spots, "render_s": t_render, "bicrystal_s": time.perf_counter() - t0}
+
+    meta = {
+        "code": "diffsims",
+        "version": diffsims.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "n": int(rot.size),
+        "n_bicrystal": half,
+        "mean_spots": float(np.mean(nspots)),
+        "image_shape": shape,
+    }
+    serve(out, meta, run_pass)
 
 
 if __name__ == "__main__":

@@ -124,13 +124,8 @@ def spot_intensities(
     position = np.matmul(gv, R[:, :2, :].transpose(0, 2, 1))
     s = R[:, 2, :] @ gv.T
     s -= 0.5 * wavelength * np.sum(gv * gv, axis=-1)
-    f2 = reflections.intensity
-    rel = SPOT_SCALE * f2 / f2.max() if len(f2) else f2
-    if shape == "sinc2":
-        intensity = _sinc2(thickness * s)
-        intensity *= rel[None, :]
-    else:
-        intensity = rel[None, :] * shape_factor(s, thickness, shape)
+    rel = _relative_intensity(reflections)
+    intensity = _intensity(s, rel, thickness, shape)
     if single:
         return position[0], s[0], intensity[0]
     return position, s, intensity
@@ -165,16 +160,159 @@ def kinematic_spots(
 ) -> Spots:
     """The excited spots of one orientation: those with intensity >= ``min_intensity``.
 
-    ``min_intensity`` is relative to the direct beam (peak 1).
+    ``min_intensity`` is relative to the direct beam (peak 1). The same spots and values as
+    thresholding :func:`spot_intensities`, but the shape factor and the position are only
+    evaluated for the reflections that :class:`ExcitationBounds` cannot rule out.
     """
-    position, s, intensity = spot_intensities(reflections, rotation, wavelength, thickness, shape)
-    keep = np.flatnonzero(intensity >= min_intensity)
-    return Spots(
-        index=keep,
-        hkl=reflections.hkl[keep],
-        position=position[keep],
-        g=reflections.g[keep],
-        d=reflections.d[keep],
-        s=s[keep],
-        intensity=intensity[keep],
-    )
+    R = np.asarray(rotation, dtype=float)
+    if R.shape != (3, 3):
+        raise EdorientError(f"a rotation must have shape (3, 3), got {R.shape}")
+    bounds = ExcitationBounds.build(reflections, wavelength, thickness, shape, min_intensity)
+    return bounds.spots(R)
+
+
+@dataclass(frozen=True, eq=False)
+class ExcitationBounds:
+    """Per-reflection bound on the excitation error an excited spot can have.
+
+    Both shape factors are bounded by a function of ``x = t s`` alone:
+    ``sinc²(x) <= min(1, 1/(π x)²)`` and ``exp(-π x²)``. A reflection of relative weight ``rel``
+    (:func:`spot_intensities`' ``intensity`` at ``s = 0``) can therefore only reach
+    ``min_intensity`` if ``|s| <= s_max``, with ``s_max = sqrt(rel/m)/(π t)`` (sinc²) or
+    ``sqrt(ln(rel/m)/π)/t`` (Gaussian), and ``s_max = -1`` when ``rel < m``. ``s_max`` is widened
+    by a relative 1e-5 (and 1e-9 Å⁻¹) so neither the float32-precision sinc² (3e-7) nor float64
+    rounding of ``s`` can put an excited spot outside it: the pruned paths select exactly the
+    spots that thresholding :func:`spot_intensities` selects.
+
+    Candidates come out of one small product: ``x = [R_z, 1] @ scaled``, with the rows
+    ``[g, -λ|g|²/2] / s_max`` of the reflections that can be excited at all, so ``|x| <= 1`` is
+    the test (``s`` itself is then computed only for the candidates). Products are done for at
+    most 32 orientations at a time: bigger ones make OpenBLAS start threads, which on a loaded
+    machine was 100x slower.
+
+    Examples
+    --------
+    >>> from edorient.structures import anatase
+    >>> from edorient.physics.reflections import compute_reflections
+    >>> refl = compute_reflections(anatase(), 1.5)
+    >>> b = ExcitationBounds.build(refl, 0.0251, 50.0, "sinc2", 1e-4)
+    >>> bool(np.all(b.s_max <= np.sqrt(0.5 / 1e-4) / (np.pi * 50.0) * (1 + 1e-4)))  # rel <= 0.5
+    True
+    """
+
+    reflections: Reflections
+    thickness: float
+    shape: str
+    min_intensity: float
+    rel: np.ndarray  # (K,) relative peak intensity
+    half_lg2: np.ndarray  # (K,) λ |g|² / 2, so s = g_z - half_lg2
+    s_max: np.ndarray  # (K,)
+    possible: np.ndarray  # rows with s_max >= 0
+    scaled_t: np.ndarray  # (4, len(possible)): [g, -half_lg2]ᵀ / s_max of those rows
+
+    @classmethod
+    def build(
+        cls,
+        reflections: Reflections,
+        wavelength: float,
+        thickness: float,
+        shape: ShapeFactor = "sinc2",
+        min_intensity: float = 1e-4,
+    ) -> "ExcitationBounds":
+        if shape not in SHAPES:
+            raise EdorientError(f"unknown shape factor {shape!r}: choose one of {', '.join(SHAPES)}")
+        gv = reflections.g_vectors
+        rel = _relative_intensity(reflections)
+        m = float(min_intensity)
+        slack = 1.0 + 1e-5
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if m <= 0:
+                s_max = np.full(len(rel), np.inf)
+            elif shape == "sinc2":
+                s_max = np.sqrt(rel * slack / m) / (np.pi * thickness) * slack
+            else:
+                s_max = np.sqrt(np.log(np.maximum(rel * slack / m, 1.0)) / np.pi) / thickness * slack
+            if m > 0:
+                s_max = np.where(rel * slack >= m, s_max, -1.0)
+            half_lg2 = 0.5 * wavelength * np.sum(gv * gv, axis=-1)
+            possible = np.flatnonzero(s_max >= 0)
+            aug = np.concatenate([gv, -half_lg2[:, None]], axis=1)[possible]
+            scaled_t = np.ascontiguousarray((aug / (s_max[possible, None] + 1e-9)).T)
+        return cls(
+            reflections=reflections,
+            thickness=float(thickness),
+            shape=shape,
+            min_intensity=m,
+            rel=rel,
+            half_lg2=half_lg2,
+            s_max=s_max,
+            possible=possible,
+            scaled_t=scaled_t,
+        )
+
+    def spots(self, R: np.ndarray) -> Spots:
+        """:func:`kinematic_spots` of one (3, 3) rotation (not checked)."""
+        refl = self.reflections
+        gv = refl.g_vectors
+        x = np.append(R[2], 1.0) @ self.scaled_t
+        cand = self.possible[np.abs(x) <= 1.0]
+        s = gv[cand] @ R[2]
+        s -= self.half_lg2[cand]
+        inten = _intensity(s, self.rel[cand], self.thickness, self.shape)
+        k = inten >= self.min_intensity
+        keep = cand[k]
+        return Spots(
+            index=keep,
+            hkl=refl.hkl[keep],
+            position=gv[keep] @ R[:2].T,
+            g=refl.g[keep],
+            d=refl.d[keep],
+            s=s[k],
+            intensity=inten[k],
+        )
+
+    def pairs(self, rotations: np.ndarray):
+        """Excited spots of many (n, 3, 3) rotations (not checked), flattened.
+
+        Returns ``(orientation, index, position, s, intensity)``: (k,), (k,), (k, 2), (k,), (k,)
+        for the k excited (orientation, reflection) pairs, in row-major order of (n, K) -- the
+        order of ``np.nonzero(spot_intensities(...)[2] >= min_intensity)``.
+        """
+        R = np.asarray(rotations, dtype=float)
+        gv = self.reflections.g_vectors
+        z = np.ones((len(R), 4))
+        z[:, :3] = R[:, 2, :]
+        kp = self.scaled_t.shape[1]
+        found = []
+        for lo in range(0, len(R), _CHUNK):
+            x = z[lo : lo + _CHUNK] @ self.scaled_t
+            found.append(np.flatnonzero(np.abs(x, out=x) <= 1.0) + lo * kp)
+        flat = np.concatenate(found) if found else np.zeros(0, dtype=np.intp)
+        img, col = np.divmod(flat, kp) if kp else (flat, flat)
+        ref = self.possible[col]
+        g = gv[ref]
+        s = np.einsum("kj,kj->k", g, R[img, 2, :])
+        s -= self.half_lg2[ref]
+        inten = _intensity(s, self.rel[ref], self.thickness, self.shape)
+        k = np.flatnonzero(inten >= self.min_intensity)
+        img, ref, g, s, inten = img[k], ref[k], g[k], s[k], inten[k]
+        position = np.einsum("kj,kij->ki", g, R[img, :2, :])  # R[:2] @ g per pair
+        return img, ref, position, s, inten
+
+
+#: Orientations per candidate product in :meth:`ExcitationBounds.pairs` (see its notes).
+_CHUNK = 32
+
+
+def _relative_intensity(reflections: Reflections) -> np.ndarray:
+    f2 = reflections.intensity
+    return SPOT_SCALE * f2 / f2.max() if len(f2) else f2
+
+
+def _intensity(s: np.ndarray, rel: np.ndarray, thickness: float, shape: str) -> np.ndarray:
+    """``rel * shape_factor(s)`` (rel broadcasts against s's last axis)."""
+    if shape == "sinc2":
+        intensity = _sinc2(thickness * s)
+        intensity *= rel
+        return intensity
+    return rel * shape_factor(s, thickness, shape)
