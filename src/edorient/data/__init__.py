@@ -23,6 +23,7 @@ _LAZY = {
     "EDData": "edorient.data.dataset",
     "EDTorchDataset": "edorient.data.dataset",
     "OnTheFlyDataset": "edorient.data.dataset",
+    "InMemoryDataset": "edorient.data.dataset",
     "describe_dataset": "edorient.data._inspect",
     "contact_sheet": "edorient.data._inspect",
 }
@@ -32,6 +33,7 @@ __all__ = [
     "EDData",
     "EDTorchDataset",
     "GenerateConfig",
+    "InMemoryDataset",
     "OnTheFlyDataset",
     "contact_sheet",
     "describe_dataset",

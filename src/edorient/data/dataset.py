@@ -487,3 +487,32 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
             torch.tensor(int(index), dtype=torch.int64),
         )
 
+
+
+class InMemoryDataset(torch.utils.data.TensorDataset):
+    """Simulated images held in memory: quick experiments and tests, no files.
+
+    ``n`` samples of :class:`OnTheFlyDataset` (real simulator; ``mode`` ``"random"`` for
+    bicrystals, ``"single"`` for single crystals) rendered once. ``targets`` holds the labels
+    as a numpy array (n, n_grains, 3).
+
+    Examples
+    --------
+    >>> ds = InMemoryDataset(4, image_size=32, mode="random", seed=0)
+    >>> x, y, i = ds[0]
+    >>> tuple(x.shape), tuple(y.shape), ds.targets.shape
+    ((1, 32, 32), (2, 3), (4, 2, 3))
+    """
+
+    def __init__(self, n: int, image_size: int = 64, mode: str = "random", seed: int = 0, **config) -> None:
+        from edorient.data.generate import GenerateConfig
+
+        source = OnTheFlyDataset(GenerateConfig(mode=mode, n=max(int(n), 2), image_size=image_size, seed=seed, **config),
+                                 length=int(n))
+        items = [source[i] for i in range(int(n))]
+        images = torch.stack([it[0] for it in items])
+        targets = torch.stack([it[1] for it in items])
+        ids = torch.stack([it[2] for it in items])
+        super().__init__(images, targets, ids)
+        self.targets = targets.numpy()
+        self.n_grains = source.n_grains

@@ -22,12 +22,12 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
     from edorient.models import build_model
     from edorient.training import TrainConfig, fit
     from edorient.training import distributed as D
-    from edorient.training.synthetic import SyntheticDiffraction
+    from edorient.data import InMemoryDataset
 
     assert D.setup("cpu") and D.world_size() == world
     torch.manual_seed(100 + rank)  # different initial weights: DDP must broadcast rank 0's
     model = build_model("compact-s", input_size=32)
-    tr, va = SyntheticDiffraction(48, size=32, seed=1), SyntheticDiffraction(12, size=32, seed=2)
+    tr, va = InMemoryDataset(48, image_size=32, seed=1), InMemoryDataset(12, image_size=32, seed=2)
     cfg = TrainConfig(epochs=2, batch_size=8, loss="order-free", optimizer="adamw", lr=2e-3, eps=1e-8,
                       device="cpu", progress=False, plot=False, seed=0)
     res = fit(model, tr, va, cfg, Path(root) / f"run_rank{rank}")

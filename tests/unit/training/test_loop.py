@@ -11,14 +11,14 @@ from torch import nn
 from edorient.errors import EdorientError
 from edorient.models import build_model
 from edorient.training import TrainConfig, finetune, fit, load_checkpoint, load_model
-from edorient.training.synthetic import SyntheticDiffraction
+from edorient.data import InMemoryDataset
 
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def data():
-    return SyntheticDiffraction(64, size=SIZE, seed=1), SyntheticDiffraction(32, size=SIZE, seed=2)
+    return InMemoryDataset(64, image_size=SIZE, seed=1), InMemoryDataset(32, image_size=SIZE, seed=2)
 
 
 def _cfg(**kw):
@@ -42,7 +42,7 @@ def test_overfits_64_images(tmp_path):
     # 64 images, validated on the same 64. Predicting the best constant (the label mean) has an
     # MAE of about 0.56 here (computed below with numpy); a network that memorised the set
     # gets under a fifth of that (it reaches ~0.05 in 60 epochs): eq. 3.2 of 0.1 is a few degrees.
-    ds = SyntheticDiffraction(64, size=SIZE, seed=5)
+    ds = InMemoryDataset(64, image_size=SIZE, seed=5)
     t = ds.targets
     base = np.abs(t - t.reshape(-1, 3).mean(0)).sum(-1).mean()
     torch.manual_seed(0)
