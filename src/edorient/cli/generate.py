@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from edorient.cli._base import Subcommand, finite_float, positive_int
-from edorient.cli.simulate import add_crystal_arg, add_physics_args
+from edorient.cli.simulate import add_crystal_arg, add_physics_args, simulation_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,7 @@ class Generate(Subcommand):
             n=args.n,
             crystal=args.crystal,
             image_size=args.size,
-            simulation={
-                "voltage_kv": args.voltage,
-                "thickness": args.thickness,
-                "shape": args.shape,
-                "calibration": args.calibration,
-                "spot_sigma_px": args.spot_sigma,
-            },
+            simulation=simulation_kwargs(args),
             seed=args.seed,
             shard_size=args.shard_size,
             dtype=args.dtype,

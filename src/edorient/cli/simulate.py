@@ -32,17 +32,22 @@ def add_physics_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--spot-sigma", type=finite_float, default=cv.DEFAULT_SPOT_SIGMA_PX, help="spot radius in pixels")
 
 
+def simulation_kwargs(args: argparse.Namespace) -> dict:
+    """The :class:`edorient.render.SimulationConfig` fields set by :func:`add_physics_args`
+    (all but the image size)."""
+    return {
+        "voltage_kv": args.voltage,
+        "thickness": args.thickness,
+        "shape": args.shape,
+        "calibration": args.calibration,
+        "spot_sigma_px": args.spot_sigma,
+    }
+
+
 def simulation_config(args: argparse.Namespace):
     from edorient.render import SimulationConfig
 
-    return SimulationConfig(
-        voltage_kv=args.voltage,
-        thickness=args.thickness,
-        shape=args.shape,
-        image_size=args.size,
-        calibration=args.calibration,
-        spot_sigma_px=args.spot_sigma,
-    )
+    return SimulationConfig(image_size=args.size, **simulation_kwargs(args))
 
 
 class Simulate(Subcommand):

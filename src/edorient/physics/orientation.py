@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike
 
 from edorient.errors import EdorientError
 from edorient.physics.symmetry import LaueGroup
+from edorient.physics.symmetry import _as_unit_vectors as _unit
 
 __all__ = [
     "beam_direction",
@@ -40,18 +41,6 @@ __all__ = [
     "sector_triangle_4mmm",
     "stereographic",
 ]
-
-
-def _unit(v: ArrayLike, name: str) -> np.ndarray:
-    arr = np.asarray(v, dtype=float)
-    if arr.ndim == 0 or arr.shape[-1] != 3:
-        raise EdorientError(f"{name} must have shape (..., 3), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise EdorientError(f"{name} must be finite numbers, got {np.asarray(v).tolist()}")
-    norm = np.linalg.norm(arr, axis=-1, keepdims=True)
-    if np.any(norm == 0):
-        raise EdorientError(f"{name} must be non-zero vectors; found a zero vector")
-    return arr / norm
 
 
 def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
