@@ -117,7 +117,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
     for split in ("random", "disjoint"):
         t = time.perf_counter()
         ecfg = EvaluateConfig(split=split, stage2_max=cfg.stage2_max, matcher_directions=cfg.matcher_directions,
-                              seed=cfg.seed)
+                              seed=cfg.seed, progress=progress)
         results[split] = evaluate_run(runs[f"bicrystal_{split}"], pairs_dir, out / f"eval_{split}", ecfg,
                                       single_run=runs["single"])
         step(f"evaluate {split}", t)

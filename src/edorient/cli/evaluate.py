@@ -32,6 +32,7 @@ class Evaluate(Subcommand):
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         parser.add_argument("--seed", type=int, default=0, help="seed (choice of the stage-2 images)")
         parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN/eval_SPLIT)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
@@ -44,7 +45,7 @@ class Evaluate(Subcommand):
             raise EdorientError(f"run folder {args.run} not found; give the folder `edorient train` wrote")
         cfg = EvaluateConfig(split=args.split, subsets=args.subsets, batch_size=args.batch_size,
                              stage2_max=args.stage2_max, matcher_directions=args.matcher_directions,
-                             seed=args.seed, device=args.device)
+                             seed=args.seed, device=args.device, progress=not args.no_progress)
         out = args.out or (args.run if args.run.is_dir() else args.run.parent) / f"eval_{args.split}"
         evaluate_run(args.run, args.data, out, cfg, single_run=args.single_run)
         print((out / "report.md").read_text())

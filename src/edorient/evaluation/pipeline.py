@@ -48,21 +48,24 @@ class EvaluateConfig:
     """Seed for choosing the stage-2 images."""
     device: str = "cpu"
     """Device of the forward passes."""
+    progress: bool = True
+    """Progress bars (tqdm, on stderr)."""
 
 
-def _tqdm(it, **kw):
+def _tqdm(it, progress: bool = True, **kw):
     from tqdm.auto import tqdm
 
-    return tqdm(it, **kw)
+    return tqdm(it, disable=not progress, **kw)
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset, batch_size: int = 128, device: str = "cpu") -> np.ndarray:
+def predict(model: torch.nn.Module, dataset, batch_size: int = 128, device: str = "cpu",
+            progress: bool = True) -> np.ndarray:
     """Model outputs (n, heads, 3) over a torch Dataset of (image, target, id) items."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     model = model.to(device).eval()
     out = []
-    for batch in _tqdm(loader, desc="predict", leave=False):
+    for batch in _tqdm(loader, progress, desc="predict", leave=False):
         out.append(model(batch[0].to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2, 3), np.float32)
 
@@ -140,7 +143,7 @@ def evaluate_run(
     laue = crystal.laue
     resize = None if input_size == data.image_size else input_size
     log.info("predicting %d test images with %s", len(test_ids), ckpt_path)
-    raw = predict(model, data.torch_dataset(test_ids, resize=resize), cfg.batch_size, cfg.device)
+    raw = predict(model, data.torch_dataset(test_ids, resize=resize), cfg.batch_size, cfg.device, cfg.progress)
     true = data.labels(test_ids).astype(np.float64)
     n_grains = true.shape[1]
     if raw.shape[1] != n_grains:
@@ -157,7 +160,7 @@ def evaluate_run(
     scores = None
     if n_grains == 2:
         scores = np.zeros((len(test_ids), 2))
-        for i, sample in enumerate(_tqdm(test_ids, desc="Method 2 pick by score", leave=False)):
+        for i, sample in enumerate(_tqdm(test_ids, cfg.progress, desc="Method 2 pick by score", leave=False)):
             scores[i] = scorer.score(data.image(int(sample)), pred[i])[0]
     result = M.evaluate_predictions(pred, true, laue, subsets=subsets, scores=scores)
     result["n_test"] = int(len(test_ids))
@@ -221,7 +224,7 @@ def _run_stage2(data, test_ids, pred, true, scores, sim, scorer, laue, cfg, sing
         block = {"method1_other": _err_block(m1_other, other_true, laue)}
         for name, est in estimators.items():
             d2 = np.zeros((len(chosen), 3))
-            for k, i in enumerate(_tqdm(chosen, desc=f"stage 2 ({pick_name}, {name})", leave=False)):
+            for k, i in enumerate(_tqdm(chosen, cfg.progress, desc=f"stage 2 ({pick_name}, {name})", leave=False)):
                 kept = pred[i, kept_head[k]]
                 d2[k] = stage2(data.image(int(test_ids[i])), kept, sim, est, scorer=scorer).direction
             block[name] = _err_block(d2, other_true, laue)
