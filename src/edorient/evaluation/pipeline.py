@@ -280,7 +280,9 @@ def _plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg) -> str:
     if n_grains == 2:
         deg = M.angular_errors_pairs(pred, true, laue, order="free")
     plots.plot_error_histograms(out / "error_histograms.png", a, angular_deg=deg)
-    plots.plot_stereographic_errors(out / "stereographic_errors.png", true.reshape(-1, 3), deg.reshape(-1))
+    plots.plot_stereographic_errors(out / "stereographic_errors.png", true.reshape(-1, 3), deg.reshape(-1),
+                                    label=f"angular error modulo {laue.name} (°)",
+                                    title="error at the true direction (order-free heads)")
     worst = M.worst_indices(deg, min(cfg.worst, len(test_ids)))
     images, true_spots, pred_spots, titles = [], [], [], []
     rotations = data.rotations(test_ids[worst])
