@@ -30,7 +30,7 @@ class Reproduce(Subcommand):
         parser.add_argument("--scale", type=finite_float, default=0.02, metavar="F",
                             help="fraction of the thesis' sizes, 0 < F <= 1: N = smallest with C(N,2) >= F x 499,500 "
                                  "orientations, every set in the thesis' proportions, epochs x F (default 0.02: "
-                                 "142 orientations, 10,011 images, about an hour on 2 CPU cores; 1: the thesis, for a GPU)")
+                                 "142 orientations, 10,011 images; training capped at 40 min, 36 min in all measured on 2 shared CPU cores; 1: the thesis, for a GPU)")
         parser.add_argument("--out", type=Path, default=Path("reproduce-out"),
                             help="output folder; rerun with the same settings to resume (default reproduce-out)")
         parser.add_argument("--arch", default=None, metavar="NAME",
