@@ -316,7 +316,8 @@ def _sizes_note(cfg: ReproduceConfig, plan: Plan, exp: str) -> str:
 
 
 def stage_progress(out: Path) -> list[tuple[str, int, int]]:
-    """``(stage folder, optimisation steps done, steps planned)`` of every training run in ``out``."""
+    """``(stage folder, optimisation steps done, steps planned)`` of every training run in ``out``
+    (done = planned for a stage that was not stopped by its time limit)."""
     rows, seen = [], set()
     for cfgp in sorted(out.glob("**/config.json")):
         if cfgp.parent == out or "evaluations" in cfgp.parts or "data" in cfgp.parts or cfgp.resolve() in seen:
@@ -327,9 +328,14 @@ def stage_progress(out: Path) -> list[tuple[str, int, int]]:
             hist = _history(cfgp.parent)
             done = int(hist[-1]["step"]) if hist else 0
             want = int(c["train"]["epochs"]) * math.ceil(int(c["train_size"]) / int(c["train"]["batch_size"]))
+            limited = float(c["train"].get("time_limit_s", 0)) > 0
         except (KeyError, ValueError, json.JSONDecodeError):
             continue
-        rows.append((str(cfgp.parent.relative_to(out)), done, want))
+        # a one-image last batch is skipped by batch-norm models: up to one step per epoch short
+        if limited and done < want - int(c["train"]["epochs"]):
+            rows.append((str(cfgp.parent.relative_to(out)), done, want))
+        elif not limited or done >= want - int(c["train"]["epochs"]):
+            rows.append((str(cfgp.parent.relative_to(out)), want, want))
     return rows
 
 
