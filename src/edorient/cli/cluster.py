@@ -23,18 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edorient.cli._base import Subcommand, finite_float, positive_int
+from edorient.cli._base import Subcommand, finite_float, nonneg_int, positive_int
 from edorient.errors import EdorientError
 
 log = logging.getLogger(__name__)
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    return value
 
 
 def peak_rss_bytes() -> int:
@@ -59,7 +51,7 @@ class Cluster(Subcommand):
                             help="whose training (trainval) set to balance (default random)")
         parser.add_argument("--resize", type=positive_int, default=None,
                             help="downscaled side, must divide the image side (default 56 for i, 112 for ii)")
-        parser.add_argument("--kmax", type=_nonneg_int, default=10,
+        parser.add_argument("--kmax", type=nonneg_int, default=10,
                             help="SSE curve for K = 1..kmax (>= 2; 0 skips it, needs --k) (default 10)")
         parser.add_argument("--k", type=positive_int, default=None,
                             help="number of clusters (default: the elbow of the SSE curve)")
@@ -81,7 +73,7 @@ class Cluster(Subcommand):
         k.add_argument("--batch-size", type=positive_int, default=4096, help="minibatch chunk size (default 4096)")
         k.add_argument("--epochs", type=positive_int, default=3, help="minibatch passes (default 3)")
         r = parser.add_argument_group("reading")
-        r.add_argument("--workers", type=_nonneg_int, default=0, help="DataLoader workers reading images (default 0)")
+        r.add_argument("--workers", type=nonneg_int, default=0, help="DataLoader workers reading images (default 0)")
         r.add_argument("--read-batch", type=positive_int, default=256, help="images per read batch (default 256)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

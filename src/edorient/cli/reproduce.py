@@ -6,17 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edorient.cli._base import Subcommand, finite_float, positive_int
-
-
-def _nonneg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+from edorient.cli._base import Subcommand, finite_float, nonneg_int, positive_int
 
 
 class Reproduce(Subcommand):
@@ -49,7 +39,7 @@ class Reproduce(Subcommand):
                                  "2400 for F < 0.5, none otherwise)")
         parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
         parser.add_argument("--seed", type=int, default=0, help="seed of data, splits, K-means and training (default 0)")
-        parser.add_argument("--workers", type=_nonneg, default=0, help="DataLoader workers (default 0)")
+        parser.add_argument("--workers", type=nonneg_int, default=0, help="DataLoader workers (default 0)")
         parser.add_argument("--gen-workers", type=positive_int, default=2, help="simulation processes (default 2)")
         parser.add_argument("--kmax", type=positive_int, default=10, help="K-means SSE curve K = 1..kmax (default 10)")
         parser.add_argument("--no-plots", action="store_true", help="no learning-curve plots (faster tiny runs)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edorient.cli._base import Subcommand, finite_float, positive_int
+from edorient.cli._base import Subcommand, finite_float
 from edorient.errors import EdorientError
 
 log = logging.getLogger(__name__)

@@ -7,19 +7,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from edorient.cli._base import Subcommand, finite_float, positive_int
+from edorient.cli._base import Subcommand, finite_float, nonneg_int, positive_int
 
 log = logging.getLogger(__name__)
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
 
 
 def _subset_list(text: str) -> list[int] | str:
@@ -64,7 +54,7 @@ class Train(Subcommand):
         d = parser.add_argument_group("data")
         d.add_argument("--split", choices=("random", "disjoint"), default="random", help="hold-out split (default random)")
         d.add_argument("--scheme", default="thesis", help="subset scheme (default thesis)")
-        d.add_argument("--subset", type=_nonneg_int, default=None, metavar="K",
+        d.add_argument("--subset", type=nonneg_int, default=None, metavar="K",
                        help="train on training subset K (from 0) only (default: the whole training set)")
         d.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="use only the first N training and N//4 validation samples (quick runs)")
@@ -85,19 +75,19 @@ class Train(Subcommand):
         o.add_argument("--momentum", type=finite_float, default=None, help="SGD momentum")
         o.add_argument("--weight-decay", type=finite_float, default=None)
         o.add_argument("--schedule", choices=("constant", "cosine"), default=None)
-        o.add_argument("--warmup-steps", type=_nonneg_int, default=None)
+        o.add_argument("--warmup-steps", type=nonneg_int, default=None)
         o.add_argument("--min-lr-ratio", type=finite_float, default=None)
         o.add_argument("--grad-clip", type=finite_float, default=None)
         o.add_argument("--select", choices=("sum_mae", "mae_of", "median_angle_deg", "val_loss"), default=None,
                        help="validation metric that picks best.pt")
         o.add_argument("--time-limit", dest="time_limit_s", type=finite_float, default=None, metavar="SECONDS",
                        help="stop training after this many seconds (0: none)")
-        o.add_argument("--max-steps-per-epoch", type=_nonneg_int, default=None)
+        o.add_argument("--max-steps-per-epoch", type=nonneg_int, default=None)
         r = parser.add_argument_group("hardware")
         r.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default auto)")
         r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on CUDA (default on)")
         r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels_last on CUDA (default on)")
-        r.add_argument("--workers", type=_nonneg_int, default=None, help="DataLoader workers (default 0)")
+        r.add_argument("--workers", type=nonneg_int, default=None, help="DataLoader workers (default 0)")
         r.add_argument("--seed", type=int, default=None, help="seed (default 0)")
         r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default on)")
 

@@ -95,7 +95,7 @@ def format_description(desc: dict) -> str:
         f"{desc['shards']} shards of {desc['shard_size']}, {desc['bytes'] / 2**20:.1f} MiB",
         f"crystal     {c['crystal']['name']} ({c['crystal']['space_group']}, Laue {c['crystal']['laue_group']}, "
         f"{c['crystal']['source']})",
-        f"simulation  " + ", ".join(f"{k}={v}" for k, v in sorted(c["simulation"].items())),
+        "simulation  " + ", ".join(f"{k}={v}" for k, v in sorted(c["simulation"].items())),
         f"generation  seed={c['seed']} inplane_deg={c['inplane_deg']} ratio={c['ratio']} "
         f"noise_dose={c['noise_dose']} edorient {c['edorient_version']}",
     ]

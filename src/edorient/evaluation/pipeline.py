@@ -8,7 +8,6 @@ plots (error histograms, the stereographic triangle, the worst images with spots
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
