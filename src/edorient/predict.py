@@ -100,9 +100,9 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     model = None
     size = config.size
     if run is not None:
-        from edorient.evaluation.pipeline import _checkpoint, _model_input
+        from edorient.evaluation.pipeline import load_run_model
 
-        model, size = _model_input(_checkpoint(run))
+        model, size = load_run_model(run)
         n_heads = int(model.config.n_grains)
         if n_heads != config.grains:
             raise EdorientError(f"the model of {run} finds {n_heads} grain(s) but --grains is {config.grains}")
@@ -115,7 +115,9 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
 
         with torch.no_grad():
             raw = model(torch.as_tensor(x)[None, None]).reshape(-1, 3).numpy().astype(float)
-        directions = crystal.laue.reduce(raw / np.linalg.norm(raw, axis=1, keepdims=True))
+        from edorient.evaluation.pipeline import sector_predictions
+
+        directions = sector_predictions(raw, crystal.laue)
     else:
         matcher = TemplateMatcher(sim, n_directions=config.matcher_directions)
         first = matcher(x)

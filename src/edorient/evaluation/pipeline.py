@@ -84,17 +84,16 @@ class CNNEstimator:
         return self.model(x).reshape(-1, 3)[0].numpy().astype(float)
 
 
-def _model_input(ckpt_path: Path) -> tuple[torch.nn.Module, int]:
-    from edorient.training.checkpoint import load_checkpoint
-    from edorient.models import model_from_config
+def load_run_model(run: str | Path) -> tuple[torch.nn.Module, int]:
+    """The model of a run folder (or a .pt file) in eval mode, and its input size."""
+    from edorient.training.checkpoint import load_model
 
-    ckpt = load_checkpoint(ckpt_path)
-    model = model_from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), int(ckpt["model_config"].get("input_size", 224))
+    model = load_model(find_checkpoint(run))
+    return model, int(model.config.input_size)
 
 
-def _checkpoint(run_dir: str | Path) -> Path:
+def find_checkpoint(run_dir: str | Path) -> Path:
+    """best.pt of a run folder (last.pt, or a fine-tuning run's last stage, if none)."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return run_dir
@@ -111,6 +110,15 @@ def _checkpoint(run_dir: str | Path) -> Path:
 def _unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.where(n > 0, n, 1.0)
+
+
+def sector_predictions(raw: np.ndarray, laue) -> np.ndarray:
+    """Model outputs (..., 3) normalised (float64) and reduced to the fundamental sector.
+
+    A symmetry-equivalent direction is the same physical answer, so every metric sees the
+    predictions like the labels.
+    """
+    return laue.reduce(_unit(np.asarray(raw, dtype=np.float64)))
 
 
 def evaluate_run(
@@ -131,8 +139,8 @@ def evaluate_run(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = open_dataset(data_dir)
-    ckpt_path = _checkpoint(run_dir)
-    model, input_size = _model_input(ckpt_path)
+    ckpt_path = find_checkpoint(run_dir)
+    model, input_size = load_run_model(ckpt_path)
     test_ids = data.index(cfg.split, "test")
     if len(test_ids) == 0:
         raise EdorientError(f"split {cfg.split!r} of {data_dir} has no test images")
@@ -149,10 +157,7 @@ def evaluate_run(
         raise EdorientError(
             f"the model has {raw.shape[1]} head(s) but {data_dir} has {n_grains} grain(s) per image"
         )
-    # A symmetry-equivalent direction is the same physical answer: every metric sees the
-    # predictions normalised and reduced to the fundamental sector, like the labels.
-    # (predictions.npz keeps the raw outputs.)
-    pred = laue.reduce(_unit(raw.astype(np.float64)))
+    pred = sector_predictions(raw, laue)  # predictions.npz keeps the raw outputs
 
     sim = Simulator(crystal, _sim_config(data))
     scorer = PatternScorer(sim)
@@ -209,7 +214,7 @@ def _run_stage2(data, test_ids, pred, true, scores, sim, scorer, laue, cfg, sing
     m1_free, swapped = M.method1_errors(pred[chosen], true[chosen], order="free", return_swapped=True)
     estimators: dict[str, Any] = {"template matching": TemplateMatcher(sim, n_directions=cfg.matcher_directions)}
     if single_run is not None:
-        model, size = _model_input(_checkpoint(single_run))
+        model, size = load_run_model(single_run)
         estimators = {"single-crystal CNN": CNNEstimator(model, size), **estimators}
     picks = {"oracle": np.argmin(m1_free, axis=1), "score": np.argmax(scores[chosen], axis=1)}
     out: dict[str, Any] = {"n": int(len(chosen)), "estimators": list(estimators), "results": {}}

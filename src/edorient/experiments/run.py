@@ -115,7 +115,7 @@ def evaluate_checkpoint(ckpt: Path, data, ids: np.ndarray, subsets: list[np.ndar
     Predictions are normalised and reduced to the fundamental sector (as ``edorient
     evaluate``); ``subsets`` index ``ids``. Adds ``per_sample`` errors for the paired tests."""
     from edorient.evaluation import metrics as M
-    from edorient.evaluation.pipeline import dataset_crystal, predict
+    from edorient.evaluation.pipeline import dataset_crystal, predict, sector_predictions
     from edorient.training import load_model, resolve_device
 
     out_json = Path(out_json)
@@ -127,9 +127,7 @@ def evaluate_checkpoint(ckpt: Path, data, ids: np.ndarray, subsets: list[np.ndar
                   batch_size=256, device=str(resolve_device(cfg.device)))
     true = data.labels(ids).astype(np.float64)
     laue = dataset_crystal(data).laue
-    raw = raw.astype(np.float64)  # float64 before the head matching (near-ties of similar heads)
-    norm = np.linalg.norm(raw, axis=-1, keepdims=True)
-    pred = laue.reduce(raw / np.where(norm > 0, norm, 1.0))
+    pred = sector_predictions(raw, laue)  # float64 before the head matching (near-ties of similar heads)
     res = M.evaluate_predictions(pred, true, laue, subsets=subsets)
     m1 = M.method1_errors(pred, true, order="free")
     res["per_sample"] = {"method1_free": m1.mean(axis=1).tolist(), "method2_oracle_free": m1.min(axis=1).tolist()}
