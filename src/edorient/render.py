@@ -307,19 +307,20 @@ def display_transform(image: np.ndarray, invert: bool = False) -> np.ndarray:
 
     ``invert=True`` gives dark spots on a light ground, as the thesis' figures.
     """
-    k = cv.DISPLAY_GAIN
-    # Speed: the same float32 operations (and bits) as clip(log1p(k clip(I, 0)) / log1p(k), 0, 1),
-    # but only on the pixels that are not <= 0 (spot images are ~80 % zeros, which map to 0).
+    # Chunks of 2**20 pixels (4 MB) stay in cache; float32 throughout, the same bits as
+    # clip(log1p(k clip(I, 0)) / log1p(k), 0, 1).
+    k, den = np.float32(cv.DISPLAY_GAIN), np.float32(np.log1p(cv.DISPLAY_GAIN))
     image = np.asarray(image, dtype=np.float32)
-    out = np.zeros(image.shape, dtype=np.float32)
+    out = np.empty(image.shape, dtype=np.float32)
     flat_in, flat_out = image.reshape(-1), out.reshape(-1)
-    lit = np.flatnonzero(~(flat_in <= 0))  # NaN stays NaN, as before
-    v = flat_in[lit]
-    v *= k
-    np.log1p(v, out=v)
-    v /= np.float32(np.log1p(k))
-    np.clip(v, 0.0, 1.0, out=v)
-    flat_out[lit] = v
+    for start in range(0, flat_in.size, 1 << 20):
+        v = flat_out[start : start + (1 << 20)]
+        np.maximum(flat_in[start : start + (1 << 20)], np.float32(0.0), out=v)
+        v += np.float32(0.0)  # -0.0 -> +0.0
+        v *= k
+        np.log1p(v, out=v)
+        v /= den
+        np.clip(v, 0.0, 1.0, out=v)
     if invert:
         np.subtract(1.0, out, out=out)
     return out
