@@ -107,18 +107,15 @@ def find_checkpoint(run_dir: str | Path) -> Path:
     raise EdorientError(f"no checkpoint in {run_dir} (expected best.pt); give a run folder of `edorient train`")
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(n > 0, n, 1.0)
-
-
 def sector_predictions(raw: np.ndarray, laue) -> np.ndarray:
     """Model outputs (..., 3) normalised (float64) and reduced to the fundamental sector.
 
     A symmetry-equivalent direction is the same physical answer, so every metric sees the
     predictions like the labels.
     """
-    return laue.reduce(_unit(np.asarray(raw, dtype=np.float64)))
+    v = np.asarray(raw, dtype=np.float64)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return laue.reduce(v / np.where(n > 0, n, 1.0))
 
 
 def evaluate_run(
@@ -237,7 +234,7 @@ def _run_stage2(data, test_ids, pred, true, scores, sim, scorer, laue, cfg, sing
 
 
 def _err_block(est: np.ndarray, true: np.ndarray, laue) -> dict[str, Any]:
-    a = M.thesis_errors(laue.reduce(_unit(est)), true)
+    a = M.thesis_errors(sector_predictions(est, laue), true)
     mae, sigma = M.mae_sigma(a)
     return {"mae": mae, "sigma": sigma, "angular": M.angular_summary(M.angular_errors(est, true, laue))}
 

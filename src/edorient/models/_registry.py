@@ -98,12 +98,16 @@ def build_model(
         raise EdorientError(
             f"unknown option(s) {unknown} for architecture {name!r}; valid: {sorted(fields)}"
         )
-    cfg = cfg_cls(**kwargs)
+    return _instantiate(cls, cfg_cls(**kwargs), name, device)
+
+
+def _instantiate(cls: type[nn.Module], config: Any, name: str, device: torch.device | str | None) -> nn.Module:
+    """``cls(config)``, built on ``device`` when given, tagged with its registry name."""
     if device is not None:
         with torch.device(device):
-            model = cls(cfg)
+            model = cls(config)
     else:
-        model = cls(cfg)
+        model = cls(config)
     model.arch = name
     return model
 
@@ -126,11 +130,4 @@ def model_from_config(cfg: dict[str, Any], *, device: torch.device | str | None 
         if isinstance(v, list) and k in ftypes:
             cfg[k] = tuple(v)
     # The stored dict holds every field, so it already encodes the variant.
-    config = cls.Config(**cfg)
-    if device is not None:
-        with torch.device(device):
-            model = cls(config)
-    else:
-        model = cls(config)
-    model.arch = name
-    return model
+    return _instantiate(cls, cls.Config(**cfg), name, device)
