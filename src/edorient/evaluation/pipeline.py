@@ -274,12 +274,15 @@ def _visible_pixels(sim: Simulator, R: np.ndarray) -> np.ndarray:
 def _plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg) -> str:
     n_grains = true.shape[1]
     if n_grains == 2:
-        a = M.method1_errors(pred, true, order="free")
+        # the order-free assignment of heads to grains, then everything in grain order, so
+        # column g goes with true[:, g] (the stereographic plot places errors at true[:, g])
+        _, swapped = M.method1_errors(pred, true, order="free", return_swapped=True)
+        assigned = np.where(swapped[:, None, None], pred[:, ::-1], pred)
+        a = M.thesis_errors(assigned, true)
+        deg = M.angular_errors(assigned, true, laue)
     else:
         a = M.thesis_errors(pred[:, 0], true[:, 0])[:, None]
-    deg = np.stack([M.angular_errors(pred[:, g], true[:, g], laue) for g in range(n_grains)], axis=1)
-    if n_grains == 2:
-        deg = M.angular_errors_pairs(pred, true, laue, order="free")
+        deg = M.angular_errors(pred[:, 0], true[:, 0], laue)[:, None]
     plots.plot_error_histograms(out / "error_histograms.png", a, angular_deg=deg)
     plots.plot_stereographic_errors(out / "stereographic_errors.png", true.reshape(-1, 3), deg.reshape(-1),
                                     label=f"angular error modulo {laue.name} (°)",
