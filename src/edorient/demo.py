@@ -62,6 +62,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
     """Run the demo into ``out``; returns the path of ``report.md``. Finished steps are reused."""
     import torch
 
+    from edorient._utils.atomic import atomic_write_text
     from edorient.data import GenerateConfig, generate_dataset, open_dataset
     from edorient.evaluation.pipeline import EvaluateConfig, evaluate_run
     from edorient.models import build_model
@@ -71,7 +72,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
     cfg = config or DemoConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"demo": asdict(cfg)}, indent=2) + "\n")
+    atomic_write_text(out / "config.json", json.dumps({"demo": asdict(cfg)}, indent=2) + "\n")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -123,8 +124,8 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
         step(f"evaluate {split}", t)
     timings["total"] = round(time.perf_counter() - t0, 1)
     report = out / "report.md"
-    report.write_text(_report(cfg, results, timings))
-    (out / "config.json").write_text(json.dumps({"demo": asdict(cfg), "timings_s": timings}, indent=2) + "\n")
+    atomic_write_text(report, _report(cfg, results, timings))
+    atomic_write_text(out / "config.json", json.dumps({"demo": asdict(cfg), "timings_s": timings}, indent=2) + "\n")
     return report
 
 

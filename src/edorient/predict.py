@@ -156,11 +156,13 @@ def _overlay(path: Path, image01: np.ndarray, spots: list[np.ndarray], grains: l
     ax.set_ylim(image01.shape[0] - 1, 0)
     ax.legend(loc="lower left", fontsize=7)
     ax.set_axis_off()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("tmp_" + path.name)
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    from edorient._utils.atomic import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def result_json(result: dict[str, Any]) -> str:

@@ -41,9 +41,8 @@ class Predict(Subcommand):
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
         text = result_json(result)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.json.with_name(args.json.name + ".tmp")
-            tmp.write_text(text + "\n")
-            tmp.replace(args.json)
+            from edorient._utils.atomic import atomic_write_text
+
+            atomic_write_text(args.json, text + "\n")
         print(text)
         return 0

@@ -37,13 +37,12 @@ class ReflectionsCommand(Subcommand):
             for (h, k, l), d, F in zip(refl.hkl, refl.d, refl.F)
         ]
         if args.csv:
-            args.csv.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.csv.with_name(args.csv.name + ".tmp")
-            with open(tmp, "w", newline="") as fh:
+            from edorient._utils.atomic import atomic_path
+
+            with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(header)
                 w.writerows(rows)
-            tmp.replace(args.csv)
             print(f"{len(rows)} reflections of {crystal.name} with d >= {args.dmin} Å -> {args.csv}")
         else:
             print(",".join(header))

@@ -128,20 +128,17 @@ class Simulate(Subcommand):
 
 
 def _atomic_png(path: Path, array: np.ndarray, Image) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    from edorient._utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def _write_spots(path: Path, rows: list) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    from edorient._utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["grain", "h", "k", "l", "gx", "gy", "g", "d", "s", "intensity"])
         for r in rows:
             w.writerow([r[0], r[1], r[2], r[3]] + [f"{x:.6g}" for x in r[4:]])
-    tmp.replace(path)

@@ -15,10 +15,10 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from edorient._utils.atomic import atomic_write_text
 from edorient.errors import EdorientError
 
 __all__ = [
@@ -392,24 +392,6 @@ def flatten_results(result: dict[str, Any]) -> list[dict[str, Any]]:
         flat("", block, row)
         rows.append(row)
     return rows
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def write_csv(result: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -13,20 +13,20 @@ A checkpoint is a dict of tensors and primitives only, so it loads with
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from edorient._utils.atomic import atomic_path
+
 __all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:

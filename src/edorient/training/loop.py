@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from edorient._utils.atomic import atomic_path, atomic_write_text
 from edorient.errors import EdorientError
 from edorient.training import distributed as D
 from edorient.training.checkpoint import load_checkpoint, save_checkpoint
@@ -133,13 +134,11 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: t
 
 
 def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for row in history:
             w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
-    tmp.replace(path)
 
 
 def _plot(path: Path, history: list[dict[str, Any]]) -> None:
@@ -162,10 +161,11 @@ def _plot(path: Path, history: list[dict[str, Any]]) -> None:
     ax3.set_ylabel("median angular error (deg)")
     a2.legend(loc="upper right")
     fig.tight_layout()
-    tmp = path.with_name("tmp_" + path.name)
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def fit(
@@ -272,7 +272,7 @@ def fit(
                 "world_size": world, "device": str(device), "train_size": len(train_ds), "val_size": len(val_ds)}
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        atomic_write_text(run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
 
     stop = False
     for epoch in range(start_epoch, config.epochs):
