@@ -155,19 +155,81 @@ class Simulator:
         """Linear-intensity image (float32, H x W) of one orientation."""
         return self.linear_images(np.asarray(rotation)[None])[0]
 
-    def linear_images(self, rotations: np.ndarray) -> np.ndarray:
-        """Linear-intensity images (float32, n x H x W) of many orientations."""
+    def linear_images(self, rotations: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Linear-intensity images (float32, n x H x W) of many orientations.
+
+        ``out``: a C-contiguous float32 (n, H, W) array to draw into (returned) instead of a
+        new one; reusing it saves the first touch of fresh memory (docs/benchmarks.md).
+        """
         R = _check_rotations(rotations)
-        c = self.config
-        out = np.empty((len(R), c.image_size, c.image_size), dtype=np.float32)
+        out = self._output(len(R), out, "linear_images")
         for lo in range(0, len(R), _BATCH):  # batches keep the (b, K) arrays in cache
-            batch = R[lo : lo + _BATCH]
-            img, _, pos, _, inten = self._bounds.pairs(batch)
-            _render_batch(
-                img, pos, inten, len(batch), c.image_size,
-                c.resolved_calibration, c.spot_sigma_px, c.direct_beam, out=out[lo : lo + len(batch)],
-            )
+            self._draw(R[lo : lo + _BATCH], out[lo : lo + _BATCH])
         return out
+
+    def images(self, rotations: np.ndarray, invert: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """Display images in [0, 1] (float32, n x H x W): :func:`display_transform` of
+        :meth:`linear_images`, the same values, done batch by batch in place (the batch is
+        still in cache, and no second array is allocated).
+        """
+        R = _check_rotations(rotations)
+        out = self._output(len(R), out, "images")
+        for lo in range(0, len(R), _BATCH):
+            chunk = out[lo : lo + _BATCH]
+            self._draw(R[lo : lo + _BATCH], chunk)
+            display_transform(chunk, invert=invert, out=chunk)
+        return out
+
+    def bicrystal_images(
+        self,
+        rotations_a: np.ndarray,
+        rotations_b: np.ndarray,
+        ratio: float = 0.5,
+        invert: bool = False,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Display images of bicrystals: :func:`display_transform` of :func:`compose`
+        (``ratio A + (1 - ratio) B`` in linear intensity) of grains ``a[i]`` and ``b[i]``.
+
+        The same values as composing :meth:`linear_images` of both, done batch by batch in place.
+        """
+        check_finite("ratio", ratio)
+        if not 0.0 <= ratio <= 1.0:
+            raise EdorientError(f"intensity ratio must lie in [0, 1], got {ratio}")
+        Ra, Rb = _check_rotations(rotations_a), _check_rotations(rotations_b)
+        if Ra.shape != Rb.shape:
+            raise EdorientError(f"bicrystal_images: {len(Ra)} orientations of grain A but {len(Rb)} of grain B")
+        out = self._output(len(Ra), out, "bicrystal_images")
+        size = self.config.image_size
+        other = np.empty((min(_BATCH, len(Ra)), size, size), dtype=np.float32)
+        ra, rb = np.float32(ratio), np.float32(1.0 - ratio)
+        for lo in range(0, len(Ra), _BATCH):
+            chunk = out[lo : lo + _BATCH]
+            b = other[: len(chunk)]
+            self._draw(Ra[lo : lo + _BATCH], chunk)
+            self._draw(Rb[lo : lo + _BATCH], b)
+            chunk *= ra  # = compose(A, B, ratio), same float32 operations
+            b *= rb
+            chunk += b
+            display_transform(chunk, invert=invert, out=chunk)
+        return out
+
+    def _output(self, n: int, out: np.ndarray | None, name: str) -> np.ndarray:
+        shape = (n, self.config.image_size, self.config.image_size)
+        if out is None:
+            return np.empty(shape, dtype=np.float32)
+        if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise EdorientError(f"{name}: out must be a C-contiguous float32 array of shape {shape}")
+        return out
+
+    def _draw(self, R: np.ndarray, out: np.ndarray) -> None:
+        """Linear images of checked rotations ``R`` into ``out`` (len(R), H, W)."""
+        c = self.config
+        img, _, pos, _, inten = self._bounds.pairs(R)
+        _render_batch(
+            img, pos, inten, len(R), c.image_size,
+            c.resolved_calibration, c.spot_sigma_px, c.direct_beam, out=out,
+        )
 
 
 def _check_rotations(rotations: np.ndarray) -> np.ndarray:
@@ -244,85 +306,95 @@ def render_spots(
     return _render_batch(image, position, intensity, 1, size, calibration, sigma_px, direct_beam)[0]
 
 
-#: Orientations per batch in :meth:`Simulator.linear_images`.
+#: Orientations per batch in :meth:`Simulator.linear_images` (the candidate products and the
+#: (batch, spots) arrays stay in cache).
 _BATCH = 32
+
+
+def spot_half_width(sigma_px: float) -> int:
+    """Half-width ``h`` (pixels) of a spot's window: ``exp(-h² / 2σ²)`` < float32 epsilon."""
+    return int(np.ceil(sigma_px * np.sqrt(2.0 * np.log(1.0 / np.finfo(np.float32).eps))))
 
 
 def _render_batch(image, position, intensity, n, size, calibration, sigma_px, direct_beam, out=None):
     """``n`` images (float32) of the spots ``(position, intensity)`` that fall on ``image``.
 
-    Speed (benchmarks/bench_simulator.py): each spot only adds its Gaussian on a window of
-    half-width ``h`` pixels, where its tail ``exp(-h²/2σ²)`` is below float32's epsilon (the
-    full-image products, ``Gy.T @ diag(I) @ Gx``, spent >90% on zeros, and BLAS threads made
-    them slower still on few cores). Windows are summed with ``np.bincount`` on a canvas
-    padded by the window plus the spot margin (so no edge masks or clipping: what falls off
-    the image lands in the padding and is cropped), for ``_GROUP`` images at a time (bins stay
-    in cache; one all-images bincount allocated, zeroed and cast 12 MB a batch) and cast
-    straight into ``out``. Arrays are (window, spots), so numpy's inner loops run over spots,
-    not over 15-pixel rows. Equal to the full sum within float32 rounding of the direct beam's
-    peak (1).
+    The drawing is one compiled kernel (:mod:`edorient._render_kernels`): every spot adds its
+    separable Gaussian on a (2h + 1)² window around its centre, clipped to the image, where
+    ``h`` (:func:`spot_half_width`, 7 px at σ = 1.2) puts the tail below float32's epsilon, so
+    the image equals the full sum of Gaussians within float32 rounding of the direct beam's
+    peak (1). Spots more than 4σ off the image are left out. Images are drawn straight into
+    ``out`` (a C-contiguous float32 (n, size, size) array is used as is, nothing allocated).
+    History and speed: docs/benchmarks.md, Simulator (this replaced a numpy ``bincount``
+    renderer, ~10x slower, whose dense float64 canvas dominated).
     """
+    from edorient import _render_kernels as kernels  # numba: imported when first drawing
+
     position = np.asarray(position, dtype=float).reshape(-1, 2)
     intensity = np.asarray(intensity, dtype=float).reshape(-1)
     image = np.asarray(image, dtype=np.intp).reshape(-1)
-    if direct_beam:
-        position = np.concatenate([np.zeros((n, 2)), position])
-        intensity = np.concatenate([np.full(n, float(direct_beam)), intensity])
-        image = np.concatenate([np.arange(n, dtype=np.intp), image])
-    order = np.argsort(image, kind="stable")  # per image: direct beam first, then its spots
-    position, intensity, image = position[order], intensity[order], image[order]
+    if len(image) and np.any(image[1:] < image[:-1]):  # spots of an image must be contiguous
+        order = np.argsort(image, kind="stable")
+        position, intensity, image = position[order], intensity[order], image[order]
     pix = positions_to_pixels(position, size, calibration)
-    margin = 4 * sigma_px
-    inside = np.all((pix > -margin) & (pix < size - 1 + margin), axis=1)
-    pix, intensity, image = pix[inside], intensity[inside], image[inside]
-    h = int(np.ceil(sigma_px * np.sqrt(2.0 * np.log(1.0 / np.finfo(np.float32).eps))))
-    pad = h + int(np.ceil(margin))  # rint(pix) +- h stays on the padded canvas
-    side = size + 2 * pad
-    offsets = np.arange(-h, h + 1)[:, None]
-    centre = np.rint(pix).astype(np.intp)
-    gy = np.exp(-((centre[:, 0] + offsets - pix[:, 0]) ** 2) / (2 * sigma_px**2))  # (w, k)
-    gx = np.exp(-((centre[:, 1] + offsets - pix[:, 1]) ** 2) / (2 * sigma_px**2))
-    gy *= intensity
-    corner = (image * side + centre[:, 0] + (pad - h)) * side + centre[:, 1] + (pad - h)
-    window = (np.arange(2 * h + 1)[:, None] * side + np.arange(2 * h + 1)).reshape(-1, 1)
-    out = np.empty((n, size, size), dtype=np.float32) if out is None else out
-    firsts = np.arange(0, n + _GROUP, _GROUP).clip(max=n)
-    ends = np.searchsorted(image, firsts)
-    for a, b, lo, hi in zip(firsts[:-1], firsts[1:], ends[:-1], ends[1:]):
-        if a == b:
-            break
-        flat = window + (corner[lo:hi] - a * side * side)  # (w², k_group)
-        weights = gy[:, None, lo:hi] * gx[None, :, lo:hi]
-        acc = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=(b - a) * side * side)
-        out[a:b] = acc.reshape(b - a, side, side)[:, pad : pad + size, pad : pad + size]
+    rows, cols = np.ascontiguousarray(pix[:, 0]), np.ascontiguousarray(pix[:, 1])
+    starts = np.searchsorted(image, np.arange(n + 1)).astype(np.int64)
+    r0, c0 = cv.centre_pixel(size)
+    args = (float(r0), float(c0), float(direct_beam), float(sigma_px), spot_half_width(sigma_px), 4.0 * sigma_px)
+    target = out
+    if out is None or out.dtype != np.float32 or not out.flags.c_contiguous or out.shape != (n, size, size):
+        target = np.empty((n, size, size), dtype=np.float32)
+    kernels._render_2d(starts, rows, cols, np.ascontiguousarray(intensity), *args, target)
+    if out is None:
+        return target
+    if target is not out:
+        out[...] = target
     return out
 
 
-#: Images per bincount in :func:`_render_batch` (2-4 were fastest: bins stay in cache).
-_GROUP = 4
-
-
-def display_transform(image: np.ndarray, invert: bool = False) -> np.ndarray:
+def display_transform(image: np.ndarray, invert: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Linear intensity -> [0, 1]: ``log1p(k I) / log1p(k)`` clipped, k = DISPLAY_GAIN.
 
-    ``invert=True`` gives dark spots on a light ground, as the thesis' figures.
+    ``invert=True`` gives dark spots on a light ground, as the thesis' figures. Negative
+    intensities count as 0 and NaN stays NaN. ``out`` (float32, the image's shape; may be the
+    image itself) receives the result instead of a new array.
+
+    Computed in float32 as ``log(1 + k clip(I, 0, 1)) / log1p(k)`` (the same thing, as the
+    transform reaches 1 at I = 1), capped at 1 against rounding: numpy's float32 ``log`` is SIMD
+    (~3x faster than its ``log1p``; the element-wise steps around it are two compiled loops in
+    :mod:`edorient._render_kernels`), and rounding ``1 + kI`` moves the result by
+    less than 1.2e-7 on the [0, 1] scale (two float32 ulps at 1; 3e-5 of a uint8 step).
+
+    Examples
+    --------
+    >>> display_transform(np.array([-1.0, 0.0, 1.0, 2.0], dtype=np.float32)).tolist()
+    [0.0, 0.0, 1.0, 1.0]
     """
-    # Chunks of 2**20 pixels (4 MB) stay in cache; float32 throughout, the same bits as
-    # clip(log1p(k clip(I, 0)) / log1p(k), 0, 1).
+    from edorient import _render_kernels as kernels  # numba: imported when first used
+
     k, den = np.float32(cv.DISPLAY_GAIN), np.float32(np.log1p(cv.DISPLAY_GAIN))
     image = np.asarray(image, dtype=np.float32)
-    out = np.empty(image.shape, dtype=np.float32)
-    flat_in, flat_out = image.reshape(-1), out.reshape(-1)
-    for start in range(0, flat_in.size, 1 << 20):
-        v = flat_out[start : start + (1 << 20)]
-        np.maximum(flat_in[start : start + (1 << 20)], np.float32(0.0), out=v)
-        v += np.float32(0.0)  # -0.0 -> +0.0
-        v *= k
-        np.log1p(v, out=v)
-        v /= den
-        np.clip(v, 0.0, 1.0, out=v)
+    if out is None:
+        out = np.empty(image.shape, dtype=np.float32)
+    elif out.shape != image.shape or out.dtype != np.float32:
+        raise EdorientError(f"display_transform: out must be float32 of shape {image.shape}")
+    in_place = out is image and out.flags.c_contiguous
+    if not in_place and np.shares_memory(image, out):  # overlapping views: read from a copy
+        image = image.copy()
+    flat_in = image.reshape(-1)
+    flat_out = out.reshape(-1) if out.flags.c_contiguous else np.empty(out.size, dtype=np.float32)
+    step = 1 << 18  # 1 MB chunks stay in cache across the passes
+    for start in range(0, flat_in.size, step):
+        v = flat_out[start : start + step]
+        if not in_place:
+            np.copyto(v, flat_in[start : start + step])
+        kernels._display_pre(v, k)  # 1 + k clip(I, 0, 1)
+        np.log(v, out=v)  # numpy's SIMD float32 log
+        kernels._display_post(v, den)  # min(v / den, 1)
+    if not out.flags.c_contiguous:
+        out[...] = flat_out.reshape(out.shape)
     if invert:
-        np.subtract(1.0, out, out=out)
+        np.subtract(np.float32(1.0), out, out=out)
     return out
 
 
