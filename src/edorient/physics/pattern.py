@@ -184,11 +184,12 @@ class ExcitationBounds:
     rounding of ``s`` can put an excited spot outside it: the pruned paths select exactly the
     spots that thresholding :func:`spot_intensities` selects.
 
-    Candidates come out of one small product: ``x = [R_z, 1] @ scaled``, with the rows
-    ``[g, -λ|g|²/2] / s_max`` of the reflections that can be excited at all, so ``|x| <= 1`` is
-    the test (``s`` itself is then computed only for the candidates). Products are done for at
-    most 32 orientations at a time: bigger ones make OpenBLAS start threads, which on a loaded
-    machine was 100x slower.
+    The candidate test is one dot product: ``x = [R_z, 1] . [g, -λ|g|²/2] / s_max`` over the
+    reflections that can be excited at all, and ``|x| <= 1`` (``s``, the shape factor and the
+    position are then computed only for the candidates). :meth:`spots` and :meth:`pairs` run
+    it as one compiled loop per orientation (:mod:`edorient.physics._kernels`, float64
+    throughout; the shape factor there is exact to float64, where :func:`spot_intensities`'
+    sinc² is float32-precise).
 
     Examples
     --------
@@ -253,22 +254,18 @@ class ExcitationBounds:
     def spots(self, R: np.ndarray) -> Spots:
         """:func:`kinematic_spots` of one (3, 3) rotation (not checked)."""
         refl = self.reflections
-        gv = refl.g_vectors
-        x = np.append(R[2], 1.0) @ self.scaled_t
-        cand = self.possible[np.abs(x) <= 1.0]
-        s = gv[cand] @ R[2]
-        s -= self.half_lg2[cand]
-        inten = _intensity(s, self.rel[cand], self.thickness, self.shape)
-        k = inten >= self.min_intensity
-        keep = cand[k]
+        R = np.ascontiguousarray(R, dtype=np.float64)
+        img, ref, pos, s, inten = self._buffers(len(self.possible))
+        n = _k()._excited_single(R, *self._kernel_args(), 0, 0, img, ref, pos, s, inten)
+        ref = ref[:n].copy()
         return Spots(
-            index=keep,
-            hkl=refl.hkl[keep],
-            position=gv[keep] @ R[:2].T,
-            g=refl.g[keep],
-            d=refl.d[keep],
-            s=s[k],
-            intensity=inten[k],
+            index=ref,
+            hkl=refl.hkl[ref],
+            position=pos[:n].copy(),
+            g=refl.g[ref],
+            d=refl.d[ref],
+            s=s[:n].copy(),
+            intensity=inten[:n].copy(),
         )
 
     def pairs(self, rotations: np.ndarray):
@@ -278,30 +275,53 @@ class ExcitationBounds:
         for the k excited (orientation, reflection) pairs, in row-major order of (n, K) -- the
         order of ``np.nonzero(spot_intensities(...)[2] >= min_intensity)``.
         """
-        R = np.asarray(rotations, dtype=float)
-        gv = self.reflections.g_vectors
-        z = np.ones((len(R), 4))
-        z[:, :3] = R[:, 2, :]
-        kp = self.scaled_t.shape[1]
-        found = []
-        for lo in range(0, len(R), _CHUNK):
-            x = z[lo : lo + _CHUNK] @ self.scaled_t
-            found.append(np.flatnonzero(np.abs(x, out=x) <= 1.0) + lo * kp)
-        flat = np.concatenate(found) if found else np.zeros(0, dtype=np.intp)
-        img, col = np.divmod(flat, kp) if kp else (flat, flat)
-        ref = self.possible[col]
-        g = gv[ref]
-        s = np.einsum("kj,kj->k", g, R[img, 2, :])
-        s -= self.half_lg2[ref]
-        inten = _intensity(s, self.rel[ref], self.thickness, self.shape)
-        k = np.flatnonzero(inten >= self.min_intensity)
-        img, ref, g, s, inten = img[k], ref[k], g[k], s[k], inten[k]
-        position = np.einsum("kj,kij->ki", g, R[img, :2, :])  # R[:2] @ g per pair
-        return img, ref, position, s, inten
+        R = np.ascontiguousarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+        kp = len(self.possible)
+        cap = len(R) * min(kp, _SPOTS_GUESS)  # enough but for very thin crystals: then retry
+        while True:
+            bufs = self._buffers(cap)
+            n = _k()._excited_2d(R, *self._kernel_args(), *bufs)
+            if n >= 0:
+                return tuple(b[:n] for b in bufs)
+            cap = len(R) * kp  # every candidate: always enough
+
+    def _kernel_args(self) -> tuple:
+        """The arrays of :mod:`edorient.physics._kernels` (built once, C-contiguous)."""
+        args = self.__dict__.get("_kargs")
+        if args is None:
+            args = (
+                np.ascontiguousarray(self.scaled_t, dtype=np.float64).reshape(4, -1),
+                np.ascontiguousarray(self.possible, dtype=np.int64),
+                np.ascontiguousarray(self.reflections.g_vectors, dtype=np.float64).reshape(-1, 3),
+                np.ascontiguousarray(self.half_lg2, dtype=np.float64),
+                np.ascontiguousarray(self.rel, dtype=np.float64),
+                float(self.thickness),
+                SHAPES.index(self.shape),
+                float(self.min_intensity),
+            )
+            object.__setattr__(self, "_kargs", args)
+        return args
+
+    @staticmethod
+    def _buffers(cap: int) -> tuple[np.ndarray, ...]:
+        return (
+            np.empty(cap, dtype=np.int64),
+            np.empty(cap, dtype=np.int64),
+            np.empty((cap, 2), dtype=np.float64),
+            np.empty(cap, dtype=np.float64),
+            np.empty(cap, dtype=np.float64),
+        )
 
 
-#: Orientations per candidate product in :meth:`ExcitationBounds.pairs` (see its notes).
-_CHUNK = 32
+#: Spots per orientation the buffers of :meth:`ExcitationBounds.pairs` first allow for.
+_SPOTS_GUESS = 512
+
+
+def _k():
+    """The compiled kernels (numba is imported on first use, not with the physics package)."""
+    from edorient.physics import _kernels
+
+    return _kernels
 
 
 def _relative_intensity(reflections: Reflections) -> np.ndarray:
