@@ -157,7 +157,8 @@ class _Reader:
         rec = self.record_ids(samples)
         if self.mode != "thesis":
             return self._stored_display(rec[:, 0])
-        shown = display_transform(self._linear_from_records(rec))
+        linear = self._linear_from_records(rec)
+        shown = display_transform(linear, out=linear)
         if not quantize:
             return shown
         # = to_uint8(shown) / 255 (round half to even, as np.round), in place

@@ -279,7 +279,7 @@ class Renderer:
             for i, rid in enumerate(record_ids):
                 rng = rngs[i] if rngs is not None else _rng(cfg.seed, _KEY_NOISE, int(rid))
                 image[i] = add_noise(image[i], cfg.noise_dose, cfg.noise_background, rng)
-        shown = display_transform(image)
+        shown = display_transform(image, out=image)  # image is this function's own array
         return to_uint8(shown) if cfg.dtype == "uint8" else shown.astype(np.float16)
 
 

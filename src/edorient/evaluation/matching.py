@@ -25,7 +25,7 @@ from scipy import ndimage
 from edorient import conventions as cv
 from edorient.errors import EdorientError
 from edorient.physics.orientation import rotation_from_direction
-from edorient.render import Simulator, display_transform
+from edorient.render import Simulator
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class PatternScorer:
     def template(self, directions: np.ndarray) -> np.ndarray:
         """Normalised polar templates (n, n_r, n_phi) of directions (n, 3) at in-plane angle 0."""
         d = np.atleast_2d(np.asarray(directions, dtype=float))
-        images = display_transform(self.simulator.linear_images(rotation_from_direction(d, 0.0)))
+        images = self.simulator.images(rotation_from_direction(d, 0.0))
         return self.grid.normalise(self.grid.transform(images))
 
     def prepare(self, image01: np.ndarray) -> np.ndarray:
