@@ -5,7 +5,8 @@ Private: :func:`edorient.render.render_spots` and :meth:`Simulator.linear_images
 the arguments (pixel coordinates, C-contiguous float arrays) and call these. Kernels follow one
 layout: ``_render_single`` draws one image, ``_render_2d`` loops it over images whose spots are
 stored one image after another, and a Python wrapper (``render._render_batch``) does the rest.
-Signatures are explicit and compiled code is cached (``cache=True``): importing this module
+Signatures are explicit and compiled code is cached (``cache=True``, see
+:mod:`edorient._utils.jit`): importing this module
 takes about a second once cached (numba itself), several seconds the first time;
 :mod:`edorient.render` imports it only when it first draws.
 
@@ -27,6 +28,8 @@ import math
 import numba as nb
 import numpy as np
 
+from edorient._utils.jit import njit
+
 _f8, _i8 = nb.float64, nb.int64
 _SIG_SPOT = nb.void(nb.float32[:, ::1], _f8, _f8, _f8, _f8, _i8, _f8, _f8[::1], _f8[::1])
 _SIG_SINGLE = nb.void(_f8[::1], _f8[::1], _f8[::1], _f8, _f8, _f8, _f8, _i8, _f8, nb.float32[:, ::1])
@@ -35,7 +38,7 @@ _SIG_2D = nb.void(
 )
 
 
-@nb.njit(nb.void(_f8, _i8, _f8, _f8, _f8[::1]), cache=True, nogil=True)
+@njit(nb.void(_f8, _i8, _f8, _f8, _f8[::1]))
 def _gaussian_row(d0, m, peak, inv, g):  # pragma: no cover - compiled
     """``g[j] = peak exp(-(d0 + j)² inv)`` for j < m, with three ``exp`` instead of m.
 
@@ -52,7 +55,7 @@ def _gaussian_row(d0, m, peak, inv, g):  # pragma: no cover - compiled
         q *= w
 
 
-@nb.njit(_SIG_SPOT, cache=True, nogil=True)
+@njit(_SIG_SPOT)
 def _add_spot(out, r, c, peak, inv, h, margin, gy, gx):  # pragma: no cover - compiled
     """Add one spot (centre ``(r, c)`` pixels, ``inv = 1 / (2 σ²)``) to ``out``."""
     height, width = out.shape
@@ -70,7 +73,7 @@ def _add_spot(out, r, c, peak, inv, h, margin, gy, gx):  # pragma: no cover - co
             row[x] += np.float32(a * gx[x - xlo])
 
 
-@nb.njit(_SIG_SINGLE, cache=True, nogil=True)
+@njit(_SIG_SINGLE)
 def _render_single(rows, cols, intensity, beam_row, beam_col, beam, sigma, h, margin, out):  # pragma: no cover
     """Zero ``out`` (H, W), draw the direct beam (peak ``beam``), then the spots."""
     out[:, :] = 0.0
@@ -83,7 +86,7 @@ def _render_single(rows, cols, intensity, beam_row, beam_col, beam, sigma, h, ma
         _add_spot(out, rows[k], cols[k], intensity[k], inv, h, margin, gy, gx)
 
 
-@nb.njit(_SIG_2D, cache=True, nogil=True)
+@njit(_SIG_2D)
 def _render_2d(starts, rows, cols, intensity, beam_row, beam_col, beam, sigma, h, margin, out):  # pragma: no cover
     """Image ``i`` of ``out`` (n, H, W) gets the spots ``starts[i]:starts[i + 1]``."""
     for i in range(out.shape[0]):
@@ -100,7 +103,7 @@ _SIG_POST = nb.void(nb.float32[::1], nb.float32)
 # overlap, LLVM keeps a scalar loop (measured 3x slower), with one array it vectorises.
 
 
-@nb.njit(_SIG_PRE, cache=True, nogil=True)
+@njit(_SIG_PRE)
 def _display_pre(values, gain):  # pragma: no cover - compiled
     """``values = 1 + gain * clip(values, 0, 1)`` in place (float32; NaN stays NaN): before the log."""
     for i in range(values.shape[0]):
@@ -112,7 +115,7 @@ def _display_pre(values, gain):  # pragma: no cover - compiled
         values[i] = np.float32(1.0) + gain * v
 
 
-@nb.njit(_SIG_POST, cache=True, nogil=True)
+@njit(_SIG_POST)
 def _display_post(values, den):  # pragma: no cover - compiled
     """``values = min(values / den, 1)`` in place (float32; NaN stays NaN): after the log."""
     for i in range(values.shape[0]):

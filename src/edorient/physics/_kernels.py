@@ -22,6 +22,8 @@ import math
 import numba as nb
 import numpy as np
 
+from edorient._utils.jit import njit
+
 _f8, _i8 = nb.float64, nb.int64
 _SINC2, _GAUSSIAN = 0, 1
 
@@ -36,7 +38,7 @@ _SIG_2D = _i8(
 )
 
 
-@nb.njit(_SIG_SHAPE, cache=True, nogil=True)
+@njit(_SIG_SHAPE)
 def _shape(x, shape):  # pragma: no cover - compiled
     """Shape factor of ``x = t s``: ``sinc²(x)`` (shape 0) or ``exp(-π x²)`` (shape 1)."""
     if shape == _GAUSSIAN:
@@ -48,7 +50,7 @@ def _shape(x, shape):  # pragma: no cover - compiled
     return v * v
 
 
-@nb.njit(_SIG_SINGLE, cache=True, nogil=True)
+@njit(_SIG_SINGLE)
 def _excited_single(
     R, scaled_t, possible, gv, half_lg2, rel, thickness, shape, min_intensity,
     image, start, out_img, out_ref, out_pos, out_s, out_inten,
@@ -79,7 +81,7 @@ def _excited_single(
     return n
 
 
-@nb.njit(_SIG_2D, cache=True, nogil=True)
+@njit(_SIG_2D)
 def _excited_2d(
     R, scaled_t, possible, gv, half_lg2, rel, thickness, shape, min_intensity,
     out_img, out_ref, out_pos, out_s, out_inten,

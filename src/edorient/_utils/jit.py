@@ -1,0 +1,25 @@
+"""``njit`` with an explicit signature, cached on disk where it can be.
+
+Numba's ``cache=True`` keeps compiled code next to the module (``__pycache__``) or, if that is
+read-only, in a user-wide cache (``NUMBA_CACHE_DIR`` or ``~/.cache``); when neither is writable
+it refuses to compile at all ("no locator available"). Then edorient compiles without a cache:
+the same code, a few seconds more at each start.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+
+
+def njit(signature):
+    """``numba.njit(signature, cache=True, nogil=True)``, or uncached if nowhere to cache."""
+
+    def decorate(func):
+        try:
+            return nb.njit(signature, cache=True, nogil=True)(func)
+        except RuntimeError as err:
+            if "no locator available" not in str(err):
+                raise
+            return nb.njit(signature, cache=False, nogil=True)(func)
+
+    return decorate
