@@ -193,9 +193,7 @@ class Simulator:
 
         The same values as composing :meth:`linear_images` of both, done batch by batch in place.
         """
-        check_finite("ratio", ratio)
-        if not 0.0 <= ratio <= 1.0:
-            raise EdorientError(f"intensity ratio must lie in [0, 1], got {ratio}")
+        _check_ratio(ratio)
         Ra, Rb = _check_rotations(rotations_a), _check_rotations(rotations_b)
         if Ra.shape != Rb.shape:
             raise EdorientError(f"bicrystal_images: {len(Ra)} orientations of grain A but {len(Rb)} of grain B")
@@ -411,13 +409,17 @@ def to_uint8(image01: np.ndarray) -> np.ndarray:
 
 def compose(image_a: np.ndarray, image_b: np.ndarray, ratio: float = 0.5) -> np.ndarray:
     """Bicrystal in linear intensity: ``ratio * A + (1 - ratio) * B``."""
-    check_finite("ratio", ratio)
-    if not 0.0 <= ratio <= 1.0:
-        raise EdorientError(f"intensity ratio must lie in [0, 1], got {ratio}")
+    _check_ratio(ratio)
     a, b = np.asarray(image_a), np.asarray(image_b)
     if a.shape != b.shape:
         raise EdorientError(f"cannot compose images of shapes {a.shape} and {b.shape}")
     return (np.float32(ratio) * a + np.float32(1.0 - ratio) * b).astype(np.float32)
+
+
+def _check_ratio(ratio: float) -> None:
+    check_finite("ratio", ratio)
+    if not 0.0 <= ratio <= 1.0:
+        raise EdorientError(f"intensity ratio must lie in [0, 1], got {ratio}")
 
 
 def add_noise(
