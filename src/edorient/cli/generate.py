@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def ratio_range(text: str) -> tuple[float, float]:
-    """argparse type: ``R`` (fixed) or ``LO:HI`` (uniform)."""
+    """argparse type: ``R`` (fixed, returned as ``(R, R)``) or ``LO:HI`` (a range)."""
     parts = text.split(":")
     try:
         values = [finite_float(p) for p in parts]
@@ -48,8 +48,10 @@ class Generate(Subcommand):
                        help="fixed in-plane angle of every grain (default: uniform in [0, 360))")
         g.add_argument("--ratio", type=ratio_range, default=(0.5, 0.5), metavar="R|LO:HI",
                        help="random mode: weight of grain A, fixed or uniform in LO:HI (default 0.5)")
-        g.add_argument("--dose", type=finite_float, default=None, help="Poisson noise: counts at the direct-beam peak")
-        g.add_argument("--background", type=finite_float, default=0.0, help="uniform background intensity (with --dose)")
+        g.add_argument("--dose", type=ratio_range, default=None, metavar="D|LO:HI",
+                       help="Poisson noise: counts at the direct-beam peak, fixed or log-uniform in LO:HI per image")
+        g.add_argument("--background", type=ratio_range, default=(0.0, 0.0), metavar="B|LO:HI",
+                       help="uniform background intensity (with --dose), fixed or uniform in LO:HI per image")
         s = parser.add_argument_group("storage and splits")
         s.add_argument("--dtype", default=None,
                        help="thesis: float32 (default) or float16 linear intensity; random/single: uint8 (default) or float16")

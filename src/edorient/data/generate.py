@@ -87,9 +87,11 @@ class GenerateConfig:
         ``[lo, hi]`` (random mode; thesis pairs are always 0.5).
     noise_dose
         Poisson noise, counts at intensity 1 (:func:`edorient.render.add_noise`); ``None``
-        for no noise (random and single modes).
+        for no noise (random and single modes). A pair ``(lo, hi)`` draws each image's dose
+        log-uniformly in ``[lo, hi]`` (from the image's own random stream).
     noise_background
-        Uniform linear background added before the noise.
+        Uniform linear background added before the noise; a pair ``(lo, hi)`` draws it
+        uniformly per image.
     test_fraction, holdout_fraction, val_fraction
         Split parameters (:func:`edorient.data.splits.make_splits`).
     image_source
@@ -107,8 +109,8 @@ class GenerateConfig:
     dtype: str | None = None
     inplane_deg: float | None = None
     ratio: tuple[float, float] = (0.5, 0.5)
-    noise_dose: float | None = None
-    noise_background: float = 0.0
+    noise_dose: float | tuple[float, float] | None = None
+    noise_background: float | tuple[float, float] = 0.0
     test_fraction: float = sp.THESIS_TEST_FRACTION
     holdout_fraction: float | None = None
     val_fraction: float = sp.VAL_FRACTION
@@ -138,18 +140,22 @@ class GenerateConfig:
             raise EdorientError(f"intensity ratio range must satisfy 0 <= lo <= hi <= 1, got {lo}:{hi}")
         if self.mode != "random" and (lo, hi) != (0.5, 0.5):
             raise EdorientError(f"--ratio applies to random mode only (thesis pairs are 0.5:0.5), got {lo}:{hi}")
-        if self.noise_dose is not None:
-            check_finite("noise dose", self.noise_dose)
+        dose = None if self.noise_dose is None else _value_or_range("noise dose", self.noise_dose)
+        if dose is not None:
             if self.mode == "thesis":
                 raise EdorientError("noise is not stored in thesis mode (pairs are composed when read); drop --noise-dose")
-            if self.noise_dose <= 0:
+            if min(np.atleast_1d(dose)) <= 0:
                 raise EdorientError(f"noise dose must be > 0 counts, got {self.noise_dose}")
+        background = _value_or_range("noise background", self.noise_background)
+        if min(np.atleast_1d(background)) < 0:
+            raise EdorientError(f"noise background must be >= 0, got {self.noise_background}")
         if self.inplane_deg is not None:
             check_finite("in-plane angle", self.inplane_deg)
         return dataclasses.replace(
             self, n=n, shard_size=shard, dtype=dtype, ratio=(lo, hi), seed=int(self.seed),
             image_size=int(self.image_size), simulation=dict(self.simulation),
             inplane_deg=None if self.inplane_deg is None else float(self.inplane_deg) % 360.0,
+            noise_dose=dose, noise_background=background,
         )
 
     @property
@@ -193,10 +199,27 @@ def dataset_config(cfg: GenerateConfig) -> dict:
     crystal, _ = _crystal_meta(cfg.crystal)
     d = dataclasses.asdict(cfg)
     d["ratio"] = list(cfg.ratio)
+    for key in ("noise_dose", "noise_background"):  # ranges as JSON lists, as read back on resume
+        if isinstance(d[key], tuple):
+            d[key] = list(d[key])
     d["crystal"] = crystal
     d["simulation"] = _simulation_config(cfg).to_dict()
     d["edorient_version"] = edorient.__version__
     return d
+
+
+def _value_or_range(name: str, value) -> float | tuple[float, float]:
+    """A number, or ``(lo, hi)`` with lo <= hi; a pair with lo == hi is that number."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise EdorientError(f"{name} must be a number or a (lo, hi) pair, got {value!r}")
+        lo, hi = (float(v) for v in value)
+        check_finite(name, [lo, hi])
+        if lo > hi:
+            raise EdorientError(f"{name} range must have lo <= hi, got {lo}:{hi}")
+        return lo if lo == hi else (lo, hi)
+    check_finite(name, value)
+    return float(value)
 
 
 # -- orientations and labels -------------------------------------------------------------------
@@ -278,7 +301,12 @@ class Renderer:
         if cfg.noise_dose is not None:
             for i, rid in enumerate(record_ids):
                 rng = rngs[i] if rngs is not None else _rng(cfg.seed, _KEY_NOISE, int(rid))
-                image[i] = add_noise(image[i], cfg.noise_dose, cfg.noise_background, rng)
+                dose, background = cfg.noise_dose, cfg.noise_background
+                if isinstance(dose, tuple):  # log-uniform, drawn before anything else of the record
+                    dose = float(np.exp(rng.uniform(np.log(dose[0]), np.log(dose[1]))))
+                if isinstance(background, tuple):
+                    background = float(rng.uniform(*background))
+                image[i] = add_noise(image[i], dose, background, rng)
         shown = display_transform(image, out=image)  # image is this function's own array
         return to_uint8(shown) if cfg.dtype == "uint8" else shown.astype(np.float16)
 

@@ -238,6 +238,10 @@ def test_meta_records_the_configuration(thesis_dir):
         ({"mode": "random", "ratio": (0.8, 0.2)}, "ratio"),
         ({"mode": "thesis", "noise_dose": 100.0}, "noise"),
         ({"mode": "thesis", "n": 3}, "disjoint"),
+        ({"mode": "single", "noise_dose": (1e4, 1e2)}, "lo <= hi"),
+        ({"mode": "single", "noise_dose": (0.0, 1e2)}, "dose must be > 0"),
+        ({"mode": "single", "noise_dose": 1e3, "noise_background": (-0.1, 0.1)}, "background must be >= 0"),
+        ({"mode": "single", "noise_dose": (1.0, 2.0, 3.0)}, "pair"),
     ],
 )
 def test_bad_configurations(tmp_path, kwargs, match):
@@ -255,3 +259,39 @@ def test_refuses_other_folders(tmp_path, thesis_dir):
         open_dataset(tmp_path / "missing")
     with pytest.raises(EdorientError, match="not an edorient data set"):
         open_dataset(tmp_path)
+
+
+def _background_stats(root):
+    """Per image: level and spread (median, scaled MAD) of the linear intensity in the corners."""
+    from edorient.render import inverse_display_transform
+
+    data = open_dataset(root)
+    lin = inverse_display_transform(np.stack([data.image(i, quantize=False) for i in range(len(data))]))
+    corners = np.concatenate([lin[:, :6, :6], lin[:, :6, -6:], lin[:, -6:, :6], lin[:, -6:, -6:]], axis=1)
+    corners = corners.reshape(len(lin), -1)
+    level = np.median(corners, axis=1)  # robust to a spot's tail in a corner
+    return level, 1.4826 * np.median(np.abs(corners - level[:, None]), axis=1)
+
+
+def test_dose_and_background_ranges_vary_per_image_and_resume(tmp_path):
+    common = dict(mode="single", n=60, image_size=SIZE, shard_size=20, seed=5, dtype="float16",
+                  image_source="_standin_source:images")  # a blob near the centre: clean corners
+    fixed = generate_dataset(GenerateConfig(noise_dose=1e4, noise_background=0.004, **common), tmp_path / "f", progress=False)
+    ranged = generate_dataset(GenerateConfig(noise_dose=(1e2, 1e5), noise_background=(0.0, 0.008), **common),
+                              tmp_path / "r", progress=False)
+    mean_f, std_f = _background_stats(fixed)
+    mean_r, std_r = _background_stats(ranged)
+    assert abs(np.mean(mean_f) - 0.004) < 5e-4 and np.ptp(mean_f) < 0.002  # one background for all
+    assert np.ptp(mean_r) > 0.005 and mean_r.min() >= -1e-4 and mean_r.max() < 0.011  # uniform in 0..0.008
+    assert std_f.max() < 3 * std_f.min()  # one dose: the same noise (sampling spread ~1.8x here)
+    spread = std_r[mean_r > 0.002]  # Poisson: std ~ sqrt(background / dose), dose over 3 decades
+    assert spread.max() > 10 * spread.min()  # ~40x here
+    meta = json.loads((ranged / "meta.json").read_text())["config"]
+    assert meta["noise_dose"] == [100.0, 100000.0] and meta["noise_background"] == [0.0, 0.008]
+    before = folder_bytes(ranged)
+    again = generate_dataset(GenerateConfig(noise_dose=[1e2, 1e5], noise_background=[0.0, 0.008], **common),
+                             ranged, progress=False)  # the same set (lists from JSON): resumes
+    assert folder_bytes(again) == before
+    fixed_again = GenerateConfig(noise_dose=(1e4, 1e4), noise_background=(0.004, 0.004), **common)
+    assert fixed_again.resolved().noise_dose == 1e4  # a degenerate range is the number
+    assert folder_bytes(generate_dataset(fixed_again, fixed, progress=False)) == folder_bytes(fixed)
