@@ -17,7 +17,7 @@ class Evaluate(Subcommand):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--run", required=True, type=Path, help="run folder of `edorient train` (or a .pt file)")
+        parser.add_argument("--run", required=True, type=Path, help="run folder of `edorient train`, a .pt file, or pretrained:NAME (a shipped model)")
         parser.add_argument("--data", required=True, type=Path, help="data-set folder (its test split is used)")
         parser.add_argument("--split", choices=["random", "disjoint"], default="random",
                             help="random: the thesis hold-out; disjoint: test orientations never trained on")
@@ -41,12 +41,22 @@ class Evaluate(Subcommand):
 
         if args.stage2_max < 0:
             raise EdorientError(f"--stage2-max must be >= 0, got {args.stage2_max}")
-        if not args.run.exists():
+        from edorient import pretrained
+
+        shipped = pretrained.is_pretrained(args.run)
+        if shipped:
+            pretrained.resolve(args.run)  # an unknown name fails here, with the choices
+        elif not args.run.exists():
             raise EdorientError(f"run folder {args.run} not found; give the folder `edorient train` wrote")
         cfg = EvaluateConfig(split=args.split, subsets=args.subsets, batch_size=args.batch_size,
                              stage2_max=args.stage2_max, matcher_directions=args.matcher_directions,
                              seed=args.seed, device=args.device, progress=not args.no_progress)
-        out = args.out or (args.run if args.run.is_dir() else args.run.parent) / f"eval_{args.split}"
+        if args.out:
+            out = args.out
+        elif shipped:
+            out = Path(f"eval_{str(args.run)[len(pretrained.PREFIX):]}_{args.split}")
+        else:
+            out = (args.run if args.run.is_dir() else args.run.parent) / f"eval_{args.split}"
         evaluate_run(args.run, args.data, out, cfg, single_run=args.single_run)
         print((out / "report.md").read_text())
         print(f"wrote {out}/report.md, results.json, results.csv and plots")

@@ -19,7 +19,8 @@ class Predict(Subcommand):
                             help="1/Å per pixel of the file (from the camera-length calibration)")
         parser.add_argument("--grains", type=int, default=1, help="grains to find: 1 or 2 (default 1)")
         parser.add_argument("--run", type=Path, default=None,
-                            help="a trained run (default: template matching, no model needed)")
+                            help="a trained run folder, or pretrained:NAME for a shipped model (pretrained:anatase-single, "
+                                 "pretrained:anatase-bicrystal); default: template matching, no model needed")
         parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
                             help="direct-beam position in the file (default: found automatically)")

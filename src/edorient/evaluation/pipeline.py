@@ -93,7 +93,12 @@ def load_run_model(run: str | Path) -> tuple[torch.nn.Module, int]:
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
-    """best.pt of a run folder (last.pt, or a fine-tuning run's last stage, if none)."""
+    """best.pt of a run folder (last.pt, or a fine-tuning run's last stage, if none), or the
+    checkpoint of a shipped model named ``pretrained:NAME`` (:mod:`edorient.pretrained`)."""
+    from edorient import pretrained
+
+    if pretrained.is_pretrained(run_dir):
+        return pretrained.resolve(run_dir)
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return run_dir
