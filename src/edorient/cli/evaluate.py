@@ -45,7 +45,7 @@ class Evaluate(Subcommand):
 
         shipped = pretrained.is_pretrained(args.run)
         if shipped:
-            pretrained.resolve(args.run)  # an unknown name fails here, with the choices
+            name = pretrained.resolve(args.run).stem  # an unknown name fails here, with the choices
         elif not args.run.exists():
             raise EdorientError(f"run folder {args.run} not found; give the folder `edorient train` wrote")
         cfg = EvaluateConfig(split=args.split, subsets=args.subsets, batch_size=args.batch_size,
@@ -54,7 +54,7 @@ class Evaluate(Subcommand):
         if args.out:
             out = args.out
         elif shipped:
-            out = Path(f"eval_{str(args.run)[len(pretrained.PREFIX):]}_{args.split}")
+            out = Path(f"eval_{name}_{args.split}")
         else:
             out = (args.run if args.run.is_dir() else args.run.parent) / f"eval_{args.split}"
         evaluate_run(args.run, args.data, out, cfg, single_run=args.single_run)
