@@ -53,11 +53,9 @@ MODELS = {  # in training order: the short one first
 }
 
 
-def _run(cmd: list[str]) -> str:
-    shown = "edorient " + shlex.join(cmd[len(EDORIENT):]) if cmd[: len(EDORIENT)] == EDORIENT else shlex.join(cmd)
-    print(f"$ {shown}", flush=True)
+def _run(cmd: list[str]) -> None:
+    print(f"$ {_shown(cmd)}", flush=True)
     subprocess.run(cmd, check=True)
-    return shown
 
 
 def _commands(work: Path) -> dict[str, str]:
@@ -123,6 +121,7 @@ def _export(work: Path, cmds: dict[str, str]) -> None:
 
 
 def _shown(cmd: list[str]) -> str:
+    """An edorient command as a user types it (what the log and the model cards show)."""
     return "edorient " + shlex.join(cmd[len(EDORIENT):])
 
 
