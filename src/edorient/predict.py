@@ -4,9 +4,10 @@
 it), resamples the pattern to the model's pixel calibration around it, applies the display
 transform the models were trained with, and estimates one or two beam directions either with a
 trained run (``run``) or by template matching over the fundamental sector (no training needed).
-Each grain is reported as a unit vector in the crystal frame, reduced to the fundamental sector,
-with its in-plane angle, the correlation of its simulated pattern with the image, and the
-nearest low-index zone axis [u v w].
+Each grain is reported as a unit vector in the crystal frame, reduced to the fundamental sector
+(its label), with its full orientation (the matrix R, its unreduced beam direction and in-plane
+angle: of the two mirror-image families of a label, the one whose pattern fits best), the
+correlation of its simulated pattern with the image, and the nearest low-index zone axis [u v w].
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     from edorient.evaluation.matching import PatternScorer, TemplateMatcher
     from edorient.evaluation.method2 import stage2
     from edorient.io.images import read_image
-    from edorient.physics.orientation import rotation_from_direction
+    from edorient.physics.orientation import beam_direction, inplane_angle
     from edorient.render import SimulationConfig, Simulator
     from edorient.structures import get_crystal
 
@@ -125,18 +126,20 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         if config.grains == 2:
             directions.append(crystal.laue.reduce(stage2(x, first, sim, matcher, scorer=scorer).direction))
         directions = np.stack(directions)
-    scores, thetas = scorer.score(x, directions)
+    scores, rotations = scorer.score(x, directions)
     grains = []
-    for d, s, t in zip(directions, scores, thetas):
+    for d, s, R in zip(directions, scores, rotations):
         uvw, ang = nearest_zone_axis(d, crystal)
-        grains.append({"direction": [round(float(v), 6) for v in d], "inplane_deg": float(t),
+        grains.append({"direction": [round(float(v), 6) for v in d],
+                       "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
+                       "inplane_deg": round(float(inplane_angle(R)), 3),
+                       "orientation_matrix": np.round(R, 6).tolist(),
                        "score": round(float(s), 4), "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)})
     result = {"file": str(path), "crystal": crystal.name, "method": method, "grains": grains,
               "calibration_in": config.calibration, "working_size": size,
               "working_calibration": sim.config.resolved_calibration}
     if overlay is not None:
-        _overlay(Path(overlay), x, [sim.spot_pixels(sim.spots(rotation_from_direction(np.asarray(g["direction"]), g["inplane_deg"])))
-                                    for g in grains], grains)
+        _overlay(Path(overlay), x, [sim.spot_pixels(sim.spots(R)) for R in rotations], grains)
         result["overlay"] = str(overlay)
     return result
 

@@ -35,6 +35,21 @@ def test_simulate_bicrystal_writes_png_and_spots(tmp_path, capsys):
     assert out["grains"][0]["label"] == [0.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("theta", [(0.0, 0.0), (30.0, 75.0), (200.0, 313.0)])
+def test_simulate_prints_the_beam_direction_of_each_grain(theta, capsys):
+    # The printed beam direction is R.T e_z: the zone axis itself, whatever the in-plane angle
+    # (a column of R instead of a row was 11° off for [101] at 30°).
+    a = 3.7845 * np.array([1.0, 0, 0]) + 9.5143 * np.array([0, 0, 1.0])  # [101]
+    b = np.array([0.3, 0.1, 0.9])
+    rc = main(["-q", "simulate", "--zone-axis", "1", "0", "1", "--direction", *map(str, b),
+               "--inplane", str(theta[0]), "--inplane", str(theta[1]), "--size", "32"])
+    assert rc == 0
+    grains = json.loads(capsys.readouterr().out)["grains"]
+    for g, truth, t in zip(grains, (a, b), theta):
+        np.testing.assert_allclose(g["beam_direction"], truth / np.linalg.norm(truth), atol=2e-6)
+        assert g["inplane_deg"] == pytest.approx(t, abs=1e-4)
+
+
 def test_simulate_direction_and_noise(tmp_path):
     png = tmp_path / "n.png"
     assert main(["-q", "simulate", "--direction", "0.3", "0.1", "0.9", "--dose", "1000", "--size", "32",

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from edorient.cli._base import Subcommand, finite_float
-from edorient.errors import EdorientError
 
 log = logging.getLogger(__name__)
 
@@ -76,69 +72,19 @@ class Simulate(Subcommand):
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
-        from PIL import Image
-
-        from edorient.physics.orientation import rotation_from_direction, rotation_from_zone_axis
-        from edorient.render import Simulator, add_noise, compose, display_transform, to_uint8
+        from edorient.render import display_transform, to_uint8
+        from edorient.simulate import grain_specs, simulate_grains, write_png, write_spot_table
         from edorient.structures import get_crystal
 
         crystal = get_crystal(args.crystal)
-        sim = Simulator(crystal, simulation_config(args))
-        grains = [("zone-axis", v) for v in (args.zone_axis or [])] + [("direction", v) for v in (args.direction or [])]
-        if not grains:
-            raise EdorientError("give a grain with --zone-axis U V W or --direction X Y Z")
-        if len(grains) > 2:
-            raise EdorientError(f"at most two grains, got {len(grains)}")
-        inplane = list(args.inplane or [])
-        if len(inplane) > len(grains):
-            raise EdorientError(f"{len(inplane)} --inplane angles for {len(grains)} grain(s)")
-        inplane += [0.0] * (len(grains) - len(inplane))
-        rotations = []
-        for (kind, v), theta in zip(grains, inplane):
-            if kind == "zone-axis":
-                rotations.append(rotation_from_zone_axis(v, crystal.direct_matrix, theta))
-            else:
-                rotations.append(rotation_from_direction(np.asarray(v, dtype=float), theta))
-        images = [sim.linear_image(R) for R in rotations]
-        image = images[0] if len(images) == 1 else compose(images[0], images[1], args.ratio)
-        if args.dose is not None:
-            image = add_noise(image, args.dose, args.background, np.random.default_rng(args.seed))
-        rows = []
-        for k, R in enumerate(rotations):
-            spots = sim.spots(R)
-            scale = 1.0 if len(rotations) == 1 else (args.ratio if k == 0 else 1 - args.ratio)
-            for hkl, pos, g, d, s, inten in zip(spots.hkl, spots.position, spots.g, spots.d, spots.s, spots.intensity):
-                rows.append([k + 1, *map(int, hkl), pos[0], pos[1], g, d, s, inten * scale])
+        grains = grain_specs(args.zone_axis, args.direction, args.inplane)
+        out = simulate_grains(crystal, simulation_config(args), grains, ratio=args.ratio,
+                              dose=args.dose, background=args.background, seed=args.seed)
         if args.png:
-            _atomic_png(args.png, to_uint8(display_transform(image, invert=args.invert)), Image)
+            write_png(args.png, to_uint8(display_transform(out.image, invert=args.invert)))
             log.info("wrote %s", args.png)
         if args.spots:
-            _write_spots(args.spots, rows)
-            log.info("wrote %s (%d spots)", args.spots, len(rows))
-        summary = {
-            "crystal": crystal.summary(),
-            "grains": [
-                {"beam_direction": [round(float(x), 6) for x in R.T[2]], "label": [round(float(x), 6) for x in crystal.laue.reduce(R.T[2])]}
-                for R in rotations
-            ],
-            "n_spots": len(rows),
-        }
-        print(json.dumps(summary))
+            write_spot_table(args.spots, out.spots)
+            log.info("wrote %s (%d spots)", args.spots, len(out.spots))
+        print(json.dumps(out.summary))
         return 0
-
-
-def _atomic_png(path: Path, array: np.ndarray, Image) -> None:
-    from edorient._utils.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-def _write_spots(path: Path, rows: list) -> None:
-    from edorient._utils.atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["grain", "h", "k", "l", "gx", "gy", "g", "d", "s", "intensity"])
-        for r in rows:
-            w.writerow([r[0], r[1], r[2], r[3]] + [f"{x:.6g}" for x in r[4:]])

@@ -4,8 +4,9 @@ Reproducibility
 ---------------
 Every random draw comes from a stream ``SeedSequence(seed, spawn_key=key)``:
 
-- ``(0,)``: the orientations (beam directions uniform over the fundamental sector, in-plane
-  angles uniform in [0, 360) unless fixed) and intensity ratios of all records, drawn at once
+- ``(0,)``: the orientations (beam directions uniform over the sphere, in-plane angles
+  uniform in [0, 360) unless fixed: uniform over SO(3); labels are the sector-reduced beam
+  directions) and intensity ratios of all records, drawn at once
   in the main process before any shard is rendered;
 - ``(1, record)``: the noise of one record;
 - ``(10..12, ...)``: the splits (:mod:`edorient.data.splits`).
@@ -232,16 +233,23 @@ def sample_labels(
 ) -> dict[str, np.ndarray]:
     """Orientations and labels of ``m`` records (default all ``cfg.n``, stream ``(seed, 0)``).
 
-    Returns ``rotations`` (M, g, 3, 3) float64, ``directions`` (M, g, 3) float32 (sector-reduced
-    beam directions), ``inplane_deg`` (M, g) float32 and ``ratio`` (M,) float32 (weight of grain
-    A; 1 for single-crystal records).
+    Returns ``rotations`` (M, g, 3, 3) float64, uniform over SO(3) when the in-plane angle is
+    drawn; ``directions`` (M, g, 3) float32 (sector-reduced beam directions: the labels);
+    ``inplane_deg`` (M, g) float32, the in-plane angle of ``R`` about its own unreduced beam
+    direction (``R = rotation_from_direction(R[2], inplane_deg)``); ``ratio`` (M,) float32 (weight
+    of grain A; 1 for single-crystal records).
     """
-    from edorient.physics.orientation import rotation_from_direction, sample_sector_directions
+    from edorient.physics.orientation import rotation_from_direction
 
     cfg = cfg.resolved()
     rng = _rng(cfg.seed, _KEY_ORIENT) if rng is None else rng
     m, g = (cfg.n if m is None else int(m)), cfg.grains_per_record
-    d = sample_sector_directions(m * g, laue, rng).reshape(m, g, 3)
+    # The beam direction uniform on the whole sphere and the in-plane angle uniform: R is
+    # uniform (Haar) over SO(3). Sampling the direction in the Laue sector only would cover
+    # half of the orientations: those reaching the sector through an improper operation give
+    # the mirror images of every pattern, with the same label (LaueGroup.reduce_proper).
+    d = rng.standard_normal((m * g, 3)).reshape(m, g, 3)
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
     if cfg.inplane_deg is None:
         theta = rng.uniform(0.0, 360.0, size=(m, g))
     else:

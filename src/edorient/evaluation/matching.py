@@ -81,8 +81,18 @@ def correlate_inplane(a_norm: np.ndarray, b_norm: np.ndarray) -> np.ndarray:
     return np.fft.irfft(np.sum(fa * np.conj(fb), axis=-2), n=n, axis=-1)
 
 
+def _both_families(directions: np.ndarray) -> np.ndarray:
+    """(n, 3) directions -> (n, 2, 3): each direction and its antipode.
+
+    ``d`` and ``-d`` carry one label (the Laue group holds the inversion) but belong to the two
+    families of orientations that no proper rotation of the crystal relates
+    (:meth:`edorient.physics.symmetry.LaueGroup.reduce_proper`): their patterns are mirror images.
+    """
+    return np.stack([directions, -directions], axis=1)
+
+
 class PatternScorer:
-    """Correlation of an image with the simulated pattern of a direction, best over in-plane angle.
+    """Correlation of an image with simulated patterns, best over in-plane angle (and family).
 
     Parameters
     ----------
@@ -106,38 +116,59 @@ class PatternScorer:
         """Normalised polar image of a display-transformed image (H, W) in [0, 1]."""
         return self.grid.normalise(self.grid.transform(image01))
 
-    def score(self, image01: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Best correlation and its in-plane angle (degrees) for each direction (n, 3)."""
+    def score(self, image01: np.ndarray, directions: np.ndarray,
+              both_families: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Best correlation and its orientation for each beam direction (n, 3).
+
+        Every in-plane angle is tried (FFT along φ) and, with ``both_families``, both
+        orientation families of the direction (``d`` and ``-d``: mirror-image patterns with one
+        label); without it, only beam direction ``d`` as given.
+
+        Returns
+        -------
+        scores, rotations
+            (n,) correlations and (n, 3, 3) the orientations that reach them.
+        """
+        d = np.atleast_2d(np.asarray(directions, dtype=float))
+        trial = _both_families(d) if both_families else d[:, None]
         a = self.prepare(image01)
-        c = correlate_inplane(a, self.template(directions))
-        j = np.argmax(c, axis=-1)
-        return c[np.arange(len(j)), j], j * 360.0 / self.grid.n_phi
+        c = correlate_inplane(a, self.template(trial.reshape(-1, 3))).reshape(len(d), trial.shape[1], -1)
+        flat = c.reshape(len(d), -1).argmax(axis=1)
+        fam, j = np.divmod(flat, c.shape[-1])
+        best = trial[np.arange(len(d)), fam]
+        return c[np.arange(len(d)), fam, j], rotation_from_direction(best, j * 360.0 / self.grid.n_phi)
 
 
 class TemplateMatcher:
-    """Single-crystal orientation by polar template matching over the fundamental sector.
+    """Single-crystal orientation by polar template matching over the whole orientation space.
 
     A CNN-free estimator: the dictionary holds the simulated patterns of ``n_directions``
-    directions spread evenly over the sector (a Fibonacci lattice on the sphere, kept where it
-    falls in the sector), each compared with the image at every in-plane angle by FFT.
+    directions spread evenly over the Laue sector (a Fibonacci lattice on the sphere, kept where
+    it falls in the sector) *and of their antipodes*, the mirror-image family of orientations
+    that share their labels; each is compared with the image at every in-plane angle by FFT, so
+    the dictionary covers all of SO(3) modulo the crystal's proper rotations.
     """
 
     def __init__(self, simulator: Simulator, n_directions: int = 400, n_r: int = 48, n_phi: int = 360,
                  chunk: int = 64, top_k: int = 4) -> None:
         self.scorer = PatternScorer(simulator, n_r=n_r, n_phi=n_phi)
-        self.directions = sector_grid(simulator.crystal.laue, n_directions)
+        sector = sector_grid(simulator.crystal.laue, n_directions)
+        self.directions = _both_families(sector).reshape(-1, 3)  # beam directions, both families
         self.top_k = int(top_k)
         # mean spacing of the grid over the sector (a sector is 4π / |G| sr)
-        self.spacing_deg = float(np.degrees(np.sqrt(4 * np.pi / len(simulator.crystal.laue.ops) / max(len(self.directions), 1))))
+        self.spacing_deg = float(np.degrees(np.sqrt(4 * np.pi / len(simulator.crystal.laue.ops) / max(len(sector), 1))))
         parts = [self.scorer.template(self.directions[i : i + chunk]) for i in range(0, len(self.directions), chunk)]
         self._fft = np.fft.rfft(np.concatenate(parts), axis=-1)
 
-    def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, float, float]:
-        """(direction (3,), in-plane angle in degrees, correlation) of the best template.
+    def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+        """(label direction (3,), orientation (3, 3), correlation) of the best template.
 
-        The best ``top_k`` dictionary entries are refined by scoring directions on shrinking
-        rings around them (zone-axis patterns are sharp: a coarse grid alone can miss them).
+        The label is the sector-reduced beam direction of the orientation. The best ``top_k``
+        dictionary entries are refined by scoring directions on shrinking rings around them
+        (zone-axis patterns are sharp: a coarse grid alone can miss them), each ring kept in
+        its own family.
         """
+        laue = self.scorer.simulator.crystal.laue
         a = self.scorer.prepare(image01)
         fa = np.fft.rfft(a, axis=-1)
         n = a.shape[-1]
@@ -146,15 +177,20 @@ class TemplateMatcher:
         if not refine:
             i = int(np.argmax(best))
             j = int(np.argmax(c[i]))
-            return self.directions[i].copy(), j * 360.0 / n, float(c[i, j])
-        laue = self.scorer.simulator.crystal.laue
-        cands = self.directions[np.argsort(best)[::-1][: self.top_k]]
+            R = rotation_from_direction(self.directions[i], j * 360.0 / n)
+            return laue.reduce(self.directions[i]), R, float(c[i, j])
+        # top_k distinct labels, each in its better family (near a mirror plane the two families
+        # are near-identical patterns and would otherwise fill the candidate list twice)
+        pairs = best.reshape(-1, 2)
+        fam = np.argmax(pairs, axis=1)
+        top = np.argsort(pairs.max(axis=1))[::-1][: self.top_k]
+        cands = self.directions.reshape(-1, 2, 3)[top, fam[top]]
         step = self.spacing_deg
         cand_scores = np.full(len(cands), -np.inf)
         while step > 0.3:
             trial = np.concatenate([_ring(d, step) for d in cands] + [cands])
-            trial = laue.reduce(trial)
-            sc, _ = self.scorer.score(image01, trial)
+            trial = laue.reduce_proper(trial)
+            sc, _ = self.scorer.score(image01, trial, both_families=False)
             groups = sc[: len(cands) * 8].reshape(len(cands), 8)
             own = sc[len(cands) * 8 :]
             k = np.argmax(np.concatenate([groups, own[:, None]], axis=1), axis=1)
@@ -163,8 +199,8 @@ class TemplateMatcher:
             cand_scores = np.maximum(groups.max(axis=1), own)
             step /= 2
         i = int(np.argmax(cand_scores))
-        score, theta = self.scorer.score(image01, cands[i][None])
-        return cands[i].copy(), float(theta[0]), float(score[0])
+        score, R = self.scorer.score(image01, cands[i][None], both_families=False)
+        return laue.reduce(cands[i]), R[0], float(score[0])
 
     def __call__(self, image01: np.ndarray) -> np.ndarray:
         return self.match(image01)[0]

@@ -4,7 +4,8 @@ Stage 1 keeps one of the two estimates of Method 1. The thesis keeps the one who
 is smaller (an oracle; :func:`edorient.evaluation.metrics.method2_oracle`); a user can instead
 keep the one whose simulated pattern correlates best with the image (:func:`pick_by_score`).
 
-Stage 2 takes the kept direction, finds its in-plane angle (a 1-D search by FFT, see
+Stage 2 takes the kept direction, finds its in-plane angle and family (d or -d: mirror-image
+patterns of one label) by a 1-D search by FFT (see
 :mod:`edorient.evaluation.matching`), simulates its spots, erases them from the image (discs
 around their positions; the shared direct beam stays), and estimates the other grain's direction
 from what is left with a single-crystal estimator (the single-crystal CNN, or template matching).
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from edorient.evaluation.matching import PatternScorer, erase_spots
-from edorient.physics.orientation import rotation_from_direction
 from edorient.render import Simulator
 
 
@@ -38,7 +38,7 @@ class Stage2Result:
     """Outcome of stage 2 for one image."""
 
     direction: np.ndarray  #: estimate of the other grain's beam direction (3,)
-    kept_inplane_deg: float  #: in-plane angle found for the kept grain (degrees)
+    kept_rotation: np.ndarray  #: orientation found for the kept grain (3, 3): family and in-plane angle
     kept_score: float  #: correlation of the kept grain's pattern with the image
     erased: np.ndarray  #: the image with the kept grain's spots erased (H, W) in [0, 1]
 
@@ -72,12 +72,12 @@ def stage2(
         Only the kept grain's spots at least this bright (relative to the direct beam) are erased.
     """
     scorer = scorer or PatternScorer(simulator)
-    score, theta = scorer.score(image01, np.asarray(kept_direction, dtype=float)[None])
-    R = rotation_from_direction(np.asarray(kept_direction, dtype=float), float(theta[0]))
+    score, rotations = scorer.score(image01, np.asarray(kept_direction, dtype=float)[None])
+    R = rotations[0]
     spots = simulator.spots(R)
     bright = spots.intensity >= min_intensity
     pixels = simulator.spot_pixels(spots)[bright]
     radius = 2.5 * simulator.config.spot_sigma_px if erase_radius_px is None else erase_radius_px
     erased = erase_spots(image01, pixels, radius)
     direction = np.asarray(estimator(erased), dtype=float)
-    return Stage2Result(direction / np.linalg.norm(direction), float(theta[0]), float(score[0]), erased)
+    return Stage2Result(direction / np.linalg.norm(direction), R, float(score[0]), erased)

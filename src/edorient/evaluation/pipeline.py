@@ -21,7 +21,6 @@ from edorient.evaluation import metrics as M
 from edorient.evaluation import plots, tables
 from edorient.evaluation.matching import PatternScorer, TemplateMatcher
 from edorient.evaluation.method2 import stage2
-from edorient.physics.orientation import rotation_from_direction
 from edorient.render import SimulationConfig, Simulator
 
 log = logging.getLogger(__name__)
@@ -302,8 +301,7 @@ def _plots(out, data, test_ids, pred, true, laue, sim, scorer, cfg) -> str:
         ps = []
         for g in range(n_grains):
             d = pred[i, g]
-            theta = scorer.score(img, d[None])[1][0]
-            ps.append(_visible_pixels(sim, rotation_from_direction(d, theta)))
+            ps.append(_visible_pixels(sim, scorer.score(img, d[None])[1][0]))
         pred_spots.append(ps)
         titles.append(f"id {int(test_ids[i])}: " + ", ".join(f"{x:.1f}°" for x in deg[i]))
     plots.plot_worst_images(out / "worst_images.png", np.stack(images), true_spots, pred_spots, titles=titles)

@@ -317,6 +317,32 @@ class LaueGroup:
         out = np.einsum("...ij,...j->...i", self.ops[idx], u)
         return (out, idx) if return_index else out
 
+    def reduce_proper(self, v: ArrayLike) -> np.ndarray:
+        """Map directions into the sector of the *proper* rotations: the sector or its antipode.
+
+        A crystal orientation can be changed only by the proper rotations of its point group
+        (the group of this Laue group's operations with det +1; 422 for 4/mmm). Their sector is
+        twice the Laue sector: the sector itself and its antipode ``-sector``. A beam direction
+        that the Laue group brings into the sector through an improper operation ``g`` is
+        brought to ``-(g v)`` by the proper operation ``-g``. Patterns of the two halves are
+        mirror images of each other and share one label (:meth:`reduce`), so a template
+        dictionary or a set of orientations must cover both halves.
+
+        Returns
+        -------
+        numpy.ndarray
+            (..., 3) unit vectors in the sector or in ``-sector``.
+
+        Examples
+        --------
+        >>> g = laue_group("4/mmm")
+        >>> g.reduce_proper([[2, 1, 1], [1, 2, 1], [1, -2, -1]]).round(4).tolist()
+        [[0.8165, 0.4082, 0.4082], [-0.8165, -0.4082, -0.4082], [0.8165, 0.4082, 0.4082]]
+        """
+        out, idx = self.reduce(v, return_index=True)
+        improper = np.linalg.det(self.ops)[idx] < 0
+        return np.where(improper[..., None], -out, out) + 0.0
+
     def in_sector(self, v: ArrayLike, atol: float = 1e-9) -> np.ndarray:
         """Whether directions lie in the fundamental sector (within ``atol``).
 

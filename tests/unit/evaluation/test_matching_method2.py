@@ -13,7 +13,7 @@ from edorient.evaluation.matching import (
     sector_grid,
 )
 from edorient.evaluation.method2 import pick_by_score, stage2
-from edorient.physics.orientation import rotation_from_direction, rotation_from_zone_axis
+from edorient.physics.orientation import random_rotations, rotation_from_direction, rotation_from_zone_axis
 from edorient.render import SimulationConfig, Simulator, compose, display_transform
 from edorient.structures import anatase
 
@@ -27,6 +27,14 @@ def _image(sim, d, theta):
     return sim.linear_image(rotation_from_direction(np.asarray(d, float) / np.linalg.norm(d), theta))
 
 
+def _misorientation_deg(a, b, laue):
+    """Smallest rotation angle (degrees) between orientations a and b (3, 3) modulo the crystal's
+    proper rotations (b h^T for h in the proper part of the Laue group)."""
+    proper = laue.ops[np.linalg.det(laue.ops) > 0]
+    tr = np.einsum("ij,mij->m", a, b @ np.transpose(proper, (0, 2, 1)))
+    return float(np.degrees(np.arccos(np.clip((tr.max() - 1) / 2, -1, 1))))
+
+
 def test_correlate_inplane_finds_a_circular_shift(rng):
     a = rng.normal(size=(5, 72))
     b = np.roll(a, -9, axis=1)  # b(phi) = a(phi + 9 steps): a is b turned by +9 steps
@@ -37,10 +45,25 @@ def test_correlate_inplane_finds_a_circular_shift(rng):
 def test_scorer_recovers_inplane_angle(sim):
     d = np.array([0.35, 0.12, 0.93])
     img = display_transform(_image(sim, d, 41.0))
-    score, theta = PatternScorer(sim).score(img, d[None] / np.linalg.norm(d))
+    score, R = PatternScorer(sim).score(img, d[None] / np.linalg.norm(d))
     assert score[0] > 0.95
     # anatase has no in-plane symmetry for a general direction: the angle is unique
-    assert theta[0] == pytest.approx(41.0, abs=1.0)
+    truth = rotation_from_direction(d / np.linalg.norm(d), 41.0)
+    assert _misorientation_deg(R[0], truth, sim.crystal.laue) < 1.0
+
+
+@pytest.mark.parametrize("theta", [0.0, 117.0])
+def test_scorer_finds_the_mirror_family(sim, theta):
+    # The orientation with beam direction -d gives the mirror image of d's pattern and the same
+    # label; given only the label, the scorer must find which family the image shows.
+    d = np.array([0.6, 0.25, 0.76]) / np.linalg.norm([0.6, 0.25, 0.76])  # far from mirrors
+    truth = rotation_from_direction(-d, theta)
+    img = display_transform(sim.linear_image(truth))
+    score, R = PatternScorer(sim).score(img, d[None])
+    assert _misorientation_deg(R[0], truth, sim.crystal.laue) < 1.0
+    # scoring the family of d alone fits worse: the two families differ in the image
+    only_d, _ = PatternScorer(sim).score(img, d[None], both_families=False)
+    assert only_d[0] < score[0] - 0.2  # measured: 0.71 against 1.00 at 96 px
 
 
 def test_pick_by_score_prefers_the_true_direction(sim):
@@ -71,25 +94,22 @@ def test_erase_spots_keeps_centre():
 
 
 def test_stage2_recovers_second_grain_given_the_first(sim):
-    # Eight clean random bicrystals: given grain A, stage 2 must find grain B. Where B's spots
+    # Sixteen clean random bicrystals: given grain A, stage 2 must find grain B. Where B's spots
     # overlap A's, erasing A also removes part of B, so a minority may be off; the typical case
     # must be accurate.
-    from edorient.physics.orientation import sample_sector_directions
-
     laue = sim.crystal.laue
     matcher = TemplateMatcher(sim, n_directions=300)
-    rng = np.random.default_rng(5)
-    errors, thetas = [], []
-    for _ in range(8):
-        a, b = sample_sector_directions(2, laue, rng)
-        bicrystal = display_transform(compose(_image(sim, a, 25.0), _image(sim, b, 140.0)))
-        res = stage2(bicrystal, a, sim, matcher)
-        errors.append(laue.angle(res.direction, b))
-        thetas.append(res.kept_inplane_deg)
+    errors, kept_errors = [], []
+    for ra, rb in random_rotations(32, rng=5).reshape(16, 2, 3, 3):
+        # uniform over SO(3): both mirror families of each label occur
+        bicrystal = display_transform(compose(sim.linear_image(ra), sim.linear_image(rb)))
+        res = stage2(bicrystal, laue.reduce(ra[2]), sim, matcher)
+        errors.append(laue.angle(res.direction, rb[2]))
+        kept_errors.append(_misorientation_deg(res.kept_rotation, ra, laue))
     errors = np.array(errors)
     assert np.median(errors) < 1.0
-    assert np.sum(errors < 3.0) >= 6
-    assert np.median(np.abs(np.array(thetas) - 25.0)) <= 1.0
+    assert np.sum(errors < 3.0) >= 12  # measured 13/16 (seed 5), 15/16 (seed 6)
+    assert np.median(kept_errors) <= 1.0
 
 
 def test_unerased_bicrystal_gives_one_grain(sim):
@@ -108,5 +128,24 @@ def test_template_matcher_on_zone_axis(sim):
     xt = sim.crystal
     matcher = TemplateMatcher(sim, n_directions=300)
     img = display_transform(sim.linear_image(rotation_from_zone_axis([1, 0, 3], xt.direct_matrix, 70.0)))
-    est, theta, c = matcher.match(img)
+    est, R, c = matcher.match(img)
     assert xt.laue.angle(est, xt.zone_axis_direction([1, 0, 3])) < 3.0
+
+
+def test_template_matcher_covers_both_families(sim):
+    # Orientations uniform over SO(3), clean single crystals: the dictionary holds both mirror
+    # families, so every image is matched to its label and to its full orientation.
+    laue = sim.crystal.laue
+    matcher = TemplateMatcher(sim, n_directions=300)
+    rots = random_rotations(12, rng=3)
+    fams = np.sign(laue.reduce_proper(rots[:, 2]) @ laue.reduce(rots[:, 2]).T).diagonal()
+    assert set(fams.tolist()) == {-1.0, 1.0}  # the sample holds both families
+    label_err, orient_err = [], []
+    for R in rots:
+        est, R_est, _ = matcher.match(display_transform(sim.linear_image(R)))
+        label_err.append(laue.angle(est, R[2]))
+        orient_err.append(_misorientation_deg(R_est, R, laue))
+    # measured at 96 px: 11 of 12 within 0.25°, one 39° off (a look-alike zone: the coarse
+    # search is a proposal, not the answer)
+    assert np.median(label_err) < 0.5 and np.sum(np.array(label_err) < 1.0) >= 10
+    assert np.median(orient_err) < 1.0
