@@ -6,6 +6,7 @@ anatase and an anatase CIF give the same atoms.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gemmi
@@ -15,6 +16,11 @@ from edorient.errors import EdorientError
 from edorient.physics.crystal import Crystal, direct_matrix
 from edorient.physics.scattering import atomic_number, element_symbol
 from edorient.physics.symmetry import LaueGroup
+
+log = logging.getLogger(__name__)
+
+#: B factor (Å²) assumed for a CIF site that gives neither U nor B (stated in the crystal's notes).
+DEFAULT_B_ISO = 0.5
 
 #: Built-in crystals by name.
 BUILTIN = ("anatase",)
@@ -71,15 +77,39 @@ def read_cif(path: str | Path) -> Crystal:
         )
     if len(st.sites) == 0:
         raise EdorientError(f"CIF {p} lists no atom sites (_atom_site_fract_x/y/z missing)")
-    sites = []
+    given = _displacements_given(p)
+    sites, defaulted = [], []
     for site in st.sites:
         symbol = site.element.name if site.element.name != "X" else site.type_symbol
-        u = site.u_iso if np.isfinite(site.u_iso) else 0.0
-        b = 8.0 * np.pi**2 * u if u > 0 else 0.5
+        xyz = (site.fract.x, site.fract.y, site.fract.z)
+        if not np.all(np.isfinite(xyz)):
+            raise EdorientError(f"CIF {p}: site {site.label} has non-numeric fractional coordinates {xyz}; fix the atom_site loop")
+        if given.get(site.label, False):  # an explicit U or B, 0 included (gemmi stores B as U)
+            if not (np.isfinite(site.u_iso) and site.u_iso >= 0):
+                raise EdorientError(f"CIF {p}: site {site.label} has a negative or non-numeric U/B; fix it")
+            b = 8.0 * np.pi**2 * site.u_iso
+        else:
+            b = DEFAULT_B_ISO
+            defaulted.append(site.label)
         occ = site.occ if np.isfinite(site.occ) else 1.0
-        sites.append((symbol, (site.fract.x, site.fract.y, site.fract.z), occ, b))
+        sites.append((symbol, xyz, occ, b))
+    notes = ()
+    if defaulted:
+        notes = (f"no U or B in the CIF for site(s) {', '.join(defaulted)}: B = {DEFAULT_B_ISO} Å² assumed",)
+        log.warning("CIF %s: %s", p, notes[0])
     name = st.name or p.stem
-    return _expand(name, (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma), sg, sites)
+    return _expand(name, (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma), sg, sites, notes)
+
+
+def _displacements_given(path: Path) -> dict[str, bool]:
+    """Site label -> whether the CIF gives an isotropic U or B for it (``?`` and ``.`` do not)."""
+    block = gemmi.cif.read(str(path)).sole_block()
+    table = block.find("_atom_site_", ["label", "?U_iso_or_equiv", "?B_iso_or_equiv"])
+    out = {}
+    for row in table:
+        vals = [row[i] for i in (1, 2) if row.has(i)]
+        out[gemmi.cif.as_string(row[0])] = any(v not in ("?", ".") for v in vals)
+    return out
 
 
 def get_crystal(name_or_path: str | Path) -> Crystal:
@@ -94,7 +124,7 @@ def get_crystal(name_or_path: str | Path) -> Crystal:
     )
 
 
-def _expand(name, cell, sg: gemmi.SpaceGroup, sites) -> Crystal:
+def _expand(name, cell, sg: gemmi.SpaceGroup, sites, notes: tuple[str, ...] = ()) -> Crystal:
     """Apply every operation of ``sg`` to each site; merge copies closer than 0.01 Å."""
     A = direct_matrix(*cell)
     ops = list(sg.operations())
@@ -126,6 +156,7 @@ def _expand(name, cell, sg: gemmi.SpaceGroup, sites) -> Crystal:
         b_iso=np.array(bis, dtype=float),
         space_group=sg.xhm(),
         laue=laue,
+        notes=tuple(notes),
     )
 
 

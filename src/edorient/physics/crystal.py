@@ -69,6 +69,9 @@ class Crystal:
         Hermann-Mauguin symbol (extended, with origin choice where relevant).
     laue
         The Laue group, operations in the crystal Cartesian frame.
+    notes
+        What the reader assumed that the source did not say (e.g. a default B factor), shown
+        in :meth:`summary` so that it reaches every output.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Crystal:
     b_iso: np.ndarray
     space_group: str
     laue: LaueGroup
+    notes: tuple[str, ...] = ()
     _A: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +131,7 @@ class Crystal:
             "laue_group": self.laue.name,
             "n_atoms": len(self),
             "formula": _formula(self.symbols, self.occupancy),
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
