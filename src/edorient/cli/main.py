@@ -1,7 +1,9 @@
 """Entry point of the ``edorient`` command.
 
 Only this module configures logging. Bad input (:class:`edorient.errors.EdorientError`, a missing
-file) ends with a one-line ``edorient: error: ...`` on stderr and exit status 2.
+file) ends with a one-line ``edorient: error: ...`` on stderr and exit status 2. Output cut
+short by its reader (``edorient reflections | head``) ends quietly with status 141, as a command
+killed by SIGPIPE does in a shell.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -73,7 +76,37 @@ def _configure_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
 
 
+def _stdout_to_devnull() -> None:
+    """Point file descriptor 1 at /dev/null, so that the interpreter's last flush of the
+    (broken) stdout at exit does not print a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (replaced, closed): nothing to flush
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``edorient``; returns the exit status.
+
+    A reader that stops early (``| head``) closes the pipe: the next write to stdout raises
+    BrokenPipeError, in any subcommand that prints (or in ``--help``). That is not an error of
+    the command: it ends quietly with 141 (128 + SIGPIPE), as shell tools killed by SIGPIPE do.
+    """
+    try:
+        try:
+            return _main(argv)
+        finally:  # flush here, where a broken pipe can still be caught (also after --help's SystemExit)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
