@@ -1,17 +1,43 @@
 """Atomic file writes: write a temporary file beside the target, then ``os.replace`` it.
 
 A reader never sees a half-written file, and an interrupted write leaves the old file (or none)
-and no temporary behind. (Data-set shards use :mod:`edorient.data._storage`, which also syncs
+and no temporary behind. The file gets the permissions a plain ``open(path, "w")`` would give
+it: an existing file's mode is kept, a new file gets ``0o666 & ~umask`` (not the 0600 of
+:func:`tempfile.mkstemp`). (Data-set shards use :mod:`edorient.data._storage`, which also syncs
 the folder for durability.)
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process' umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
+def plain_file_mode(path: str | os.PathLike) -> int:
+    """Permission bits ``open(path, "w")`` leaves ``path`` with: its own if it exists, else
+    ``0o666 & ~umask``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
 
 
 @contextmanager
@@ -35,6 +61,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, plain_file_mode(path))  # mkstemp makes 0600 whatever the umask
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:

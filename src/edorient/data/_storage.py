@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edorient._utils.atomic import plain_file_mode
 from edorient.errors import EdorientError
 
 FORMAT = "edorient-dataset"
@@ -56,6 +57,7 @@ def _tmp_path(path: Path) -> Path:
 
 
 def _replace(tmp: Path, path: Path) -> None:
+    os.chmod(tmp, plain_file_mode(path))  # as open(path, "w"): kept if it exists, else 0666 & ~umask
     os.replace(tmp, path)
     try:  # make the rename durable; not every file system lets a folder be opened
         fd = os.open(path.parent, os.O_RDONLY)
