@@ -39,6 +39,8 @@ from typing import Literal
 
 import numpy as np
 
+from edorient._utils.rng import seeded_rng
+from edorient.data.splits import THESIS_SUBSET_WEIGHTS, proportional_sizes
 from edorient.errors import EdorientError
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ SCHEME_II = "kmeans_ii"
 #: Downscaled side used by the thesis for scheme (i) and (ii).
 THESIS_RESIZE = {"i": 56, "ii": 112}
 #: Relative sizes of the thesis' five training subsets (100k x 4 + 89.5k).
-SUBSET_WEIGHTS = (100_000, 100_000, 100_000, 100_000, 89_500)
+SUBSET_WEIGHTS = THESIS_SUBSET_WEIGHTS
 #: Number of directories of scheme (ii).
 N_DIRECTORIES = 5
 ALGORITHMS = ("auto", "lloyd", "minibatch")
@@ -99,12 +101,12 @@ def compute_features(
     Batches are downscaled one at a time (:func:`area_downscale`) and written into ``out``
     (a new array, or e.g. a float32 memmap), so memory beyond ``out`` is one batch.
     """
-    from tqdm.auto import tqdm
+    from edorient._utils.progress import progress_bar
 
     if out is None:
         out = np.empty((int(n), int(size) * int(size)), dtype=np.float32)
     pos = 0
-    with tqdm(total=int(n), unit="img", desc=f"features {size}x{size}", disable=not progress) as bar:
+    with progress_bar(total=int(n), unit="img", desc=f"features {size}x{size}", disable=not progress) as bar:
         for batch in batches:
             f = area_downscale(batch, size).reshape(len(batch), -1)
             if pos + len(f) > n:
@@ -263,7 +265,7 @@ def cluster(X, cfg: KMeansConfig, progress: bool = False, algorithm: str | None 
     """
     import time
 
-    from tqdm.auto import tqdm
+    from edorient._utils.progress import progress_bar
 
     cfg = cfg.validated()
     n = len(X)
@@ -278,7 +280,7 @@ def cluster(X, cfg: KMeansConfig, progress: bool = False, algorithm: str | None 
         raise EdorientError(f"{n} images cannot be split into {kmax_eff} clusters; lower --kmax/--k or use more images")
     ks = np.arange(1, cfg.kmax + 1) if cfg.kmax else np.zeros(0, dtype=int)
     sse, labels_by_k, seconds = [], {}, {}
-    for k in tqdm(ks.tolist(), desc=f"k-means ({algo})", unit="K", disable=not progress):
+    for k in progress_bar(ks.tolist(), desc=f"k-means ({algo})", unit="K", disable=not progress):
         t0 = time.perf_counter()
         s, lab = fit(X, k, cfg)
         seconds[k] = time.perf_counter() - t0
@@ -340,9 +342,7 @@ def subset_sizes(total: int, weights=SUBSET_WEIGHTS) -> list[int]:
     >>> subset_sizes(97_900)
     [20000, 20000, 20000, 20000, 17900]
     """
-    w = np.asarray(weights, dtype=float)
-    bounds = np.rint(int(total) * np.cumsum(w) / w.sum()).astype(np.int64)
-    return np.diff(np.concatenate([[0], bounds])).tolist()
+    return proportional_sizes(int(total), weights)
 
 
 def allocate_counts(cluster_sizes, sizes) -> np.ndarray:
@@ -497,20 +497,18 @@ class SchemeResult:
 FeatureFn = Callable[[np.ndarray, str], np.ndarray]
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
 
 
 def _cluster_group(name, ids, features: FeatureFn, cfg, weights, seed, key, progress) -> Group:
     cfg = cfg.validated()
     # rows in a random order: minibatch chunks are then random samples; labels map back
-    perm = _rng(seed, 30, key).permutation(ids.size)
+    perm = seeded_rng(seed, 30, key).permutation(ids.size)
     X = features(ids[perm], name)
     res = cluster(X, cfg, progress=progress)
     labels = np.empty_like(res.labels)
     labels[perm] = res.labels
     res.labels = labels
-    parts = balanced_split(ids, labels, subset_sizes(ids.size, weights), _rng(seed, 31, key))
+    parts = balanced_split(ids, labels, subset_sizes(ids.size, weights), seeded_rng(seed, 31, key))
     counts = composition(parts, ids, labels, res.k)
     return Group(name=name, ids=ids, result=res, parts=parts, counts=counts)
 
@@ -534,7 +532,7 @@ def scheme_ii(
     ids = np.asarray(ids)
     if n_dirs < 1 or ids.size < n_dirs:
         raise EdorientError(f"cannot split {ids.size} images into {n_dirs} directories")
-    dirs = split_directories(ids, n_dirs, _rng(cfg.seed, 32))
+    dirs = split_directories(ids, n_dirs, seeded_rng(cfg.seed, 32))
     groups = [
         _cluster_group(roman(d + 1), dids, features, cfg, weights, cfg.seed, d + 1, progress)
         for d, dids in enumerate(dirs)

@@ -28,6 +28,7 @@ import numpy as np
 
 from edorient.data import _storage as st
 from edorient.data.pairs import pairs_within
+from edorient._utils.rng import seeded_rng
 from edorient.errors import EdorientError
 
 #: Test fraction of the thesis hold-out: 10,000 of 499,500 images.
@@ -48,8 +49,6 @@ def default_holdout_fraction(test_fraction: float = THESIS_TEST_FRACTION) -> flo
     return float(np.sqrt(test_fraction))
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
 
 
 def _dtype(n: int):
@@ -117,7 +116,7 @@ def make_splits(
     out: dict[str, np.ndarray] = {}
     # random hold-out
     n_test = min(max(1, int(round(test_fraction * n_samples))), n_samples - 1)
-    perm = _rng(seed, _KEY_SPLIT).permutation(n_samples)
+    perm = seeded_rng(seed, _KEY_SPLIT).permutation(n_samples)
     parts = {"random": (np.sort(perm[n_test:]), np.sort(perm[:n_test]))}
     # disjoint hold-out
     if mode == "thesis":
@@ -129,14 +128,14 @@ def make_splits(
                 f"{n_records} orientations with hold-out fraction {frac:.3f} give {n_hold}: "
                 "use more orientations (-n) or another --holdout-fraction"
             )
-        hold = np.sort(_rng(seed, _KEY_HOLDOUT).permutation(n_records)[:n_hold])
+        hold = np.sort(seeded_rng(seed, _KEY_HOLDOUT).permutation(n_records)[:n_hold])
         keep = np.setdiff1d(np.arange(n_records), hold)
         parts["disjoint"] = (pairs_within(keep, n_records), pairs_within(hold, n_records))
         out["disjoint/holdout_records.npy"] = hold
     else:
         parts["disjoint"] = parts["random"]
     for si, (split, (trainval, test)) in enumerate(parts.items()):
-        rng = _rng(seed, _KEY_SUBSETS, si)
+        rng = seeded_rng(seed, _KEY_SUBSETS, si)
         out[f"{split}/trainval.npy"] = trainval
         out[f"{split}/test.npy"] = test
         for k, sub in enumerate(np.array_split(test[rng.permutation(test.size)], n_test_subsets)):
@@ -198,6 +197,6 @@ def write_subsets(
                 "build subsets from EDData.index(split, 'trainval')"
             )
     key = [ord(c) for c in scheme]
-    rng = _rng(seed, _KEY_SUBSETS, 100, *key)
+    rng = seeded_rng(seed, _KEY_SUBSETS, 100, *key)
     files = _subset_files(split, scheme, subsets, rng, val_fraction)
     save_splits(root, {k: v.astype(trainval.dtype) for k, v in files.items()})

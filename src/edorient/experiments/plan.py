@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edorient._utils.rng import seeded_rng
 from edorient.errors import EdorientError
 
 #: The thesis' data set: every pair of 1,000 orientations.
@@ -252,7 +253,7 @@ def _pre_partition(n_images: int, seed: int) -> tuple[np.ndarray, list[np.ndarra
     from edorient.data.splits import proportional_sizes
 
     sizes = proportional_sizes(n_images, (PRE_TEST, *PRE_SETS))
-    perm = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(40,))).permutation(n_images)
+    perm = seeded_rng(int(seed), 40).permutation(n_images)
     parts = np.split(perm, np.cumsum(sizes)[:-1])
     return np.sort(parts[0]), [np.sort(p) for p in parts[1:]]
 
@@ -260,7 +261,7 @@ def _pre_partition(n_images: int, seed: int) -> tuple[np.ndarray, list[np.ndarra
 def _train_val(ids: np.ndarray, seed: int, key: int) -> tuple[np.ndarray, np.ndarray]:
     from edorient.data.splits import train_val
 
-    return train_val(ids, np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(41, key))))
+    return train_val(ids, seeded_rng(int(seed), 41, key))
 
 
 def make_plan(cfg: ReproduceConfig) -> Plan:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edorient._utils.rng import seeded_rng
 from edorient.errors import EdorientError
 from edorient.experiments.plan import (
     _BY_EXPERIMENT,
@@ -234,7 +235,7 @@ def reproduce(out: str | Path, config: ReproduceConfig | None = None, progress: 
         test, sets = _pre_partition(plan.n_images, cfg.seed)
         parts = [_train_val(s, cfg.seed, k) for k, s in enumerate(sets)]
         tsubs = [np.sort(s) for s in np.array_split(
-            np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(42,))).permutation(test.size), 5)]
+            seeded_rng(cfg.seed, 42).permutation(test.size), 5)]
         pre1 = _fit_once(cfg, plan, "pre1", out / "pre" / "pre1", data, *parts[0], S, progress,
                          {**extra, "experiment": "pre1"})
         for key, mode in (("pre2_all_layers", "all"), ("pre2_dense_only", "dense")):

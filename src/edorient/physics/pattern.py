@@ -31,10 +31,18 @@ ShapeFactor = Literal["sinc2", "gaussian"]
 SHAPES = ("sinc2", "gaussian")
 
 
+def ewald_sag(g: np.ndarray, wavelength: float) -> np.ndarray:
+    """``λ |g|² / 2`` (Å⁻¹) of reciprocal vectors ``g`` (..., 3): how far the Ewald sphere has
+    fallen below the zero-order plane at ``|g|``, so that ``s = g_z - λ |g|² / 2``. It does not
+    depend on the orientation, which is why the fast paths compute it once per reflection."""
+    g = np.asarray(g, dtype=float)
+    return 0.5 * wavelength * np.sum(g * g, axis=-1)
+
+
 def excitation_errors(g_lab: np.ndarray, wavelength: float) -> np.ndarray:
     """Excitation errors s (Å⁻¹) of lab-frame reciprocal vectors ``g_lab`` (..., 3)."""
     g_lab = np.asarray(g_lab, dtype=float)
-    return g_lab[..., 2] - 0.5 * wavelength * np.sum(g_lab * g_lab, axis=-1)
+    return g_lab[..., 2] - ewald_sag(g_lab, wavelength)
 
 
 def shape_factor(s: np.ndarray, thickness: float, shape: ShapeFactor = "sinc2") -> np.ndarray:
@@ -123,7 +131,7 @@ def spot_intensities(
     gv = reflections.g_vectors
     position = np.matmul(gv, R[:, :2, :].transpose(0, 2, 1))
     s = R[:, 2, :] @ gv.T
-    s -= 0.5 * wavelength * np.sum(gv * gv, axis=-1)
+    s -= ewald_sag(gv, wavelength)
     rel = _relative_intensity(reflections)
     intensity = _intensity(s, rel, thickness, shape)
     if single:
@@ -235,7 +243,7 @@ class ExcitationBounds:
                 s_max = np.sqrt(np.log(np.maximum(rel * slack / m, 1.0)) / np.pi) / thickness * slack
             if m > 0:
                 s_max = np.where(rel * slack >= m, s_max, -1.0)
-            half_lg2 = 0.5 * wavelength * np.sum(gv * gv, axis=-1)
+            half_lg2 = ewald_sag(gv, wavelength)
             possible = np.flatnonzero(s_max >= 0)
             aug = np.concatenate([gv, -half_lg2[:, None]], axis=1)[possible]
             scaled_t = np.ascontiguousarray((aug / (s_max[possible, None] + 1e-9)).T)

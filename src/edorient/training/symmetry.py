@@ -10,8 +10,6 @@ constant, so the gradient flows through the selected ``g* v``.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 
@@ -21,7 +19,7 @@ __all__ = ["as_ops_tensor", "laue_4mmm_ops", "reduce_to_sector", "symmetric_angl
 
 
 def laue_4mmm_ops(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The 16 operations of Laue group 4/mmm (anatase): signed x/y permutations times z -> +-z.
+    """The 16 operations of Laue group 4/mmm (anatase), from :func:`edorient.physics.symmetry.laue_group`.
 
     Examples
     --------
@@ -29,18 +27,9 @@ def laue_4mmm_ops(dtype: torch.dtype = torch.float32) -> torch.Tensor:
     >>> tuple(ops.shape), bool(torch.equal(ops[0], torch.eye(3)))
     ((16, 3, 3), True)
     """
-    ops = []
-    for swap in (False, True):
-        for sx, sy, sz in itertools.product((1, -1), repeat=3):
-            m = np.zeros((3, 3))
-            if swap:
-                m[0, 1], m[1, 0] = sx, sy
-            else:
-                m[0, 0], m[1, 1] = sx, sy
-            m[2, 2] = sz
-            ops.append(m)
-    ops.sort(key=lambda m: -np.trace(m))  # identity first
-    return torch.as_tensor(np.stack(ops), dtype=dtype)
+    from edorient.physics.symmetry import laue_group
+
+    return as_ops_tensor(laue_group("4/mmm"), dtype=dtype)
 
 
 def as_ops_tensor(ops, dtype: torch.dtype = torch.float32) -> torch.Tensor:
