@@ -54,3 +54,22 @@ def test_kmeans_bars_stay_off_a_non_terminal_stderr(capsys):
     km.compute_features(iter([imgs]), 6, 4, progress=True)
     km.cluster(imgs.reshape(6, -1), km.KMeansConfig(kmax=3), progress=True)
     assert capsys.readouterr().err == ""
+
+
+#: Modules still calling tqdm themselves (owned elsewhere; to switch to progress_bar).
+_NOT_YET = {"evaluation/pipeline.py", "training/loop.py", "data/generate.py"}
+
+
+def test_no_module_draws_its_own_tqdm_bar():
+    import re
+    from pathlib import Path
+
+    import edorient
+
+    root = Path(edorient.__file__).parent
+    direct = {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if re.search(r"^\s*(from tqdm|import tqdm)", p.read_text(encoding="utf-8"), re.M)
+    }
+    assert direct - _NOT_YET == {"_utils/progress.py"}
