@@ -117,6 +117,15 @@ def _epoch_times(run: Path) -> list[float]:
     return [n / float(r["train_images_per_s"]) for r in _history(run) if float(r["train_images_per_s"]) > 0]
 
 
+def pre_epoch_times(out: Path, key: str) -> tuple[float, float] | None:
+    """Mean seconds per epoch of pre-experiment ``key``'s stages 2-4 and of its stage 5 (Table
+    3.9), or None where either is unmeasured."""
+    times = [_epoch_times(out / "pre" / key / f"stage_{k:02d}") for k in range(2, 6)]
+    mid = [x for ts in times[:3] for x in ts]
+    last = times[3]
+    return (float(np.mean(mid)), float(np.mean(last))) if mid and last else None
+
+
 def pre_tables(out: Path, results: dict[str, dict]) -> list[Table]:
     """Tables 3.1-3.9 from the evaluations of ``pre1``, ``pre2_all_layers``, ``pre2_dense_only``."""
     from edorient.evaluation.tables import THESIS_REFERENCE as REF
@@ -145,12 +154,10 @@ def pre_tables(out: Path, results: dict[str, dict]) -> list[Table]:
                    ["pre-experiment", *H2, *(f"thesis {h}" for h in H2)], rows2))
     rows = []
     for key in ("pre2_all_layers", "pre2_dense_only"):
-        times = [_epoch_times(out / "pre" / key / f"stage_{k:02d}") for k in range(2, 6)]
-        mid = [x for ts in times[:3] for x in ts]
-        last = times[3]
+        times = pre_epoch_times(out, key)
         kb = round((out / "pre" / key / "stage_05" / "best.pt").stat().st_size / 1024)
         th = THESIS_TABLE_3_9[key]
-        rows.append([lab[key], f"{np.mean(mid):.1f} / {np.mean(last):.1f}" if mid and last else "–", f"{kb:,}",
+        rows.append([lab[key], f"{times[0]:.1f} / {times[1]:.1f}" if times else "–", f"{kb:,}",
                      f"{th[0]} / {th[1]}", f"{th[2]:,}"])
     t.append(Table("3.9", "Time per epoch (s, one pass over the training images, without validation; "
                    "stages 2-4 / stage 5) and checkpoint size (KB, best.pt: weights and optimizer state, as the "
@@ -227,19 +234,28 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
 
 
+def _unclear(d: float, se: float) -> bool:
+    """Whether a paired difference ``d`` stays within 2 standard errors ``se``."""
+    return abs(d) <= 2 * se
+
+
 def _cmp(results, a: str, b: str, key: str = OURS_M1) -> str:
     """``a`` vs ``b``: "lower"/"higher" when the paired difference exceeds 2 standard errors."""
     d, se = paired_difference(results[a]["per_sample"][key], results[b]["per_sample"][key])
-    word = "no clear difference" if abs(d) <= 2 * se else ("lower" if d < 0 else "higher")
+    word = "no clear difference" if _unclear(d, se) else ("lower" if d < 0 else "higher")
     return f"{word} ({d:+.4f} ± {se:.4f})"
 
 
-def conclusions(results: dict[str, dict], table39: Table | None = None) -> list[tuple[str, str, str]]:
+def conclusions(
+    results: dict[str, dict], epoch_times: dict[str, tuple[float, float] | None] | None = None
+) -> list[tuple[str, str, str]]:
     """The thesis' conclusions checked on our numbers: ``(claim, our evidence, verdict)``.
 
     A difference between two models is "clear" when the mean of the per-image differences of
     their errors (same test images) exceeds twice its standard error; Method 1 uses the mean
-    of the two heads' order-free errors, Method 2 the smaller one."""
+    of the two heads' order-free errors, Method 2 the smaller one. ``epoch_times`` maps
+    ``pre2_all_layers`` and ``pre2_dense_only`` to their seconds per epoch (stages 2-4, stage
+    5; :func:`pre_epoch_times`) for the training-speed claim."""
     out = []
 
     def verdict(ok: bool) -> str:
@@ -260,15 +276,19 @@ def conclusions(results: dict[str, dict], table39: Table | None = None) -> list[
         out.append(("(ii) dense only is more accurate than (i) all layers",
                     f"Method 1 {_cmp(results, 'pre2_dense_only', 'pre2_all_layers')}, Method 2 "
                     f"{_cmp(results, 'pre2_dense_only', 'pre2_all_layers', OURS_M2)}", verdict(d1 < -2 * s1)))
-        if table39 is not None:
-            ti, tii = table39.rows[0][1], table39.rows[1][1]
-            fast = float(tii.split("/")[0]) < float(ti.split("/")[0]) if "/" in ti and "/" in tii else False
+        if epoch_times is not None:
+            ti, tii = epoch_times.get("pre2_all_layers"), epoch_times.get("pre2_dense_only")
+
+            def shown(t):
+                return "–" if t is None else f"{t[0]:.1f} / {t[1]:.1f}"
+
+            fast = ti is not None and tii is not None and tii[0] < ti[0]
             out.append(("(ii) trains faster per epoch than (i) (thesis 128 s vs 261 s)",
-                        f"{tii} s vs {ti} s per epoch (stages 2-4 / 5)", verdict(fast)))
+                        f"{shown(tii)} s vs {shown(ti)} s per epoch (stages 2-4 / 5)", verdict(fast)))
     ch1 = [n for n in _BY_EXPERIMENT["1"] if n in results]
     if len(ch1) == 3:
         ds = [_cmp(results, n, "exp1_random") for n in ch1[1:]]
-        ok = all(s.startswith("no clear") for s in ds)
+        ok = all(_unclear(*diff(n, "exp1_random")) for n in ch1[1:])
         out.append(("clustering (K-means (i), (ii)) makes no clear difference to random subsets",
                     f"(2) vs (1): {ds[0]}; (3) vs (1): {ds[1]}", verdict(ok)))
         sub1 = [paired_difference(results[n]["per_sample"][OURS_M1], results[n + "@1"]["per_sample"][OURS_M1])
@@ -279,7 +299,7 @@ def conclusions(results: dict[str, dict], table39: Table | None = None) -> list[
     if "exp2_equal" in results and "exp1_random" in results:
         s = _cmp(results, "exp2_equal", "exp1_random")
         out.append(("equal subsets (4) make no clear difference to (1)", f"(4) vs (1): {s}",
-                    verdict(s.startswith("no clear"))))
+                    verdict(_unclear(*diff("exp2_equal", "exp1_random")))))
     if {"exp3_56", "exp3_28"} <= set(results):
         d, se = diff("exp3_28", "exp3_56")
         out.append(("28 px (6) is clearly worse than 56 px (5)", f"(6) vs (5): {_cmp(results, 'exp3_28', 'exp3_56')}",
@@ -317,7 +337,13 @@ def _sizes_note(cfg: ReproduceConfig, plan: Plan, exp: str) -> str:
 
 def stage_progress(out: Path) -> list[tuple[str, int, int]]:
     """``(stage folder, optimisation steps done, steps planned)`` of every training run in ``out``
-    (done = planned for a stage that was not stopped by its time limit)."""
+    (done = planned for a stage that finished: batch-norm models skip a one-image last batch, so
+    up to one step per epoch short counts as finished)."""
+    return [(name, done, want) for name, done, want, _ in _stages(out)]
+
+
+def _stages(out: Path) -> list[tuple[str, int, int, bool]]:
+    """:func:`stage_progress` rows with whether the stage had a time limit."""
     rows, seen = [], set()
     for cfgp in sorted(out.glob("**/config.json")):
         if cfgp.parent == out or "evaluations" in cfgp.parts or "data" in cfgp.parts or cfgp.resolve() in seen:
@@ -332,16 +358,19 @@ def stage_progress(out: Path) -> list[tuple[str, int, int]]:
         except (KeyError, ValueError, json.JSONDecodeError):
             continue
         # a one-image last batch is skipped by batch-norm models: up to one step per epoch short
-        if limited and done < want - int(c["train"]["epochs"]):
-            rows.append((str(cfgp.parent.relative_to(out)), done, want))
-        elif not limited or done >= want - int(c["train"]["epochs"]):
-            rows.append((str(cfgp.parent.relative_to(out)), want, want))
+        finished = done >= want - int(c["train"]["epochs"])
+        rows.append((str(cfgp.parent.relative_to(out)), want if finished else done, want, limited))
     return rows
 
 
-def _stop_note(out: Path) -> list[str]:
-    """Stages that hit their time limit before their planned steps ran out."""
-    return [f"{name} {100 * done / want:.0f} %" for name, done, want in stage_progress(out) if done < want]
+def _stop_note(out: Path) -> tuple[list[str], list[str]]:
+    """Unfinished stages: those their time limit stopped, and those without one (interrupted,
+    or still running), each as ``"name share %"``."""
+    cut, open_ = [], []
+    for name, done, want, limited in _stages(out):
+        if done < want:
+            (cut if limited else open_).append(f"{name} {100 * done / want:.0f} %")
+    return cut, open_
 
 
 def summary_markdown(cfg: ReproduceConfig, plan: Plan, results: dict[str, dict], out: Path,
@@ -359,12 +388,12 @@ def summary_markdown(cfg: ReproduceConfig, plan: Plan, results: dict[str, dict],
         parts += [_summary_table("4.13", "Method 1, every model", ch4, results, 1, extra_angle=True).markdown(),
                   _summary_table("4.14", "Method 2 stage 1, every model", ch4, results, 2).markdown()]
     pre = [k for k in ("pre1", "pre2_all_layers", "pre2_dense_only") if k in results]
-    t39 = None
+    times = None
     if len(pre) == 3:
         tabs = pre_tables(out, results)
-        t39 = tabs[-1]
-        parts += [tabs[6].markdown(), tabs[7].markdown(), t39.markdown()]
-    checks = conclusions(results, t39)
+        times = {key: pre_epoch_times(out, key) for key in ("pre2_all_layers", "pre2_dense_only")}
+        parts += [tabs[6].markdown(), tabs[7].markdown(), tabs[8].markdown()]
+    checks = conclusions(results, times)
     if checks:
         parts += ["## The thesis' conclusions on our data", "",
                   "A difference is *clear* when the mean per-image difference of two models' errors on the same "
@@ -373,10 +402,13 @@ def summary_markdown(cfg: ReproduceConfig, plan: Plan, results: dict[str, dict],
                   "| thesis' conclusion | ours | verdict |", "|---|---|---|"]
         parts += [f"| {a} | {b} | {c} |" for a, b, c in checks]
         parts.append("")
-    stops = _stop_note(out)
+    stops, unfinished = _stop_note(out)
     if stops:
         parts += ["Stages stopped by the time budget (share of their planned optimisation steps done): "
                   + "; ".join(stops) + ".", ""]
+    if unfinished:
+        parts += ["Stages not finished (no time limit: interrupted or still running; rerun to resume; share of "
+                  "their planned optimisation steps done): " + "; ".join(unfinished) + ".", ""]
     parts += ["Wall time (s): " + ", ".join(f"{k} {v:g}" for k, v in timings.items()), "",
               "Per-experiment tables: " + ", ".join(f"[{d}]({d}/tables.md)" for d in ("pre", "exp1", "exp2", "exp3")
                                                    if (out / d / "tables.md").is_file()), ""]
