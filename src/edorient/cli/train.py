@@ -93,117 +93,20 @@ class Train(Subcommand):
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int | None:
-        import torch
+        import os
 
-        from edorient.errors import EdorientError
-        from edorient.models import MODELS, available_models, build_model
-        from edorient.training import TrainConfig, finetune, fit, preset
-        from edorient.training import distributed as D
+        from edorient.training.run import train_on_dataset
 
         out = args.out or Path("runs") / (args.preset or args.arch or "thesis")
-        saved = _saved_args(out) if args.resume else None
-        if saved:  # resume: the run's own settings, overridden by the flags given now
-            settings = dict(saved["settings"])
-            arch = args.arch or saved["arch"]
-            args.input = args.input or saved.get("input")
-        else:
-            settings = preset(args.preset) if args.preset else {}
-            arch = args.arch or settings.pop("arch", "thesis")
-            settings.pop("arch", None)
-        if arch not in MODELS:
-            raise EdorientError(f"unknown architecture {arch!r}; choose one of: {', '.join(available_models())}")
-        for name in _FIELDS:
-            value = getattr(args, name, None)
-            if value is not None:
-                settings[name] = value
-        config = TrainConfig(**settings)
-        config.validate()
-        started = D.setup(config.device)
-        try:
-            if args.finetune and args.subset is not None:
-                raise EdorientError("--subset and --finetune exclude each other; use --subsets with --finetune")
-            if not args.data.is_dir():
-                raise EdorientError(f"data folder {str(args.data)!r} does not exist; create it with edorient generate")
-
-            from edorient.data import open_dataset
-
-            data = open_dataset(args.data)
-            size = args.input or data.image_size
-            ops = _laue_ops(data)
-            if out.exists() and any(out.iterdir()) and not args.resume:
-                raise EdorientError(f"run folder {str(out)!r} is not empty; pass --resume to continue it or choose another --out")
-            D.barrier()  # every rank has checked the folder before rank 0 writes into it
-            if D.is_main() and not saved:
-                import json
-
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "train_args.json").write_text(json.dumps(
-                    {"arch": arch, "input": size, "settings": config.to_dict(), "finetune": args.finetune}, indent=2) + "\n")
-
-            def part(p: str, subset):
-                ids = data.index(args.split, p, subset=subset, scheme=args.scheme)
-                if args.limit:
-                    ids = ids[: args.limit if p == "train" else max(1, args.limit // 4)]
-                return data.torch_dataset(ids, resize=size if size != data.image_size else None)
-
-            extra = {"data": str(args.data.resolve()), "split": args.split, "scheme": args.scheme, "input_size": size,
-                     "n_grains": data.n_grains, "preset": args.preset, "limit": args.limit}
-            torch.manual_seed(config.seed)
-            model = build_model(arch, input_size=size, n_grains=data.n_grains)
-            if args.finetune:
-                n_sub = _n_subsets(data, args.split, args.scheme)
-                subsets = list(range(n_sub)) if args.subsets == "all" else args.subsets
-                bad = [k for k in subsets if k >= n_sub]
-                if bad:
-                    raise EdorientError(f"--subsets {bad} do not exist: scheme {args.scheme!r} has subsets 0..{n_sub - 1}")
-                stages = [(lambda k=k: (part("train", k), part("val", k))) for k in subsets]
-                results = finetune(model, stages, config, out, mode=args.finetune, first_epochs=args.first_epochs,
-                                   later_epochs=args.later_epochs, laue_ops=ops, resume=args.resume,
-                                   extra={**extra, "subsets": subsets})
-                res = results[-1]
-            else:
-                extra["subset"] = args.subset
-                res = fit(model, part("train", args.subset), part("val", args.subset), config, out,
-                          laue_ops=ops, resume=args.resume, extra=extra)
-            if D.is_main():
-                row = res.history[-1] if res.history else {}
-                print(f"run folder {res.run_dir}: best epoch {res.best_epoch} ({config.select} {res.best_value:.4f}); "
-                      f"last epoch MAE_1 {row.get('mae_1', float('nan')):.4f} order-free MAE {row.get('mae_of', float('nan')):.4f} "
-                      f"median angle {row.get('median_angle_deg', float('nan')):.2f} deg")
-        finally:
-            if started:
-                D.cleanup()
+        res, config = train_on_dataset(
+            args.data, out, preset_name=args.preset, arch=args.arch,
+            overrides={name: getattr(args, name, None) for name in _FIELDS}, input_size=args.input,
+            resume=args.resume, split=args.split, scheme=args.scheme, subset=args.subset, limit=args.limit,
+            finetune_mode=args.finetune, subsets=args.subsets, first_epochs=args.first_epochs,
+            later_epochs=args.later_epochs)
+        if os.environ.get("RANK", "0") == "0":  # the process group is gone by now: torchrun's rank
+            row = res.history[-1] if res.history else {}
+            print(f"run folder {res.run_dir}: best epoch {res.best_epoch} ({config.select} {res.best_value:.4f}); "
+                  f"last epoch MAE_1 {row.get('mae_1', float('nan')):.4f} order-free MAE {row.get('mae_of', float('nan')):.4f} "
+                  f"median angle {row.get('median_angle_deg', float('nan')):.2f} deg")
         return 0
-
-
-def _saved_args(out: Path) -> dict | None:
-    import json
-
-    path = out / "train_args.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _n_subsets(data, split: str, scheme: str) -> int:
-    n = 0
-    from edorient.errors import EdorientError
-
-    while True:
-        try:
-            data.index(split, "train", subset=n, scheme=scheme)
-        except EdorientError:
-            break
-        n += 1
-    if n == 0:
-        raise EdorientError(f"data set has no subsets of scheme {scheme!r} for split {split}; see edorient inspect")
-    return n
-
-
-def _laue_ops(data):
-    """The data set's Laue-group operations (4/mmm if they cannot be built)."""
-    try:
-        from edorient.physics.symmetry import laue_group
-
-        return laue_group(data.config["crystal"]["laue_group"]).ops
-    except Exception as exc:  # noqa: BLE001 - fall back to anatase's group, loudly
-        log.warning("cannot build the data set's Laue group (%s); using 4/mmm", exc)
-        return None

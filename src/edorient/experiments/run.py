@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 # -- helpers -----------------------------------------------------------------------------------
 def _laue_ops(data):
-    from edorient.physics.symmetry import laue_group
+    from edorient.training.run import laue_ops_of
 
-    return laue_group(data.config["crystal"]["laue_group"]).ops
+    return laue_ops_of(data)
 
 
 def _input_size(cfg: ReproduceConfig, fraction: float) -> int:

@@ -1,0 +1,150 @@
+"""Train on a data set on disk, as ``edorient train`` does: settings, run folder, fit or fine-tune.
+
+:func:`train_on_dataset` resolves the settings (a preset, or on resume the run's own saved
+settings, overridden by explicit values), checks the data and the run folder, records the
+resolved settings in ``train_args.json``, builds the model and runs :func:`~edorient.training.fit`
+or :func:`~edorient.training.finetune`. It works under ``torchrun`` too (DDP; rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from edorient.errors import EdorientError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_settings(preset_name: str | None, arch: str | None, overrides: dict[str, Any],
+                     saved: dict | None = None) -> tuple[str, dict]:
+    """(architecture, TrainConfig fields): the saved run's or the preset's, then ``overrides``
+    (the values a user gave explicitly; ``None`` values are ignored)."""
+    from edorient.models import MODELS, available_models
+    from edorient.training import preset
+
+    if saved:  # resume: the run's own settings, overridden by the values given now
+        settings = dict(saved["settings"])
+        arch = arch or saved["arch"]
+    else:
+        settings = preset(preset_name) if preset_name else {}
+        arch = arch or settings.pop("arch", "thesis")
+        settings.pop("arch", None)
+    if arch not in MODELS:
+        raise EdorientError(f"unknown architecture {arch!r}; choose one of: {', '.join(available_models())}")
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return arch, settings
+
+
+def saved_train_args(out: Path) -> dict | None:
+    """The run's train_args.json, or None if it has none."""
+    path = Path(out) / "train_args.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdorientError(f"{path} is damaged ({exc}); start a new run with another --out") from None
+
+
+def train_on_dataset(data_path: str | Path, out: str | Path, *, preset_name: str | None = None,
+                     arch: str | None = None, overrides: dict[str, Any] | None = None,
+                     input_size: int | None = None, resume: bool = False, split: str = "random",
+                     scheme: str = "thesis", subset: int | None = None, limit: int | None = None,
+                     finetune_mode: str | None = None, subsets: list[int] | str = "all",
+                     first_epochs: int | None = None, later_epochs: int | None = None):
+    """Train a model on the data set at ``data_path`` into the run folder ``out``.
+
+    Returns the :class:`~edorient.training.FitResult` of the run (of the last stage when
+    fine-tuning) and the resolved :class:`~edorient.training.TrainConfig`.
+    """
+    import torch
+
+    from edorient.models import build_model
+    from edorient.training import TrainConfig, finetune, fit
+    from edorient.training import distributed as D
+
+    out, data_path = Path(out), Path(data_path)
+    saved = saved_train_args(out) if resume else None
+    arch, settings = resolve_settings(preset_name, arch, overrides or {}, saved)
+    if saved:
+        input_size = input_size or saved.get("input")
+    config = TrainConfig(**settings)
+    config.validate()
+    started = D.setup(config.device)
+    try:
+        if finetune_mode and subset is not None:
+            raise EdorientError("--subset and --finetune exclude each other; use --subsets with --finetune")
+        if not data_path.is_dir():
+            raise EdorientError(f"data folder {str(data_path)!r} does not exist; create it with edorient generate")
+
+        from edorient.data import open_dataset
+
+        data = open_dataset(data_path)
+        size = input_size or data.image_size
+        ops = laue_ops_of(data)
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise EdorientError(f"run folder {str(out)!r} is not empty; pass --resume to continue it or choose another --out")
+        D.barrier()  # every rank has checked the folder before rank 0 writes into it
+        if D.is_main() and not saved:
+            from edorient._utils.atomic import atomic_write_text
+
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "train_args.json", json.dumps(
+                {"arch": arch, "input": size, "settings": config.to_dict(), "finetune": finetune_mode}, indent=2) + "\n")
+
+        def part(p: str, k):
+            ids = data.index(split, p, subset=k, scheme=scheme)
+            if limit:
+                ids = ids[: limit if p == "train" else max(1, limit // 4)]
+            return data.torch_dataset(ids, resize=size if size != data.image_size else None)
+
+        extra = {"data": str(data_path.resolve()), "split": split, "scheme": scheme, "input_size": size,
+                 "n_grains": data.n_grains, "preset": preset_name, "limit": limit}
+        torch.manual_seed(config.seed)
+        model = build_model(arch, input_size=size, n_grains=data.n_grains)
+        if finetune_mode:
+            n_sub = _n_subsets(data, split, scheme)
+            chosen = list(range(n_sub)) if subsets == "all" else list(subsets)
+            bad = [k for k in chosen if k >= n_sub]
+            if bad:
+                raise EdorientError(f"--subsets {bad} do not exist: scheme {scheme!r} has subsets 0..{n_sub - 1}")
+            stages = [(lambda k=k: (part("train", k), part("val", k))) for k in chosen]
+            results = finetune(model, stages, config, out, mode=finetune_mode, first_epochs=first_epochs,
+                               later_epochs=later_epochs, laue_ops=ops, resume=resume,
+                               extra={**extra, "subsets": chosen})
+            res = results[-1]
+        else:
+            extra["subset"] = subset
+            res = fit(model, part("train", subset), part("val", subset), config, out,
+                      laue_ops=ops, resume=resume, extra=extra)
+    finally:
+        if started:
+            D.cleanup()
+    return res, config
+
+
+def _n_subsets(data, split: str, scheme: str) -> int:
+    n = 0
+    while True:
+        try:
+            data.index(split, "train", subset=n, scheme=scheme)
+        except EdorientError:
+            break
+        n += 1
+    if n == 0:
+        raise EdorientError(f"data set has no subsets of scheme {scheme!r} for split {split}; see edorient inspect")
+    return n
+
+
+def laue_ops_of(data):
+    """The data set's Laue-group operations (4/mmm if they cannot be built)."""
+    from edorient.physics.symmetry import laue_group
+
+    try:
+        return laue_group(data.config["crystal"]["laue_group"]).ops
+    except (KeyError, TypeError, EdorientError) as exc:  # fall back to anatase's group, loudly
+        log.warning("cannot build the data set's Laue group (%s); using 4/mmm", exc)
+        return None
