@@ -317,7 +317,7 @@ def angular_errors(pred: np.ndarray, true: np.ndarray, laue: AngleGroup) -> np.n
     res: np.ndarray | None = None
     try:
         res = np.asarray(laue.angle(pv, tv, degrees=True), dtype=np.float64)
-    except Exception:  # a group whose angle() takes single vectors: row by row below
+    except (TypeError, ValueError, IndexError):  # angle() takes single vectors only: row by row below
         res = None
     if res is None or res.shape != (pv.shape[0],):
         res = np.array(

@@ -411,3 +411,19 @@ def test_angular_summary_nan():
     assert s["median"] == pytest.approx(1.5)
     assert s["mean"] == pytest.approx(5.0 / 3.0)
     assert s["share_below_1deg"] == pytest.approx(0.25)
+
+
+class BrokenBatch4mmm(Stand4mmm):
+    """A group whose vectorised angle() has a bug (not a single-vectors-only signature)."""
+
+    def angle(self, a, b, degrees=True):
+        if np.ndim(a) != 1:
+            raise RuntimeError("bug in the batched path")
+        return super().angle(a, b, degrees)
+
+
+def test_angular_errors_surface_unexpected_errors_of_angle():
+    # only the errors of a single-vectors-only angle() fall back to row by row; a bug surfaces
+    pred = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(RuntimeError, match="batched path"):
+        angular_errors(pred, pred, BrokenBatch4mmm())
