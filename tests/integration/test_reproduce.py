@@ -212,3 +212,16 @@ def test_thesis_epochs_math():
     plan = make_plan(ReproduceConfig().resolved())
     assert plan.stage("pre1").epochs == 10 and plan.stage("pre2_all_layers/stage_02").epochs == 1
     assert math.comb(plan.n_orientations, 2) == plan.n_images
+
+
+def test_objective_choice_sets_loss_and_checkpoint_rule():
+    from edorient.errors import EdorientError
+    from edorient.experiments import ReproduceConfig
+
+    base = ReproduceConfig(scale=0.001).resolved()
+    assert (base.train_settings()["loss"], base.train_settings()["select"]) == ("order-free", "mae_of")
+    thesis = ReproduceConfig(scale=0.001, objective="thesis").resolved()
+    assert (thesis.train_settings()["loss"], thesis.train_settings()["select"]) == ("thesis", "sum_mae")
+    assert thesis.identity() != base.identity()  # a rerun into the same folder must not mix them
+    with pytest.raises(EdorientError, match="unknown objective"):
+        ReproduceConfig(scale=0.001, objective="mse").resolved()

@@ -32,6 +32,9 @@ class Reproduce(Subcommand):
                             help="thesis: Adadelta (lr 1.0, rho 0.95, eps 1e-7), batch 128; cpu: AdamW 2e-3, cosine "
                                  "per stage, batch 32 (more steps on small sets); default thesis for F >= 0.5, else cpu")
         parser.add_argument("--batch-size", type=positive_int, default=None, help="override the recipe's batch size")
+        parser.add_argument("--objective", choices=("order-free", "thesis"), default="order-free",
+                            help="order-free (default): MAE under the better head-to-grain assignment, best epoch by it; "
+                                 "thesis: the thesis' MAE in its grain order, best epoch by MAE_1 + MAE_2")
         parser.add_argument("--epoch-scale", type=finite_float, default=None, metavar="E",
                             help="multiply the thesis' epochs (500 first, 50 later) by E, at least 1 (default F)")
         parser.add_argument("--time-budget", type=finite_float, default=None, metavar="SECONDS",
@@ -55,7 +58,7 @@ class Reproduce(Subcommand):
             experiments=parse_experiments(args.experiment), scale=args.scale, arch=args.arch, image_size=args.size,
             recipe=args.recipe, batch_size=args.batch_size, epoch_scale=args.epoch_scale,
             time_budget_s=args.time_budget, device=args.device, seed=args.seed, workers=args.workers,
-            gen_workers=args.gen_workers, kmeans_kmax=args.kmax, plots=not args.no_plots,
+            gen_workers=args.gen_workers, kmeans_kmax=args.kmax, plots=not args.no_plots, objective=args.objective,
         ).resolved()
         t0 = time.perf_counter()
         summary = reproduce(args.out, cfg, progress=not (args.no_progress or args.quiet))
