@@ -1,6 +1,8 @@
-"""DDP: 2 processes on CPU (gloo) hold identical weights after training; only rank 0 writes."""
+"""DDP: 2 processes on CPU (gloo) hold identical weights after training; only rank 0 writes and
+logs."""
 
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -24,6 +26,9 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
     from edorient.training import distributed as D
     from edorient.data import InMemoryDataset
 
+    # as the CLI: logging configured (INFO, to a file per rank here) before the process group starts
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", force=True,
+                        handlers=[logging.FileHandler(Path(root) / "out" / f"log_{rank}.txt")])
     assert D.setup("cpu") and D.world_size() == world
     torch.manual_seed(100 + rank)  # different initial weights: DDP must broadcast rank 0's
     model = build_model("compact-s", input_size=32)
@@ -55,3 +60,7 @@ def test_two_gloo_processes_agree_and_only_rank0_writes(tmp_path):
     assert h0 == h1 and [h["step"] for h in h0] == [3, 6]
     assert (tmp_path / "run_rank0" / "last.pt").is_file() and (tmp_path / "run_rank0" / "metrics.csv").is_file()
     assert not (tmp_path / "run_rank1").exists()
+    # rank 0 alone logs each epoch
+    epochs = [[line for line in (tmp_path / "out" / f"log_{r}.txt").read_text().splitlines() if ": epoch " in line]
+              for r in (0, 1)]
+    assert len(epochs[0]) == 2 and epochs[1] == []
