@@ -72,4 +72,4 @@ def test_no_module_draws_its_own_tqdm_bar():
         for p in root.rglob("*.py")
         if re.search(r"^\s*(from tqdm|import tqdm)", p.read_text(encoding="utf-8"), re.M)
     }
-    assert direct - _NOT_YET == {"_utils/progress.py"}
+    assert direct == {"_utils/progress.py"} | _NOT_YET  # drop a module from _NOT_YET once it switches
