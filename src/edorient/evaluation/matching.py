@@ -150,10 +150,13 @@ class TemplateMatcher:
     """
 
     def __init__(self, simulator: Simulator, n_directions: int = 400, n_r: int = 48, n_phi: int = 360,
-                 chunk: int = 64, top_k: int = 4) -> None:
+                 chunk: int = 64, top_k: int = 4, mirror_family: bool = True) -> None:
         self.scorer = PatternScorer(simulator, n_r=n_r, n_phi=n_phi)
         sector = sector_grid(simulator.crystal.laue, n_directions)
-        self.directions = _both_families(sector).reshape(-1, 3)  # beam directions, both families
+        # beam directions of the dictionary; without the mirror family (before the coverage fix:
+        # kept to measure what it cost) only the sector, half of the orientations
+        self.families = 2 if mirror_family else 1
+        self.directions = (_both_families(sector) if mirror_family else sector[:, None]).reshape(-1, 3)
         self.top_k = int(top_k)
         # mean spacing of the grid over the sector (a sector is 4π / |G| sr)
         self.spacing_deg = float(np.degrees(np.sqrt(4 * np.pi / len(simulator.crystal.laue.ops) / max(len(sector), 1))))
@@ -181,15 +184,15 @@ class TemplateMatcher:
             return laue.reduce(self.directions[i]), R, float(c[i, j])
         # top_k distinct labels, each in its better family (near a mirror plane the two families
         # are near-identical patterns and would otherwise fill the candidate list twice)
-        pairs = best.reshape(-1, 2)
+        pairs = best.reshape(-1, self.families)
         fam = np.argmax(pairs, axis=1)
         top = np.argsort(pairs.max(axis=1))[::-1][: self.top_k]
-        cands = self.directions.reshape(-1, 2, 3)[top, fam[top]]
+        cands = self.directions.reshape(-1, self.families, 3)[top, fam[top]]
         step = self.spacing_deg
         cand_scores = np.full(len(cands), -np.inf)
         while step > 0.3:
             trial = np.concatenate([_ring(d, step) for d in cands] + [cands])
-            trial = laue.reduce_proper(trial)
+            trial = laue.reduce_proper(trial) if self.families == 2 else laue.reduce(trial)
             sc, _ = self.scorer.score(image01, trial, both_families=False)
             groups = sc[: len(cands) * 8].reshape(len(cands), 8)
             own = sc[len(cands) * 8 :]
