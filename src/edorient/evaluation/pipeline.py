@@ -51,9 +51,9 @@ class EvaluateConfig:
 
 
 def _tqdm(it, progress: bool = True, **kw):
-    from tqdm.auto import tqdm
+    from edorient._utils.progress import progress_bar
 
-    return tqdm(it, disable=not progress, **kw)
+    return progress_bar(it, disable=not progress, **kw)
 
 
 @torch.no_grad()
