@@ -11,6 +11,8 @@ Steps (each skips what is already done: generation resumes, a finished run is re
   evaluate  edorient evaluate on each test set
   export    weights + model config only (no optimizer state) to src/edorient/pretrained/NAME.pt,
             and NAME.json: the commands, the data settings and the measured test errors
+  docs      the test-error table of docs/results.md (between its make_pretrained markers) from
+            the cards, and the figures docs/figures/pretrained_* from the evaluation folders
 Every command is printed and recorded in the model card.
 """
 
@@ -121,6 +123,47 @@ def _export(work: Path, cmds: dict[str, str]) -> None:
         print(f"exported {DEST / name}.pt ({(DEST / f'{name}.pt').stat().st_size / 1e6:.1f} MB) and .json")
 
 
+DOCS = REPO / "docs"
+BEGIN, END = "<!-- make_pretrained:begin -->", "<!-- make_pretrained:end -->"
+FIGURES = {  # docs/figures name -> (run, test set, file in its evaluation folder or run folder)
+    "pretrained_single_stereographic_errors.png": ("run_single", "test_single", "stereographic_errors.png"),
+    "pretrained_single_error_histograms.png": ("run_single", "test_single", "error_histograms.png"),
+    "pretrained_bicrystal_stereographic_errors.png": ("run_bi", "test_bi", "stereographic_errors.png"),
+    "pretrained_bicrystal_error_histograms.png": ("run_bi", "test_bi", "error_histograms.png"),
+    "pretrained_bicrystal_learning_curve.png": ("run_bi", None, "learning_curve.png"),
+}
+
+
+def _docs(work: Path) -> None:
+    """Rewrite the cards' table in docs/results.md and copy the figures (what the docs show of
+    the shipped models comes from this script, nowhere else)."""
+    import shutil
+
+    rows = ["| model | test images | median | mean | p90 | p99 | < 1° | < 2° | < 5° | training |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in MODELS:
+        card = json.loads((DEST / f"{name}.json").read_text())
+        for label, t in card["test"].items():
+            a = t["angle_deg"]
+            rows.append(f"| {name} | {label} ({t['n_test_images']:,}) | {a['median']:.2f}° | {a['mean']:.2f}° | "
+                        f"{a['p90']:.1f}° | {a['p99']:.1f}° | {100 * a['share_below_1deg']:.1f} % | "
+                        f"{100 * a['share_below_2deg']:.1f} % | {100 * a['share_below_5deg']:.1f} % | "
+                        f"{card['epochs_run']} epochs, {card['train_seconds']:.0f} s |")
+    table = "\n".join(rows)
+    path = DOCS / "results.md"
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    for dest, (run, test, fname) in FIGURES.items():
+        src = work / (f"eval_{run}_{test}" if test else run) / fname
+        if src.is_file():
+            shutil.copyfile(src, DOCS / "figures" / dest)
+    print(f"updated {path} and docs/figures/pretrained_*")
+
+
 def _shown(cmd: list[str]) -> str:
     """An edorient command as a user types it (what the log and the model cards show)."""
     return "edorient " + shlex.join(cmd[len(EDORIENT):])
@@ -129,8 +172,8 @@ def _shown(cmd: list[str]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="folder for data sets and runs")
-    ap.add_argument("--steps", nargs="+", default=["data", "train", "evaluate", "export"],
-                    choices=["data", "train", "evaluate", "export"])
+    ap.add_argument("--steps", nargs="+", default=["data", "train", "evaluate", "export", "docs"],
+                    choices=["data", "train", "evaluate", "export", "docs"])
     a = ap.parse_args()
     cmds = _commands(a.work)
     for step, prefix in (("data", "generate "), ("train", "train "), ("evaluate", "evaluate ")):
@@ -145,6 +188,8 @@ def main() -> int:
             _run(cmd)
     if "export" in a.steps:
         _export(a.work, cmds)
+    if "docs" in a.steps:
+        _docs(a.work)
     return 0
 
 
