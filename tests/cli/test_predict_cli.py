@@ -84,3 +84,20 @@ def test_bad_files(tmp_path, capsys):
         assert rc == 2 and len(err) == 1 and needle in err[0], (name, err)
     np.save(tmp_path / "ok.npy", np.ones((32, 32), np.float32))
     assert main(["predict", str(tmp_path / "ok.npy"), "--calibration", "-1"]) == 2
+
+
+def test_degenerate_images_have_no_pattern(tmp_path, capsys):
+    # a constant image, a complex array, a boolean mask, an image too small: one line, exit 2,
+    # never an answer
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "flat.npy", np.full((64, 64), 7.0, np.float32))
+    np.save(tmp_path / "complex.npy", (rng.random((64, 64)) + 1j * rng.random((64, 64))).astype(np.complex64))
+    np.save(tmp_path / "mask.npy", rng.random((64, 64)) > 0.5)
+    np.save(tmp_path / "tiny.npy", rng.random((8, 8)).astype(np.float32))
+    for name, needle in (("flat.npy", "no pattern"), ("complex.npy", "complex64"), ("mask.npy", "dtype bool"),
+                         ("tiny.npy", "at least 16 x 16")):
+        rc = main(["predict", str(tmp_path / name), "--calibration", "0.01"])
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and needle in err[0] and "Traceback" not in captured.err, (name, err)
+        assert captured.out == ""

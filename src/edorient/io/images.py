@@ -59,9 +59,14 @@ def _read_mrc(path: Path) -> np.ndarray:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+        raw = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise EdorientError(f"cannot read NumPy file {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "uif":
+        kind = "an archive of several arrays" if not isinstance(raw, np.ndarray) else f"dtype {raw.dtype}"
+        raise EdorientError(f"{path} holds {kind}, not real-valued intensities: save the pattern as a real "
+                            "(integer or float) 2-D array, e.g. np.abs(x) of a complex one")
+    return np.asarray(raw, dtype=np.float32)
 
 
 #: extension -> reader
@@ -102,6 +107,8 @@ def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
         raise EdorientError(f"{p} is not a 2-D image of at least 16 x 16 pixels (shape {data.shape})")
     if not np.all(np.isfinite(data)):
         raise EdorientError(f"{p} contains NaN or infinite pixels; clean the file first")
+    if float(data.max()) == float(data.min()):
+        raise EdorientError(f"{p} has no pattern: every pixel is {float(data.min()):g}; check the file or --frame")
     return data
 
 
