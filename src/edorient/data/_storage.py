@@ -146,9 +146,20 @@ def read_meta(root: str | Path) -> dict:
     return meta
 
 
+def inside(root: Path, rel: str) -> Path:
+    """``root / rel``, refused unless it stays inside the data set (meta.json names files by
+    relative paths; ``../../etc/passwd`` or an absolute path there is a lying or hostile meta.json)."""
+    root = Path(root)
+    path = root / str(rel)
+    if Path(str(rel)).is_absolute() or not path.resolve().is_relative_to(root.resolve()):
+        raise EdorientError(f"{root / META} names a file outside the data set ({rel!r}); the data set is "
+                            "damaged or not edorient's: regenerate it")
+    return path
+
+
 def check_file(root: Path, rel: str, expected: dict, full: bool) -> None:
     """Check a file against ``{"bytes", "sha256"}``; EdorientError naming it and the fix."""
-    path = root / rel
+    path = inside(root, rel)
     fix = f"rerun edorient generate with the same arguments to rebuild it (delete {path} first)"
     if not path.is_file():
         raise EdorientError(f"missing file {path} of data set {root}; {fix}")

@@ -58,7 +58,7 @@ class _Reader:
         maps = self._maps()
         arr = maps.get(rel)
         if arr is None:
-            path = self.root / rel
+            path = st.inside(self.root, rel)
             try:
                 arr = np.load(path, mmap_mode="r")
             except FileNotFoundError:

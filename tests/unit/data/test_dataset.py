@@ -135,3 +135,26 @@ def test_on_the_fly_is_deterministic_and_fresh_per_epoch():
     assert not torch.equal(ds[4][0], x)
     with pytest.raises(EdorientError, match="thesis"):
         OnTheFlyDataset(GenerateConfig(mode="thesis", n=10))
+
+
+@pytest.mark.parametrize("where", ["files", "shards"])
+def test_meta_paths_outside_the_data_set_are_refused(random_dir, tmp_path, where):
+    import json
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(random_dir, root)
+    outside = tmp_path / "secret.npy"
+    np.save(outside, np.zeros((30, 2, 3), np.float32))
+    meta = json.loads((root / "meta.json").read_text())
+    if where == "files":
+        rel = next(iter(meta["files"]))
+        meta["files"]["../secret.npy"] = meta["files"].pop(rel)
+    else:
+        meta["shards"][0]["file"] = "../secret.npy"
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(EdorientError, match="outside the data set"):
+        data = open_dataset(root)
+        data.verify(full=False)
+        data.image(0)
+        data.labels(np.arange(3))
