@@ -20,6 +20,15 @@ from edorient.physics.reflections import Reflections, compute_reflections
 from edorient.physics.wavelength import electron_wavelength
 
 
+#: Ranges checked by :class:`SimulationConfig` before anything is allocated.
+MAX_VOLTAGE_KV = 3000.0
+MAX_THICKNESS_A = 1e5
+MAX_IMAGE_SIZE = 4096
+MAX_CALIBRATION = 1.0  # 1/Å per pixel
+MAX_G = 6.0  # 1/Å: d = 0.17 Å, where electron scattering factors have died away
+MAX_DOSE = 1e12  # counts at the direct beam's peak
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Physics and rendering parameters of a simulated pattern.
@@ -77,6 +86,24 @@ class SimulationConfig:
                 raise EdorientError(f"g_max must be > 0 1/Å, got {self.g_max}")
         if self.spot_sigma_px <= 0:
             raise EdorientError(f"spot sigma must be > 0 pixels, got {self.spot_sigma_px}")
+        # physical and practical ranges, checked before anything is allocated
+        if not 1.0 <= self.voltage_kv <= MAX_VOLTAGE_KV:
+            raise EdorientError(f"voltage must lie in 1-{MAX_VOLTAGE_KV:g} kV, got {self.voltage_kv:g}")
+        if self.thickness > MAX_THICKNESS_A:
+            raise EdorientError(f"thickness must be <= {MAX_THICKNESS_A:g} Å (kinematic theory), got {self.thickness:g}")
+        if self.image_size > MAX_IMAGE_SIZE:
+            mb = 4 * float(self.image_size) ** 2 / 1e6
+            raise EdorientError(f"image size {self.image_size} px is too large ({mb:,.0f} MB per image); "
+                                f"use <= {MAX_IMAGE_SIZE} px")
+        if self.spot_sigma_px > self.image_size / 4:
+            raise EdorientError(f"spot sigma {self.spot_sigma_px:g} px is wider than a quarter of the "
+                                f"{self.image_size} px image; use a few pixels")
+        if self.calibration is not None and self.calibration > MAX_CALIBRATION:
+            raise EdorientError(f"calibration {self.calibration:g} 1/Å per pixel is implausible (> {MAX_CALIBRATION:g}); "
+                                "typical values are 0.002-0.05 1/Å per pixel (1/nm is 10x 1/Å: divide by 10)")
+        if self.resolved_g_max > MAX_G:
+            raise EdorientError(f"the image reaches |g| = {self.resolved_g_max:.1f} 1/Å (d = {1 / self.resolved_g_max:.3f} Å), "
+                                f"beyond {MAX_G:g} 1/Å where nothing scatters; lower the calibration or g_max")
 
     @property
     def resolved_calibration(self) -> float:
@@ -432,10 +459,10 @@ def add_noise(
     """
     check_finite("dose", dose)
     check_finite("background", background)
-    if dose <= 0:
-        raise EdorientError(f"dose must be > 0 counts, got {dose}")
-    if background < 0:
-        raise EdorientError(f"background must be >= 0, got {background}")
+    if not 0 < dose <= MAX_DOSE:
+        raise EdorientError(f"dose must lie in (0, {MAX_DOSE:g}] counts, got {dose:g}")
+    if not 0 <= background <= 1e3:
+        raise EdorientError(f"background must lie in [0, 1000] (relative to the direct beam), got {background:g}")
     rng = np.random.default_rng() if rng is None else rng
     lam = dose * (np.clip(image, 0, None).astype(np.float64) + background)
     return (rng.poisson(lam) / dose).astype(np.float32)

@@ -68,6 +68,12 @@ def test_simulate_direction_and_noise(tmp_path):
         (["simulate"], "--zone-axis"),
         (["simulate", "--crystal", "missing.cif", "--zone-axis", "0", "0", "1"], "not found"),
         (["reflections", "--dmin", "-1"], "dmin"),
+        # refused before anything is allocated, with the figure
+        (["simulate", "--zone-axis", "0", "0", "1", "--size", "100000"], "40,000 MB per image"),
+        (["simulate", "--zone-axis", "0", "0", "1", "--spot-sigma", "1e9"], "spot sigma"),
+        (["simulate", "--zone-axis", "0", "0", "1", "--calibration", "1e6"], "1/nm is 10x 1/Å"),
+        (["simulate", "--zone-axis", "0", "0", "1", "--dose", "1e300"], "dose must lie"),
+        (["simulate", "--zone-axis", "0", "0", "1", "--thickness", "1e9"], "thickness"),
     ],
 )
 def test_bad_input_one_line_exit_2(argv, needle, capsys):
