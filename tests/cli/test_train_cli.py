@@ -73,3 +73,45 @@ def test_missing_data_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0] and "edorient generate" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_killed_between_last_and_best_then_resume_reports_what_best_pt_holds(data_dir, tmp_path, capsys, monkeypatch):
+    """Issue 15: killed after last.pt, before best.pt of the final (best) epoch; then the same
+    command with --resume must leave best.pt, best.json and metrics.csv at that epoch."""
+    import re
+
+    import edorient.training.checkpoint as C
+
+    def argv(out, epochs):
+        return ["-q", "train", "--data", str(data_dir), "--out", str(out), "--arch", "compact-s", "--epochs",
+                str(epochs), "--batch-size", "20", "--limit", "200", "--optimizer", "adamw", "--lr", "0.001",
+                "--loss", "symmetry", "--select", "val_loss", "--no-progress"]
+
+    # An uninterrupted run says which epoch improved last; the killed run stops at that epoch.
+    assert _run(argv(tmp_path / "ref", 3)) == 0
+    rows = list(csv.DictReader(open(tmp_path / "ref" / "metrics.csv")))
+    epochs = max(int(r["epoch"]) for r in rows if r["best"] == "1")
+    out = tmp_path / "run"
+    real, seen = C._atomic, []
+
+    def atomic(path, write):
+        if path.name == "last.pt":
+            seen.append(path)
+        if path.name == "best.pt" and len(seen) == epochs:  # last.pt of the final epoch is on disk
+            raise KeyboardInterrupt  # Ctrl-C (or a SIGKILL) between the two writes
+        return real(path, write)
+
+    monkeypatch.setattr(C, "_atomic", atomic)
+    assert _run(argv(out, epochs)) == 130
+    monkeypatch.undo()
+    held = torch.load(out / "best.pt", weights_only=True)["epoch"] if (out / "best.pt").is_file() else None
+    assert held != epochs
+    capsys.readouterr()
+    assert _run(argv(out, epochs) + ["--resume"]) == 0
+    said = int(re.search(r"best epoch (\d+)", capsys.readouterr().out).group(1))
+    best = torch.load(out / "best.pt", weights_only=True)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert said == best["epoch"] == last["best"]["epoch"] == epochs
+    assert json.loads((out / "best.json").read_text())["epoch"] == epochs
+    assert [int(r["epoch"]) for r in csv.DictReader(open(out / "metrics.csv"))] == list(range(1, epochs + 1))
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])

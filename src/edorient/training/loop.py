@@ -4,6 +4,10 @@ Reads top to bottom: device and optimizer set-up, resume, then per epoch: train 
 epoch, so a resumed run repeats an uninterrupted one exactly), validate, log a metrics.csv row,
 save last.pt (and best.pt when the selection metric improved), draw the learning curve.
 
+On resume the run folder is first repaired to agree with last.pt (best.pt, sidecars,
+metrics.csv; see :mod:`edorient.training.checkpoint`) and temporaries of a killed write are
+removed.
+
 Datasets yield ``(image (C,S,S) float, target (n_grains,3) float, ...)``; anything after the
 target (the sample id) is ignored.
 """
@@ -14,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +32,7 @@ from torch.utils.data.distributed import DistributedSampler
 from edorient._utils.atomic import atomic_path, atomic_write_text
 from edorient.errors import EdorientError
 from edorient.training import distributed as D
-from edorient.training.checkpoint import load_checkpoint, save_checkpoint
+from edorient.training.checkpoint import load_checkpoint, repair_run_folder, save_checkpoint
 from edorient.training.config import TrainConfig
 from edorient.training.losses import build_loss, postprocess
 from edorient.training.metrics import epoch_metrics
@@ -133,6 +138,21 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: t
     return torch.cat(preds), torch.cat(targets), loss_sum, n
 
 
+#: Temporaries of :func:`edorient._utils.atomic.atomic_path`: ``.NAME.RANDOM.tmp[.SUFFIX]``.
+_TEMPORARY = re.compile(r"^\..+\.\w+\.tmp(\.\w+)?$")
+
+
+def _remove_stale_temporaries(run_dir: Path) -> list[str]:
+    """Delete temporaries a killed writer left in ``run_dir`` (metrics.csv, checkpoints, ...)."""
+    gone = []
+    if run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if _TEMPORARY.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                gone.append(p.name)
+    return sorted(gone)
+
+
 def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -205,6 +225,10 @@ def fit(
 
     Under torch.distributed (see :mod:`edorient.training.distributed`) the model is wrapped in
     DistributedDataParallel and only rank 0 writes.
+
+    A resumed run first makes the folder agree with last.pt: a best.pt left behind by a kill
+    between the two checkpoint writes is rewritten from last.pt, stale sidecars are rewritten,
+    metrics.csv is rewritten from last.pt's history; temporaries of killed writes are removed.
     """
     config.validate()
     if len(train_ds) == 0 or len(val_ds) == 0:
@@ -252,6 +276,19 @@ def fit(
         start_epoch, step = int(ck["epoch"]), int(ck["step"])
         train_time, history, best = float(ck.get("train_time_s", 0.0)), list(ck["history"]), dict(ck["best"])
         log.info("resuming %s after epoch %d", run_dir, start_epoch)
+        if main:
+            fixed = repair_run_folder(run_dir, ck)
+            if fixed:
+                log.warning("%s: %s repaired from last.pt (epoch %d; the last run was killed while saving)",
+                            run_dir, " and ".join(fixed), start_epoch)
+            if history:
+                _write_csv(run_dir / "metrics.csv", history)  # it may lack last.pt's epoch
+                if config.plot:
+                    _plot(run_dir / "learning_curve.png", history)
+    if main:
+        gone = _remove_stale_temporaries(run_dir)
+        if gone:
+            log.info("%s: removed %d temporary file(s) of a killed write", run_dir, len(gone))
 
     net: nn.Module = model
     if D.active():
