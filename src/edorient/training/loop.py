@@ -4,6 +4,11 @@ Reads top to bottom: device and optimizer set-up, resume, then per epoch: train 
 epoch, so a resumed run repeats an uninterrupted one exactly), validate, log a metrics.csv row,
 save last.pt (and best.pt when the selection metric improved), draw the learning curve.
 
+Per epoch ``e`` the global torch seed (dropout), the DataLoader's own generator (its workers'
+base seed) and the workers' seeds (``worker_init_fn``) all derive from ``(seed, e)``, and the
+training workers are started afresh each epoch, so a run resumed at epoch ``e`` draws exactly
+what an uninterrupted one does, with or without DataLoader workers.
+
 On resume the run folder is first repaired to agree with last.pt (best.pt, sidecars,
 metrics.csv; see :mod:`edorient.training.checkpoint`) and temporaries of a killed write are
 removed.
@@ -15,15 +20,18 @@ target (the sample id) is ignored.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
+import random
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -136,6 +144,23 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: t
     if not preds:
         return torch.empty(0, 0, 3), torch.empty(0, 0, 3), 0.0, 0
     return torch.cat(preds), torch.cat(targets), loss_sum, n
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` (0-based): global torch RNG and the DataLoader's generator."""
+    return int(seed) * 1_000_003 + int(epoch)
+
+
+#: The "epoch" of the validation loader's seeds (any value no training epoch reaches).
+_VAL_KEY = 2**31 - 1
+
+
+def _seed_worker(seed: int, epoch: int, worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: torch, numpy and ``random`` in a worker from (seed, epoch, id)."""
+    state = np.random.SeedSequence([int(seed) & (2**64 - 1), int(epoch), int(worker_id)]).generate_state(2)
+    torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+    random.seed(int(state[0]) << 32 | int(state[1]))
+    np.random.seed(state)
 
 
 #: Temporaries of :func:`edorient._utils.atomic.atomic_path`: ``.NAME.RANDOM.tmp[.SUFFIX]``.
@@ -294,11 +319,24 @@ def fit(
     if D.active():
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
-    kw = dict(num_workers=config.workers, pin_memory=cuda, persistent_workers=config.workers > 0)
-    train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler, **kw)
+
+    def train_loader_of(epoch: int) -> DataLoader:
+        # Fresh each epoch (workers too): its generator and its workers' seeds come from
+        # (seed, epoch), never from the global RNG, so a resumed epoch draws what it did before.
+        gen = torch.Generator()
+        gen.manual_seed(_epoch_seed(config.seed, epoch))
+        init = functools.partial(_seed_worker, config.seed, epoch) if config.workers > 0 else None
+        return DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+                          pin_memory=cuda, generator=gen, worker_init_fn=init)
+
     val_part = Subset(val_ds, range(rank, len(val_ds), world)) if world > 1 else val_ds
-    val_loader = DataLoader(val_part, batch_size=config.batch_size, shuffle=False, **kw)
-    steps_per_epoch = len(train_loader)
+    val_gen = torch.Generator()  # read in order; its own generator leaves the global RNG alone
+    val_gen.manual_seed(_epoch_seed(config.seed, _VAL_KEY))
+    val_init = functools.partial(_seed_worker, config.seed, _VAL_KEY) if config.workers > 0 else None
+    val_loader = DataLoader(val_part, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
+                            pin_memory=cuda, persistent_workers=config.workers > 0, generator=val_gen,
+                            worker_init_fn=val_init)
+    steps_per_epoch = -(-len(sampler) // config.batch_size)  # len() of every epoch's loader
     if config.max_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = config.epochs * steps_per_epoch
@@ -313,8 +351,9 @@ def fit(
 
     stop = False
     for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout and workers' seeds, per epoch
+        torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout and anything else on the global RNG
         sampler.set_epoch(epoch)
+        train_loader = train_loader_of(epoch)
         net.train()
         if frozen:
             model.features.eval()  # frozen: batch-norm statistics stay as they were too

@@ -1,8 +1,9 @@
-"""Issue 15: a run killed while saving resumes to a consistent folder."""
+"""Issue 15: a run killed while saving resumes to a consistent folder; resume with workers is exact."""
 
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +96,47 @@ def test_best_that_last_cannot_restore_is_refused(data, tmp_path):
     with pytest.raises(L.EdorientError, match="best.pt holds epoch None but the run's best is epoch 1") as e:
         fit(build_model("compact-s", input_size=SIZE), data[0], data[1], _cfg(epochs=3), run, resume=True)
     assert "\n" not in str(e.value) and "new --out" in str(e.value)
+
+
+class _WorkerNoise(torch.utils.data.Dataset):
+    """Items with noise drawn in the DataLoader worker from torch's and numpy's global RNGs."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i][:2]
+        noise = 0.05 * torch.rand(x.shape) + 0.05 * torch.from_numpy(np.random.random_sample(x.shape).astype(np.float32))
+        return x + noise, y
+
+
+def test_resume_with_two_workers_is_bit_identical(tmp_path):
+    train = _WorkerNoise(InMemoryDataset(48, image_size=SIZE, seed=1))
+    val = InMemoryDataset(16, image_size=SIZE, seed=2)
+    cfg = _cfg(epochs=3, workers=2)  # compact-s has dropout: the main process' RNG matters too
+
+    def run(name, **kw):
+        return fit(build_model("compact-s", input_size=SIZE), train, val, cfg, tmp_path / name, **kw)
+
+    torch.manual_seed(0)
+    full = run("a")
+
+    def kill(epoch, step):
+        if epoch == 3 and step == 7:  # the middle of epoch 3 (3 steps per epoch)
+            raise _Kill
+
+    torch.manual_seed(0)
+    with pytest.raises(_Kill):
+        run("b", step_hook=kill)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    torch.manual_seed(123)  # another fresh model and global RNG state: all must come from last.pt
+    resumed = run("b", resume=True)
+    assert resumed.history == [dict(r, epoch_time_s=s["epoch_time_s"], train_images_per_s=s["train_images_per_s"])
+                               for r, s in zip(full.history, resumed.history)]
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
