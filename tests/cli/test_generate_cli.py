@@ -1,6 +1,11 @@
 """edorient generate / edorient inspect through main()."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +76,37 @@ def test_thesis_mode_noise_error_names_the_real_flag(tmp_path, capsys):
     rc = main(["generate", "--mode", "thesis", "--dose", "100", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and "drop --dose" in err and "--noise-dose" not in err
+
+
+STANDIN = Path(__file__).resolve().parents[1] / "unit" / "data"  # _standin_source.py
+_STANDIN_MAIN = (  # edorient's main() with the stand-in image source (no flag for it on the CLI)
+    "import functools, sys\n"
+    "import edorient.data as d\n"
+    "d.GenerateConfig = functools.partial(d.GenerateConfig, image_source=sys.argv[1])\n"
+    "from edorient.cli.main import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+
+
+def _standin_env(**kw):
+    return dict(os.environ, PYTHONPATH=f"{STANDIN}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **kw)
+
+
+def test_second_generate_on_a_folder_in_use_exits_2_naming_the_pid(tmp_path, capsys):
+    out = tmp_path / "ds"
+    argv = [sys.executable, "-c", _STANDIN_MAIN, "_standin_source:images", "-q", "generate", "--mode", "single",
+            "-n", "24", "--size", "32", "--shard-size", "3", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(argv, env=_standin_env(EDORIENT_TEST_SLEEP="0.5"))
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list((out / "images").glob("*.json")):
+            time.sleep(0.05)
+        assert proc.poll() is None
+        # the same arguments but the real simulator, as a second user would start it
+        rc = main(["generate", "--mode", "single", "-n", "24", "--size", "32", "--shard-size", "3", "--out", str(out)])
+    finally:
+        proc.kill()
+        proc.wait()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert f"is being written by another edorient generate (pid {proc.pid})" in err[0] and str(out) in err[0]

@@ -15,6 +15,13 @@ A shard holds the records ``[k S, (k+1) S)`` for a fixed shard size ``S`` and is
 fixed chunks, so the bytes do not depend on the number of workers, on which machine renders
 which shard (``shard_index/num_shards``), or on a resume after a kill.
 
+Safety
+------
+A run claims its folder for its whole length: ``DIR/.generate.lock`` holds its pid under an
+exclusive ``fcntl.flock``, so a second run on the same folder (another seed, or the same
+arguments) is refused in one line instead of mixing two data sets; the lock of a killed run is
+released by the kernel and taken over. Temporaries of killed writes are removed on start.
+
 Modes
 -----
 ``thesis``
@@ -36,6 +43,10 @@ import hashlib
 import importlib
 import logging
 import multiprocessing as mp
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,6 +354,105 @@ def _render_shard(k: int) -> tuple[int, int]:
     return k, hi - lo
 
 
+# -- claiming the folder, temporaries -----------------------------------------------------------
+LOCK = ".generate.lock"
+#: Temporaries of :mod:`edorient.data._storage` writes: ``.NAME.tmp-PID``.
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+
+def _lock_holder(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on the open lock file ``fd``; False if another run holds it."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError:  # no flock on this file system: fall back to the pid written in the file
+            pass
+    pid = _lock_holder(fd)
+    return pid is None or (pid != os.getpid() and not _pid_alive(pid))
+
+
+@contextmanager
+def claim_folder(root: Path) -> Iterator[None]:
+    """Hold ``root/.generate.lock`` (exclusive, holding this pid) while the block runs.
+
+    EdorientError naming the holder if another run holds it. A lock left by a killed run is
+    taken over (the kernel released its flock; without flock: its pid is no longer alive).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            locked = _try_lock(fd)
+            if not locked:
+                pid = _lock_holder(fd)
+                raise EdorientError(
+                    f"{root} is being written by another edorient generate "
+                    f"({'pid ' + str(pid) if pid else 'starting'}); wait for it to finish, "
+                    "or give another --out"
+                )
+            try:  # the holder may have finished and removed the file between our open and lock
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    break
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        try:
+            path.unlink()  # still ours: we hold the lock
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete temporaries left by killed writers (meta, labels, shards, split index files).
+
+    Call with the folder claimed. Under splits/ only those of dead processes go: ``edorient
+    cluster`` may be writing subset files there without the claim.
+    """
+    n = st.remove_stale_tmp(root)
+    if (root / st.SPLITS).is_dir():
+        for p in (root / st.SPLITS).rglob(".*.tmp-*"):
+            m = _TEMPORARY.match(p.name)
+            if m and p.is_file() and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
 # -- the driver --------------------------------------------------------------------------------
 def shard_done(root: Path, k: int, verify: bool = False) -> bool:
     """Whether shard ``k`` is finished: sidecar present, file of the recorded size (and hash)."""
@@ -377,7 +487,8 @@ def _prepare(root: Path, cfg: GenerateConfig, config_json: dict) -> dict:
     if root.exists():
         if not root.is_dir():
             raise EdorientError(f"--out {root} is a file; give a folder")
-        extra = [p.name for p in root.iterdir() if p.name not in (st.IMAGES, st.LABELS, st.SPLITS)]
+        extra = [p.name for p in root.iterdir()
+                 if p.name not in (st.IMAGES, st.LABELS, st.SPLITS, LOCK) and not _TEMPORARY.match(p.name)]
         if extra:
             raise EdorientError(
                 f"--out {root} is a non-empty folder that is not an edorient data set "
@@ -483,8 +594,18 @@ def generate_dataset(
         )
     root = Path(out)
     config_json = dataset_config(cfg)
+    if root.exists() and not root.is_dir():
+        raise EdorientError(f"--out {root} is a file; give a folder")
+    with claim_folder(root):  # one run per folder at a time
+        return _generate(cfg, root, config_json, workers, shard_index, num_shards, verify, progress)
+
+
+def _generate(cfg: GenerateConfig, root: Path, config_json: dict, workers: int, shard_index: int,
+              num_shards: int, verify: bool, progress: bool) -> Path:
     meta = _prepare(root, cfg, config_json)
-    st.remove_stale_tmp(root)
+    gone = remove_stale_temporaries(root)  # nobody else writes here: they are a killed run's
+    if gone:
+        log.info("%s: removed %d temporary file(s) of a killed run", root, gone)
     mine = [k for k in range(cfg.n_shards) if k % num_shards == shard_index]
     todo = [k for k in mine if not shard_done(root, k, verify)]
     log.info(
