@@ -92,6 +92,26 @@ def _standin_env(**kw):
     return dict(os.environ, PYTHONPATH=f"{STANDIN}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **kw)
 
 
+def test_killed_worker_exits_2_with_one_line_and_the_rerun_resumes(tmp_path):
+    out, marker = tmp_path / "ds", tmp_path / "died"
+    argv = [sys.executable, "-c", _STANDIN_MAIN, "_standin_source:images_die_once", "-q", "generate", "--mode",
+            "single", "-n", "24", "--size", "32", "--shard-size", "3", "--workers", "2", "--no-progress",
+            "--out", str(out)]
+    env = _standin_env(EDORIENT_TEST_DIE_ONCE=str(marker))
+    try:  # before issue 15: a hang with no message
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("generate hung after a worker was killed")
+    assert marker.is_file()
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(err) == 1, p.stderr
+    assert err[0].startswith("edorient generate: error: a worker process") and str(out) in err[0]
+    assert "rerun the same command to resume" in err[0]
+    p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=90)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / "meta.json").read_text())["complete"]
+
+
 def test_second_generate_on_a_folder_in_use_exits_2_naming_the_pid(tmp_path, capsys):
     out = tmp_path / "ds"
     argv = [sys.executable, "-c", _STANDIN_MAIN, "_standin_source:images", "-q", "generate", "--mode", "single",

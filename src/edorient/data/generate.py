@@ -20,7 +20,9 @@ Safety
 A run claims its folder for its whole length: ``DIR/.generate.lock`` holds its pid under an
 exclusive ``fcntl.flock``, so a second run on the same folder (another seed, or the same
 arguments) is refused in one line instead of mixing two data sets; the lock of a killed run is
-released by the kernel and taken over. Temporaries of killed writes are removed on start.
+released by the kernel and taken over. Temporaries of killed writes are removed on start. A
+worker process that dies (the out-of-memory killer) ends the run with one line
+(:class:`~edorient.errors.EdorientError`) that says to rerun; the rerun resumes.
 
 Modes
 -----
@@ -46,6 +48,8 @@ import multiprocessing as mp
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,6 +457,30 @@ def remove_stale_temporaries(root: Path) -> int:
     return n
 
 
+def _render_in_pool(cfg: GenerateConfig, root: Path, todo: list[int], workers: int, bar) -> None:
+    """Render ``todo`` in ``workers`` spawned processes; EdorientError if one of them dies."""
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(cfg, str(root)))
+    try:
+        for fut in as_completed([pool.submit(_render_shard, k) for k in todo]):
+            fut.result()
+            bar.update()
+    except BaseException as exc:
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public terminate before 3.14
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        if isinstance(exc, BrokenProcessPool):
+            raise EdorientError(
+                f"a worker process of edorient generate died (killed, e.g. by the out-of-memory "
+                f"killer?) while writing {root}; the finished shards are kept: rerun the same "
+                "command to resume (with fewer --workers if memory ran out)"
+            ) from None
+        raise
+    pool.shutdown(wait=True)
+
+
 # -- the driver --------------------------------------------------------------------------------
 def shard_done(root: Path, k: int, verify: bool = False) -> bool:
     """Whether shard ``k`` is finished: sidecar present, file of the recorded size (and hash)."""
@@ -624,10 +652,7 @@ def _generate(cfg: GenerateConfig, root: Path, config_json: dict, workers: int, 
                     _render_shard(k)
                     bar.update()
             else:
-                ctx = mp.get_context("spawn")
-                with ctx.Pool(min(workers, len(todo)), _init_worker, (cfg, str(root))) as pool:
-                    for _ in pool.imap_unordered(_render_shard, todo):
-                        bar.update()
+                _render_in_pool(cfg, root, todo, workers, bar)
         finally:
             bar.close()
             _WORKER.clear()

@@ -1,5 +1,6 @@
-"""Issue 15: one generate run per folder, stale files removed."""
+"""Issue 15: a dead worker ends generation with one line, one run per folder, stale files removed."""
 
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,40 @@ def folder_bytes(root: Path) -> dict[str, bytes]:
 
 def _env(**kw):
     return dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **kw)
+
+
+DIE = dict(mode="single", n=24, image_size=SIZE, shard_size=3, seed=9, image_source="_standin_source:images_die_once")
+
+
+def test_killed_worker_is_a_one_line_error_and_the_rerun_resumes(tmp_path, monkeypatch):
+    out, marker = tmp_path / "ds", tmp_path / "died"
+    script = (
+        "import sys\n"
+        "from edorient.data import GenerateConfig, generate_dataset\n"
+        "from edorient.errors import EdorientError\n"
+        f"try:\n    generate_dataset(GenerateConfig(**{DIE!r}), sys.argv[1], workers=2, progress=False)\n"
+        "except EdorientError as exc:\n    print(exc)\n    sys.exit(3)\n"
+    )
+    t0 = time.perf_counter()
+    try:  # before issue 15 this hung for ever (the pool waited for the lost shard)
+        p = subprocess.run([sys.executable, "-c", script, str(out)], env=_env(EDORIENT_TEST_DIE_ONCE=str(marker)),
+                           capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("generate hung after a worker was killed")
+    assert marker.is_file(), "no worker was killed"
+    assert p.returncode == 3, p.stderr[-2000:]
+    msg = p.stdout.strip()
+    assert "\n" not in msg and str(out) in msg and "rerun" in msg and "died" in msg
+    assert time.perf_counter() - t0 < 90
+    assert not (out / G.LOCK).exists()  # released on the way out
+    assert not json.loads((out / "meta.json").read_text())["complete"]
+    # the rerun (same arguments; the marker exists now, nobody dies) resumes and finishes
+    monkeypatch.setenv("EDORIENT_TEST_DIE_ONCE", str(marker))
+    monkeypatch.syspath_prepend(str(HERE))
+    generate_dataset(GenerateConfig(**DIE), out, workers=2, progress=False)
+    ref = generate_dataset(GenerateConfig(**DIE), tmp_path / "ref", workers=1, progress=False)
+    a, b = folder_bytes(ref), folder_bytes(out)
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
 
 
 def test_second_run_on_the_same_empty_folder_is_refused(tmp_path, monkeypatch):
