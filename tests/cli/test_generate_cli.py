@@ -70,8 +70,6 @@ def test_bad_ratio_text(tmp_path):
         main(["generate", "--mode", "random", "--ratio", "a:b", "--out", str(tmp_path / "x")])
 
 
-@pytest.mark.xfail(reason="the message is in data/generate.py (owned elsewhere): it names --noise-dose, "
-                          "the flag is --dose; remove this mark with that fix")
 def test_thesis_mode_noise_error_names_the_real_flag(tmp_path, capsys):
     rc = main(["generate", "--mode", "thesis", "--dose", "100", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err

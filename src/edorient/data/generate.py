@@ -60,6 +60,7 @@ import edorient
 from edorient.data import _storage as st
 from edorient.data import splits as sp
 from edorient.data.pairs import n_pairs
+from edorient._utils.rng import seeded_rng
 from edorient.errors import EdorientError, check_finite
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class GenerateConfig:
         dose = None if self.noise_dose is None else _value_or_range("noise dose", self.noise_dose)
         if dose is not None:
             if self.mode == "thesis":
-                raise EdorientError("noise is not stored in thesis mode (pairs are composed when read); drop --noise-dose")
+                raise EdorientError("noise is not stored in thesis mode (pairs are composed when read); drop --dose")
             if min(np.atleast_1d(dose)) <= 0:
                 raise EdorientError(f"noise dose must be > 0 counts, got {self.noise_dose}")
         background = _value_or_range("noise background", self.noise_background)
@@ -240,7 +241,7 @@ def _value_or_range(name: str, value) -> float | tuple[float, float]:
 
 # -- orientations and labels -------------------------------------------------------------------
 def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(key)))
+    return seeded_rng(seed, *key)
 
 
 def sample_labels(
@@ -605,7 +606,7 @@ def generate_dataset(
     verify
         Hash finished shards before trusting them on resume (default: size check only).
     progress
-        Show a progress bar (tqdm, on stderr).
+        Show a progress bar (on stderr, when it is a terminal).
 
     Returns
     -------
@@ -642,9 +643,9 @@ def _generate(cfg: GenerateConfig, root: Path, config_json: dict, workers: int, 
         cfg.n, workers,
     )
     if todo:
-        from tqdm.auto import tqdm
+        from edorient._utils.progress import progress_bar
 
-        bar = tqdm(total=len(todo), unit="shard", desc="generate", disable=not progress)
+        bar = progress_bar(total=len(todo), unit="shard", desc="generate", disable=not progress)
         try:
             if workers == 1 or len(todo) == 1:
                 _init_worker(cfg, str(root))

@@ -119,9 +119,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _tqdm(it, **kw):
-    from tqdm.auto import tqdm
+    from edorient._utils.progress import progress_bar
 
-    return tqdm(it, **kw)
+    return progress_bar(it, **kw)
 
 
 @torch.no_grad()
