@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--clean", action="store_true", help="noise-free images")
     ap.add_argument("--kinds", default="single,bicrystal")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the refinement")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the refinement")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--matcher-directions", type=int, default=400)
     ap.add_argument("--no-flips", action="store_true", help="no half-turn starts")

@@ -11,6 +11,7 @@ from edorient.indexing.refine import (
     Refiner,
     RefineResult,
     SpotModel,
+    beam_tilt_error,
     misorientation_deg,
     proper_rotations,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "RefineResult",
     "Refiner",
     "SpotModel",
+    "beam_tilt_error",
     "misorientation_deg",
     "proper_rotations",
 ]

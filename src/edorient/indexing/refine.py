@@ -464,7 +464,7 @@ class Refiner:
                  ambiguity_chi2: float = 25.0, chunk: int = 64, max_centre_px: float = 4.0,
                  max_scale_dev: float = 0.15, n_neighbours: int = 2,
                  min_intensity: float | None = 3e-3, uncertainty_scale: float = 1.8,
-                 keep: int | None = 2) -> None:
+                 keep: int | None = 2, use_direct_beam: bool = False) -> None:
         self.model = SpotModel(crystal, config, device, dtype, min_intensity)
         self.config = self.model.config
         self.crystal = crystal
@@ -479,6 +479,7 @@ class Refiner:
         self.n_neighbours = int(n_neighbours)
         self.uncertainty_scale = float(uncertainty_scale)
         self.keep = None if keep is None else max(1, int(keep))
+        self.use_direct_beam = bool(use_direct_beam)
         self.proper = proper_rotations(crystal.laue)
         self._kern: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -641,7 +642,7 @@ class Refiner:
                 dM -= Tc[..., j, None] * nbd[:, :, None, j, 2 * nP :]
             dM += Tr.sum(-1)[..., None] * drow[:, :, None] + Tc.sum(-1)[..., None] * dcol[:, :, None]
         m, tm = _display(Mlin)
-        valid = torch.cat([lv.valid.reshape(B, -1), torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
+        valid = torch.cat([lv.valid.reshape(B, -1), torch.full((B, 1), self.use_direct_beam, dtype=torch.bool, device=self.device)], 1)
         wts = valid[..., None] & (prow >= 0) & (prow <= H - 1) & (pcol >= 0) & (pcol <= W - 1)
         wts = wts.to(self.dtype)
         dy = (ty * smp[:, 1])[..., None] * drow[:, :, None] + (ty * smp[:, 2])[..., None] * dcol[:, :, None]

@@ -1,0 +1,251 @@
+"""Refinement of orientation proposals (edorient.indexing): the torch spot model against the
+simulator, recovery of perturbed orientations (one and two grains, clean and noisy), nuisance
+parameters, ambiguity flags and the reported uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edorient.errors import EdorientError
+from edorient.indexing import Refiner, SpotModel, beam_tilt_error, misorientation_deg
+from edorient.indexing.proposals import half_turn, single_hypotheses
+from edorient.indexing.refine import _expmap
+from edorient.physics.orientation import random_rotations, rotation_from_zone_axis
+from edorient.render import (
+    SimulationConfig,
+    Simulator,
+    add_noise,
+    display_transform,
+    render_spots,
+)
+from edorient.structures import anatase
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def xtal():
+    return anatase()
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return SimulationConfig(image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def sim(xtal, cfg):
+    return Simulator(xtal, cfg)
+
+
+@pytest.fixture(scope="module")
+def refiner(xtal, cfg):
+    return Refiner(xtal, cfg)
+
+
+def _perturb(R: np.ndarray, deg_lo: float, deg_hi: float, rng) -> np.ndarray:
+    """Each rotation turned by a random angle in [lo, hi] degrees about a random lab axis."""
+    ax = rng.normal(size=R.shape[:-2] + (3,))
+    ax /= np.linalg.norm(ax, axis=-1, keepdims=True)
+    ang = np.radians(rng.uniform(deg_lo, deg_hi, size=R.shape[:-2]))[..., None]
+    return _expmap(torch.as_tensor(ax * ang)).numpy() @ R
+
+
+def _noisy(lin: np.ndarray, rng, dose=(300.0, 1e5)) -> np.ndarray:
+    doses = np.exp(rng.uniform(np.log(dose[0]), np.log(dose[1]), len(lin)))
+    return np.stack([add_noise(m, float(d), float(rng.uniform(0, 0.002)), rng) for m, d in zip(lin, doses)])
+
+
+def _bicrystal(sim, R: np.ndarray, w: np.ndarray) -> np.ndarray:
+    la, lb = sim.linear_images(R[:, 0]), sim.linear_images(R[:, 1])
+    w = w.astype(np.float32)[:, None, None]
+    return w * la + (1 - w) * lb
+
+
+def _errors(laue, est: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Order-free per-grain beam-direction errors (degrees)."""
+    if true.shape[1] == 1:
+        return laue.angle(est[:, 0], true[:, 0])[:, None]
+    same = np.stack([laue.angle(est[:, 0], true[:, 0]), laue.angle(est[:, 1], true[:, 1])], 1)
+    swap = np.stack([laue.angle(est[:, 1], true[:, 0]), laue.angle(est[:, 0], true[:, 1])], 1)
+    return np.where((swap.sum(1) < same.sum(1))[:, None], swap, same)
+
+
+# --- the spot model ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, atol_pos", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_spot_model_matches_the_simulator(xtal, cfg, sim, dtype, atol_pos):
+    model = SpotModel(xtal, cfg, dtype=dtype)
+    R = random_rotations(6, rng=4)
+    pos, s, inten = (t.double().numpy() for t in model.spots(R))
+    index = model.index.numpy()
+    for i, r in enumerate(R):
+        ref = sim.spots(r)
+        excited = inten[i] >= cfg.min_intensity
+        order = np.argsort(ref.index)
+        if dtype == torch.float64:  # the same excited set, in full precision
+            assert np.array_equal(np.sort(index[excited]), ref.index[order])
+        # every excited spot of the simulator is in the model, with the same values
+        where = {int(k): j for j, k in enumerate(index)}
+        rows = np.array([where[int(k)] for k in ref.index])
+        np.testing.assert_allclose(pos[i, rows], ref.position, atol=atol_pos)
+        np.testing.assert_allclose(s[i, rows], ref.s, atol=atol_pos)
+        np.testing.assert_allclose(inten[i, rows], ref.intensity, rtol=1e-4 if dtype == torch.float32 else 1e-9,
+                                   atol=1e-9)
+
+
+def test_misorientation_is_modulo_proper_rotations(xtal, refiner):
+    R = random_rotations(3, rng=1)
+    proper = refiner.proper
+    assert len(proper) == 8  # 422
+    np.testing.assert_allclose(misorientation_deg(R, R @ proper[3], proper), 0.0, atol=1e-5)
+    np.testing.assert_allclose(misorientation_deg(half_turn(R), R, np.eye(3)[None]), 180.0, atol=1e-5)
+
+
+# --- recovery ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("noisy", [False, True])
+def test_single_crystals_recovered_from_starts_1_to_3_degrees_off(sim, refiner, xtal, noisy):
+    rng = np.random.default_rng(7 + noisy)
+    R = random_rotations(8, rng)
+    lin = sim.linear_images(R)
+    x = display_transform(_noisy(lin, rng) if noisy else lin)
+    start = _perturb(R, 1.0, 3.0, rng)
+    res = refiner.refine(x, start[:, None, None])
+    err = _errors(xtal.laue, res.beam_directions, R[:, None, 2])
+    before = xtal.laue.angle(start[:, 2], R[:, 2])
+    assert np.median(before) > 0.8
+    # measured: median 0.002 deg (clean) / 0.01-0.02 deg (noisy), max < 0.1 deg
+    assert np.median(err) < (0.02 if not noisy else 0.05)
+    assert np.max(err) < 0.3
+    assert np.all(misorientation_deg(res.rotations[:, 0], R, refiner.proper) < 0.5)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_bicrystals_recovered_from_starts_1_to_2_degrees_off(sim, refiner, xtal, noisy):
+    rng = np.random.default_rng(21 + noisy)
+    R = random_rotations(16, rng).reshape(8, 2, 3, 3)
+    w = rng.uniform(0.35, 0.65, len(R))
+    lin = _bicrystal(sim, R, w)
+    x = display_transform(_noisy(lin, rng) if noisy else lin)
+    start = _perturb(R, 1.0, 2.0, rng)
+    res = refiner.refine(x, start[:, None])
+    err = _errors(xtal.laue, res.beam_directions, R[..., 2, :])
+    # measured: median ~0.01 deg (clean) / ~0.02 deg (noisy); a grain whose spots hide under the
+    # other's may miss, hence the looser per-grain bound
+    assert np.median(err) < (0.03 if not noisy else 0.06)
+    assert np.mean(err < 0.3) >= 0.85
+    np.testing.assert_allclose(res.ratio, w, atol=0.05)
+
+
+def test_refinement_keeps_the_best_of_several_hypotheses(sim, refiner, xtal):
+    rng = np.random.default_rng(3)
+    R = random_rotations(4, rng)
+    x = display_transform(sim.linear_images(R))
+    wrong = random_rotations(4, rng)
+    hyp = np.stack([wrong, _perturb(R, 0.5, 1.0, rng), half_turn(wrong)], 1)[:, :, None]
+    res = refiner.refine(x, hyp)
+    assert res.best.tolist() == [1, 1, 1, 1]
+    assert res.hypothesis_scores.shape == (4, 3)
+    assert np.all(_errors(xtal.laue, res.beam_directions, R[:, None, 2]) < 0.05)
+
+
+# --- nuisance ---------------------------------------------------------------------------------
+def _shifted_image(xtal, cfg, R, offset_rc, scale):
+    """Display image of R with the direct beam (and every spot) moved by ``offset_rc`` pixels
+    and a calibration ``scale`` times the configured one."""
+    cal = cfg.resolved_calibration * scale
+    sp = Simulator(xtal, SimulationConfig(image_size=cfg.image_size, calibration=cal)).spots(R)
+    shift = np.array([offset_rc[1] * cal, -offset_rc[0] * cal])  # (x, y) in 1/Å for (rows, cols)
+    pos = np.concatenate([sp.position, np.zeros((1, 2))]) + shift
+    inten = np.concatenate([sp.intensity, [1.0]])
+    lin = render_spots(pos, inten, cfg.image_size, cal, cfg.spot_sigma_px, direct_beam=0.0)
+    return display_transform(lin)
+
+
+def test_centre_offset_and_calibration_error_recovered(xtal, cfg, refiner):
+    rng = np.random.default_rng(5)
+    R = random_rotations(4, rng)
+    offsets = np.array([[1.3, -1.7], [-2.0, 0.6], [0.8, 1.9], [-1.1, -1.4]])
+    scales = np.array([1.05, 0.95, 1.04, 0.96])
+    x = np.stack([_shifted_image(xtal, cfg, r, o, k) for r, o, k in zip(R, offsets, scales)])
+    res = refiner.refine(x, _perturb(R, 0.5, 1.0, rng)[:, None, None])
+    np.testing.assert_allclose(res.centre_px, offsets, atol=0.05)
+    np.testing.assert_allclose(res.calibration_scale, scales, rtol=2e-3)
+    assert np.all(_errors(xtal.laue, res.beam_directions, R[:, None, 2]) < 0.05)
+    # with the nuisance frozen the fit is worse
+    frozen = Refiner(xtal, cfg, fit_centre=False, fit_scale=False)
+    worse = frozen.refine(x, _perturb(R, 0.5, 1.0, rng)[:, None, None])
+    assert np.all(worse.scores < res.scores)
+
+
+# --- ambiguity --------------------------------------------------------------------------------
+def test_an_exact_zone_axis_and_its_half_turn_are_flagged_ambiguous(xtal, sim, refiner):
+    """At the exact [111] zone axis (no 2-fold axis along it in 422, no higher-order Laue zone
+    inside a 128 px image) R and Rz(180°) R give the same pattern but are distinct orientations."""
+    rng = np.random.default_rng(2)
+    R = rotation_from_zone_axis([1, 1, 1], xtal.direct_matrix, inplane_deg=17.0)
+    assert misorientation_deg(R, half_turn(R), refiner.proper) > 30  # distinct (58.7°)
+    x = display_transform(add_noise(sim.linear_image(R), 1e4, 1e-3, rng))[None]
+    res = refiner.refine(x, np.stack([R, half_turn(R)])[None, :, None])
+    assert res.ambiguous[0, 0]
+    assert res.margin_chi2[0, 0] < 5
+    assert abs(res.hypothesis_scores[0, 0] - res.hypothesis_scores[0, 1]) < 1e-3
+
+
+def test_a_clear_case_is_not_ambiguous(xtal, sim, refiner):
+    rng = np.random.default_rng(9)
+    R = random_rotations(4, rng)
+    x = display_transform(_noisy(sim.linear_images(R), rng, dose=(1e3, 1e4)))
+    hyp = np.stack([_perturb(R, 0.5, 1.0, rng), half_turn(R), random_rotations(4, rng)], 1)[:, :, None]
+    res = refiner.refine(x, hyp)
+    assert res.best.tolist() == [0, 0, 0, 0]
+    assert not res.ambiguous.any()
+    assert np.all(res.margin_chi2 > 100)
+    # one hypothesis only: no competitor, not ambiguous
+    single = refiner.refine(x, hyp[:, :1])
+    assert np.all(np.isinf(single.margin)) and not single.ambiguous.any()
+
+
+# --- uncertainty ------------------------------------------------------------------------------
+def test_reported_uncertainty_covers_the_true_error(xtal, sim, refiner):
+    rng = np.random.default_rng(12)
+    R = random_rotations(16, rng)
+    x = display_transform(_noisy(sim.linear_images(R), rng))
+    res = refiner.refine(x, _perturb(R, 0.5, 2.0, rng)[:, None, None])
+    err = beam_tilt_error(res.rotations[:, 0], R[:, 2], xtal.laue)  # (n, 2) degrees
+    cov = res.tilt_covariance[:, 0]
+    m2 = np.einsum("ni,nij,nj->n", err, np.linalg.inv(cov), err)
+    # measured: ~90 % inside the 95 % ellipse; within 3 sigma for nearly all
+    assert np.mean(m2 <= 9.0) >= 0.75
+    sigma = res.uncertainty_deg[:, 0]
+    assert np.all((sigma > 1e-4) & (sigma < 0.5))
+    # the scalar: |error| within 3 reported sigma for most grains
+    assert np.mean(np.hypot(*err.T) <= 3 * sigma) >= 0.75
+
+
+# --- API ----------------------------------------------------------------------------------------
+def test_refine_checks_its_input(refiner):
+    with pytest.raises(EdorientError):
+        refiner.refine(np.zeros((2, SIZE, SIZE)), np.tile(np.eye(3), (3, 1, 1, 1, 1)))
+    with pytest.raises(EdorientError):
+        refiner.refine(np.zeros((1, 64, 64)), np.eye(3)[None, None, None])
+    with pytest.raises(EdorientError):
+        refiner.refine(np.zeros((1, SIZE, SIZE)), np.tile(np.eye(3), (1, 1, 3, 1, 1)))
+
+
+def test_single_hypotheses_from_template_matching(xtal):
+    from edorient.evaluation.matching import TemplateMatcher
+
+    cfg = SimulationConfig(image_size=96)
+    sim = Simulator(xtal, cfg)
+    matcher = TemplateMatcher(sim, n_directions=60)
+    R = random_rotations(2, rng=8)
+    x = sim.images(R)
+    hyp = single_hypotheses(matcher, x)
+    assert hyp.shape == (2, 4, 1, 3, 3)
+    np.testing.assert_allclose(hyp[:, 2], half_turn(hyp[:, 0]))
+    # the other family's start has the antipodal beam direction
+    np.testing.assert_allclose(hyp[:, 1, 0, 2], -hyp[:, 0, 0, 2], atol=1e-9)
+    res = Refiner(xtal, cfg).refine(x, hyp)
+    assert res.rotations.shape == (2, 1, 3, 3)
