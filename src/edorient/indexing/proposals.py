@@ -25,7 +25,7 @@ import numpy as np
 from edorient.evaluation.matching import PatternScorer, TemplateMatcher
 from edorient.physics.orientation import rz
 
-__all__ = ["bicrystal_hypotheses", "grain_starts", "half_turn", "single_hypotheses"]
+__all__ = ["bicrystal_hypotheses", "grain_starts", "half_turn", "refine_bicrystals", "single_hypotheses"]
 
 _RZ180 = rz(180.0)
 
@@ -90,3 +90,58 @@ def bicrystal_hypotheses(matcher: TemplateMatcher, images01: np.ndarray, flips: 
         b = grain_starts(matcher.scorer, st.erased, RB, flips, families)
         out.append(np.stack([np.stack([ra, rb]) for ra, rb in itertools.product(a, b)]))
     return np.stack(out)
+
+
+def _grain_pixels(refiner, result, i: int, g: int, min_intensity: float) -> np.ndarray:
+    """(k, 2) pixels (rows, cols) of grain g's refined spots in image i, with the refined centre
+    offset and calibration, for the spots at least ``min_intensity`` bright (weighted)."""
+    from edorient import conventions as cv
+
+    model = refiner.model
+    pos, _, inten = (t.double().cpu().numpy()[0] for t in model.spots(result.rotations[i, g][None]))
+    w = result.ratio[i] if g == 0 else 1.0 - result.ratio[i]
+    keep = inten * (w if result.rotations.shape[1] == 2 else 1.0) >= min_intensity
+    cal = refiner.config.resolved_calibration * result.calibration_scale[i]
+    r0, c0 = cv.centre_pixel(refiner.config.image_size)
+    rows = r0 + result.centre_px[i, 0] - pos[keep, 1] / cal
+    cols = c0 + result.centre_px[i, 1] + pos[keep, 0] / cal
+    return np.stack([rows, cols], 1)
+
+
+def refine_bicrystals(refiner, matcher: TemplateMatcher, images01: np.ndarray, hypotheses: np.ndarray | None = None,
+                      passes: int = 2, min_intensity: float = 5e-4, erase_radius_px: float | None = None):
+    """Refine bicrystals, then look again for each grain's partner.
+
+    Pass 1 refines ``hypotheses`` (default :func:`bicrystal_hypotheses`). Each further pass
+    erases one refined grain's spots from the image (positions from the refined orientation,
+    centre and calibration, so the erasure fits far better than stage 2's first guess), runs
+    template matching on what is left for the other grain, and refines again from: the previous
+    best pair, the previous best distinct competitor, and each refined grain paired with the new
+    partner and its half turn. Stage 2's partner is the usual failure of the first pass (its
+    erasure leaves enough of grain A for template matching to lock onto).
+
+    Returns the :class:`~edorient.indexing.refine.RefineResult` of the last pass.
+    """
+    images01 = np.asarray(images01, dtype=np.float32)
+    if hypotheses is None:
+        hypotheses = bicrystal_hypotheses(matcher, images01)
+    res = refiner.refine(images01, hypotheses)
+    radius = 2.5 * refiner.config.spot_sigma_px if erase_radius_px is None else erase_radius_px
+    from edorient.evaluation.matching import erase_spots
+
+    for _ in range(passes - 1):
+        new = []
+        for i, im in enumerate(images01):
+            best = res.rotations[i]
+            order = np.argsort(-res.hypothesis_scores[i])
+            second = res.hypothesis_rotations[i, order[1]] if len(order) > 1 else best
+            hyp = [best, second]
+            for g in (0, 1):
+                erased = erase_spots(im, _grain_pixels(refiner, res, i, g, min_intensity), radius)
+                _, R_other, _ = matcher.match(erased)
+                for r in (R_other, half_turn(R_other)):
+                    pair = [best[g], r] if g == 0 else [r, best[g]]
+                    hyp.append(np.stack(pair))
+            new.append(np.stack(hyp))
+        res = refiner.refine(images01, np.stack(new), ratio=0.5)
+    return res

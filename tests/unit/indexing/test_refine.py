@@ -249,3 +249,18 @@ def test_single_hypotheses_from_template_matching(xtal):
     np.testing.assert_allclose(hyp[:, 1, 0, 2], -hyp[:, 0, 0, 2], atol=1e-9)
     res = Refiner(xtal, cfg).refine(x, hyp)
     assert res.rotations.shape == (2, 1, 3, 3)
+
+
+def test_refine_bicrystals_second_pass_runs_and_keeps_a_good_pair(xtal, sim, refiner):
+    from edorient.evaluation.matching import TemplateMatcher
+    from edorient.indexing.proposals import refine_bicrystals
+
+    rng = np.random.default_rng(31)
+    R = random_rotations(4, rng).reshape(2, 2, 3, 3)
+    x = display_transform(_bicrystal(sim, R, np.array([0.5, 0.45])))
+    matcher = TemplateMatcher(sim, n_directions=60)
+    start = _perturb(R, 0.5, 1.0, rng)[:, None]  # a good first pass: the second must keep it
+    res = refine_bicrystals(refiner, matcher, x, start, passes=2)
+    assert res.rotations.shape == (2, 2, 3, 3)
+    assert res.hypothesis_scores.shape == (2, 6)
+    assert np.all(_errors(xtal.laue, res.beam_directions, R[..., 2, :]) < 0.1)
