@@ -712,7 +712,8 @@ class Refiner:
             R[:, gi] = _orthonormalise(_expmap(rot) @ R[:, gi])
         return R
 
-    def _make_level(self, spec: RefineLevel, feats: torch.Tensor, R: torch.Tensor, p: torch.Tensor) -> _Level:
+    def _make_level(self, spec: RefineLevel, feats: torch.Tensor, R: torch.Tensor, p: torch.Tensor,
+                    search: bool = True) -> _Level:
         """Reflections (those that can be excited within the level's margin, or its search
         radius plus half a degree) and neighbour lists at the current orientations."""
         m = self.model
@@ -720,7 +721,7 @@ class Refiner:
         radius = spec.stencil_px if spec.stencil_px is not None else sigma
         offsets = torch.as_tensor(_stencil(radius), dtype=self.dtype, device=self.device)
         g_o = torch.exp(-(offsets**2).sum(-1) / (2 * sigma**2))
-        margin = max(spec.margin_deg, spec.search_deg + 0.5 if spec.search_deg > 0 else 0.0)
+        margin = max(spec.margin_deg, spec.search_deg + 0.5 if search and spec.search_deg > 0 else 0.0)
         idx, valid = self._select(R, margin, torch.exp(p[:, 2]), pad_px=3 * sigma)
         amp = (self.config.spot_sigma_px / sigma) ** 2
         lv = _Level(spec, feats, sigma, offsets, g_o, amp,
@@ -783,6 +784,8 @@ class Refiner:
             lv = self._make_level(spec, filtered[spec.blur_px], R, p)
             if spec.search_deg > 0:
                 R = self._tilt_search(lv, R, p, n)
+                if spec.search_deg + 0.5 > spec.margin_deg:  # a wide search: select again, narrower
+                    lv = self._make_level(spec, filtered[spec.blur_px], R, p, search=False)
             res, J, corr, nw = self._evaluate(lv, R, p, n, k)
             rss = (res * res).sum(1)
             lam = torch.full((B,), 1e-3, dtype=dt, device=dev)
