@@ -42,6 +42,12 @@ class PredictConfig:
     """Working image size for template matching (a run uses its own)."""
     matcher_directions: int = 400
     """Template dictionary size (template matching)."""
+    refine: bool = True
+    """Fit the kinematic spot model to the image from the coarse estimate (template matching or
+    the CNN): sub-degree orientations, with an uncertainty, a margin and an ambiguity flag per
+    grain (:class:`edorient.indexing.Refiner`)."""
+    device: str = "cpu"
+    """Torch device of the refinement."""
 
 
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
@@ -127,21 +133,62 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
             directions.append(crystal.laue.reduce(stage2(x, first, sim, matcher, scorer=scorer).direction))
         directions = np.stack(directions)
     scores, rotations = scorer.score(x, directions)
+    coarse = rotations
+    refined = None
+    if config.refine:
+        refined = _refine(x, rotations, sim, scorer, config)
+        rotations = refined.rotations[0]
+        directions = crystal.laue.reduce(rotations[:, 2])
     grains = []
-    for d, s, R in zip(directions, scores, rotations):
+    for g, (d, s, R) in enumerate(zip(directions, scores, rotations)):
         uvw, ang = nearest_zone_axis(d, crystal)
-        grains.append({"direction": [round(float(v), 6) for v in d],
-                       "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
-                       "inplane_deg": round(float(inplane_angle(R)), 3),
-                       "orientation_matrix": np.round(R, 6).tolist(),
-                       "score": round(float(s), 4), "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)})
-    result = {"file": str(path), "crystal": crystal.name, "method": method, "grains": grains,
-              "calibration_in": config.calibration, "working_size": size,
+        grain = {"direction": [round(float(v), 6) for v in d],
+                 "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
+                 "inplane_deg": round(float(inplane_angle(R)), 3),
+                 "orientation_matrix": np.round(R, 6).tolist(),
+                 "score": round(float(s), 4), "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
+        if refined is not None:
+            grain.update({
+                "uncertainty_deg": round(float(refined.uncertainty_deg[0, g]), 4),
+                "inplane_uncertainty_deg": round(float(refined.inplane_uncertainty_deg[0, g]), 4),
+                "margin": round(float(min(refined.margin[0, g], 1e9)), 5),
+                # the zone (label) in doubt; and whether a distinct orientation of the same zone
+                # (mirror family, in-plane turn) fits as well, e.g. on an exact zone axis
+                "ambiguous": bool(refined.direction_ambiguous[0, g]),
+                "orientation_ambiguous": bool(refined.ambiguous[0, g]),
+                "refined_score": round(float(refined.scores[0]), 4),
+                "coarse_direction": [round(float(v), 6) for v in crystal.laue.reduce(coarse[g, 2])],
+                "refinement_shift_deg": round(float(crystal.laue.angle(coarse[g, 2], R[2])), 4),
+            })
+        grains.append(grain)
+    result = {"file": str(path), "crystal": crystal.name, "method": method + (" + refinement" if refined else ""),
+              "grains": grains, "calibration_in": config.calibration, "working_size": size,
               "working_calibration": sim.config.resolved_calibration}
+    if refined is not None:
+        result["refinement"] = {
+            "centre_offset_px": [round(float(v), 3) for v in refined.centre_px[0]],
+            "calibration_scale": round(float(refined.calibration_scale[0]), 5),
+            "grain_ratio": round(float(refined.ratio[0]), 4) if config.grains == 2 else None,
+        }
     if overlay is not None:
         _overlay(Path(overlay), x, [sim.spot_pixels(sim.spots(R)) for R in rotations], grains)
         result["overlay"] = str(overlay)
     return result
+
+
+def _refine(x: np.ndarray, rotations: np.ndarray, sim, scorer, config: PredictConfig):
+    """Refine the coarse orientations (g, 3, 3) of one image: each grain starts from its estimate,
+    its half turn and the other mirror family's best orientation (and that one's half turn); two
+    grains try every combination (:mod:`edorient.indexing.proposals`)."""
+    import itertools
+
+    from edorient.indexing import Refiner
+    from edorient.indexing.proposals import grain_starts
+
+    starts = [grain_starts(scorer, x, R) for R in rotations]
+    hyp = np.stack([np.stack(c) for c in itertools.product(*starts)])  # (h, g, 3, 3)
+    refiner = Refiner(sim.crystal, sim.config, device=config.device)
+    return refiner.refine(x[None], hyp[None])
 
 
 def _overlay(path: Path, image01: np.ndarray, spots: list[np.ndarray], grains: list[dict]) -> None:

@@ -372,6 +372,11 @@ class RefineResult:
         best fit's (scaled) residual variance: a chi-square-like distance.
     ambiguous
         (n, g) ``margin_chi2 < ambiguity_chi2``: another, distinct orientation fits about as well.
+    direction_margin_chi2, direction_ambiguous
+        The same against hypotheses whose beam direction differs modulo the Laue group (another
+        zone, not only another in-plane angle or mirror family): whether the *label* is in doubt.
+        On an exact zone axis with a mirror, the mirror family fits equally (``ambiguous``) but
+        the zone is certain (not ``direction_ambiguous``).
     centre_px
         (n, 2) direct-beam offset (rows, cols) from the centre pixel.
     calibration_scale
@@ -394,6 +399,8 @@ class RefineResult:
     margin: np.ndarray
     margin_chi2: np.ndarray
     ambiguous: np.ndarray
+    direction_margin_chi2: np.ndarray
+    direction_ambiguous: np.ndarray
     centre_px: np.ndarray
     calibration_scale: np.ndarray
     ratio: np.ndarray
@@ -892,16 +899,25 @@ class Refiner:
         margin_chi2 = np.full((n, G), np.inf)
         rss = 1.0 - np.clip(score, -1, 1) ** 2
         noise = sigma2[ar, best] * self.uncertainty_scale**2
+        dir_chi2 = np.full((n, G), np.inf)
+        laue = self.crystal.laue
         for g in range(G):
             mis = misorientation_deg(R[:, :, g], Rb[:, None, g], self.proper)  # (n, h)
+            # the beam directions' angle modulo the Laue group: distinct *labels* (zone axes)
+            dang = laue.angle(R[:, :, g, 2], np.broadcast_to(Rb[:, None, g, 2], R[:, :, g, 2].shape))
             if G == 2:  # the grain may sit in the other slot of a hypothesis
                 mis = np.minimum(mis, misorientation_deg(R[:, :, 1 - g], Rb[:, None, g], self.proper))
-            distinct = mis > self.distinct_deg
-            masked = np.where(distinct, score, -np.inf)
-            j = masked.argmax(axis=1)
-            has = np.isfinite(masked[ar, j])
-            margin[:, g] = np.where(has, score[ar, best] - masked[ar, j], np.inf)
-            margin_chi2[:, g] = np.where(has, (rss[ar, j] - rss[ar, best]) / np.maximum(noise, 1e-30), np.inf)
+                dang = np.minimum(dang, laue.angle(R[:, :, 1 - g, 2], np.broadcast_to(Rb[:, None, g, 2], R[:, :, g, 2].shape)))
+            for k, distinct in enumerate((mis > self.distinct_deg, dang > self.distinct_deg)):
+                masked = np.where(distinct, score, -np.inf)
+                j = masked.argmax(axis=1)
+                has = np.isfinite(masked[ar, j])
+                chi2 = np.where(has, (rss[ar, j] - rss[ar, best]) / np.maximum(noise, 1e-30), np.inf)
+                if k == 0:
+                    margin[:, g] = np.where(has, score[ar, best] - masked[ar, j], np.inf)
+                    margin_chi2[:, g] = chi2
+                else:
+                    dir_chi2[:, g] = chi2
         pb = p[ar, best]
         return RefineResult(
             rotations=Rb,
@@ -913,6 +929,8 @@ class Refiner:
             margin=margin,
             margin_chi2=margin_chi2,
             ambiguous=margin_chi2 < self.ambiguity_chi2,
+            direction_margin_chi2=dir_chi2,
+            direction_ambiguous=dir_chi2 < self.ambiguity_chi2,
             centre_px=pb[:, 0:2],
             calibration_scale=np.exp(pb[:, 2]),
             ratio=pb[:, 3],
