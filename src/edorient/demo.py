@@ -61,6 +61,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
     import torch
 
     from edorient._utils.atomic import atomic_write_text
+    from edorient._utils.outputs import claim_output_dir
     from edorient.data import GenerateConfig, generate_dataset, open_dataset
     from edorient.evaluation.pipeline import EvaluateConfig, evaluate_run
     from edorient.models import build_model
@@ -68,8 +69,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
     from edorient.training.loop import fit
 
     cfg = config or DemoConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(Path(out), "demo")  # new, empty or an earlier demo: never a user's folder
     atomic_write_text(out / "config.json", json.dumps({"demo": asdict(cfg)}, indent=2) + "\n")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

@@ -67,8 +67,10 @@ def read_cif(path: str | Path) -> Crystal:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EdorientError(f"cannot read CIF {p}: {msg} (check that it is a valid CIF)") from None
     cell = st.cell
-    if not (cell.a > 0 and cell.b > 0 and cell.c > 0):
-        raise EdorientError(f"CIF {p} has no unit cell (_cell_length_a/b/c missing)")
+    missing = _missing_cell_lengths(p)  # gemmi puts a 1 x 1 x 1 Å cell in their place
+    if missing or not (cell.a > 0 and cell.b > 0 and cell.c > 0):
+        raise EdorientError(f"CIF {p} has no unit cell ({', '.join(missing) or '_cell_length_a/b/c'} missing or "
+                            "not a positive number); add the cell lengths in Å")
     sg = _space_group(st)
     if sg is None:
         raise EdorientError(
@@ -99,6 +101,18 @@ def read_cif(path: str | Path) -> Crystal:
         log.warning("CIF %s: %s", p, notes[0])
     name = st.name or p.stem
     return _expand(name, (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma), sg, sites, notes)
+
+
+def _missing_cell_lengths(path: Path) -> list[str]:
+    """The tags of _cell_length_a/b/c that the CIF lacks or gives as no positive number."""
+    block = gemmi.cif.read(str(path)).sole_block()
+    missing = []
+    for tag in ("_cell_length_a", "_cell_length_b", "_cell_length_c"):
+        value = block.find_value(tag)
+        number = gemmi.cif.as_number(value) if value is not None else float("nan")
+        if not (np.isfinite(number) and number > 0):
+            missing.append(tag)
+    return missing
 
 
 def _displacements_given(path: Path) -> dict[str, bool]:

@@ -41,6 +41,10 @@ class Evaluate(Subcommand):
 
         if args.stage2_max < 0:
             raise EdorientError(f"--stage2-max must be >= 0, got {args.stage2_max}")
+        if args.stage2_max > 0:  # stage 2's template-matching baseline builds the dictionary
+            from edorient._utils.resources import check_matcher_directions
+
+            check_matcher_directions(args.matcher_directions)
         from edorient import pretrained
 
         shipped = pretrained.is_pretrained(args.run)

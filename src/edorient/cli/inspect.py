@@ -26,9 +26,12 @@ class Inspect(Subcommand):
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
+        from edorient._utils.outputs import check_output_file
         from edorient.data import contact_sheet, describe_dataset, open_dataset
         from edorient.data._inspect import format_description
 
+        if not args.no_sheet and args.sheet is not None:
+            check_output_file(args.sheet, "--sheet")
         data = open_dataset(args.dir, verify="full" if args.verify else "size")
         desc = describe_dataset(data, seed=args.seed)
         if args.verify:

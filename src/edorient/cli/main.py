@@ -1,7 +1,8 @@
 """Entry point of the ``edorient`` command.
 
 Only this module configures logging. Bad input (:class:`edorient.errors.EdorientError`, a missing
-file) ends with a one-line ``edorient: error: ...`` on stderr and exit status 2. Output cut
+file, a path that cannot be read or written, a job too large for the memory) ends with a one-line
+``edorient: error: ...`` on stderr and exit status 2. Output cut
 short by its reader (``edorient reflections | head``) ends quietly with status 141, as a command
 killed by SIGPIPE does in a shell.
 """
@@ -113,8 +114,12 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "_func", None):
         parser.print_help()
         return 2
-    _configure_logging(args)
     try:
+        if args.logfile:
+            from edorient._utils.outputs import check_output_file
+
+            check_output_file(args.logfile, "--logfile", create_parent=False)
+        _configure_logging(args)
         status = args._func(args)
     except EdorientError as exc:
         print(f"edorient {args.command}: error: {exc}", file=sys.stderr)
@@ -122,6 +127,17 @@ def _main(argv: list[str] | None) -> int:
     except FileNotFoundError as exc:
         name = exc.filename or str(exc)
         print(f"edorient {args.command}: error: file not found: {name} (check the path)", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"edorient {args.command}: error: cannot use {where}: {exc.strerror or exc} (check the path, its "
+              "folder's permissions and the free space)", file=sys.stderr)
+        return 2
+    except MemoryError as exc:
+        print(f"edorient {args.command}: error: out of memory ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
+              "use smaller sizes, a smaller batch or fewer workers", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edorient {args.command}: interrupted; finished work is kept, rerun to resume", file=sys.stderr)

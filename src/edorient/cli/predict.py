@@ -29,16 +29,27 @@ class Predict(Subcommand):
                             help="linear: detector counts (default); display: an already contrast-adjusted image")
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
                             help="template dictionary size (template matching)")
+        parser.add_argument("--no-refine", dest="refine", action="store_false",
+                            help="skip the refinement (fit of the kinematic spot model from the coarse estimate: "
+                                 "sub-degree orientations, uncertainty, ambiguity flag); on by default")
+        parser.add_argument("--device", default="cpu", help="torch device of the refinement (cpu, cuda; default cpu)")
         parser.add_argument("--overlay", type=Path, default=None, help="write a PNG with the predicted spots")
         parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
+        from edorient._utils.outputs import check_output_file
+        from edorient._utils.resources import check_matcher_directions
         from edorient.predict import PredictConfig, predict_file, result_json
 
+        for flag, path in (("--json", args.json), ("--overlay", args.overlay)):
+            if path is not None:
+                check_output_file(path, flag)
+        check_matcher_directions(args.matcher_directions)  # before the dictionary is allocated
         cfg = PredictConfig(calibration=args.calibration, grains=args.grains,
                             centre=None if args.centre is None else tuple(args.centre), frame=args.frame,
-                            intensity=args.intensity, matcher_directions=args.matcher_directions)
+                            intensity=args.intensity, matcher_directions=args.matcher_directions,
+                            refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
         text = result_json(result)
         if args.json:

@@ -29,6 +29,10 @@ class ReflectionsCommand(Subcommand):
 
         if args.dmin <= 0:
             raise EdorientError(f"--dmin must be > 0 Å, got {args.dmin}")
+        if args.csv:
+            from edorient._utils.outputs import check_output_file
+
+            check_output_file(args.csv, "--csv")
         crystal = get_crystal(args.crystal)
         refl = compute_reflections(crystal, 1.0 / args.dmin, drop_absent=not args.all)
         header = ["h", "k", "l", "d", "F_abs", "F_squared"]

@@ -72,10 +72,14 @@ class Simulate(Subcommand):
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
+        from edorient._utils.outputs import check_output_file
         from edorient.render import display_transform, to_uint8
         from edorient.simulate import grain_specs, simulate_grains, write_png, write_spot_table
         from edorient.structures import get_crystal
 
+        for flag, path in (("--png", args.png), ("--spots", args.spots)):
+            if path is not None:
+                check_output_file(path, flag)
         crystal = get_crystal(args.crystal)
         grains = grain_specs(args.zone_axis, args.direction, args.inplane)
         out = simulate_grains(crystal, simulation_config(args), grains, ratio=args.ratio,

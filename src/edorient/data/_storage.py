@@ -171,3 +171,121 @@ def check_file(root: Path, rel: str, expected: dict, full: bool) -> None:
         )
     if full and sha256_file(path) != expected["sha256"]:
         raise EdorientError(f"{path} is corrupt: its SHA-256 differs from the one in {META}; {fix}")
+
+
+# -- what meta.json may say ----------------------------------------------------------------------
+#: Keys of meta.json and their JSON types (bool is not an int here).
+META_KEYS = {
+    "mode": str, "n_grains": int, "n_records": int, "n_samples": int, "image_size": int, "dtype": str,
+    "intensity": str, "shard_size": int, "n_shards": int, "seed": int, "config": dict, "files": dict,
+    "complete": bool, "shards": list,
+}
+#: Fields of meta.json repeated in its ``config`` (the generation settings) under these names.
+_CONFIG_ECHO = {"mode": "mode", "n_records": "n", "image_size": "image_size", "dtype": "dtype",
+                "shard_size": "shard_size", "seed": "seed"}
+
+
+def _is(value, kind) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_meta(root: str | Path, meta: dict) -> None:
+    """Check that meta.json is complete and consistent with itself (keys, types, counts, dtype,
+    mode, shard list); EdorientError naming the file and what is wrong. No file is read."""
+    from edorient.data.generate import DTYPES, MODES
+    from edorient.data.pairs import n_pairs
+
+    path = Path(root) / META
+    fix = "the data set is damaged or meta.json was edited: regenerate it"
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise EdorientError(f"{path} lacks {', '.join(missing)}; {fix}")
+    bad = [k for k, kind in META_KEYS.items() if not _is(meta[k], kind)]
+    if bad:
+        raise EdorientError(f"{path} has {', '.join(f'{k} = {meta[k]!r}' for k in bad)} of the wrong type; {fix}")
+
+    for rel in [*meta["files"], *(s.get("file", "") for s in meta["shards"] if isinstance(s, dict))]:
+        inside(root, rel)  # a file outside the data set: a lying or hostile meta.json
+
+    def lie(text: str) -> EdorientError:
+        return EdorientError(f"{path} says {text}; {fix}")
+
+    mode = meta["mode"]
+    if mode not in MODES:
+        raise lie(f"mode {mode!r}, not one of {', '.join(MODES)}")
+    cfg = meta["config"]
+    for key, ckey in _CONFIG_ECHO.items():
+        if ckey in cfg and cfg[ckey] != meta[key]:
+            raise lie(f"{key} {meta[key]!r} but its config says {ckey} {cfg[ckey]!r}")
+    n, size, shard = meta["n_records"], meta["image_size"], meta["shard_size"]
+    if n < 2 or size < 1 or shard < 1:
+        raise lie(f"n_records {n}, image_size {size}, shard_size {shard} (all must be positive, n_records >= 2)")
+    if meta["dtype"] not in DTYPES[mode]:
+        raise lie(f"mode {mode!r} with dtype {meta['dtype']!r} (stored as {' or '.join(DTYPES[mode])})")
+    grains = 1 if mode == "single" else 2
+    if meta["n_grains"] != grains:
+        raise lie(f"mode {mode!r} with n_grains {meta['n_grains']} (it has {grains})")
+    intensity = "linear" if mode == "thesis" else "display"
+    if meta["intensity"] != intensity:
+        raise lie(f"mode {mode!r} with intensity {meta['intensity']!r} (it stores {intensity})")
+    samples = n_pairs(n) if mode == "thesis" else n
+    if meta["n_samples"] != samples:
+        raise lie(f"n_samples {meta['n_samples']} for {n} records in mode {mode!r} (that makes {samples})")
+    if meta["n_shards"] != -(-n // shard):
+        raise lie(f"n_shards {meta['n_shards']} for {n} records of {shard} per shard (that makes {-(-n // shard)})")
+    for name in LABEL_FILES:
+        info = meta["files"].get(label_name(name))
+        if not (isinstance(info, dict) and _is(info.get("bytes"), int) and isinstance(info.get("sha256"), str)):
+            raise lie(f"nothing usable about {label_name(name)}")
+    if meta["complete"]:
+        if len(meta["shards"]) != meta["n_shards"]:
+            raise lie(f"complete with {len(meta['shards'])} shards listed of {meta['n_shards']}")
+        for k, s in enumerate(meta["shards"]):
+            count = min(shard, n - k * shard)
+            if not (isinstance(s, dict) and s.get("file") == shard_name(k) and s.get("count") == count
+                    and _is(s.get("bytes"), int) and isinstance(s.get("sha256"), str)):
+                raise lie(f"shard {k} is {s!r}, expected {shard_name(k)} with {count} records, bytes and sha256")
+
+
+def npy_header(path: Path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of a .npy file from its header (the data is not read)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), np.dtype(dtype)
+
+
+def check_arrays(root: str | Path, meta: dict) -> None:
+    """Check every shard's and label file's shape and dtype against meta.json (headers only);
+    EdorientError naming the file, what it holds and what meta.json says."""
+    root = Path(root)
+    n, size, shard = meta["n_records"], meta["image_size"], meta["shard_size"]
+    g = 2 if meta["mode"] == "random" else 1
+    expected = {
+        label_name("rotations"): ((n, g, 3, 3), "float64"),
+        label_name("directions"): ((n, g, 3), "float32"),
+        label_name("inplane_deg"): ((n, g), "float32"),
+        label_name("ratio"): ((n,), "float32"),
+    }
+    for k in range(meta["n_shards"]):
+        expected[shard_name(k)] = ((min(shard, n - k * shard), size, size), meta["dtype"])
+    for rel, (shape, dtype) in expected.items():
+        path = inside(root, rel)
+        try:
+            got_shape, got_dtype = npy_header(path)
+        except FileNotFoundError:
+            raise EdorientError(f"missing file {path} of data set {root}; rerun edorient generate with the same "
+                                "arguments to rebuild it") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise EdorientError(f"{path} is not a readable .npy file ({exc}); rerun edorient generate with the "
+                                "same arguments to rebuild it") from None
+        if got_shape != shape or got_dtype != np.dtype(dtype):
+            raise EdorientError(
+                f"{path} holds {'x'.join(map(str, got_shape)) or 'a scalar'} {got_dtype}, but {root / META} says "
+                f"{'x'.join(map(str, shape))} {np.dtype(dtype)}; the data set is damaged or meta.json was edited: "
+                "regenerate it")

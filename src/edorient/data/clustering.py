@@ -51,6 +51,7 @@ def cluster_dataset(data_path: str | Path, cfg, scheme: str = "i", split: str = 
     ``cfg`` is a :class:`edorient.data.kmeans.KMeansConfig`; ``resize`` defaults to the thesis'
     side for the scheme (56 for i, 112 for ii); ``out`` to ``DATA/kmeans/<scheme name>``.
     """
+    from edorient._utils.outputs import claim_output_dir
     from edorient.data import kmeans as km
     from edorient.data import open_dataset
     from edorient.data._storage import atomic_write_bytes, atomic_write_json
@@ -75,9 +76,7 @@ def cluster_dataset(data_path: str | Path, cfg, scheme: str = "i", split: str = 
         )
     scheme_name = km.SCHEME_I if scheme == "i" else km.SCHEME_II
     out = Path(out) if out is not None else Path(data_path) / "kmeans" / scheme_name
-    if out.exists() and not out.is_dir():
-        raise EdorientError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, "clusters")  # new, empty or an earlier cluster output: never a user's folder
 
     tmp_files: list[Path] = []
 

@@ -188,21 +188,27 @@ def open_dataset(root: str | Path, verify: str = "auto") -> "EDData":
         2 GiB (thesis sets), sizes otherwise (use :meth:`EDData.verify` or
         ``edorient inspect --verify`` for a full check of a big set).
 
+    Whatever ``verify``, meta.json must be complete and consistent with itself, and every shard
+    and label file must have the shape and dtype it implies (read from the .npy headers).
+
     Raises
     ------
     EdorientError
-        If ``root`` is missing, not a data set, incomplete, or a file fails its check.
+        If ``root`` is missing, not a data set, incomplete, meta.json is damaged or lies, or a
+        file fails its check.
     """
     if verify not in VERIFY:
         raise EdorientError(f"unknown verify level {verify!r}: choose one of {', '.join(VERIFY)}")
     root = Path(root)
     meta = st.read_meta(root)
+    st.check_meta(root, meta)
     if not meta.get("complete"):
         done = sum((root / st.sidecar_name(k)).is_file() for k in range(int(meta["n_shards"])))
         raise EdorientError(
             f"data set {root} is incomplete ({done} of {meta['n_shards']} shards); rerun "
             "edorient generate with the same arguments to finish it"
         )
+    st.check_arrays(root, meta)  # shapes and dtypes of every file, from their headers
     data = EDData(root, meta)
     if verify != "none":
         total = sum(int(s["bytes"]) for s in meta["shards"])

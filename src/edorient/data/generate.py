@@ -57,10 +57,12 @@ from pathlib import Path
 import numpy as np
 
 import edorient
+from edorient._utils.outputs import MARKER, claim_output_dir
+from edorient._utils.resources import format_bytes, require_disk, require_memory
+from edorient._utils.rng import seeded_rng
 from edorient.data import _storage as st
 from edorient.data import splits as sp
 from edorient.data.pairs import n_pairs
-from edorient._utils.rng import seeded_rng
 from edorient.errors import EdorientError, check_finite
 
 log = logging.getLogger(__name__)
@@ -361,6 +363,8 @@ def _render_shard(k: int) -> tuple[int, int]:
 
 # -- claiming the folder, temporaries -----------------------------------------------------------
 LOCK = ".generate.lock"
+#: Shard files and sidecars as :mod:`edorient.data._storage` names them.
+_SHARD_FILE = re.compile(r"^shard_\d{5}\.(npy|json)$")
 #: Temporaries of :mod:`edorient.data._storage` writes: ``.NAME.tmp-PID``.
 _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
 
@@ -482,6 +486,62 @@ def _render_in_pool(cfg: GenerateConfig, root: Path, todo: list[int], workers: i
     pool.shutdown(wait=True)
 
 
+# -- what it takes --------------------------------------------------------------------------------
+#: Bytes per label entry of a record and grain: rotations (9 float64), directions (3 float32),
+#: in-plane angle (float32); the ratio (float32) is per record.
+_LABEL_BYTES = 9 * 8 + 3 * 4 + 4
+#: Index files and in-memory arrays of :func:`edorient.data.splits.make_splits` per sample:
+#: trainval/test, train/val, the test subsets and two subset schemes (each a subset and its own
+#: train/val), for both splits (about 10 ids per sample stored), and at its peak int64 copies,
+#: permutations and the shuffled schemes (about 12 int64 per sample held at once).
+_SPLIT_IDS_ON_DISK = 10
+_SPLIT_INT64_IN_MEMORY = 12
+
+
+def resource_estimate(cfg: GenerateConfig, workers: int = 1) -> dict[str, int]:
+    """Bytes a data set takes: ``disk`` (shards, labels, index files) and ``memory`` (the
+    largest in-memory step: labels and splits made at once, or the shard buffers of the
+    workers)."""
+    cfg = cfg.resolved()
+    n, g, size = int(cfg.n), cfg.grains_per_record, int(cfg.image_size)
+    itemsize = np.dtype(cfg.dtype).itemsize
+    n_samples = n_pairs(n) if cfg.mode == "thesis" else n
+    id_bytes = 4 if n_samples < 2**31 else 8
+    labels = n * (g * _LABEL_BYTES + 4)
+    disk = n * size * size * itemsize + labels + n_samples * id_bytes * _SPLIT_IDS_ON_DISK
+    records = min(int(cfg.shard_size), n)
+    shard_buffers = workers * records * size * size * (itemsize + 4)  # a shard and a float32 chunk
+    memory = max(2 * labels + n_samples * 8 * _SPLIT_INT64_IN_MEMORY, shard_buffers)
+    return {"disk": int(disk), "memory": int(memory), "shard_buffers": int(shard_buffers), "n_samples": int(n_samples)}
+
+
+def check_resources(cfg: GenerateConfig, root: Path, workers: int = 1) -> None:
+    """EdorientError, before anything is allocated or written, if the data set ``cfg`` cannot
+    fit on the disk holding ``root`` (less what a resumed run already wrote) or its largest
+    in-memory step in this machine's RAM."""
+    cfg = cfg.resolved()
+    est = resource_estimate(cfg, workers)
+    if cfg.mode == "thesis":
+        what = (f"thesis mode with N = {cfg.n:,} orientations (C(N,2) = {est['n_samples']:,} pairs) of "
+                f"{cfg.image_size} px {cfg.dtype}")
+        fix = "use fewer orientations (-n)"
+    else:
+        what = f"{cfg.n:,} {cfg.mode} images of {cfg.image_size} px {cfg.dtype}"
+        fix = "use fewer images (-n) or a smaller --size"
+    have = 0
+    if root.is_dir():  # a resumed run: what is written already counts
+        for sub in (st.IMAGES, st.LABELS, st.SPLITS):
+            if (root / sub).is_dir():
+                have += sum(p.stat().st_size for p in (root / sub).rglob("*") if p.is_file())
+    require_disk(est["disk"] - have, root, what, fix)
+    if est["shard_buffers"] >= est["memory"]:
+        fix = (f"use a smaller --shard-size or fewer --workers ({workers} x "
+               f"{format_bytes(est['shard_buffers'] / workers)} of shard buffers)")
+    elif cfg.mode == "thesis":
+        fix = f"{fix} (the index files of the pairs are made in memory)"
+    require_memory(est["memory"], what, fix)
+
+
 # -- the driver --------------------------------------------------------------------------------
 def shard_done(root: Path, k: int, verify: bool = False) -> bool:
     """Whether shard ``k`` is finished: sidecar present, file of the recorded size (and hash)."""
@@ -503,6 +563,7 @@ def _prepare(root: Path, cfg: GenerateConfig, config_json: dict) -> dict:
     meta_path = root / st.META
     if meta_path.is_file():
         meta = st.read_meta(root)
+        st.check_meta(root, meta)
         if meta.get("config") != config_json:
             old, new = meta.get("config", {}), config_json
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -517,15 +578,16 @@ def _prepare(root: Path, cfg: GenerateConfig, config_json: dict) -> dict:
         if not root.is_dir():
             raise EdorientError(f"--out {root} is a file; give a folder")
         extra = [p.name for p in root.iterdir()
-                 if p.name not in (st.IMAGES, st.LABELS, st.SPLITS, LOCK) and not _TEMPORARY.match(p.name)]
+                 if p.name not in (st.IMAGES, st.LABELS, st.SPLITS, LOCK, MARKER) and not _TEMPORARY.match(p.name)]
         if extra:
             raise EdorientError(
                 f"--out {root} is a non-empty folder that is not an edorient data set "
                 f"(holds {extra[0]!r}); give a new or empty folder"
             )
     (root / st.IMAGES).mkdir(parents=True, exist_ok=True)
-    for stale in (root / st.IMAGES).glob("shard_*"):  # no meta.json: nothing here can be trusted
-        stale.unlink()
+    for stale in (root / st.IMAGES).iterdir():  # no meta.json: no shard here can be trusted
+        if _SHARD_FILE.match(stale.name) and stale.is_file():  # edorient's names only
+            stale.unlink()
     _, xtal = _crystal_meta(cfg.crystal)
     labels = sample_labels(cfg, xtal.laue)
     files = {st.label_name(k): st.atomic_save_npy(root / st.label_name(k), v) for k, v in labels.items()}
@@ -625,6 +687,8 @@ def generate_dataset(
     config_json = dataset_config(cfg)
     if root.exists() and not root.is_dir():
         raise EdorientError(f"--out {root} is a file; give a folder")
+    check_resources(cfg, root, workers)
+    claim_output_dir(root, "dataset")  # a new or empty folder, or a data set: never a user's folder
     with claim_folder(root):  # one run per folder at a time
         return _generate(cfg, root, config_json, workers, shard_index, num_shards, verify, progress)
 

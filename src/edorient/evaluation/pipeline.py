@@ -134,14 +134,15 @@ def evaluate_run(
     ``single_run`` is a run of a single-crystal model (trained on ``--mode single`` data) used by
     Method 2 stage 2; stage 2 is also run with the template matcher as a CNN-free baseline.
     """
+    from edorient._utils.outputs import claim_output_dir
     from edorient.data import open_dataset
 
     cfg = config or EvaluateConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data = open_dataset(data_dir)
     ckpt_path = find_checkpoint(run_dir)
     model, input_size = load_run_model(ckpt_path)
+    claim_output_dir(out, "evaluation")  # new, empty or an earlier evaluation: never a user's folder
     test_ids = data.index(cfg.split, "test")
     if len(test_ids) == 0:
         raise EdorientError(f"split {cfg.split!r} of {data_dir} has no test images")

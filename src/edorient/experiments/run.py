@@ -187,15 +187,20 @@ def reproduce(out: str | Path, config: ReproduceConfig | None = None, progress: 
     EdorientError
         Bad settings, or ``out`` holds a run with other settings.
     """
+    from edorient._utils.outputs import claim_output_dir
     from edorient.data import GenerateConfig, generate_dataset, open_dataset
 
     cfg = (config or ReproduceConfig()).resolved()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise EdorientError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(Path(out), "reproduce")  # new, empty or an earlier reproduction: never a user's folder
     cfg_path = out / "config.json"
-    prev = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
+    prev = None
+    if cfg_path.is_file():
+        try:
+            prev = json.loads(cfg_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise EdorientError(f"{cfg_path} is damaged ({exc}); choose another --out") from None
+        if not isinstance(prev, dict) or not isinstance(prev.get("identity"), dict):
+            raise EdorientError(f"{cfg_path} is not the settings of an edorient reproduce run; choose another --out")
     if prev and prev.get("identity") != cfg.identity():
         diff = sorted(k for k in cfg.identity() if prev["identity"].get(k) != cfg.identity()[k])
         raise EdorientError(f"{out} holds a run with other settings ({', '.join(diff)}); choose another --out "

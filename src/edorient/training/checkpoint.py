@@ -97,21 +97,84 @@ def repair_run_folder(run_dir: str | Path, last: dict[str, Any]) -> list[str]:
     return fixed + ["best.json"]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``."""
+#: Keys every checkpoint holds (a model can be rebuilt from them).
+MODEL_KEYS = ("model", "model_config")
+#: Keys a checkpoint must hold to resume training from it.
+RESUME_KEYS = (*MODEL_KEYS, "optimizer", "epoch", "step", "config", "best", "history")
+
+
+def _load_failure(path: Path, exc: BaseException) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed."""
+    import pickle
+    import zipfile
+
+    text = str(exc).strip()
+    if not zipfile.is_zipfile(path):
+        return (f"{path} is not a PyTorch checkpoint (truncated, or another kind of file); restore it from a "
+                "backup or train again")
+    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in text.lower():
+        return (f"{path} holds pickled Python objects (e.g. a whole model saved with torch.save(model)), which "
+                "edorient does not load because they could run code; give a checkpoint of edorient train "
+                "(a dict of tensors: save model.state_dict())")
+    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    return f"{path} is a damaged checkpoint ({first}); restore it from a backup or train again"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    required: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; EdorientError (one line naming the file) if it
+    is missing, truncated, not a checkpoint, holds pickled objects, or lacks a ``required`` key."""
+    from edorient.errors import EdorientError
+
     path = Path(path)
     if not path.is_file():
-        from edorient.errors import EdorientError
-
         raise EdorientError(f"checkpoint {str(path)!r} not found; give the path of a best.pt or last.pt")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, IndexError ...
+        raise EdorientError(_load_failure(path, exc)) from None
+    if not isinstance(ckpt, dict):
+        raise EdorientError(f"{path} holds a {type(ckpt).__name__}, not an edorient checkpoint (a dict with the "
+                            "model's weights and configuration); give a best.pt or last.pt of edorient train")
+    missing = [k for k in required if k not in ckpt]
+    if missing or not isinstance(ckpt.get("model_config", {}), dict) or not isinstance(ckpt.get("model", {}), dict):
+        what = f"lacks {', '.join(missing)}" if missing else "holds a malformed model or model_config"
+        raise EdorientError(f"{path} is not an edorient checkpoint (it {what}); give a best.pt or last.pt of "
+                            "edorient train")
+    return ckpt
+
+
+def describe_model_config(cfg: dict[str, Any]) -> str:
+    """``compact-s, input 32 px, 2 head(s)``."""
+    return f"{cfg.get('arch')}, input {cfg.get('input_size')} px, {cfg.get('n_grains')} head(s)"
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
+    """The model a loaded checkpoint records, with its weights (EdorientError naming ``path`` if
+    the recorded architecture cannot be built or its weights do not fit it)."""
+    from edorient.errors import EdorientError
+    from edorient.models import model_from_config
+
+    cfg = ckpt["model_config"]
+    try:
+        model = model_from_config(cfg)
+    except EdorientError as exc:
+        raise EdorientError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise EdorientError(f"{path} records an architecture edorient cannot build ({describe_model_config(cfg)}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the checkpoint is "
+                            "damaged or from another program") from None
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError):
+        raise EdorientError(f"{path}: its weights do not fit the architecture it records "
+                            f"({describe_model_config(cfg)}); the checkpoint is damaged or was altered") from None
+    return model
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model of a checkpoint with its weights, in eval mode."""
-    from edorient.models import model_from_config
-
     ckpt = load_checkpoint(path, map_location)
-    model = model_from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
+    return model_from_checkpoint(ckpt, path).eval()

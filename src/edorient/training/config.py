@@ -90,6 +90,24 @@ class TrainConfig:
             raise EdorientError(f"learning rate must be positive, got {self.lr}")
         if self.workers < 0:
             raise EdorientError(f"workers must be >= 0, got {self.workers}")
+        import math
+
+        ranges = (  # name on the command line, value, lowest, highest (inclusive unless noted)
+            ("--grad-clip (gradient-norm clip; 0: none)", self.grad_clip, 0.0, math.inf),
+            ("--time-limit (seconds; 0: none)", self.time_limit_s, 0.0, math.inf),
+            ("--weight-decay", self.weight_decay, 0.0, math.inf),
+            ("--momentum", self.momentum, 0.0, 1.0),
+            ("--rho (Adadelta decay)", self.rho, 0.0, 1.0),
+            ("--min-lr-ratio (final / peak learning rate)", self.min_lr_ratio, 0.0, 1.0),
+            ("--warmup-steps", self.warmup_steps, 0, math.inf),
+            ("--max-steps-per-epoch (0: all)", self.max_steps_per_epoch, 0, math.inf),
+        )
+        for name, value, lo, hi in ranges:
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
+                span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+                raise EdorientError(f"{name} must be {span}, got {value}")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
+            raise EdorientError(f"--eps (optimizer epsilon) must be > 0, got {self.eps}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON and checkpoints)."""

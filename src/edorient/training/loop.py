@@ -287,19 +287,38 @@ def fit(
     best = {"metric": config.select, "value": math.inf, "epoch": 0}
     last_path = run_dir / "last.pt"
     if resume and last_path.is_file():
-        ck = load_checkpoint(last_path, map_location=device)
+        from edorient.models import model_config
+        from edorient.training.checkpoint import RESUME_KEYS, describe_model_config
+
+        ck = load_checkpoint(last_path, map_location=device, required=RESUME_KEYS)
+        stored, built = ck["model_config"], model_config(model)
+        differ = sorted(k for k in set(stored) & set(built) if stored[k] != built[k])
+        if differ:
+            raise EdorientError(
+                f"cannot resume {str(run_dir)!r}: {last_path} holds a model of another architecture "
+                f"({describe_model_config(stored)}) than this run builds ({describe_model_config(built)}; differs in "
+                f"{', '.join(differ)}); resume without --arch/--input, or train into a new --out"
+            )
+        if not isinstance(ck["config"], dict):
+            raise EdorientError(f"{last_path} is not an edorient checkpoint (malformed config); train into a new --out")
         for key in ("optimizer", "freeze"):
             if ck["config"].get(key) != getattr(config, key):
                 raise EdorientError(
                     f"cannot resume {str(run_dir)!r}: it was trained with {key} {ck['config'].get(key)!r}, "
                     f"not {getattr(config, key)!r}; resume with the same settings"
                 )
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        start_epoch, step = int(ck["epoch"]), int(ck["step"])
-        train_time, history, best = float(ck.get("train_time_s", 0.0)), list(ck["history"]), dict(ck["best"])
+        try:
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
+            start_epoch, step = int(ck["epoch"]), int(ck["step"])
+            train_time, history, best = float(ck.get("train_time_s", 0.0)), list(ck["history"]), dict(ck["best"])
+            int(best["epoch"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise EdorientError(f"cannot resume {str(run_dir)!r}: {last_path} does not fit this run's model and "
+                                f"optimizer ({first}); the checkpoint is damaged or altered: train into a new --out") from None
         log.info("resuming %s after epoch %d", run_dir, start_epoch)
         if main:
             fixed = repair_run_folder(run_dir, ck)

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edorient._utils.outputs import MARKER, claim_output_dir
 from edorient.errors import EdorientError
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,16 @@ def train_on_dataset(data_path: str | Path, out: str | Path, *, preset_name: str
 
         data = open_dataset(data_path)
         size = input_size or data.image_size
+        check_model_memory(arch, size, data.n_grains, config)
         ops = laue_ops_of(data)
-        if out.exists() and any(out.iterdir()) and not resume:
+        # a new or empty folder, or a run: never a user's folder (--resume included)
+        claim_output_dir(out, "run", create=D.is_main())
+        if _holds_more_than_marker(out) and not resume:
             raise EdorientError(f"run folder {str(out)!r} is not empty; pass --resume to continue it or choose another --out")
         D.barrier()  # every rank has checked the folder before rank 0 writes into it
         if D.is_main() and not saved:
             from edorient._utils.atomic import atomic_write_text
 
-            out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "train_args.json", json.dumps(
                 {"arch": arch, "input": size, "settings": config.to_dict(), "finetune": finetune_mode}, indent=2) + "\n")
 
@@ -124,6 +127,47 @@ def train_on_dataset(data_path: str | Path, out: str | Path, *, preset_name: str
         if started:
             D.cleanup()
     return res, config
+
+
+def _holds_more_than_marker(out: Path) -> bool:
+    return out.is_dir() and any(p.name != MARKER for p in out.iterdir())
+
+
+def check_model_memory(arch: str, input_size: int, n_grains: int, config) -> None:
+    """EdorientError, before the model is built, if eq. 3.4 (activations of a batch and the
+    weights, a lower bound of what training holds) exceeds the memory of the training device."""
+    import torch
+
+    from edorient._utils.resources import format_bytes, physical_memory_bytes
+    from edorient.models import build_model, summarize
+    from edorient.training.loop import resolve_device
+
+    if int(input_size) < 1:
+        raise EdorientError(f"--input must be a positive number of pixels, got {input_size}")
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device.index or 0).total_memory
+        where = f"the GPU's {format_bytes(total)}"
+    else:
+        total = physical_memory_bytes()
+        where = f"this machine's {format_bytes(total)} of memory" if total else ""
+    # the input batch alone first: a model summary of a huge input is itself slow
+    batch_bytes = float(config.batch_size) * float(input_size) ** 2 * 4
+    if total and batch_bytes > total:
+        raise EdorientError(f"--input {input_size} px: one batch of {config.batch_size} images takes "
+                            f"{format_bytes(batch_bytes)}, more than {where}; use an input of at most the data "
+                            "set's image size")
+    try:
+        need = summarize(build_model(arch, input_size=input_size, n_grains=n_grains, device="meta")).memory_gb(
+            config.batch_size) * 1e9
+    except EdorientError:
+        raise
+    except (ValueError, RuntimeError) as exc:  # an input too small for the pooling layers
+        raise EdorientError(f"--input {input_size} does not fit architecture {arch!r}: {str(exc).splitlines()[0]}") from None
+    if total and need > total:
+        raise EdorientError(f"training {arch} at --input {input_size} px with batch {config.batch_size} needs about "
+                            f"{format_bytes(need)} (eq. 3.4), more than {where}; use a smaller --input or "
+                            "--batch-size")
 
 
 def _n_subsets(data, split: str, scheme: str) -> int:

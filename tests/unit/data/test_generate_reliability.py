@@ -134,4 +134,4 @@ def test_killed_first_run_leaving_only_temporaries_is_not_a_foreign_folder(tmp_p
     out.mkdir()
     (out / ".meta.json.tmp-999999").write_text("{")  # killed while writing meta.json the first time
     generate_dataset(GenerateConfig(mode="single", n=10, image_size=SIZE, shard_size=5, seed=1), out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["images", "labels", "meta.json", "splits"]
+    assert sorted(p.name for p in out.iterdir()) == [".edorient-output.json", "images", "labels", "meta.json", "splits"]
