@@ -71,6 +71,29 @@ def test_predict_two_grains(xtal, tmp_path):
     assert sorted(found) == sorted([[0, 0, 1], [1, 1, 1]])
 
 
+def test_predict_two_grains_refined_with_uncertainty(xtal, tmp_path, capsys):
+    # [1 0 1] + [1 1 2], the exact-zone pair the coarse search gets only to ~1.4° (measured): the
+    # refinement must bring both to their zones, with an uncertainty and flags per grain
+    path = tmp_path / "bi.npy"
+    np.save(path, _micro(xtal, [[1, 0, 1], [1, 1, 2]], [20.0, 75.0], calibration=0.012, size=256).astype(np.float32))
+    assert main(["-q", "predict", str(path), "--calibration", "0.012", "--grains", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["method"] == "template matching + refinement"
+    grains = sorted(res["grains"], key=lambda g: g["nearest_zone_axis"])
+    assert [g["nearest_zone_axis"] for g in grains] == [[1, 0, 1], [1, 1, 2]]
+    for g in grains:
+        assert g["angle_to_zone_axis_deg"] < 0.3
+        assert 0 < g["uncertainty_deg"] < 0.5 and g["ambiguous"] is False
+        R = np.array(g["orientation_matrix"])
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-5)
+    assert abs(res["refinement"]["calibration_scale"] - 1) < 0.01
+    assert abs(res["refinement"]["grain_ratio"] - 0.5) < 0.05
+    # --no-refine: the coarse answer only, no uncertainty
+    assert main(["-q", "predict", str(path), "--calibration", "0.012", "--grains", "2", "--no-refine"]) == 0
+    coarse = json.loads(capsys.readouterr().out)
+    assert coarse["method"] == "template matching" and "uncertainty_deg" not in coarse["grains"][0]
+
+
 def test_bad_files(tmp_path, capsys):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     np.save(tmp_path / "nan.npy", np.full((32, 32), np.nan, np.float32))
