@@ -69,7 +69,7 @@ def _cnn_errors(path: str, x: np.ndarray, true: np.ndarray, laue) -> tuple[np.nd
 
 
 def _matcher_errors(sim, x: np.ndarray, true: np.ndarray, laue, mirror: bool, n_dirs: int) -> tuple[np.ndarray, float]:
-    from edorient.evaluation.matching import TemplateMatcher
+    from edorient.indexing.matching import TemplateMatcher
 
     matcher = TemplateMatcher(sim, n_directions=n_dirs, mirror_family=mirror)
     t = time.perf_counter()

@@ -4,7 +4,7 @@ Test images: fresh orientations uniform over SO(3) (seed ``--seed``), ``--size``
 shipped cards' noise (Poisson dose log-uniform 300-1e5 counts at the direct beam, background
 0-0.002) or none (``--clean``); bicrystal weights uniform 0.35-0.65.
 
-Proposals: template matching (:class:`~edorient.evaluation.matching.TemplateMatcher`) for single
+Proposals: template matching (:class:`~edorient.indexing.matching.TemplateMatcher`) for single
 crystals; template matching for grain A and Method 2's stage 2 (A's spots erased, template
 matching again) for grain B of bicrystals; every grain also gets its half-turn and other-family
 starts (:mod:`edorient.indexing.proposals`). "before" is the template matcher's estimate.
@@ -80,7 +80,7 @@ def main() -> int:
 
     import torch
 
-    from edorient.evaluation.matching import TemplateMatcher
+    from edorient.indexing.matching import TemplateMatcher
     from edorient.indexing.proposals import (
         bicrystal_hypotheses,
         refine_bicrystals,

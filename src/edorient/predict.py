@@ -87,8 +87,8 @@ def _prepare(image: np.ndarray, cfg: PredictConfig, size: int, calibration_out: 
 def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None = None,
                  crystal_name: str = "anatase", overlay: str | Path | None = None) -> dict[str, Any]:
     """Estimate the grain orientation(s) in the image file ``path``; see the module docstring."""
-    from edorient.evaluation.matching import PatternScorer, TemplateMatcher
-    from edorient.evaluation.method2 import stage2
+    from edorient.indexing.matching import PatternScorer, TemplateMatcher
+    from edorient.indexing.method2 import stage2
     from edorient.io.images import read_image
     from edorient.physics.orientation import beam_direction, inplane_angle
     from edorient.render import SimulationConfig, Simulator

@@ -70,7 +70,7 @@ def require_disk(needed: float, path: str | os.PathLike, what: str, fix: str) ->
 
 
 def template_dictionary_bytes(n_directions: int, n_r: int = 48, n_phi: int = 360) -> float:
-    """Memory of :class:`edorient.evaluation.matching.TemplateMatcher`'s dictionary: the
+    """Memory of :class:`edorient.indexing.matching.TemplateMatcher`'s dictionary: the
     directions of the sector grid (``n x |G|`` sphere points, 48 for 4/mmm), then 2 x n templates
     (both orientation families) held as float64 polar images and their complex FFT along phi."""
     n = float(n_directions)

@@ -19,8 +19,8 @@ import torch
 from edorient.errors import EdorientError
 from edorient.evaluation import metrics as M
 from edorient.evaluation import plots, tables
-from edorient.evaluation.matching import PatternScorer, TemplateMatcher
-from edorient.evaluation.method2 import stage2
+from edorient.indexing.matching import PatternScorer, TemplateMatcher
+from edorient.indexing.method2 import stage2
 from edorient.render import SimulationConfig, Simulator
 
 log = logging.getLogger(__name__)

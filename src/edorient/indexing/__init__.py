@@ -1,8 +1,16 @@
-"""Orientation indexing beyond the coarse estimators: batched sub-degree refinement.
+"""Orientation indexing: every estimator of a grain's orientation from an image.
 
-:class:`~edorient.indexing.refine.Refiner` fits the kinematic spot model to the image for
-orientation proposals (template matching, CNN + pattern scorer); :mod:`edorient.indexing.proposals`
-builds such proposals.
+- :mod:`~edorient.indexing.matching`: polar pattern correlation (:class:`PatternScorer`: the
+  best orientation of a given beam direction, both mirror families) and CNN-free template
+  matching over the whole orientation space (:class:`TemplateMatcher`);
+- :mod:`~edorient.indexing.method2`: the thesis' Method 2 without an oracle (pick by score) and
+  its stage 2 (erase the kept grain's spots, estimate the other);
+- :mod:`~edorient.indexing.proposals`: orientation hypotheses from the coarse estimators;
+- :mod:`~edorient.indexing.refine`: :class:`Refiner`, the batched fit of the kinematic spot model
+  to the image (sub-degree orientations, uncertainty, margin, ambiguity).
+
+The CNNs (:mod:`edorient.models`) give beam directions; :meth:`PatternScorer.score` turns them
+into orientations. :mod:`edorient.evaluation` only measures what these produce.
 """
 
 from edorient.indexing.refine import (

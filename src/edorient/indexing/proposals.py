@@ -12,7 +12,7 @@ cannot cross either by itself (they are not small rotations):
   plane of the crystal the two are alike.
 
 So every grain gets up to four starts: the estimate, its half turn, and the best orientation of
-the other family (by :class:`~edorient.evaluation.matching.PatternScorer`) with its half turn.
+the other family (by :class:`~edorient.indexing.matching.PatternScorer`) with its half turn.
 For bicrystals the hypotheses are the combinations of both grains' starts.
 """
 
@@ -22,7 +22,7 @@ import itertools
 
 import numpy as np
 
-from edorient.evaluation.matching import PatternScorer, TemplateMatcher
+from edorient.indexing.matching import PatternScorer, TemplateMatcher
 from edorient.physics.orientation import rz
 
 __all__ = ["bicrystal_hypotheses", "grain_starts", "half_turn", "refine_bicrystals", "single_hypotheses"]
@@ -66,11 +66,11 @@ def bicrystal_hypotheses(matcher: TemplateMatcher, images01: np.ndarray, flips: 
     """Hypotheses (n, h, 2, 3, 3) for bicrystal images (n, H, W).
 
     Grain A: template matching on the image. Grain B: Method 2's stage 2
-    (:func:`edorient.evaluation.method2.stage2`) -- A's spots erased, template matching on what is
+    (:func:`edorient.indexing.method2.stage2`) -- A's spots erased, template matching on what is
     left, whose orientation (not only its direction) is kept. Each grain gets
     :func:`grain_starts`; the hypotheses are all their combinations (A's estimate first).
     """
-    from edorient.evaluation.method2 import stage2
+    from edorient.indexing.method2 import stage2
 
     images01 = np.asarray(images01, dtype=np.float32)
     sim = matcher.scorer.simulator
@@ -127,7 +127,7 @@ def refine_bicrystals(refiner, matcher: TemplateMatcher, images01: np.ndarray, h
         hypotheses = bicrystal_hypotheses(matcher, images01)
     res = refiner.refine(images01, hypotheses)
     radius = 2.5 * refiner.config.spot_sigma_px if erase_radius_px is None else erase_radius_px
-    from edorient.evaluation.matching import erase_spots
+    from edorient.indexing.matching import erase_spots
 
     for _ in range(passes - 1):
         new = []

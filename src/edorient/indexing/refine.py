@@ -1,8 +1,8 @@
 """Batched sub-degree refinement of orientation proposals against the image.
 
 A proposal is one orientation ``R`` per grain (one or two grains per image), e.g. from
-:class:`~edorient.evaluation.matching.TemplateMatcher` or a CNN direction scored by
-:class:`~edorient.evaluation.matching.PatternScorer` (:mod:`edorient.indexing.proposals`). The
+:class:`~edorient.indexing.matching.TemplateMatcher` or a CNN direction scored by
+:class:`~edorient.indexing.matching.PatternScorer` (:mod:`edorient.indexing.proposals`). The
 refinement fits the kinematic model of :mod:`edorient.physics.pattern` to the display-transformed
 image, for all hypotheses of all images at once (one tensor per chunk of images, no loop over
 images or hypotheses).

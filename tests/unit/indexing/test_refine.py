@@ -235,7 +235,7 @@ def test_refine_checks_its_input(refiner):
 
 
 def test_single_hypotheses_from_template_matching(xtal):
-    from edorient.evaluation.matching import TemplateMatcher
+    from edorient.indexing.matching import TemplateMatcher
 
     cfg = SimulationConfig(image_size=96)
     sim = Simulator(xtal, cfg)
@@ -252,7 +252,7 @@ def test_single_hypotheses_from_template_matching(xtal):
 
 
 def test_refine_bicrystals_second_pass_runs_and_keeps_a_good_pair(xtal, sim, refiner):
-    from edorient.evaluation.matching import TemplateMatcher
+    from edorient.indexing.matching import TemplateMatcher
     from edorient.indexing.proposals import refine_bicrystals
 
     rng = np.random.default_rng(31)

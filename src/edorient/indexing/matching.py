@@ -151,6 +151,9 @@ class TemplateMatcher:
 
     def __init__(self, simulator: Simulator, n_directions: int = 400, n_r: int = 48, n_phi: int = 360,
                  chunk: int = 64, top_k: int = 4, mirror_family: bool = True) -> None:
+        from edorient._utils.resources import check_matcher_directions
+
+        check_matcher_directions(n_directions, "n_directions")  # before the dictionary is allocated
         self.scorer = PatternScorer(simulator, n_r=n_r, n_phi=n_phi)
         sector = sector_grid(simulator.crystal.laue, n_directions)
         # beam directions of the dictionary; without the mirror family (before the coverage fix:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edorient.evaluation.matching import (
+from edorient.indexing.matching import (
     PatternScorer,
     TemplateMatcher,
     correlate_inplane,
     erase_spots,
     sector_grid,
 )
-from edorient.evaluation.method2 import pick_by_score, stage2
+from edorient.indexing.method2 import pick_by_score, stage2
 from edorient.physics.orientation import random_rotations, rotation_from_direction, rotation_from_zone_axis
 from edorient.render import SimulationConfig, Simulator, compose, display_transform
 from edorient.structures import anatase

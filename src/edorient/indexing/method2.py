@@ -6,7 +6,7 @@ keep the one whose simulated pattern correlates best with the image (:func:`pick
 
 Stage 2 takes the kept direction, finds its in-plane angle and family (d or -d: mirror-image
 patterns of one label) by a 1-D search by FFT (see
-:mod:`edorient.evaluation.matching`), simulates its spots, erases them from the image (discs
+:mod:`edorient.indexing.matching`), simulates its spots, erases them from the image (discs
 around their positions; the shared direct beam stays), and estimates the other grain's direction
 from what is left with a single-crystal estimator (the single-crystal CNN, or template matching).
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edorient.evaluation.matching import PatternScorer, erase_spots
+from edorient.indexing.matching import PatternScorer, erase_spots
 from edorient.render import Simulator
 
 
