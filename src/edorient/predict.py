@@ -87,8 +87,7 @@ def _prepare(image: np.ndarray, cfg: PredictConfig, size: int, calibration_out: 
 def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None = None,
                  crystal_name: str = "anatase", overlay: str | Path | None = None) -> dict[str, Any]:
     """Estimate the grain orientation(s) in the image file ``path``; see the module docstring."""
-    from edorient.indexing.matching import PatternScorer, TemplateMatcher
-    from edorient.indexing.method2 import stage2
+    from edorient.indexing.estimators import Refined, build_estimator
     from edorient.io.images import read_image
     from edorient.physics.orientation import beam_direction, inplane_angle
     from edorient.render import SimulationConfig, Simulator
@@ -116,29 +115,19 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         method = f"CNN ({Path(run).name})"
     sim = Simulator(crystal, SimulationConfig(image_size=size))
     x = _prepare(image, config, size, sim.config.resolved_calibration)
-    scorer = PatternScorer(sim)
-    if model is not None:
-        import torch
-
-        with torch.no_grad():
-            raw = model(torch.as_tensor(x)[None, None]).reshape(-1, 3).numpy().astype(float)
-        from edorient.evaluation.pipeline import sector_predictions
-
-        directions = sector_predictions(raw, crystal.laue)
-    else:
-        matcher = TemplateMatcher(sim, n_directions=config.matcher_directions)
-        first = matcher(x)
-        directions = [first]
-        if config.grains == 2:
-            directions.append(crystal.laue.reduce(stage2(x, first, sim, matcher, scorer=scorer).direction))
-        directions = np.stack(directions)
-    scores, rotations = scorer.score(x, directions)
-    coarse = rotations
+    estimator = build_estimator(sim, config.grains, model=model, refine=False,
+                                matcher_directions=config.matcher_directions)
+    proposal = estimator.estimate(x[None])
+    coarse = proposal.rotations[0]
+    scores = proposal.scores[0]
+    est = proposal
     refined = None
     if config.refine:
-        refined = _refine(x, rotations, sim, scorer, config)
-        rotations = refined.rotations[0]
-        directions = crystal.laue.reduce(rotations[:, 2])
+        from edorient.indexing import Refiner
+
+        est = Refined(estimator, Refiner(crystal, sim.config, device=config.device)).estimate(x[None], proposal)
+        refined = est.refinement
+    rotations, directions = est.rotations[0], est.directions[0]
     grains = []
     for g, (d, s, R) in enumerate(zip(directions, scores, rotations)):
         uvw, ang = nearest_zone_axis(d, crystal)
@@ -174,21 +163,6 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         _overlay(Path(overlay), x, [sim.spot_pixels(sim.spots(R)) for R in rotations], grains)
         result["overlay"] = str(overlay)
     return result
-
-
-def _refine(x: np.ndarray, rotations: np.ndarray, sim, scorer, config: PredictConfig):
-    """Refine the coarse orientations (g, 3, 3) of one image: each grain starts from its estimate,
-    its half turn and the other mirror family's best orientation (and that one's half turn); two
-    grains try every combination (:mod:`edorient.indexing.proposals`)."""
-    import itertools
-
-    from edorient.indexing import Refiner
-    from edorient.indexing.proposals import grain_starts
-
-    starts = [grain_starts(scorer, x, R) for R in rotations]
-    hyp = np.stack([np.stack(c) for c in itertools.product(*starts)])  # (h, g, 3, 3)
-    refiner = Refiner(sim.crystal, sim.config, device=config.device)
-    return refiner.refine(x[None], hyp[None])
 
 
 def _overlay(path: Path, image01: np.ndarray, spots: list[np.ndarray], grains: list[dict]) -> None:
