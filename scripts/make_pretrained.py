@@ -50,7 +50,7 @@ MODELS = {  # in training order: the short one first
     "anatase-single": {"data": "single", "run": "run_single", "epochs": 10, "grains": 1,
                        "tests": {"as trained: noise drawn per image": "test_single",
                                  "noise-free": "test_single_clean"}},
-    "anatase-bicrystal": {"data": "bi", "run": "run_bi", "epochs": 8, "grains": 2,
+    "anatase-bicrystal": {"data": "bi", "run": "run_bi", "epochs": 4, "grains": 2,
                           "tests": {"as trained: noise and weights drawn per image": "test_bi",
                                     "noise-free, 0.5:0.5 (the thesis')": "test_bi_clean"}},
 }
