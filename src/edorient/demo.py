@@ -44,6 +44,8 @@ class DemoConfig:
     """Training batch size."""
     stage2_max: int = 100
     """Test images that go through Method 2 stage 2."""
+    refine_max: int = 100
+    """Test images whose CNN estimates are refined against the image (errors before and after)."""
     matcher_directions: int = 300
     """Template-matching dictionary size."""
     workers: int = 2
@@ -53,7 +55,7 @@ class DemoConfig:
 
 
 #: A tiny demo for the test suite (about a minute).
-TINY = DemoConfig(n_orientations=20, n_single=120, image_size=48, epochs=1, single_epochs=1, batch_size=32, stage2_max=4, matcher_directions=60, workers=1)
+TINY = DemoConfig(n_orientations=20, n_single=120, image_size=48, epochs=1, single_epochs=1, batch_size=32, stage2_max=4, refine_max=4, matcher_directions=60, workers=1)
 
 
 def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool = True) -> Path:
@@ -115,7 +117,8 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, progress: bool =
     results: dict[str, Any] = {}
     for split in ("random", "disjoint"):
         t = time.perf_counter()
-        ecfg = EvaluateConfig(split=split, stage2_max=cfg.stage2_max, matcher_directions=cfg.matcher_directions,
+        ecfg = EvaluateConfig(split=split, stage2_max=cfg.stage2_max, refine_max=cfg.refine_max,
+                              matcher_directions=cfg.matcher_directions,
                               seed=cfg.seed, progress=progress)
         results[split] = evaluate_run(runs[f"bicrystal_{split}"], pairs_dir, out / f"eval_{split}", ecfg,
                                       single_run=runs["single"])

@@ -144,4 +144,8 @@ def test_evaluate_cli_with_a_shipped_model(tmp_path):
                  "--stage2-max", "0", "--no-progress"]) == 0  # 96 px images resized to the model's 128
     res = json.loads((out / "results.json").read_text())
     assert res["n_test"] == 20 and res["checkpoint"].endswith("anatase-single.pt")
+    # evaluate refines the CNN's estimates by default and reports both (noisy 96 px images)
+    ref = res["refinement"]
+    assert ref["n_images"] == 20 and ref["after"]["median"] < ref["before"]["median"]
+    assert "Refinement of the CNN's estimates" in (out / "report.md").read_text()
     assert main(["-q", "evaluate", "--run", "pretrained:nope", "--data", str(data)]) == 2

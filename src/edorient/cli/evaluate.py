@@ -26,6 +26,10 @@ class Evaluate(Subcommand):
                             help="run folder of a single-crystal model for Method 2 stage 2")
         parser.add_argument("--stage2-max", type=int, default=200,
                             help="test images for stage 2 (0 skips it; default 200)")
+        parser.add_argument("--refine-max", type=int, default=200,
+                            help="test images whose CNN estimates are refined against the image, errors reported "
+                                 "before and after (default 200)")
+        parser.add_argument("--no-refine", action="store_true", help="skip the refinement (same as --refine-max 0)")
         parser.add_argument("--matcher-directions", type=positive_int, default=300,
                             help="dictionary size of the template-matching baseline (default 300)")
         parser.add_argument("--batch-size", type=positive_int, default=128, help="images per forward pass")
@@ -41,6 +45,8 @@ class Evaluate(Subcommand):
 
         if args.stage2_max < 0:
             raise EdorientError(f"--stage2-max must be >= 0, got {args.stage2_max}")
+        if args.refine_max < 0:
+            raise EdorientError(f"--refine-max must be >= 0, got {args.refine_max}")
         if args.stage2_max > 0:  # stage 2's template-matching baseline builds the dictionary
             from edorient._utils.resources import check_matcher_directions
 
@@ -54,6 +60,7 @@ class Evaluate(Subcommand):
             raise EdorientError(f"run folder {args.run} not found; give the folder `edorient train` wrote")
         cfg = EvaluateConfig(split=args.split, subsets=args.subsets, batch_size=args.batch_size,
                              stage2_max=args.stage2_max, matcher_directions=args.matcher_directions,
+                             refine_max=0 if args.no_refine else args.refine_max,
                              seed=args.seed, device=args.device, progress=not args.no_progress)
         if args.out:
             out = args.out
