@@ -32,19 +32,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _standin import STANDIN
+from _standin import STANDIN_MAIN as _STANDIN_MAIN
+
 from edorient.cli.main import main
 
 pytestmark = pytest.mark.cli
 
-STANDIN = Path(__file__).resolve().parents[1] / "unit" / "data"  # _standin_source.py
 CIF = Path(__file__).resolve().parents[1] / "data" / "anatase.cif"
-_STANDIN_MAIN = (  # edorient's main() with the stand-in image source (no flag for it on the CLI)
-    "import functools, sys\n"
-    "import edorient.data as d\n"
-    "d.GenerateConfig = functools.partial(d.GenerateConfig, image_source=sys.argv[1])\n"
-    "from edorient.cli.main import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
-)
 TRAIN = ["--arch", "compact-s", "--epochs", "1", "--batch-size", "32", "--no-progress", "--device", "cpu"]
 OUTCOMES = ("clear one-line error", "unclear error", "silent wrong result", "traceback", "destroyed user file")
 

@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _standin import STANDIN
+from _standin import STANDIN_MAIN as _STANDIN_MAIN
 
 from edorient.cli.main import main
 
@@ -76,14 +78,6 @@ def test_thesis_mode_noise_error_names_the_real_flag(tmp_path, capsys):
     assert rc == 2 and "drop --dose" in err and "--noise-dose" not in err
 
 
-STANDIN = Path(__file__).resolve().parents[1] / "unit" / "data"  # _standin_source.py
-_STANDIN_MAIN = (  # edorient's main() with the stand-in image source (no flag for it on the CLI)
-    "import functools, sys\n"
-    "import edorient.data as d\n"
-    "d.GenerateConfig = functools.partial(d.GenerateConfig, image_source=sys.argv[1])\n"
-    "from edorient.cli.main import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
-)
 
 
 def _standin_env(**kw):
