@@ -4,7 +4,8 @@ Only this module configures logging. Bad input (:class:`edorient.errors.Edorient
 file, a path that cannot be read or written, a job too large for the memory) ends with a one-line
 ``edorient: error: ...`` on stderr and exit status 2. Output cut
 short by its reader (``edorient reflections | head``) ends quietly with status 141, as a command
-killed by SIGPIPE does in a shell.
+killed by SIGPIPE does in a shell. Ctrl-C ends with one line ``edorient CMD: interrupted...`` and
+status 130 (128 + SIGINT), also while the subcommand's modules (torch) are still being imported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
 
 import edorient
@@ -96,7 +98,30 @@ def main(argv: list[str] | None = None) -> int:
     A reader that stops early (``| head``) closes the pipe: the next write to stdout raises
     BrokenPipeError, in any subcommand that prints (or in ``--help``). That is not an error of
     the command: it ends quietly with 141 (128 + SIGPIPE), as shell tools killed by SIGPIPE do.
+
+    Without ``argv`` (the ``edorient`` program itself), Ctrl-C is ignored once the command has
+    finished, while the interpreter shuts down (torch's and multiprocessing's exit handlers):
+    the interpreter would print a KeyboardInterrupt traceback from an exit handler, or die by
+    SIGINT without a word, about work that is done. The exit status is the command's.
     """
+    status = _run(argv)
+    if argv is None:
+        _ignore_interrupts()
+    return status
+
+
+def _ignore_interrupts() -> None:
+    for _ in range(3):
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # kept by the interpreter's shutdown, unlike a handler
+            return
+        except KeyboardInterrupt:  # a Ctrl-C just now: the work is done all the same
+            continue
+        except (ValueError, OSError):  # not the main thread: leave SIGINT alone
+            return
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         try:
             return _main(argv)
@@ -105,6 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _stdout_to_devnull()
         return 141
+    except KeyboardInterrupt:  # Ctrl-C before the subcommand ran (importing torch, parsing) or while flushing
+        print(f"edorient{_command_in(argv)}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _command_in(argv: list[str] | None) -> str:
+    """`` CMD`` for the first word of ``argv`` naming a subcommand module (none imported), else ''."""
+    import edorient.cli as pkg
+
+    names = {i.name for i in pkgutil.iter_modules(pkg.__path__) if not i.name.startswith("_") and i.name != "main"}
+    return next((f" {a}" for a in (sys.argv[1:] if argv is None else argv) if a in names), "")
 
 
 def _main(argv: list[str] | None) -> int:

@@ -22,7 +22,9 @@ exclusive ``fcntl.flock``, so a second run on the same folder (another seed, or 
 arguments) is refused in one line instead of mixing two data sets; the lock of a killed run is
 released by the kernel and taken over. Temporaries of killed writes are removed on start. A
 worker process that dies (the out-of-memory killer) ends the run with one line
-(:class:`~edorient.errors.EdorientError`) that says to rerun; the rerun resumes.
+(:class:`~edorient.errors.EdorientError`) that says to rerun; the rerun resumes. Workers start
+with SIGINT blocked (Ctrl-C stops the main process, which ends them: one line, no worker
+tracebacks) and exit when the main process is gone (no orphans after a ``kill -9``).
 
 Modes
 -----
@@ -47,6 +49,9 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -345,6 +350,61 @@ def _init_worker(cfg: GenerateConfig, root: str) -> None:
     _WORKER["root"] = Path(root)
 
 
+def _init_pool_worker(cfg: GenerateConfig, root: str, parent: int) -> None:
+    """A pool worker's initializer: :func:`_init_worker`, and exit once ``parent`` is gone (a
+    SIGKILLed run would otherwise leave its workers waiting for tasks for ever, holding memory
+    and the run's stdout/stderr: ``generate ... | tee log`` would never end)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already blocked (see _sigint_blocked): the main process handles it
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    _init_worker(cfg, root)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C back while the block runs: it is raised (as KeyboardInterrupt) on leaving.
+
+    A KeyboardInterrupt in the middle of starting a worker would leave it reading a truncated
+    handshake (an ``EOFError`` traceback from the worker).
+    """
+    held: list[int] = []
+    swap = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not None
+    old = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if swap else None
+    try:
+        yield
+    finally:
+        if swap:
+            signal.signal(signal.SIGINT, old)
+    if held and callable(old):  # default_int_handler raises KeyboardInterrupt
+        old(signal.SIGINT, None)
+    elif held and old == signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while the block runs; processes started meanwhile keep it
+    blocked (the mask survives fork and exec).
+
+    A Ctrl-C reaches every process of the job: workers that do not block it print tracebacks
+    (while importing, or waiting for a task). Only the main process handles it: it ends the
+    workers and says so in one line.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _render_shard(k: int) -> tuple[int, int]:
     renderer: Renderer = _WORKER["renderer"]
     root: Path = _WORKER["root"]
@@ -464,13 +524,21 @@ def remove_stale_temporaries(root: Path) -> int:
 
 def _render_in_pool(cfg: GenerateConfig, root: Path, todo: list[int], workers: int, bar) -> None:
     """Render ``todo`` in ``workers`` spawned processes; EdorientError if one of them dies."""
-    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                               initializer=_init_worker, initargs=(cfg, str(root)))
+    pool = None
     try:
-        for fut in as_completed([pool.submit(_render_shard, k) for k in todo]):
+        with _interrupts_held():
+            pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                       initializer=_init_pool_worker, initargs=(cfg, str(root), os.getpid()))
+            # the workers start on submit, with Ctrl-C blocked; not around the constructor, where
+            # multiprocessing's resource tracker starts and unblocks SIGINT whatever it was
+            with _sigint_blocked():
+                futures = [pool.submit(_render_shard, k) for k in todo]
+        for fut in as_completed(futures):
             fut.result()
             bar.update()
     except BaseException as exc:
+        if pool is None:
+            raise
         procs = list((getattr(pool, "_processes", None) or {}).values())  # no public terminate before 3.14
         pool.shutdown(wait=False, cancel_futures=True)
         for p in procs:

@@ -26,6 +26,8 @@ import logging
 import math
 import random
 import re
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +157,24 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 _VAL_KEY = 2**31 - 1
 
 
+def _quiet_if_main_gone(default, exc_type, exc, tb) -> None:
+    """A DataLoader worker's ``sys.excepthook`` (multiprocessing's resource sharer thread reports
+    its errors through it): a connection the main process dropped is not worth a traceback."""
+    if not issubclass(exc_type, (ConnectionError, EOFError)):
+        default(exc_type, exc, tb)
+
+
 def _seed_worker(seed: int, epoch: int, worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: torch, numpy and ``random`` in a worker from (seed, epoch, id)."""
+    """DataLoader ``worker_init_fn``: torch, numpy and ``random`` in a worker from (seed, epoch, id).
+
+    The worker ignores Ctrl-C, which the terminal sends to every process of the job: the main
+    process stops its workers. (A KeyboardInterrupt in a worker while numba loads the rendering
+    kernels is printed as an ignored exception from a ctypes callback.) Nor does it print the
+    connection errors of multiprocessing's resource sharer, which hands each batch's shared
+    memory to the main process, when the main process stops taking it (Ctrl-C).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.excepthook = functools.partial(_quiet_if_main_gone, sys.excepthook)
     state = np.random.SeedSequence([int(seed) & (2**64 - 1), int(epoch), int(worker_id)]).generate_state(2)
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
     random.seed(int(state[0]) << 32 | int(state[1]))
