@@ -126,7 +126,7 @@ def test_predict_cli_with_a_shipped_model(tmp_path):
     assert main(["-q", "predict", str(tmp_path / "p.npy"), "--calibration", "0.0165", "--run",
                  "pretrained:anatase-single", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["method"] == "CNN (pretrained:anatase-single)" and res["working_size"] == 128
+    assert res["method"] == "CNN (pretrained:anatase-single) + refinement" and res["working_size"] == 128
     g = res["grains"][0]
     assert xtal.laue.angle(np.array(g["direction"]), xtal.zone_axis_direction([1, 0, 1])) < 10.0
     assert main(["-q", "predict", str(tmp_path / "p.npy"), "--calibration", "0.0165", "--run",
