@@ -336,8 +336,8 @@ class LaueGroup:
         Examples
         --------
         >>> g = laue_group("4/mmm")
-        >>> g.reduce_proper([[2, 1, 1], [1, 2, 1], [1, -2, -1]]).round(4).tolist()
-        [[0.8165, 0.4082, 0.4082], [-0.8165, -0.4082, -0.4082], [0.8165, 0.4082, 0.4082]]
+        >>> g.reduce_proper([[2, 1, 1], [1, 2, 1], [1, -2, -1]]).round(4).tolist()  # the last: [1 2 1] turned about x
+        [[0.8165, 0.4082, 0.4082], [-0.8165, -0.4082, -0.4082], [-0.8165, -0.4082, -0.4082]]
         """
         out, idx = self.reduce(v, return_index=True)
         improper = np.linalg.det(self.ops)[idx] < 0
