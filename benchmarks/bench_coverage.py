@@ -52,6 +52,7 @@ def _images(sim, rotations: np.ndarray, clean: bool, rng: np.random.Generator) -
 def _cnn_errors(path: str, x: np.ndarray, true: np.ndarray, laue) -> tuple[np.ndarray, float]:
     import torch
 
+    from edorient.evaluation.metrics import grain_errors
     from edorient.evaluation.pipeline import load_run_model, sector_predictions
 
     model, size = load_run_model(path)
@@ -60,12 +61,7 @@ def _cnn_errors(path: str, x: np.ndarray, true: np.ndarray, laue) -> tuple[np.nd
         raw = torch.cat([model(torch.as_tensor(x[i:i + 256])[:, None]) for i in range(0, len(x), 256)])
     dt = time.perf_counter() - t
     pred = sector_predictions(raw.reshape(len(x), -1, 3).numpy(), laue)
-    if true.shape[1] == 1:
-        return laue.angle(pred[:, 0], true[:, 0])[:, None], len(x) / dt
-    # per grain, in grain order, under the head-to-grain assignment with the smaller sum
-    same = np.stack([laue.angle(pred[:, 0], true[:, 0]), laue.angle(pred[:, 1], true[:, 1])], axis=1)
-    swap = np.stack([laue.angle(pred[:, 1], true[:, 0]), laue.angle(pred[:, 0], true[:, 1])], axis=1)
-    return np.where((swap.sum(1) < same.sum(1))[:, None], swap, same), len(x) / dt
+    return grain_errors(pred, true, laue)[0], len(x) / dt  # per grain, in grain order
 
 
 def _matcher_errors(sim, x: np.ndarray, true: np.ndarray, laue, mirror: bool, n_dirs: int) -> tuple[np.ndarray, float]:

@@ -52,13 +52,11 @@ def _images(sim, rotations: np.ndarray, clean: bool, rng: np.random.Generator) -
 
 def _errors(laue, est: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-grain errors (n, g) in true-grain order and the estimate index of each true grain."""
-    if true.shape[1] == 1:
-        return laue.angle(est[:, 0], true[:, 0])[:, None], np.zeros((len(true), 1), dtype=int)
-    same = np.stack([laue.angle(est[:, 0], true[:, 0]), laue.angle(est[:, 1], true[:, 1])], 1)
-    swap = np.stack([laue.angle(est[:, 1], true[:, 0]), laue.angle(est[:, 0], true[:, 1])], 1)
-    sw = swap.sum(1) < same.sum(1)
-    order = np.where(sw[:, None], [[1, 0]], [[0, 1]])
-    return np.where(sw[:, None], swap, same), order
+    from edorient.evaluation.metrics import grain_errors
+
+    err, swapped = grain_errors(est, true, laue)
+    order = np.where(swapped[:, None], [[1, 0]], [[0, 1]])[:, : true.shape[1]]
+    return err, order
 
 
 def main() -> int:

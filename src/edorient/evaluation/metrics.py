@@ -352,6 +352,21 @@ def angular_errors_pairs(
     return np.where(_free_pairing(same, swap)[:, None], swap, same)
 
 
+def grain_errors(pred: np.ndarray, true: np.ndarray, laue) -> tuple[np.ndarray, np.ndarray]:
+    """Per-grain angles (degrees, modulo the Laue group) in the *true* grains' order.
+
+    ``pred`` and ``true`` are (n, g, 3) with g = 1 or 2; two grains are matched to the estimates
+    the way with the smaller summed angle (order-free). Returns the errors (n, g) and, for each
+    image, whether the estimates were swapped (n,) bool.
+    """
+    same = np.stack([laue.angle(pred[:, k], true[:, k]) for k in range(true.shape[1])], axis=1)
+    if true.shape[1] == 1:
+        return same, np.zeros(len(true), dtype=bool)
+    swap = np.stack([laue.angle(pred[:, 1], true[:, 0]), laue.angle(pred[:, 0], true[:, 1])], axis=1)
+    swapped = swap.sum(1) < same.sum(1)
+    return np.where(swapped[:, None], swap, same), swapped
+
+
 def angular_summary(deg: np.ndarray) -> dict[str, float | int]:
     """Summary of angular errors (degrees).
 

@@ -202,15 +202,6 @@ def evaluate_run(
     return result
 
 
-def _grain_errors(pred: np.ndarray, true: np.ndarray, laue) -> np.ndarray:
-    """(n, g) angles (degrees, modulo the Laue group) in grain order; two grains order-free."""
-    same = np.stack([laue.angle(pred[:, g], true[:, g]) for g in range(true.shape[1])], axis=1)
-    if true.shape[1] == 1:
-        return same
-    swap = np.stack([laue.angle(pred[:, 1], true[:, 0]), laue.angle(pred[:, 0], true[:, 1])], axis=1)
-    return np.where((swap.sum(1) < same.sum(1))[:, None], swap, same)
-
-
 def _run_refinement(data, test_ids, pred, true, sim, scorer, laue, cfg) -> dict[str, Any]:
     """The CNN's estimates of up to ``cfg.refine_max`` test images (seeded choice) refined against
     their images: errors before and after, and how often the reported uncertainty covers the
@@ -236,13 +227,10 @@ def _run_refinement(data, test_ids, pred, true, sim, scorer, laue, cfg) -> dict[
     t0 = time.perf_counter()
     est = Refined(given, Refiner(sim.crystal, sim.config, device=cfg.device)).estimate(x, given.estimate(x))
     seconds = time.perf_counter() - t0
-    before = _grain_errors(pred[chosen], true[chosen], laue)
-    after = _grain_errors(est.directions, true[chosen], laue)
-    unc = est.refinement.uncertainty_deg
-    if true.shape[1] == 2:  # uncertainties in the order of the refined grains' assignment
-        same = laue.angle(est.directions[:, 0], true[chosen, 0]) + laue.angle(est.directions[:, 1], true[chosen, 1])
-        swap = laue.angle(est.directions[:, 1], true[chosen, 0]) + laue.angle(est.directions[:, 0], true[chosen, 1])
-        unc = np.where((swap < same)[:, None], unc[:, ::-1], unc)
+    before, _ = M.grain_errors(pred[chosen], true[chosen], laue)
+    after, swapped = M.grain_errors(est.directions, true[chosen], laue)
+    unc = est.refinement.uncertainty_deg  # in the true grains' order, as the errors
+    unc = np.where(swapped[:, None], unc[:, ::-1], unc)
     return {
         "n_images": int(len(chosen)),
         "before": {**M.angular_summary(before), "share_below_0.3deg": float(np.mean(before < 0.3))},
