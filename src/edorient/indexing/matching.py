@@ -150,12 +150,16 @@ class TemplateMatcher:
     """
 
     def __init__(self, simulator: Simulator, n_directions: int = 400, n_r: int = 48, n_phi: int = 360,
-                 chunk: int = 64, top_k: int = 4, mirror_family: bool = True) -> None:
+                 chunk: int = 64, top_k: int = 4, mirror_family: bool = True, zone_max_index: int = 0,
+                 cache: bool = False) -> None:
         from edorient._utils.resources import check_matcher_directions
 
         check_matcher_directions(n_directions, "n_directions")  # before the dictionary is allocated
         self.scorer = PatternScorer(simulator, n_r=n_r, n_phi=n_phi)
         sector = sector_grid(simulator.crystal.laue, n_directions)
+        if zone_max_index > 0:
+            # exact low-index zone axes: the patterns people record; a grid alone misses them
+            sector = np.concatenate([zone_axes(simulator.crystal, zone_max_index), sector])
         # beam directions of the dictionary; without the mirror family (before the coverage fix:
         # kept to measure what it cost) only the sector, half of the orientations
         self.families = 2 if mirror_family else 1
@@ -163,8 +167,25 @@ class TemplateMatcher:
         self.top_k = int(top_k)
         # mean spacing of the grid over the sector (a sector is 4π / |G| sr)
         self.spacing_deg = float(np.degrees(np.sqrt(4 * np.pi / len(simulator.crystal.laue.ops) / max(len(sector), 1))))
+        self.cache_hit = False
+        self.cache_file = None
+        if cache:
+            from edorient.indexing.dictionary import load_or_build
+
+            self._fft, self.cache_file, self.cache_hit = load_or_build(self, chunk)
+        else:
+            self._fft = self.build(chunk)
+
+    def build(self, chunk: int = 64) -> np.ndarray:
+        """FFTs along φ of the dictionary's normalised polar templates (m, n_r, n_phi // 2 + 1)."""
         parts = [self.scorer.template(self.directions[i : i + chunk]) for i in range(0, len(self.directions), chunk)]
-        self._fft = np.fft.rfft(np.concatenate(parts), axis=-1)
+        return np.fft.rfft(np.concatenate(parts), axis=-1).astype(np.complex64)
+
+    def correlations(self, image01: np.ndarray) -> np.ndarray:
+        """(m, n_phi) correlation of the image with every dictionary entry at every in-plane angle."""
+        a = self.scorer.prepare(image01)
+        fa = np.fft.rfft(a, axis=-1).astype(np.complex64)
+        return np.fft.irfft(np.einsum("rk,nrk->nk", fa, np.conj(self._fft)), n=a.shape[-1], axis=-1)
 
     def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
         """(label direction (3,), orientation (3, 3), correlation) of the best template.
@@ -175,41 +196,73 @@ class TemplateMatcher:
         its own family.
         """
         laue = self.scorer.simulator.crystal.laue
-        a = self.scorer.prepare(image01)
-        fa = np.fft.rfft(a, axis=-1)
-        n = a.shape[-1]
-        c = np.fft.irfft(np.einsum("rk,nrk->nk", fa, np.conj(self._fft)), n=n, axis=-1)
+        c = self.correlations(image01)
+        n = c.shape[-1]
         best = c.max(axis=1)
         if not refine:
             i = int(np.argmax(best))
             j = int(np.argmax(c[i]))
             R = rotation_from_direction(self.directions[i], j * 360.0 / n)
             return laue.reduce(self.directions[i]), R, float(c[i, j])
+        return max(self._refined(c, image01), key=lambda f: f[2])
+
+    def match_all(self, image01: np.ndarray, separation_deg: float = 0.0) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """The refined candidates of :meth:`match`, best first: the best two dictionary entries
+        and, with ``separation_deg`` > 0, the best entries at least that far (modulo the Laue
+        group) from every better one (the runner-ups of other zones), ``top_k`` in all."""
+        return sorted(self._refined(self.correlations(image01), image01, separation_deg), key=lambda f: -f[2])
+
+    def _refined(self, c: np.ndarray, image01: np.ndarray, separation_deg: float = 0.0):
         # top_k distinct labels, each in its better family (near a mirror plane the two families
         # are near-identical patterns and would otherwise fill the candidate list twice)
+        best = c.max(axis=1)
         pairs = best.reshape(-1, self.families)
         fam = np.argmax(pairs, axis=1)
-        top = np.argsort(pairs.max(axis=1))[::-1][: self.top_k]
+        order = np.argsort(pairs.max(axis=1))[::-1]
+        top = order[: self.top_k]
+        if separation_deg > 0:
+            laue = self.scorer.simulator.crystal.laue
+            labels = self.directions.reshape(-1, self.families, 3)[:, 0]
+            kept = list(order[:2])
+            for i in order[2:]:
+                if len(kept) >= self.top_k:
+                    break
+                if float(laue.angle(labels[kept], labels[i][None]).min()) > separation_deg:
+                    kept.append(i)
+            top = np.array(kept)
         cands = self.directions.reshape(-1, self.families, 3)[top, fam[top]]
-        step = self.spacing_deg
-        cand_scores = np.full(len(cands), -np.inf)
-        while step > 0.3:
-            trial = np.concatenate([_ring(d, step) for d in cands] + [cands])
-            trial = laue.reduce_proper(trial) if self.families == 2 else laue.reduce(trial)
-            sc, _ = self.scorer.score(image01, trial, both_families=False)
-            groups = sc[: len(cands) * 8].reshape(len(cands), 8)
-            own = sc[len(cands) * 8 :]
-            k = np.argmax(np.concatenate([groups, own[:, None]], axis=1), axis=1)
-            moved = k < 8
-            cands = np.where(moved[:, None], trial[: len(cands) * 8].reshape(len(cands), 8, 3)[np.arange(len(cands)), np.minimum(k, 7)], cands)
-            cand_scores = np.maximum(groups.max(axis=1), own)
-            step /= 2
-        i = int(np.argmax(cand_scores))
-        score, R = self.scorer.score(image01, cands[i][None], both_families=False)
-        return laue.reduce(cands[i]), R[0], float(score[0])
+        return refine_on_rings(self.scorer, image01, cands,
+                               self.spacing_deg, self.families)
 
     def __call__(self, image01: np.ndarray) -> np.ndarray:
         return self.match(image01)[0]
+
+
+def refine_on_rings(scorer: PatternScorer, image01: np.ndarray, cands: np.ndarray, start_step: float,
+                    families: int = 2, stop_step: float = 0.3) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Move each candidate direction (k, 3) to the best of eight neighbours on a ring while that
+    scores better, halving the ring from ``start_step`` degrees down to ``stop_step``; each ring
+    stays in its candidate's mirror family (``families`` = 2) or sector (1).
+
+    Returns (label, orientation, score) per candidate: zone-axis patterns are sharp, a coarse
+    grid alone can miss them.
+    """
+    laue = scorer.simulator.crystal.laue
+    cands = np.asarray(cands, dtype=float).reshape(-1, 3)
+    step = float(start_step)
+    while step > stop_step:
+        trial = np.concatenate([_ring(d, step) for d in cands] + [cands])
+        trial = laue.reduce_proper(trial) if families == 2 else laue.reduce(trial)
+        sc, _ = scorer.score(image01, trial, both_families=False)
+        groups = sc[: len(cands) * 8].reshape(len(cands), 8)
+        own = sc[len(cands) * 8 :]
+        k = np.argmax(np.concatenate([groups, own[:, None]], axis=1), axis=1)
+        moved = k < 8
+        ring = trial[: len(cands) * 8].reshape(len(cands), 8, 3)
+        cands = np.where(moved[:, None], ring[np.arange(len(cands)), np.minimum(k, 7)], cands)
+        step /= 2
+    score, R = scorer.score(image01, cands, both_families=False)
+    return [(laue.reduce(d), Ri, float(si)) for d, Ri, si in zip(cands, R, score)]
 
 
 def _ring(d: np.ndarray, step_deg: float) -> np.ndarray:
@@ -222,6 +275,27 @@ def _ring(d: np.ndarray, step_deg: float) -> np.ndarray:
     ang = np.arange(8) * np.pi / 4
     ring = np.cos(t) * d + np.sin(t) * (np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * v)
     return ring
+
+
+def zone_axes(crystal, max_index: int) -> np.ndarray:
+    """Unit vectors of the zone axes [u v w] (coprime, |u|, |v|, |w| <= ``max_index``) in the
+    Laue group's fundamental sector, one per symmetry-equivalent set.
+
+    >>> from edorient.structures import anatase
+    >>> len(zone_axes(anatase(), 1))  # [001] [100] [110] [101] [111]
+    5
+    """
+    rng = np.arange(-max_index, max_index + 1)
+    uvw = np.array(np.meshgrid(rng, rng, rng, indexing="ij")).reshape(3, -1).T
+    uvw = uvw[np.any(uvw != 0, axis=1)]
+    uvw = uvw[np.gcd.reduce(np.abs(uvw), axis=1) == 1]
+    d = uvw @ crystal.direct_matrix.T
+    d = crystal.laue.reduce(d / np.linalg.norm(d, axis=1, keepdims=True))
+    keep: list[np.ndarray] = []
+    for v in d:
+        if all(float(v @ k) < 1 - 1e-9 for k in keep):
+            keep.append(v)
+    return np.array(keep)
 
 
 def sector_grid(laue, n_target: int) -> np.ndarray:
