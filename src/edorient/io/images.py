@@ -1,34 +1,127 @@
-"""Reading diffraction images from microscope files: PNG/JPEG, TIFF, MRC, NumPy.
+"""Reading diffraction patterns from microscope files, with their calibration where the file has one.
 
-One contract per format (a reader function and its file extensions), chosen by extension.
-Every reader returns a 2-D float32 array; a stack is refused with a message saying how to pick
-a frame. Bad files raise :class:`edorient.errors.EdorientError` naming the file and the fix.
+Formats (chosen by extension; one reader per format, the contract :data:`READERS`):
+
+- PNG/JPEG/BMP (Pillow), TIFF (tifffile), MRC (mrcfile), NumPy ``.npy``: the pixels only. A
+  colour image (RGB, RGBA, a palette; 8 or 16 bits per channel) becomes gray by its luminance
+  ``0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601, as Pillow's ``convert("L")``). Pillow reads a
+  16-bit-per-channel PNG at 8 bits per channel; a 16-bit TIFF keeps its depth.
+- Through rosettasciio (:mod:`rsciio`): Gatan DigitalMicrograph ``.dm3``/``.dm4``, EMD
+  (``.emd``, NCEM and Velox), HyperSpy ``.hspy``/``.zspy``, Quantum Detectors Merlin ``.mib``,
+  NanoMegas blockfile ``.blo``. Their two signal axes carry a scale and a unit; a reciprocal
+  unit (``1/nm``, ``1/Å``, ``nm^-1`` ...) becomes the calibration in Å⁻¹ per pixel (``g = 1/d``,
+  no 2π: 1 nm⁻¹ = 0.1 Å⁻¹), an angle (``mrad``) too when the file gives the beam energy
+  (``g = θ/λ``); a real-space unit (nm, Å, cm of a blockfile's detector) on a diffraction
+  pattern is not a calibration and is ignored, with a note (:func:`calibration_from_axes`).
+
+:func:`read_pattern` returns a :class:`Pattern` (the image, the calibration or ``None``, the
+beam energy when the file states it, and a note on where they came from); :func:`read_image`
+returns the image alone. Every image is a 2-D float32 array; a stack (or a 4-D scan) needs a
+frame index (row-major over the scan positions). Bad files raise
+:class:`edorient.errors.EdorientError` naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from edorient.errors import EdorientError
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class Pattern:
+    """A diffraction pattern read from a file.
+
+    Attributes
+    ----------
+    image
+        2-D float32 intensities (rows, cols) in the file's pixels.
+    calibration
+        Å⁻¹ per pixel from the file's metadata, or ``None`` when the file has none (or only a
+        real-space or unknown unit).
+    source_note
+        One line: the format, the frame, and where the calibration came from (or why none).
+    voltage_kv
+        Accelerating voltage (kV) stated in the file, or ``None``.
+    """
+
+    image: np.ndarray
+    calibration: float | None = None
+    source_note: str = ""
+    voltage_kv: float | None = None
+
+
+@dataclass
+class _Raw:
+    """What a format reader returns: the array (any dimensionality) and its metadata."""
+
+    data: Any
+    calibration: float | None = None
+    notes: list[str] = field(default_factory=list)
+    voltage_kv: float | None = None
+    colour_last_axis: bool = False  # a trailing axis of 3/4 is colour, not a frame axis
+    nav_shape: tuple[int, ...] | None = None  # leading (scan) dims of a rsciio signal
+
+
+#: ITU-R BT.601 luma weights (R, G, B), as Pillow's ``convert("L")``.
+LUMINANCE = np.array([0.299, 0.587, 0.114])
+
+
+def to_gray(data: np.ndarray) -> np.ndarray:
+    """Luminance of an (..., 3) RGB or (..., 4) RGBA array (alpha dropped), float32.
+
+    Examples
+    --------
+    >>> to_gray(np.array([[[255, 255, 255], [255, 0, 0]]], dtype=np.uint8)).round(2).tolist()
+    [[255.0, 76.25]]
+    """
+    arr = np.asarray(data)
+    if arr.shape[-1] not in (3, 4):
+        raise EdorientError(f"to_gray: expected a last axis of 3 (RGB) or 4 (RGBA) channels, got shape {arr.shape}")
+    return (arr[..., :3].astype(np.float64) @ LUMINANCE).astype(np.float32)
+
+
+def _read_pillow(path: Path) -> _Raw:
     from PIL import Image, UnidentifiedImageError
 
+    notes = []
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode not in ("L", "I", "I;16", "F"):
-                im = im.convert("L")
-            return np.asarray(im, dtype=np.float32)
+            if im.mode in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
+                return _Raw(np.asarray(im, dtype=np.float32))
+            if im.mode in ("1", "LA", "La"):
+                return _Raw(np.asarray(im.convert("L"), dtype=np.float32))
+            if im.mode not in ("RGB", "RGBA"):  # palette, CMYK, YCbCr, HSV, LAB ...
+                im = im.convert("RGB")
+            depth = im.info.get("bitdepth") or _png_bit_depth(path)
+            if depth == 16:
+                notes.append("16-bit colour PNG read at 8 bits per channel")
+            notes.append(f"colour ({im.mode}) converted to gray by luminance")
+            return _Raw(to_gray(np.asarray(im)), notes=notes)
     except (UnidentifiedImageError, OSError) as exc:
         raise EdorientError(f"cannot read image {path}: {exc} (is it a valid image file?)") from None
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth per channel from a PNG's IHDR chunk, or None for another format."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return None
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _read_tiff(path: Path) -> _Raw:
     import logging
 
     import tifffile
@@ -37,56 +130,196 @@ def _read_tiff(path: Path) -> np.ndarray:
     level = log.level
     log.setLevel(logging.ERROR)  # tifffile logs, rather than raises, on some corrupt files
     try:
-        data = np.asarray(tifffile.imread(path), dtype=np.float32)
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            rgb = getattr(page, "photometric", None) in (tifffile.PHOTOMETRIC.RGB,) or (
+                getattr(page, "samplesperpixel", 1) in (3, 4) and getattr(page, "photometric", None) != 1
+            )
+            data = tif.asarray()
     except Exception as exc:  # tifffile raises several types for corrupt files
         raise EdorientError(f"cannot read TIFF {path}: {str(exc).splitlines()[0]} (is the file complete?)") from None
     finally:
         log.setLevel(level)
     if data.size == 0:
         raise EdorientError(f"cannot read TIFF {path}: no image data (is the file complete?)")
-    return data
+    return _Raw(data, colour_last_axis=bool(rgb))
 
 
-def _read_mrc(path: Path) -> np.ndarray:
+def _read_mrc(path: Path) -> _Raw:
     import mrcfile
 
     try:
         with mrcfile.open(path, permissive=False) as mrc:
-            return np.asarray(mrc.data, dtype=np.float32)
+            return _Raw(np.asarray(mrc.data, dtype=np.float32))
     except Exception as exc:
         raise EdorientError(f"cannot read MRC {path}: {str(exc).splitlines()[0]} (is the file complete?)") from None
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path) -> _Raw:
     try:
-        raw = np.load(path, allow_pickle=False)
+        raw = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         raise EdorientError(f"cannot read NumPy file {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "uif":
         kind = "an archive of several arrays" if not isinstance(raw, np.ndarray) else f"dtype {raw.dtype}"
         raise EdorientError(f"{path} holds {kind}, not real-valued intensities: save the pattern as a real "
                             "(integer or float) 2-D array, e.g. np.abs(x) of a complex one")
-    return np.asarray(raw, dtype=np.float32)
+    return _Raw(raw)
+
+
+# -- calibration from axis metadata --------------------------------------------------------
+
+#: Length units -> Å.
+_LENGTHS = {
+    "m": 1e10, "cm": 1e8, "mm": 1e7, "um": 1e4, "µm": 1e4, "μm": 1e4, "micron": 1e4, "nm": 10.0,
+    "a": 1.0, "å": 1.0, "Å": 1.0, "angstrom": 1.0, "ang": 1.0, "pm": 0.01,
+}
+_ANGLES = {"rad": 1.0, "mrad": 1e-3, "urad": 1e-6, "µrad": 1e-6, "μrad": 1e-6, "deg": math.pi / 180}
+
+
+def _parse_unit(units: str) -> tuple[str, float] | None:
+    """``("reciprocal", Å per unit)``, ``("length", Å per unit)``, ``("angle", rad per unit)``
+    or None for a unit not understood."""
+    u = str(units).strip().replace(" ", "").replace("Å", "a").replace("Å", "a").lower()
+    u = u.replace("⁻¹", "^-1").replace("**", "^").replace("{", "").replace("}", "")
+    for pat in (r"^1/(?P<l>[a-zµμå]+)$", r"^(?P<l>[a-zµμå]+)\^?-1$", r"^/(?P<l>[a-zµμå]+)$"):
+        m = re.match(pat, u)
+        if m and m.group("l") in _LENGTHS:
+            return "reciprocal", _LENGTHS[m.group("l")]
+    if u in _LENGTHS:
+        return "length", _LENGTHS[u]
+    if u in _ANGLES:
+        return "angle", _ANGLES[u]
+    return None
+
+
+def calibration_from_axes(axes: list[dict], voltage_kv: float | None = None) -> tuple[float | None, str]:
+    """Calibration (Å⁻¹ per pixel) of a pattern from its two signal axes, and a one-line note.
+
+    ``axes`` are rosettasciio axis dicts (``scale``, ``units``, optionally ``name``) of the
+    pattern's two signal axes (rows, cols). A reciprocal length unit gives ``scale / length``
+    (1/nm -> ÷10); an angle gives ``θ / λ`` when ``voltage_kv`` is known; a real-space length
+    or an unknown unit gives ``None``. Different row and column scales are averaged (noted).
+
+    Examples
+    --------
+    >>> calibration_from_axes([{"scale": 0.1901, "units": "1/nm"}] * 2)
+    (0.01901, 'calibration 0.1901 1/nm per px from the file = 0.01901 1/Å per px')
+    >>> calibration_from_axes([{"scale": 0.5, "units": "nm"}] * 2)[0] is None
+    True
+    """
+    if len(axes) != 2:
+        return None, f"no calibration read: expected 2 signal axes, got {len(axes)}"
+    parsed, scales = [], []
+    for ax in axes:
+        units = ax.get("units")
+        scale = ax.get("scale")
+        try:
+            scale = float(scale)
+        except (TypeError, ValueError):
+            return None, f"no calibration read: axis scale {scale!r} is not a number"
+        if units in (None, "", "<undefined>", "[]", "px", "pixel", "pixels"):
+            return None, "no calibration in the file (axes without units)"
+        kind = _parse_unit(units)
+        if kind is None:
+            return None, f"calibration unit {units!r} not understood: ignored (give --calibration in 1/Å per px)"
+        parsed.append((kind, str(units)))
+        scales.append(scale)
+    kinds = {k[0][0] for k in parsed}
+    units = parsed[0][1]
+    if len(kinds) != 1 or not all(np.isfinite(scales)) or min(scales) <= 0:
+        return None, f"no calibration read: axis scales {scales} / units {[p[1] for p in parsed]} are not usable"
+    kind = kinds.pop()
+    if kind == "length":
+        return None, (f"the file's pixel size is a real-space length ({scales[0]:g} {units}), not a reciprocal one: "
+                      "ignored for a diffraction pattern (give --calibration in 1/Å per px)")
+    values = [s / k[0][1] for s, k in zip(scales, parsed)] if kind == "reciprocal" else None
+    if kind == "angle":
+        if voltage_kv is None or not np.isfinite(voltage_kv) or voltage_kv <= 0:
+            return None, (f"the file's calibration is an angle ({scales[0]:g} {units} per px) and it states no beam "
+                          "energy: ignored (give --calibration in 1/Å per px)")
+        from edorient.physics.wavelength import electron_wavelength
+
+        lam = electron_wavelength(float(voltage_kv))
+        values = [s * k[0][1] / lam for s, k in zip(scales, parsed)]
+    cal = float(np.mean(values))
+    note = f"calibration {scales[0]:g} {units} per px from the file = {cal:.4g} 1/Å per px"
+    if kind == "angle":
+        note += f" (at {voltage_kv:g} kV)"
+    if abs(values[0] - values[1]) > 1e-3 * cal:
+        note += f"; rows {values[0]:.4g} and cols {values[1]:.4g} differ: their mean is used"
+    return round(cal, 10), note
+
+
+def _voltage_from_metadata(metadata: dict | None) -> float | None:
+    try:
+        value = float(metadata["Acquisition_instrument"]["TEM"]["beam_energy"])  # keV
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+#: extension -> (rsciio module, needs an extra package, reader keyword arguments)
+_RSCIIO = {
+    ".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".emd": "emd", ".hspy": "hspy",
+    ".zspy": "zspy", ".mib": "quantumdetector", ".blo": "blockfile",
+}
+
+
+def _read_rsciio(path: Path) -> _Raw:
+    import importlib
+
+    module = _RSCIIO[path.suffix.lower()]
+    try:
+        reader = importlib.import_module(f"rsciio.{module}").file_reader
+    except ImportError as exc:
+        raise EdorientError(f"reading {path.suffix} files needs the Python package {exc.name!r} "
+                            f"(pip install {'scikit-image' if exc.name == 'skimage' else exc.name})") from None
+    try:
+        signals = reader(str(path), lazy=True)
+    except Exception as exc:  # each format raises its own types on a bad file
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdorientError(f"cannot read {path}: {msg} (is it a complete {path.suffix} file?)") from None
+    images = [s for s in signals if getattr(s.get("data"), "ndim", 0) >= 2]
+    if not images:
+        raise EdorientError(f"{path} holds no image data (only {len(signals)} 0-D/1-D signal(s))")
+    sig = images[0]
+    notes = [f"first of {len(images)} images"] if len(images) > 1 else []
+    axes = list(sig.get("axes") or [])
+    if axes and all("index_in_array" in a for a in axes):
+        axes = sorted(axes, key=lambda a: int(a["index_in_array"]))
+    voltage = _voltage_from_metadata(sig.get("metadata"))
+    cal, note = calibration_from_axes(axes[-2:], voltage) if len(axes) >= 2 else (None, "no axes in the file")
+    notes.append(note)
+    data = sig["data"]
+    return _Raw(data, calibration=cal, notes=notes, voltage_kv=voltage, nav_shape=tuple(data.shape[:-2]))
 
 
 #: extension -> reader
-READERS: dict[str, Callable[[Path], np.ndarray]] = {
+READERS: dict[str, Callable[[Path], _Raw]] = {
     ".png": _read_pillow, ".jpg": _read_pillow, ".jpeg": _read_pillow, ".bmp": _read_pillow,
     ".tif": _read_tiff, ".tiff": _read_tiff,
     ".mrc": _read_mrc, ".mrcs": _read_mrc,
     ".npy": _read_npy,
+    **{ext: _read_rsciio for ext in _RSCIIO},
 }
 
 
-def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
-    """Read a diffraction image as a 2-D float32 array.
+def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
+    """Read a diffraction pattern and, where the file has one, its calibration.
 
     Parameters
     ----------
     path
         File with one of the extensions of :data:`READERS`.
     frame
-        Index of the frame to take from a stack (3-D data).
+        Index of the frame to take from a stack or a scan (row-major over the scan positions).
+
+    Returns
+    -------
+    Pattern
+        The 2-D float32 image, the calibration in Å⁻¹ per pixel or ``None``, a note, the
+        voltage (kV) if stated.
     """
     p = Path(path)
     if not p.is_file():
@@ -94,22 +327,53 @@ def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
     reader = READERS.get(p.suffix.lower())
     if reader is None:
         raise EdorientError(f"unsupported image format {p.suffix!r} of {p}: use one of {', '.join(sorted(READERS))}")
-    data = reader(p)
-    if data.ndim == 3 and data.shape[-1] in (3, 4) and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
-        data = data[..., :3].mean(axis=-1)  # colour image of a pattern: average the channels
-    if data.ndim == 3:
+    raw = reader(p)
+    data = raw.data
+    notes = list(raw.notes)
+    if raw.colour_last_axis and data.ndim >= 3 and data.shape[-1] in (3, 4):
+        data = to_gray(np.asarray(data))
+        notes.append("colour converted to gray by luminance")
+    nav = tuple(data.shape[:-2]) if data.ndim > 2 else ()
+    if nav:
+        n = int(np.prod(nav))
+        what = f"a scan of {' x '.join(map(str, nav))} patterns" if len(nav) > 1 else f"a stack of {n} frames"
         if frame is None:
-            raise EdorientError(f"{p} holds a stack of {data.shape[0]} frames; choose one with --frame K")
-        if not 0 <= frame < data.shape[0]:
-            raise EdorientError(f"--frame {frame} is outside the {data.shape[0]} frames of {p}")
-        data = data[frame]
+            raise EdorientError(f"{p} holds {what}; choose one with --frame K (0 to {n - 1})")
+        if not 0 <= frame < n:
+            raise EdorientError(f"--frame {frame} is outside the {n} frames of {p} (0 to {n - 1})")
+        data = data[np.unravel_index(int(frame), nav)]
+        notes.append(f"frame {frame} of {n}")
+    elif frame not in (None, 0):
+        raise EdorientError(f"--frame {frame} given but {p} holds a single pattern; leave --frame out")
+    if hasattr(data, "compute"):  # a lazy (dask) array of rsciio
+        data = data.compute()
+    data = np.asarray(data)
+    if data.dtype.kind not in "uifb":
+        raise EdorientError(f"{p} holds {data.dtype} data, not real intensities; save the pattern as real numbers")
+    data = np.array(data, dtype=np.float32)
     if data.ndim != 2 or min(data.shape) < 16:
         raise EdorientError(f"{p} is not a 2-D image of at least 16 x 16 pixels (shape {data.shape})")
     if not np.all(np.isfinite(data)):
         raise EdorientError(f"{p} contains NaN or infinite pixels; clean the file first")
     if float(data.max()) == float(data.min()):
         raise EdorientError(f"{p} has no pattern: every pixel is {float(data.min()):g}; check the file or --frame")
-    return data
+    notes.insert(0, f"{p.suffix.lower().lstrip('.')} file")
+    if raw.calibration is None and not any("calibration" in n for n in notes):
+        notes.append("no calibration in the file")
+    return Pattern(image=data, calibration=raw.calibration, source_note="; ".join(notes), voltage_kv=raw.voltage_kv)
+
+
+def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
+    """Read a diffraction image as a 2-D float32 array (:func:`read_pattern` without its metadata).
+
+    Parameters
+    ----------
+    path
+        File with one of the extensions of :data:`READERS`.
+    frame
+        Index of the frame to take from a stack (3-D data) or scan.
+    """
+    return read_pattern(path, frame).image
 
 
 def find_direct_beam(image: np.ndarray, sigma: float = 3.0) -> tuple[float, float]:

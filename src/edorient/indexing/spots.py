@@ -1,0 +1,466 @@
+"""Spots of a real diffraction pattern and its centre (the direct beam), checked by Friedel symmetry.
+
+:func:`find_spots` finds the diffraction spots: local maxima of the pattern after a background
+subtraction (a white top-hat: the image minus its grey opening, so a smooth halo around the
+direct beam and a sloping background go, spots stay), refined to sub-pixel by the centroid of
+the top-hat above half the spot's peak, with their intensities (the top-hat peak).
+
+:func:`find_centre` finds the direct beam. The brightest blob is only a candidate: in a
+selected-area figure the brightest spot may be a diffracted one, and a beam stop may hide the
+beam altogether. A kinematic pattern near a zone axis (and any pattern's spot *positions*,
+dynamical or not, in the zero-order Laue zone) is centrosymmetric about the direct beam
+(Friedel's law, g <-> -g), so every pair of spots votes for its midpoint, and the candidate
+whose point reflection maps the most spot intensity onto spots of similar intensity wins. The
+centre is then refined by least squares over its matched Friedel pairs (the mean of their
+midpoints). An elliptical distortion of the projector lens keeps the point symmetry, so the
+centre is unaffected by it.
+
+Coordinates are (row, col) pixels of the image, as everywhere in edorient
+(:mod:`edorient.conventions`). numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from edorient.errors import EdorientError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class SpotList:
+    """Spots found in an image, brightest first.
+
+    Attributes
+    ----------
+    positions
+        (n, 2) sub-pixel (row, col) positions.
+    intensity
+        (n,) peak height above the local background (image units).
+    background_px
+        Size (pixels) of the structuring element of the background subtraction.
+    """
+
+    positions: np.ndarray
+    intensity: np.ndarray
+    background_px: int
+
+    def __len__(self) -> int:
+        return len(self.intensity)
+
+
+@dataclass(frozen=True)
+class CentreResult:
+    """The direct beam of a pattern.
+
+    Attributes
+    ----------
+    row, col
+        Sub-pixel position of the direct beam (pixels of the image).
+    symmetry_score
+        Fraction of the spot intensity whose Friedel partner (the point reflection through the
+        centre) lands on a spot, among the spots whose partner falls inside the valid image:
+        1 for a perfectly centrosymmetric pattern.
+    n_pairs
+        Friedel pairs matched (a spot on the centre itself, the unmasked direct beam, is not
+        a pair).
+    ok
+        Whether the symmetry check passed (enough pairs, a high enough score).
+    note
+        One line: how the centre was found, and why the check failed if it did.
+    method
+        ``"friedel"`` (refined from Friedel pairs), ``"blob"`` (the brightest blob, kept when
+        the pairs do not decide) or ``"guess"`` (the given guess, refined).
+    """
+
+    row: float
+    col: float
+    symmetry_score: float
+    n_pairs: int
+    ok: bool
+    note: str
+    method: str = "friedel"
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """(row, col)."""
+        return (self.row, self.col)
+
+
+def _check_image(image: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2 or min(img.shape) < 8:
+        raise EdorientError(f"expected a 2-D image of at least 8 x 8 pixels, got shape {img.shape}")
+    if mask is None:
+        valid = np.isfinite(img)
+    else:
+        valid = np.asarray(mask, dtype=bool)
+        if valid.shape != img.shape:
+            raise EdorientError(f"the mask's shape {valid.shape} differs from the image's {img.shape}; "
+                                "give a boolean mask of the image's shape (True = valid pixel)")
+        valid = valid & np.isfinite(img)
+    if valid.sum() < 16:
+        raise EdorientError("the mask leaves fewer than 16 valid pixels; check it (True = valid pixel)")
+    return img, valid
+
+
+def _auto_background_px(shape: tuple[int, int]) -> int:
+    return int(np.clip(round(min(shape) / 12), 7, 31)) | 1
+
+
+def find_spots(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    sigma: float = 1.0,
+    min_distance: int = 3,
+    background_px: int | None = None,
+    threshold: float = 6.0,
+    max_spots: int = 200,
+    edge_px: int = 2,
+) -> SpotList:
+    """Diffraction spots: local maxima after a background subtraction, to sub-pixel.
+
+    Parameters
+    ----------
+    image
+        2-D intensities (linear counts, or an 8-bit display image).
+    mask
+        Boolean, True where the pixel is valid (False: beam stop, detector gap, annotation);
+        spots within ``min_distance`` of an invalid pixel are dropped (a mask's edge is no spot).
+    sigma
+        Gaussian smoothing (pixels) before the maxima are searched.
+    min_distance
+        Smallest distance (pixels) between two spots.
+    background_px
+        Side (pixels) of the grey opening that estimates the background; a spot narrower than
+        it survives the subtraction. Default: min(H, W) / 12 clipped to 7-31 (odd).
+    threshold
+        A spot's peak must exceed the background-subtracted image's median by ``threshold``
+        robust standard deviations (1.4826 MAD), and 2 % of the brightest spot's peak.
+    max_spots
+        At most this many spots, the brightest.
+    edge_px
+        Spots closer than this to the image border are dropped.
+
+    Returns
+    -------
+    SpotList
+        Positions (row, col) and peak intensities above the background, brightest first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rr, cc = np.mgrid[:64, :64]
+    >>> img = np.exp(-((rr - 20.3) ** 2 + (cc - 40.6) ** 2) / 4.0) + 0.01
+    >>> s = find_spots(img)
+    >>> len(s), np.round(s.positions[0], 1).tolist()
+    (1, [20.3, 40.6])
+    """
+    from scipy import ndimage
+
+    img, valid = _check_image(image, mask)
+    bg_px = _auto_background_px(img.shape) if background_px is None else int(background_px)
+    if bg_px < 3:
+        raise EdorientError(f"background_px must be >= 3 pixels, got {background_px}")
+    fill = float(np.median(img[valid]))
+    work = np.where(valid, img, fill)
+    sm = ndimage.gaussian_filter(work, sigma) if sigma > 0 else work
+    top = sm - ndimage.grey_opening(sm, size=(bg_px, bg_px))
+    top[~valid] = 0.0
+    med = float(np.median(top[valid]))
+    mad = 1.4826 * float(np.median(np.abs(top[valid] - med))) + 1e-12 * max(float(np.abs(top).max()), 1e-300)
+    size = 2 * int(min_distance) + 1
+    peaks = (top == ndimage.maximum_filter(top, size=size, mode="nearest")) & (top > med + threshold * mad)
+    # a mask's edge and the image border make false maxima
+    near_invalid = ndimage.binary_dilation(~valid, iterations=max(int(min_distance), 1)) if (~valid).any() else ~valid
+    peaks &= ~near_invalid
+    e = max(int(edge_px), 0)
+    if e:
+        peaks[:e], peaks[-e:], peaks[:, :e], peaks[:, -e:] = False, False, False, False
+    rows, cols = np.nonzero(peaks)
+    if len(rows) == 0:
+        return SpotList(np.zeros((0, 2)), np.zeros(0), bg_px)
+    height = top[rows, cols]
+    keep = height >= 0.02 * height.max()
+    rows, cols, height = rows[keep], cols[keep], height[keep]
+    # plateaus (saturated spots) give several equal maxima: keep one per min_distance
+    order = np.argsort(-height, kind="stable")
+    rows, cols, height = rows[order], cols[order], height[order]
+    chosen: list[int] = []
+    taken = np.zeros(img.shape, dtype=bool)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        if taken[r, c]:
+            continue
+        chosen.append(i)
+        if len(chosen) >= max_spots:
+            break
+        taken[max(r - min_distance, 0) : r + min_distance + 1, max(c - min_distance, 0) : c + min_distance + 1] = True
+    rows, cols, height = rows[chosen], cols[chosen], height[chosen]
+    pos = _centroids(top, valid, rows, cols, height, max(int(min_distance), 2))
+    return SpotList(pos, height.astype(np.float64), bg_px)
+
+
+def _centroids(top, valid, rows, cols, height, radius) -> np.ndarray:
+    """Centroid of ``top`` above half of each spot's peak, in a (2 radius + 1)² window."""
+    h, w = top.shape
+    out = np.empty((len(rows), 2))
+    for k, (r, c, pk) in enumerate(zip(rows, cols, height)):
+        r0, r1, c0, c1 = max(r - radius, 0), min(r + radius + 1, h), max(c - radius, 0), min(c + radius + 1, w)
+        win = top[r0:r1, c0:c1] - 0.5 * pk
+        win = np.where(valid[r0:r1, c0:c1] & (win > 0), win, 0.0)
+        s = win.sum()
+        if s <= 0:
+            out[k] = (r, c)
+            continue
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        out[k] = ((win * rr).sum() / s, (win * cc).sum() / s)
+    return out
+
+
+def brightest_blob(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 3.0) -> tuple[float, float]:
+    """(row, col) of the brightest blob: the maximum of the smoothed valid image, refined by
+    the centre of mass of the pixels above half of it within 3 sigma."""
+    from scipy import ndimage
+
+    img, valid = _check_image(image, mask)
+    fill = float(np.median(img[valid]))
+    sm = ndimage.gaussian_filter(np.where(valid, img, fill), sigma)
+    sm[~valid] = -np.inf
+    r, c = np.unravel_index(np.argmax(sm), sm.shape)
+    h = int(np.ceil(3 * sigma))
+    r0, r1, c0, c1 = max(r - h, 0), min(r + h + 1, sm.shape[0]), max(c - h, 0), min(c + h + 1, sm.shape[1])
+    win = sm[r0:r1, c0:c1]
+    w = np.clip(np.where(np.isfinite(win), win, 0) - 0.5 * sm[r, c], 0, None)
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    if w.sum() <= 0:
+        return float(r), float(c)
+    return float((w * rr).sum() / w.sum()), float((w * cc).sum() / w.sum())
+
+
+_WEIGHT = np.minimum
+
+
+def _pair_tolerance(radius: np.ndarray, tol_px: float) -> np.ndarray:
+    """Tolerance (pixels) for a Friedel partner at ``radius`` from the centre: a base plus 1 %
+    of the radius (residual lens distortion, precession)."""
+    return tol_px + 0.01 * radius
+
+
+def friedel_score(
+    positions: np.ndarray,
+    intensity: np.ndarray,
+    centres: np.ndarray,
+    shape: tuple[int, int],
+    valid: np.ndarray | None = None,
+    tol_px: float = 1.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Friedel-symmetry score of candidate centres.
+
+    For each centre ``c`` every spot ``p`` is reflected to ``2c - p``; where that lands inside
+    the valid image, the spot counts with weight ``I_p``, and it is matched when a spot ``q``
+    lies within the tolerance, adding ``min(I_p, I_q)`` (a pair of equally bright spots counts
+    fully, a bright spot on a faint one little).
+
+    Returns
+    -------
+    score, matched, counted
+        ``score`` (m,): matched weight / counted weight; ``matched`` (m,): the matched weight
+        (the ranking criterion: it grows with both the number and the brightness of the pairs);
+        ``counted`` (m,): the number of spots whose partner position was inside the image.
+    """
+    from scipy.spatial import cKDTree
+
+    P = np.asarray(positions, dtype=float)
+    I = np.asarray(intensity, dtype=float)
+    C = np.atleast_2d(np.asarray(centres, dtype=float))
+    tree = cKDTree(P)
+    refl = 2.0 * C[:, None, :] - P[None, :, :]  # (m, n, 2)
+    h, w = shape
+    ri, ci = np.round(refl[..., 0]).astype(int), np.round(refl[..., 1]).astype(int)
+    inside = (ri >= 0) & (ri < h) & (ci >= 0) & (ci < w)
+    if valid is not None:
+        inside[inside] = valid[ri[inside], ci[inside]]
+    dist, idx = tree.query(refl.reshape(-1, 2))
+    dist, idx = dist.reshape(refl.shape[:2]), idx.reshape(refl.shape[:2])
+    radius = np.linalg.norm(P[None] - C[:, None], axis=-1)
+    hit = inside & (dist <= _pair_tolerance(radius, tol_px))
+    weight = _WEIGHT(I[None, :], I[idx])
+    matched = np.where(hit, weight, 0.0).sum(axis=1)
+    total = np.where(inside, I[None, :], 0.0).sum(axis=1)
+    score = np.where(total > 0, matched / np.maximum(total, 1e-300), 0.0)
+    return score, matched, inside.sum(axis=1)
+
+
+def _refine_centre(P, I, c, shape, valid, tol_px, iterations=4):
+    """Least squares over matched Friedel pairs: the centre is the weighted mean of their
+    midpoints; iterated as the matches change. Returns (centre, pairs (k, 2) index array)."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(P)
+    c = np.asarray(c, dtype=float)
+    pairs = np.zeros((0, 2), dtype=int)
+    for _ in range(iterations):
+        refl = 2.0 * c - P
+        dist, idx = tree.query(refl)
+        radius = np.linalg.norm(P - c, axis=1)
+        tol = _pair_tolerance(radius, tol_px)
+        k = np.arange(len(P))
+        # a pair (p, q) both ways, each spot once, not the spot on the centre itself
+        ok = (dist <= tol) & (idx != k) & (idx[idx] == k) & (k < idx)
+        pairs = np.stack([k[ok], idx[ok]], axis=1)
+        if len(pairs) == 0:
+            break
+        w = np.minimum(I[pairs[:, 0]], I[pairs[:, 1]])
+        mid = 0.5 * (P[pairs[:, 0]] + P[pairs[:, 1]])
+        new = (w[:, None] * mid).sum(axis=0) / w.sum()
+        if np.linalg.norm(new - c) < 1e-4:
+            c = new
+            break
+        c = new
+    return c, pairs
+
+
+def _lattice_fraction(P: np.ndarray, I: np.ndarray, c: np.ndarray, tol_px: float) -> float:
+    """Intensity fraction of the spots whose vector from ``c`` is also the difference of two
+    spots: near 1 when ``c`` is a node of the spots' lattice (the direct beam is one), low
+    at a half-lattice point, which is a centre of symmetry of a lattice too."""
+    from scipy.spatial import cKDTree
+
+    i, j = np.nonzero(~np.eye(len(P), dtype=bool))
+    tree = cKDTree(P[i] - P[j])
+    v = P - c
+    r = np.linalg.norm(v, axis=1)
+    away = r > tol_px + 1.0
+    if not away.any():
+        return 0.0
+    dist, _ = tree.query(v[away])
+    hit = dist <= _pair_tolerance(r[away], tol_px)
+    return float((I[away] * hit).sum() / I[away].sum())
+
+
+def _beam_factor(P: np.ndarray, I: np.ndarray, c: np.ndarray, valid: np.ndarray, tol_px: float) -> float:
+    """Weight of a candidate centre by the direct beam it implies: a spot there counts by its
+    brightness (``0.5 + 0.5 I / I_max``: the beam is usually the brightest spot, not always in
+    a saturated figure); a hidden centre (masked pixels within 3 px, outside the image) 0.75;
+    a visible spot-free centre 0.25 (a half-lattice point of the pattern)."""
+    if len(P):
+        d = np.linalg.norm(P - c, axis=1)
+        k = int(np.argmin(d))
+        if d[k] <= tol_px + 1.0:
+            return 0.5 + 0.5 * float(I[k] / I.max())
+    r, col = int(round(c[0])), int(round(c[1]))
+    h, w = valid.shape
+    if not (0 <= r < h and 0 <= col < w):
+        return 0.75
+    win = valid[max(r - 3, 0) : r + 4, max(col - 3, 0) : col + 4]
+    return 0.75 if bool((~win).any()) else 0.25
+
+
+def find_centre(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    guess: tuple[float, float] | None = None,
+    *,
+    spots: SpotList | None = None,
+    n_candidates: int = 40,
+    tol_px: float = 1.5,
+    min_pairs: int = 3,
+    min_score: float = 0.5,
+) -> CentreResult:
+    """The direct beam, found by Friedel symmetry of the spot pattern and refined to sub-pixel.
+
+    Candidates: the brightest blob, ``guess`` if given, and the midpoints of every pair of the
+    ``n_candidates`` brightest spots. Each is scored by :func:`friedel_score`; the best (most
+    matched intensity) is refined by least squares over its Friedel pairs
+    (:func:`_refine_centre`). The brightest blob is kept instead when the pairs do not decide
+    (fewer than ``min_pairs``), with ``ok=False``.
+
+    Parameters
+    ----------
+    image
+        2-D intensities.
+    mask
+        Boolean, True where valid (a beam stop or gap False): no spot is looked for there, and
+        a partner that would fall there is not expected.
+    guess
+        (row, col) of a rough centre (e.g. the user's ``--centre``), a candidate among others.
+    spots
+        Spots already found (:func:`find_spots`); found here when None.
+    n_candidates
+        Brightest spots whose pairwise midpoints are candidates.
+    tol_px
+        Pixels within which a reflected spot must land on a spot (plus 1 % of its radius).
+    min_pairs, min_score
+        The symmetry check: at least ``min_pairs`` Friedel pairs and a
+        :attr:`CentreResult.symmetry_score` of at least ``min_score``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rr, cc = np.mgrid[:80, :80]
+    >>> img = np.zeros((80, 80))
+    >>> for dr, dc, a in [(0, 0, 1.0), (12, 5, 0.8), (-12, -5, 0.8), (3, -14, 0.5), (-3, 14, 0.5)]:
+    ...     img += a * np.exp(-((rr - 37.4 - dr) ** 2 + (cc - 41.2 - dc) ** 2) / 3.0)
+    >>> res = find_centre(img)
+    >>> round(res.row, 1), round(res.col, 1), res.n_pairs, res.ok
+    (37.4, 41.2, 2, False)
+    """
+    img, valid = _check_image(image, mask)
+    if guess is not None:
+        g = np.asarray(guess, dtype=float)
+        if g.shape != (2,) or not np.all(np.isfinite(g)):
+            raise EdorientError(f"the centre guess must be two finite numbers (row, col), got {guess!r}")
+    blob = np.array(brightest_blob(img, valid))
+    if spots is None:
+        spots = find_spots(img, valid)
+    P, I = spots.positions, spots.intensity
+    if len(P) < 3:
+        return CentreResult(float(blob[0]), float(blob[1]), 0.0, 0, False,
+                            f"only {len(P)} spot(s) found: centre = the brightest blob, not checked by Friedel symmetry",
+                            "blob")
+    top = np.argsort(-I)[:n_candidates]
+    i, j = np.triu_indices(len(top), k=1)
+    cands = [blob[None], 0.5 * (P[top[i]] + P[top[j]])]
+    if guess is not None:
+        cands.insert(0, np.asarray(guess, dtype=float)[None])
+    C = np.concatenate(cands)
+    _, matched, _ = friedel_score(P, I, C, img.shape, valid, tol_px)
+    # refine the best few distinct candidates; keep the best after refinement
+    order = np.argsort(-matched, kind="stable")
+    tried: list[np.ndarray] = []
+    best = None
+    for k in order[:20]:
+        if any(np.linalg.norm(C[k] - t) < 1.0 for t in tried):
+            continue
+        tried.append(C[k])
+        c, pairs = _refine_centre(P, I, C[k], img.shape, valid, tol_px)
+        s, m, _ = friedel_score(P, I, c, img.shape, valid, tol_px)
+        # the direct beam must be there, unless hidden (beam stop, gap): a spot-free valid
+        # centre is a half-lattice point of the pattern, which is centrosymmetric too
+        m = m[0] * _beam_factor(P, I, c, valid, tol_px) * (0.5 + 0.5 * _lattice_fraction(P, I, c, tol_px))
+        if best is None or m > best[2] * (1 + 1e-9):
+            best = (c, pairs, float(m), float(s[0]))
+        if len(tried) >= 10:
+            break
+    c, pairs, _, score = best
+    n_pairs = len(pairs)
+    if n_pairs == 0:
+        return CentreResult(float(blob[0]), float(blob[1]), 0.0, 0, False,
+                            f"no Friedel pair among {len(P)} spots: centre = the brightest blob, unchecked "
+                            "(give --centre ROW COL if it is wrong)", "blob")
+    ok = n_pairs >= min_pairs and score >= min_score
+    where = "the brightest blob" if np.linalg.norm(c - blob) < 2.0 else f"not the brightest blob ({blob[0]:.1f}, {blob[1]:.1f})"
+    note = f"centre from {n_pairs} Friedel pairs of {len(P)} spots, symmetry {score:.2f}; {where}"
+    if not ok:
+        why = f"only {n_pairs} pair(s) (< {min_pairs})" if n_pairs < min_pairs else f"symmetry {score:.2f} < {min_score}"
+        note = f"Friedel symmetry check failed: {why}; {note}; give --centre ROW COL if the centre is wrong"
+        log.warning("%s", note)
+    method = "friedel"
+    if guess is not None and np.linalg.norm(c - np.asarray(guess, float)) < 2.0 * tol_px:
+        method = "guess"
+    return CentreResult(float(c[0]), float(c[1]), round(score, 4), int(n_pairs), bool(ok), note, method)
