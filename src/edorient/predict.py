@@ -1,13 +1,22 @@
-"""Orientation(s) from a user's diffraction image file: read, centre, calibrate, resample, infer.
+"""Orientation(s) from a user's diffraction image file: read, centre, preprocess, search, verdict.
 
-:func:`predict_file` is what ``edorient predict`` calls. It finds the direct beam (or takes
-it), resamples the pattern to the model's pixel calibration around it, applies the display
-transform the models were trained with, and estimates one or two beam directions either with a
-trained run (``run``) or by template matching over the fundamental sector (no training needed).
+:func:`predict_file` is what ``edorient predict`` calls:
+
+1. read the file (:func:`edorient.io.images.read_pattern`: TIFF, MRC, PNG, NPY, BMP and, through
+   rosettasciio, .dm3/.dm4/.emd/.hspy/.mib/.blo with their calibration); the calibration is
+   the one given, else the file's;
+2. find the direct beam (given, or by the Friedel symmetry of the spots:
+   :func:`edorient.indexing.spots.find_centre`);
+3. without a trained model, the template search of :mod:`edorient.indexing.pipeline`:
+   background, mask, the calibration scale (within ``calibration_tolerance``) and effective
+   thickness fitted, runner-up solutions, a second grain where it is real, the refinement kept
+   where it scores better, and a verdict (``confident``, ``ambiguous``, ``no match``) per grain;
+4. with a trained run (``run``), the CNN's proposal on the same preprocessed pattern, refined.
+
 Each grain is reported as a unit vector in the crystal frame, reduced to the fundamental sector
 (its label), with its full orientation (the matrix R, its unreduced beam direction and in-plane
-angle: of the two mirror-image families of a label, the one whose pattern fits best), the
-correlation of its simulated pattern with the image, and the nearest low-index zone axis [u v w].
+angle), its score, and the nearest low-index zone axis [u v w]. The overlay is drawn on the
+user's own image, in the file's pixels, with hkl labels and the mask shaded.
 """
 
 from __future__ import annotations
@@ -27,27 +36,34 @@ from edorient.errors import EdorientError, check_finite
 class PredictConfig:
     """How to read and interpret the image."""
 
-    calibration: float
-    """Å⁻¹ per pixel of the input file (from the microscope's camera-length calibration)."""
+    calibration: float | None = None
+    """Å⁻¹ per pixel of the input file (from the microscope's camera-length calibration): the
+    starting value of the fitted scale. None takes it from the file's metadata."""
     grains: int = 1
     """Grains to find: 1 or 2."""
     centre: tuple[float, float] | None = None
-    """(row, col) of the direct beam in the file; found automatically when None."""
+    """(row, col) of the direct beam in the file; found automatically (Friedel symmetry) when None."""
     frame: int | None = None
     """Frame of a stack."""
     intensity: str = "linear"
-    """``linear`` (detector counts: normalised to the direct beam, then the display transform)
-    or ``display`` (already a display image: scaled to [0, 1])."""
-    size: int = cv.DEFAULT_IMAGE_SIZE
-    """Working image size for template matching (a run uses its own)."""
+    """``linear`` (detector counts) or ``display`` (already a display image, e.g. a figure)."""
+    size: int = 128
+    """Working image size of the template search (a run uses its own)."""
     matcher_directions: int = 400
-    """Template dictionary size (template matching)."""
+    """Template dictionary size (directions over the Laue sector, both mirror families)."""
     refine: bool = True
-    """Fit the kinematic spot model to the image from the coarse estimate (template matching or
-    the CNN): sub-degree orientations, with an uncertainty, a margin and an ambiguity flag per
-    grain (:class:`edorient.indexing.Refiner`)."""
+    """Fit the kinematic spot model from the search's solution (kept where it scores better):
+    sub-degree orientations with an uncertainty (:class:`edorient.indexing.Refiner`)."""
     device: str = "cpu"
     """Torch device of the refinement."""
+    calibration_tolerance: float = 0.15
+    """The calibration scale is fitted within 1 ± this."""
+    voltage_kv: float | None = None
+    """Accelerating voltage (kV); None: the file's, else 200."""
+    background: bool = True
+    """Subtract the radial-median background (:mod:`edorient.indexing.preprocess`)."""
+    cache: bool = True
+    """Keep template dictionaries in the on-disk cache."""
 
 
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
@@ -68,116 +84,247 @@ def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tup
     return uvw[k].tolist(), float(ang[k])
 
 
-def _prepare(image: np.ndarray, cfg: PredictConfig, size: int, calibration_out: float) -> np.ndarray:
-    from edorient.io.images import find_direct_beam, resample_to_model
-    from edorient.render import display_transform
+def _calibration(config: PredictConfig, pattern, crystal) -> tuple[float, str]:
+    """The starting calibration (Å⁻¹/px) and where it came from."""
+    cal = config.calibration
+    if cal is None:
+        if pattern.calibration is None:
+            raise EdorientError("the file has no calibration: give --calibration (1/Å per pixel) or a calibration "
+                                "file of `edorient calibrate`")
+        cal, source = float(pattern.calibration), "file metadata"
+    else:
+        check_finite("calibration", cal)
+        source = "given"
+    if cal <= 0:
+        raise EdorientError(f"--calibration must be > 0 1/Å per pixel, got {cal}")
+    try:
+        from edorient.indexing.calibration import check_calibration_units
+    except ImportError:  # pragma: no cover - the units check arrives with the calibration module
+        check_calibration_units = None
+    if check_calibration_units is not None:
+        check_calibration_units(cal, crystal, pattern.image.shape)
+    return float(cal), source
 
-    centre = cfg.centre if cfg.centre is not None else find_direct_beam(image)
-    x = resample_to_model(image, centre, cfg.calibration, size, calibration_out)
-    if cfg.intensity == "linear":
-        r0, c0 = cv.centre_pixel(size)
-        beam = float(x[r0 - 1 : r0 + 2, c0 - 1 : c0 + 2].max())
-        if beam <= 0:
-            raise EdorientError("the direct beam is not brighter than the background; give --centre ROW COL")
-        return display_transform(np.clip(x - np.median(x), 0, None) / beam)
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+def _find_centre(image: np.ndarray, config: PredictConfig) -> tuple[tuple[float, float], dict]:
+    """The direct beam: given, or found by Friedel symmetry (with the brightest blob as fallback)."""
+    if config.centre is not None:
+        r, c = (float(v) for v in config.centre)
+        h, w = image.shape
+        if not (0 <= r < h and 0 <= c < w):
+            raise EdorientError(f"--centre {r:g} {c:g} is outside the {h} x {w} image; give ROW COL in its pixels")
+        return (r, c), {"method": "given"}
+    try:
+        from edorient.indexing.spots import find_centre
+    except ImportError:  # pragma: no cover
+        from edorient.io.images import find_direct_beam
+
+        return find_direct_beam(image), {"method": "brightest blob"}
+    from edorient.indexing.preprocess import validity_mask
+
+    mask, _ = validity_mask(image)
+    res = find_centre(image, mask)
+    info = {"method": res.method, "friedel_symmetry": round(float(res.symmetry_score), 3),
+            "pairs": int(res.n_pairs), "ok": bool(res.ok), "note": res.note}
+    return (float(res.row), float(res.col)), info
+
+
+def _run_crystal(run) -> str | None:
+    """The crystal a trained run (or shipped model) was trained on, where it is recorded."""
+    from edorient import pretrained
+
+    if pretrained.is_pretrained(run):
+        card = pretrained.card(str(run).split(":", 1)[1])
+        c = card.get("crystal")
+        return c.get("name") if isinstance(c, dict) else c
+    run = Path(run)
+    try:
+        args = json.loads((run / "train_args.json").read_text())
+        meta = json.loads((Path(args["data"]) / "meta.json").read_text())
+        c = meta.get("crystal")
+        return c.get("name") if isinstance(c, dict) else c
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _grain_json(g, crystal, R, label) -> dict:
+    from edorient.physics.orientation import beam_direction, inplane_angle
+
+    uvw, ang = nearest_zone_axis(label, crystal)
+    return {"direction": [round(float(v), 6) for v in label],
+            "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
+            "inplane_deg": round(float(inplane_angle(R)), 3),
+            "orientation_matrix": np.round(R, 6).tolist(),
+            "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
 
 
 def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None = None,
                  crystal_name: str = "anatase", overlay: str | Path | None = None) -> dict[str, Any]:
     """Estimate the grain orientation(s) in the image file ``path``; see the module docstring."""
-    from edorient.indexing.estimators import Refined, build_estimator
-    from edorient.io.images import read_image
-    from edorient.physics.orientation import beam_direction, inplane_angle
-    from edorient.render import SimulationConfig, Simulator
+    from edorient.io.images import read_pattern
     from edorient.structures import get_crystal
 
-    check_finite("calibration", config.calibration)
-    if config.calibration <= 0:
-        raise EdorientError(f"--calibration must be > 0 1/Å per pixel, got {config.calibration}")
     if config.grains not in (1, 2):
         raise EdorientError(f"--grains must be 1 or 2, got {config.grains}")
     if config.intensity not in ("linear", "display"):
         raise EdorientError(f"--intensity must be linear or display, got {config.intensity!r}")
-    image = read_image(path, config.frame)
+    if not 0 <= config.calibration_tolerance < 0.5:
+        raise EdorientError(f"--calibration-tolerance must be in [0, 0.5), got {config.calibration_tolerance}")
+    pattern = read_pattern(path, config.frame)
     crystal = get_crystal(crystal_name)
-    method = "template matching"
-    model = None
-    size = config.size
+    calibration, cal_source = _calibration(config, pattern, crystal)
+    kv = config.voltage_kv if config.voltage_kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
+    image = pattern.image
+    if config.intensity == "display":  # a figure: bright spots on dark, any scale
+        image = image - image.min()
+    centre, centre_info = _find_centre(image, config)
+    result: dict[str, Any] = {"file": str(path), "source": pattern.source_note, "crystal": crystal.name}
     if run is not None:
-        from edorient.evaluation.pipeline import load_run_model
+        grains, extra, draw = _predict_cnn(image, centre, calibration, kv, config, run, crystal)
+    else:
+        grains, extra, draw = _predict_search(image, centre, calibration, kv, config, crystal)
+    result.update(extra)
+    result.update({"grains": grains, "calibration_in": calibration, "calibration_source": cal_source,
+                   "voltage_kv": kv, "centre": [round(centre[0], 3), round(centre[1], 3)], "centre_finding": centre_info})
+    if overlay is not None:
+        _overlay(Path(overlay), image, draw, grains, crystal)
+        result["overlay"] = str(overlay)
+    return result
 
-        model, size = load_run_model(run)
-        n_heads = int(model.config.n_grains)
-        if n_heads != config.grains:
-            raise EdorientError(f"the model of {run} finds {n_heads} grain(s) but --grains is {config.grains}")
-        method = f"CNN ({Path(run).name})"
-    sim = Simulator(crystal, SimulationConfig(image_size=size))
-    x = _prepare(image, config, size, sim.config.resolved_calibration)
-    estimator = build_estimator(sim, config.grains, model=model, refine=False,
-                                matcher_directions=config.matcher_directions)
+
+def _predict_search(image, centre, calibration, kv, config: PredictConfig, crystal):
+    """The template search (no trained model): :func:`edorient.indexing.pipeline.index_pattern`."""
+    from edorient.indexing.pipeline import IndexConfig, index_pattern
+    from edorient.indexing.search import SearchConfig
+
+    scfg = SearchConfig(size=config.size, n_directions=config.matcher_directions, voltage_kv=kv,
+                        scale_tolerance=config.calibration_tolerance, cache=config.cache)
+    res = index_pattern(image, IndexConfig(calibration, centre, grains=config.grains, refine=config.refine,
+                                           background=config.background, search=scfg, device=config.device), crystal)
+    sr = res.search
+    scale = sr.scale * (res.refinement or {}).get("calibration_scale", 1.0) if any(
+        g.refinement == "kept" for g in res.grains) else sr.scale
+    grains = []
+    for g in res.grains:
+        d = _grain_json(g, crystal, g.rotation, g.label)
+        d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
+                  "verdict": g.verdict,
+                  "runner_ups": [{"direction": [round(float(v), 5) for v in lab], "score": round(float(sc), 4),
+                                  "nearest_zone_axis": nearest_zone_axis(lab, crystal)[0]} for lab, sc in g.runner_ups],
+                  "uncertainty_deg": None if g.uncertainty_deg is None else round(g.uncertainty_deg, 4),
+                  "inplane_uncertainty_deg": None if g.inplane_uncertainty_deg is None else round(g.inplane_uncertainty_deg, 4),
+                  "refinement": g.refinement,
+                  "refinement_shift_deg": round(float(crystal.laue.angle(g.coarse_rotation[2][None], g.rotation[2][None])[0]), 4)})
+        grains.append(d)
+    if config.grains == 2 and res.second_grain is not None:
+        grains[1]["real"] = res.second_grain["real"]
+        grains[1]["score_after_erasing_first"] = res.second_grain["score_after_erasing"]
+    extra = {"method": "template search" + (" + refinement" if config.refine else ""),
+             "preprocessing": res.pre.steps,
+             "calibration_fitted": round(calibration * scale, 7), "calibration_scale": round(scale, 4),
+             "effective_thickness_A": sr.thickness, "working_size": config.size,
+             "working_calibration": sr.simulator.config.resolved_calibration,
+             "dictionary": sr.dictionary, "timings_s": res.timings, "refinement": res.refinement}
+    draw = {"rotations": [g.rotation for g in res.grains], "simulator": sr.simulator, "centre": centre,
+            "file_per_working": sr.simulator.config.resolved_calibration / (calibration * sr.scale),
+            "mask": res.pre.mask}
+    return grains, extra, draw
+
+
+def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, crystal):
+    """A trained model's proposal on the preprocessed pattern, refined; verdict from the score."""
+    from edorient.evaluation.pipeline import load_run_model
+    from edorient.indexing import verdict as vd
+    from edorient.indexing.estimators import Refined, build_estimator
+    from edorient.indexing.preprocess import SPOT_LEVEL, preprocess
+    from edorient.io.images import resample_to_model
+    from edorient.render import SimulationConfig, Simulator, display_transform
+
+    trained_on = _run_crystal(run)
+    if trained_on is not None and trained_on.lower() != crystal.name.lower():
+        raise EdorientError(f"the model of {run} was trained on {trained_on}, not {crystal.name}: use it only for "
+                            f"{trained_on}, or leave out --run (the template search works for any crystal)")
+    model, size = load_run_model(run)
+    n_heads = int(model.config.n_grains)
+    if n_heads != config.grains:
+        raise EdorientError(f"the model of {run} finds {n_heads} grain(s) but --grains is {config.grains}")
+    sim = Simulator(crystal, SimulationConfig(image_size=size, voltage_kv=kv))
+    pre = preprocess(image, centre, background=config.background)
+    x = resample_to_model(pre.image, centre, calibration, size, sim.config.resolved_calibration)
+    # the models were trained with the direct beam at 1 and spots a few per cent of it
+    r0, c0 = cv.centre_pixel(size)
+    rr, cc = np.mgrid[0:size, 0:size]
+    x = np.maximum(x / SPOT_LEVEL * 0.1, np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sim.config.spot_sigma_px**2)))
+    x = display_transform(x.astype(np.float32))
+    estimator = build_estimator(sim, config.grains, model=model, refine=False)
     proposal = estimator.estimate(x[None])
-    coarse = proposal.rotations[0]
-    scores = proposal.scores[0]
-    est = proposal
-    refined = None
+    est, refined = proposal, None
     if config.refine:
         from edorient.indexing import Refiner
 
         est = Refined(estimator, Refiner(crystal, sim.config, device=config.device)).estimate(x[None], proposal)
         refined = est.refinement
-    rotations, directions = est.rotations[0], est.directions[0]
     grains = []
-    for g, (d, s, R) in enumerate(zip(directions, scores, rotations)):
-        uvw, ang = nearest_zone_axis(d, crystal)
-        grain = {"direction": [round(float(v), 6) for v in d],
-                 "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
-                 "inplane_deg": round(float(inplane_angle(R)), 3),
-                 "orientation_matrix": np.round(R, 6).tolist(),
-                 "score": round(float(s), 4), "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
+    for g, (d, s, R) in enumerate(zip(est.directions[0], proposal.scores[0], est.rotations[0])):
+        out = _grain_json(None, crystal, R, d)
+        amb = bool(refined.direction_ambiguous[0, g]) if refined is not None else False
+        out.update({"score": round(float(s), 4), "verdict": "ambiguous" if amb and s >= vd.NO_MATCH_SCORE
+                    else vd.verdict(float(s), np.inf)})
         if refined is not None:
-            grain.update({
-                "uncertainty_deg": round(float(refined.uncertainty_deg[0, g]), 4),
-                "inplane_uncertainty_deg": round(float(refined.inplane_uncertainty_deg[0, g]), 4),
-                "margin": round(float(min(refined.margin[0, g], 1e9)), 5),
-                # the zone (label) in doubt; and whether a distinct orientation of the same zone
-                # (mirror family, in-plane turn) fits as well, e.g. on an exact zone axis
-                "ambiguous": bool(refined.direction_ambiguous[0, g]),
-                "orientation_ambiguous": bool(refined.ambiguous[0, g]),
-                "refined_score": round(float(refined.scores[0]), 4),
-                "coarse_direction": [round(float(v), 6) for v in crystal.laue.reduce(coarse[g, 2])],
-                "refinement_shift_deg": round(float(crystal.laue.angle(coarse[g, 2], R[2])), 4),
-            })
-        grains.append(grain)
-    result = {"file": str(path), "crystal": crystal.name, "method": method + (" + refinement" if refined else ""),
-              "grains": grains, "calibration_in": config.calibration, "working_size": size,
-              "working_calibration": sim.config.resolved_calibration}
+            out.update({"uncertainty_deg": round(float(refined.uncertainty_deg[0, g]), 4),
+                        "inplane_uncertainty_deg": round(float(refined.inplane_uncertainty_deg[0, g]), 4),
+                        "margin": round(float(min(refined.margin[0, g], 1e9)), 5), "ambiguous": amb,
+                        "orientation_ambiguous": bool(refined.ambiguous[0, g]),
+                        "refinement_shift_deg": round(float(crystal.laue.angle(proposal.rotations[0, g, 2], R[2])), 4)})
+        grains.append(out)
+    extra = {"method": f"CNN ({Path(str(run)).name})" + (" + refinement" if refined is not None else ""),
+             "preprocessing": pre.steps, "working_size": size, "working_calibration": sim.config.resolved_calibration}
     if refined is not None:
-        result["refinement"] = {
-            "centre_offset_px": [round(float(v), 3) for v in refined.centre_px[0]],
-            "calibration_scale": round(float(refined.calibration_scale[0]), 5),
-            "grain_ratio": round(float(refined.ratio[0]), 4) if config.grains == 2 else None,
-        }
-    if overlay is not None:
-        _overlay(Path(overlay), x, [sim.spot_pixels(sim.spots(R)) for R in rotations], grains)
-        result["overlay"] = str(overlay)
-    return result
+        extra["refinement"] = {"centre_offset_px": [round(float(v), 3) for v in refined.centre_px[0]],
+                               "calibration_scale": round(float(refined.calibration_scale[0]), 5),
+                               "grain_ratio": round(float(refined.ratio[0]), 4) if config.grains == 2 else None}
+    draw = {"rotations": list(est.rotations[0]), "simulator": sim, "centre": centre,
+            "file_per_working": sim.config.resolved_calibration / calibration, "mask": pre.mask}
+    return grains, extra, draw
 
 
-def _overlay(path: Path, image01: np.ndarray, spots: list[np.ndarray], grains: list[dict]) -> None:
+def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crystal) -> None:
+    """The user's own image (file pixels, log-scaled) with each grain's predicted spots, labelled
+    with hkl, and the masked pixels shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    ax.imshow(image01, cmap="gray", vmin=0, vmax=1)
-    for k, (pix, g) in enumerate(zip(spots, grains)):
-        ax.scatter(pix[:, 1], pix[:, 0], s=40, facecolors="none", edgecolors=("tab:red", "tab:cyan")[k],
-                   label=f"grain {k + 1}: [{' '.join(map(str, g['nearest_zone_axis']))}] ~{g['angle_to_zone_axis_deg']:.1f}°")
-    ax.set_xlim(0, image01.shape[1] - 1)
-    ax.set_ylim(image01.shape[0] - 1, 0)
+    sim = draw["simulator"]
+    r0, c0 = cv.centre_pixel(sim.config.image_size)
+    k = draw["file_per_working"]
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
+    shown = np.log1p(np.clip(image - np.percentile(image, 1), 0, None))
+    ax.imshow(shown, cmap="gray", vmin=0, vmax=float(np.percentile(shown, 99.8)) or None)
+    if draw.get("mask") is not None and not draw["mask"].all():
+        ax.imshow(np.ma.masked_where(draw["mask"], np.ones_like(image)), cmap="autumn", alpha=0.25, vmin=0, vmax=1)
+    h, w = image.shape
+    for g, (R, info) in enumerate(zip(draw["rotations"], grains)):
+        spots = sim.spots(R)
+        pix = sim.spot_pixels(spots)
+        keep = spots.intensity >= 1e-3
+        fr = draw["centre"][0] + (pix[keep, 0] - r0) * k
+        fc = draw["centre"][1] + (pix[keep, 1] - c0) * k
+        inside = (fr >= 0) & (fr < h) & (fc >= 0) & (fc < w)
+        colour = ("tab:red", "tab:cyan")[g]
+        zone = " ".join(map(str, info["nearest_zone_axis"]))
+        ax.scatter(fc[inside], fr[inside], s=60, facecolors="none", edgecolors=colour, linewidths=0.8,
+                   label=f"grain {g + 1}: [{zone}] {info['angle_to_zone_axis_deg']:.2f}° off, {info.get('verdict', '')}")
+        hkl = np.asarray(spots.hkl)[keep][inside]
+        radius = np.hypot(fr[inside] - draw["centre"][0], fc[inside] - draw["centre"][1])
+        for j in np.argsort(radius)[:12]:  # the innermost spots: labels stay legible
+            ax.annotate("".join(f"{int(v)}" if v >= 0 else f"\u0305{-int(v)}" for v in hkl[j]),
+                        (fc[inside][j], fr[inside][j]), color=colour, fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.plot(draw["centre"][1], draw["centre"][0], "+", color="yellow", ms=8)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
     ax.legend(loc="lower left", fontsize=7)
     ax.set_axis_off()
     from edorient._utils.atomic import atomic_path

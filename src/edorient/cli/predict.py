@@ -8,6 +8,28 @@ from pathlib import Path
 from edorient.cli._base import Subcommand, finite_float, positive_int
 
 
+def _calibration_arg(args: argparse.Namespace):
+    """--calibration as a number or a calibration file: (calibration, centre, kV)."""
+    from edorient.errors import EdorientError
+
+    centre = None if args.centre is None else tuple(args.centre)
+    if args.calibration is None:
+        return None, centre, args.kv
+    try:
+        return finite_float(args.calibration), centre, args.kv
+    except (argparse.ArgumentTypeError, ValueError):
+        pass
+    path = Path(args.calibration)
+    if not path.is_file():
+        raise EdorientError(f"--calibration {args.calibration!r} is neither a number (1/Å per pixel) nor a calibration "
+                            "file; give one, e.g. --calibration 0.0190 or --calibration cal.json")
+    from edorient.indexing.calibration import load_calibration
+
+    cal = load_calibration(path)
+    kv = args.kv if args.kv is not None else getattr(cal, "voltage_kv", None)
+    return float(cal.calibration), centre, kv
+
+
 class Predict(Subcommand):
     COMMAND = "predict"
     HELP = "estimate the beam direction(s) in a diffraction image file (PNG, TIFF, MRC, NPY)"
@@ -15,8 +37,15 @@ class Predict(Subcommand):
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("image", type=Path, help="image file (.png .tif .mrc .npy ...)")
-        parser.add_argument("--calibration", type=finite_float, required=True,
-                            help="1/Å per pixel of the file (from the camera-length calibration)")
+        parser.add_argument("--calibration", default=None,
+                            help="1/Å per pixel of the file, or a calibration file of `edorient calibrate`; "
+                                 "the starting value of the fitted scale (default: the file's metadata)")
+        parser.add_argument("--calibration-tolerance", type=finite_float, default=0.15,
+                            help="fit the calibration scale within 1 ± this (default 0.15; 0 fixes it)")
+        parser.add_argument("--kv", type=finite_float, default=None,
+                            help="accelerating voltage in kV (default: the file's, else 200)")
+        parser.add_argument("--no-background", dest="background", action="store_false",
+                            help="do not subtract the radial-median background")
         parser.add_argument("--grains", type=int, default=1, help="grains to find: 1 or 2 (default 1)")
         parser.add_argument("--run", type=Path, default=None,
                             help="a trained run folder, or pretrained:NAME for a shipped model (pretrained:anatase-single, "
@@ -28,7 +57,10 @@ class Predict(Subcommand):
         parser.add_argument("--intensity", choices=["linear", "display"], default="linear",
                             help="linear: detector counts (default); display: an already contrast-adjusted image")
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
-                            help="template dictionary size (template matching)")
+                            help="template dictionary size: directions over the Laue sector (default 400; "
+                                 "low-index zone axes are always added; cached on disk)")
+        parser.add_argument("--size", type=positive_int, default=128,
+                            help="working image size of the template search (default 128)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (fit of the kinematic spot model from the coarse estimate: "
                                  "sub-degree orientations, uncertainty, ambiguity flag); on by default")
@@ -46,8 +78,11 @@ class Predict(Subcommand):
             if path is not None:
                 check_output_file(path, flag)
         check_matcher_directions(args.matcher_directions)  # before the dictionary is allocated
-        cfg = PredictConfig(calibration=args.calibration, grains=args.grains,
-                            centre=None if args.centre is None else tuple(args.centre), frame=args.frame,
+        calibration, centre, kv = _calibration_arg(args)
+        cfg = PredictConfig(calibration=calibration, grains=args.grains,
+                            calibration_tolerance=args.calibration_tolerance, voltage_kv=kv,
+                            background=args.background, size=args.size,
+                            centre=centre, frame=args.frame,
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
                             refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)

@@ -183,9 +183,15 @@ class TemplateMatcher:
 
     def correlations(self, image01: np.ndarray) -> np.ndarray:
         """(m, n_phi) correlation of the image with every dictionary entry at every in-plane angle."""
-        a = self.scorer.prepare(image01)
+        return self.polar_correlations(self.scorer.prepare(image01))
+
+    def polar_correlations(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`correlations` of a normalised polar image (n_r, n_phi)."""
         fa = np.fft.rfft(a, axis=-1).astype(np.complex64)
-        return np.fft.irfft(np.einsum("rk,nrk->nk", fa, np.conj(self._fft)), n=a.shape[-1], axis=-1)
+        if getattr(self, "_fft_t", None) is None:  # (k, m, r) conjugated: one batched matrix-vector product per k
+            self._fft_t = np.ascontiguousarray(np.conj(self._fft).transpose(2, 0, 1))
+        prod = np.matmul(self._fft_t, fa.T[:, :, None])[..., 0]  # (k, m)
+        return np.fft.irfft(prod.T, n=a.shape[-1], axis=-1)
 
     def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
         """(label direction (3,), orientation (3, 3), correlation) of the best template.

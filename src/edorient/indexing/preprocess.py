@@ -71,14 +71,17 @@ def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
     lab, n = ndimage.label(flat)
     if n == 0:
         return np.zeros_like(flat)
-    sizes = ndimage.sum(flat, lab, np.arange(1, n + 1))
-    values = ndimage.minimum(image, lab, np.arange(1, n + 1))
+    idx = np.arange(1, n + 1)
+    sizes = ndimage.sum(flat, lab, idx)
+    values = ndimage.minimum(image, lab, idx)
     lo = float(image.min())
-    zero_share = float(np.mean(image == lo))
-    keep = sizes >= min_area
-    # on a sparse counting detector most pixels are the minimum (0 counts): a run of them is
-    # not padding unless the image is mostly signal elsewhere
-    keep &= ~((values == lo) & (zero_share > 0.3))
+    border = np.zeros_like(flat)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    on_border = ndimage.maximum(border, lab, idx).astype(bool)
+    # a flat patch brighter than the typical pixel is paint (a label painted out); one at the
+    # image's minimum that touches the border is the padding of a crop. A dark flat patch inside
+    # is just empty background of an 8-bit image, which carries no spot either way.
+    keep = (sizes >= min_area) & ((values > np.median(image)) | ((values == lo) & on_border))
     bad = np.isin(lab, 1 + np.flatnonzero(keep))
     # the patch found is the interior of the flat area (the 5 x 5 test eats its rim): grow it back
     return ndimage.binary_dilation(bad, iterations=3)
