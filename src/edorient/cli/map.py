@@ -1,0 +1,96 @@
+"""``edorient map``: orientation map of a 4D-STEM scan or a folder of patterns;
+``edorient simulate-scan``: a simulated polycrystal scan with its ground truth."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edorient.cli._base import Subcommand, finite_float, nonneg_int, positive_int
+
+
+class Map(Subcommand):
+    COMMAND = "map"
+    HELP = "orientation map (one or two grains per pattern) of a 4D-STEM scan or a folder of patterns; resumable"
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        from edorient.mapping.index import SECOND_GRAIN_THRESHOLD
+
+        parser.add_argument("scan", help="4D-STEM file (.hspy .zspy .mib .blo .dm4 .emd), .npy/.zarr (rows, cols, H, W), "
+                                         "or a folder / quoted glob of pattern files (one row per file)")
+        parser.add_argument("--out", type=Path, required=True, help="output folder (created; rerun to resume)")
+        parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
+        parser.add_argument("--grains", choices=["auto", "1", "2"], default="auto",
+                            help="grains per pattern: auto (a second one only where the fit says so; default), 1 or 2")
+        parser.add_argument("--run", action="append", default=None,
+                            help="a trained run folder or pretrained:NAME giving the proposals; once for a one-grain and "
+                                 "once for a two-grain model (default for anatase: both shipped models; for a CIF: "
+                                 "template matching, ~100x slower)")
+        parser.add_argument("--calibration", type=finite_float, default=None,
+                            help="1/Å per detector pixel (default: from the file's axes; required for .npy, .zarr, folders)")
+        parser.add_argument("--no-refine", dest="refine", action="store_false",
+                            help="skip the refinement (no sub-degree orientations, no uncertainty)")
+        parser.add_argument("--second-grain-threshold", type=finite_float, default=SECOND_GRAIN_THRESHOLD,
+                            help=f"evidence needed for a second grain (default {SECOND_GRAIN_THRESHOLD:g}; docs/mapping.md)")
+        parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                            help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
+        parser.add_argument("--workers", type=nonneg_int, default=None,
+                            help="local worker processes (default: every core; 0: no Dask, this process)")
+        parser.add_argument("--chunk", type=positive_int, default=64, help="patterns per chunk (default 64)")
+        parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda; default cpu)")
+        parser.add_argument("--matcher-directions", type=positive_int, default=400,
+                            help="template dictionary size (template matching)")
+        parser.add_argument("--seed", type=int, default=0, help="seed recorded with the map (default 0)")
+        parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    @classmethod
+    def func(cls, args: argparse.Namespace) -> int:
+        from edorient.mapping import ComputeSettings, MapSettings, run_map
+        from edorient.mapping.index import resolve_runs
+
+        single, bi = resolve_runs(args.run, args.crystal)
+        settings = MapSettings(crystal=args.crystal, grains=args.grains, run_single=single, run_bicrystal=bi,
+                               second_grain_threshold=args.second_grain_threshold, refine=args.refine,
+                               device=args.device, matcher_directions=args.matcher_directions)
+        compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
+                                  progress=args.progress)
+        run = run_map(args.scan, args.out, settings, compute, calibration=args.calibration, seed=args.seed)
+        n = len(run.results["status"])
+        two = int((run.results["n_grains"] == 2).sum())
+        print(f"mapped {n} patterns ({two} with two grains) into {run.out}; "
+              f"{run.patterns_computed} indexed in {run.compute_s:.1f} s; see {run.out / 'report.md'}")
+        return 0
+
+
+class SimulateScan(Subcommand):
+    COMMAND = "simulate-scan"
+    HELP = "write a simulated polycrystal 4D-STEM scan (.hspy) with its ground truth (_truth.npz)"
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--out", type=Path, required=True, help="the scan file (.hspy); truth beside it")
+        parser.add_argument("--probes", type=positive_int, nargs=2, default=(64, 64), metavar=("ROWS", "COLS"),
+                            help="probe positions (default 64 64)")
+        parser.add_argument("--grains", type=positive_int, default=8, help="Voronoi grains (default 8)")
+        parser.add_argument("--detector", type=positive_int, default=128, help="detector side in pixels (default 128)")
+        parser.add_argument("--calibration", type=finite_float, default=0.02,
+                            help="detector calibration, 1/Å per pixel (default 0.02)")
+        parser.add_argument("--dose", type=finite_float, default=3000.0,
+                            help="counts at the direct beam's peak (default 3000)")
+        parser.add_argument("--incline", type=finite_float, default=3.0,
+                            help="boundary shift through the thickness, in probe steps (default 3)")
+        parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
+        parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+
+    @classmethod
+    def func(cls, args: argparse.Namespace) -> int:
+        from edorient._utils.outputs import check_output_file
+        from edorient.mapping.simulate import ScanSimConfig, write_scan
+
+        check_output_file(args.out, "--out")
+        cfg = ScanSimConfig(probes=tuple(args.probes), n_grains=args.grains, detector_px=args.detector,
+                            calibration=args.calibration, dose=args.dose, incline_px=args.incline, seed=args.seed)
+        path, truth = write_scan(args.out, cfg, args.crystal)
+        print(f"wrote {path} and {truth}")
+        return 0

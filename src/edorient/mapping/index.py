@@ -1,0 +1,326 @@
+"""Orientations of every pattern of a chunk: one or two grains, decided per pattern by the fit.
+
+Per pattern (:func:`index_chunk`):
+
+1. **Prepare** it exactly as ``edorient predict`` does (:func:`edorient.predict._prepare`: find
+   the direct beam, resample to the estimator's pixel calibration around it, background and the
+   display transform), through :func:`prepare_pattern`, so improvements there reach the map.
+2. **One grain**: the estimator chain of ``edorient predict`` for one grain
+   (:func:`edorient.indexing.estimators.build_estimator`: a CNN or template-matching proposal,
+   refined), batched over the chunk.
+3. **Two grains** (``grains`` 2 or auto): the same chain for two grains.
+4. **Decide** (auto): the second grain is reported only where it is real. Both refined fits are
+   drawn as full images (the simulator, grains weighted by the refined share) and correlated with
+   the prepared pattern over every pixel but the direct beam: ``c1`` and ``c2``. The *evidence*
+   ``(1 - c1²) / (1 - c2²)`` is how much less of the image the two-grain model leaves unexplained
+   (the refinement's own score only samples the image at each model's own spots, so it cannot
+   see spots a model lacks). Two grains when the evidence reaches ``second_grain_threshold``
+   (measured on a simulated scan, docs/mapping.md), the weaker grain carries at least
+   ``min_share`` of the intensity and the two orientations differ by more than ``distinct_deg``.
+
+Grain 1 is the stronger one. Each grain: orientation ``R`` (crystal -> lab,
+:mod:`edorient.conventions`), label (sector-reduced beam direction), in-plane angle, the
+refinement's one-sigma uncertainties and ambiguity flags; per pattern the refined score, the
+grain shares, the fits, the direct-beam position in the detector and a virtual bright-field
+value (counts inside 4 px of the direct beam).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edorient.errors import EdorientError
+
+__all__ = ["FIELDS", "MapSettings", "Indexer", "default_runs", "get_indexer", "index_chunk", "prepare_pattern",
+           "resolve_runs"]
+
+log = logging.getLogger(__name__)
+
+#: Evidence ratio (1 - c1²) / (1 - c2²) above which a second grain is real; measured on a
+#: simulated scan of a different seed than the benchmark's (benchmarks/bench_map.py --calibrate).
+SECOND_GRAIN_THRESHOLD = 1.3
+
+#: status codes per pattern
+STATUS_OK, STATUS_NO_BEAM = 0, 1
+
+#: per-pattern arrays of a chunk result: name -> (trailing shape, dtype, fill value)
+FIELDS: dict[str, tuple[tuple[int, ...], str, object]] = {
+    "status": ((), "int8", STATUS_OK),
+    "n_grains": ((), "int8", 0),
+    "rotations": ((2, 3, 3), "float64", np.nan),
+    "directions": ((2, 3), "float64", np.nan),
+    "inplane_deg": ((2,), "float64", np.nan),
+    "uncertainty_deg": ((2,), "float64", np.nan),
+    "inplane_uncertainty_deg": ((2,), "float64", np.nan),
+    "ambiguous": ((2,), "bool", False),
+    "direction_ambiguous": ((2,), "bool", False),
+    "share": ((2,), "float64", np.nan),
+    "score": ((), "float64", np.nan),
+    "fit1": ((), "float64", np.nan),
+    "fit2": ((), "float64", np.nan),
+    "evidence": ((), "float64", np.nan),
+    "centre_px": ((2,), "float64", np.nan),
+    "calibration_scale": ((), "float64", np.nan),
+    "vbf": ((), "float64", np.nan),
+}
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """How each pattern is indexed (everything but the scan and the compute)."""
+
+    crystal: str = "anatase"
+    """'anatase' or a CIF path."""
+    grains: str = "auto"
+    """'1', '2' or 'auto' (two only where the fit says so)."""
+    run_single: str | None = None
+    """A one-grain run (folder, .pt, or pretrained:NAME) for the proposals; None: template matching."""
+    run_bicrystal: str | None = None
+    """A two-grain run for the proposals; None: template matching with Method 2's stage 2."""
+    second_grain_threshold: float = SECOND_GRAIN_THRESHOLD
+    """Evidence (see the module docstring) needed for a second grain."""
+    min_share: float = 0.1
+    """Smallest intensity share of a reported second grain."""
+    distinct_deg: float = 5.0
+    """Two reported grains differ by more than this misorientation (degrees)."""
+    matcher_directions: int = 400
+    """Template dictionary size (template matching)."""
+    size: int = 128
+    """Working image size of template matching (a run uses its own)."""
+    refine: bool = True
+    """Refine the proposals (sub-degree orientations, uncertainties); on by default."""
+    device: str = "cpu"
+    """Torch device of the CNN and refinement."""
+    torch_threads: int | None = None
+    """Torch threads in this process (None: leave torch's default)."""
+
+    def __post_init__(self) -> None:
+        if self.grains not in ("1", "2", "auto"):
+            raise EdorientError(f"--grains must be auto, 1 or 2, got {self.grains!r}")
+        if not 0 <= self.min_share < 0.5:
+            raise EdorientError(f"min_share must lie in [0, 0.5), got {self.min_share}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_runs(crystal: str) -> tuple[str | None, str | None]:
+    """The shipped models for the built-in anatase; none (template matching) for a CIF."""
+    if crystal == "anatase":
+        return "pretrained:anatase-single", "pretrained:anatase-bicrystal"
+    return None, None
+
+
+def resolve_runs(runs: list[str] | tuple[str, ...] | None, crystal: str) -> tuple[str | None, str | None]:
+    """``--run`` values (up to one one-grain and one two-grain run, in any order) -> (single,
+    bicrystal); none given: :func:`default_runs`."""
+    if not runs:
+        return default_runs(crystal)
+    from edorient.evaluation.pipeline import load_run_model
+
+    found: dict[int, str] = {}
+    for run in runs:
+        g = int(load_run_model(run)[0].config.n_grains)
+        if g in found:
+            raise EdorientError(f"--run {found[g]} and --run {run} both find {g} grain(s); give at most one "
+                                "one-grain and one two-grain run")
+        found[g] = str(run)
+    return found.get(1), found.get(2)
+
+
+def prepare_pattern(image: np.ndarray, calibration: float, size: int,
+                    calibration_out: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """One detector pattern -> the estimator's display image (size, size) and the direct beam's
+    (row, col), prepared the way ``edorient predict`` prepares a pattern for a model.
+
+    The direct beam of a scan pattern is its brightest blob
+    (:func:`edorient.io.images.find_direct_beam`). Then, whichever ``edorient.predict`` offers:
+    a public ``prepare_for_model(image, centre, calibration, size, calibration_out)``; its
+    ``_prepare`` (up to commit a09fba5); or its CNN path's steps from their public pieces
+    (:func:`edorient.indexing.preprocess.preprocess`: radial background, mask, noise floor,
+    normalisation; :func:`edorient.io.images.resample_to_model`; the models' intensity scale).
+    The map follows the single-pattern preprocessing as it improves.
+    """
+    import edorient.predict as predict
+    from edorient.io.images import find_direct_beam
+
+    centre = find_direct_beam(image)
+    if hasattr(predict, "prepare_for_model"):
+        return predict.prepare_for_model(image, centre, calibration, size, calibration_out), centre
+    if hasattr(predict, "_prepare"):
+        cfg = predict.PredictConfig(calibration=float(calibration), grains=1, centre=centre, refine=False)
+        return predict._prepare(image, cfg, size, calibration_out), centre
+    from edorient import conventions as cv
+    from edorient.indexing.preprocess import SPOT_LEVEL, preprocess
+    from edorient.io.images import resample_to_model
+    from edorient.render import display_transform
+
+    pre = preprocess(image, centre)
+    x = resample_to_model(pre.image, centre, calibration, size, calibration_out)
+    # as predict's CNN path: spots at a few per cent of a direct beam of 1 (the training images')
+    r0, c0 = cv.centre_pixel(size)
+    rr, cc = np.mgrid[0:size, 0:size]
+    beam = np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * cv.DEFAULT_SPOT_SIGMA_PX**2))
+    return display_transform(np.maximum(x / SPOT_LEVEL * 0.1, beam).astype(np.float32)), centre
+
+
+class Indexer:
+    """The estimators of one :class:`MapSettings`, built once per process."""
+
+    def __init__(self, settings: MapSettings) -> None:
+        from edorient.indexing.estimators import build_estimator
+        from edorient.render import SimulationConfig, Simulator
+        from edorient.structures import get_crystal
+
+        self.settings = settings
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(int(settings.torch_threads))
+        self.crystal = get_crystal(settings.crystal)
+        models, size = {}, None
+        for key, run, g in (("1", settings.run_single, 1), ("2", settings.run_bicrystal, 2)):
+            if run is None or not self._needs(g):
+                continue
+            from edorient.evaluation.pipeline import load_run_model
+
+            model, s = load_run_model(run)
+            if int(model.config.n_grains) != g:
+                raise EdorientError(f"the model of {run} finds {int(model.config.n_grains)} grain(s); it cannot be "
+                                    f"the {g}-grain model")
+            if size is not None and s != size:
+                raise EdorientError(f"the one- and two-grain models take different image sizes ({size}, {s})")
+            models[key], size = model, s
+        self.size = int(size or settings.size)
+        self.sim = Simulator(self.crystal, SimulationConfig(image_size=self.size))
+        self.estimators = {str(g): build_estimator(self.sim, g, model=models.get(str(g)), refine=settings.refine,
+                                                   matcher_directions=settings.matcher_directions,
+                                                   device=settings.device)
+                           for g in (1, 2) if self._needs(g)}
+        r0, c0 = self.size // 2, self.size // 2
+        rr, cc = np.mgrid[0 : self.size, 0 : self.size]
+        self.mask = ((rr - r0) ** 2 + (cc - c0) ** 2) > 4.0**2  # leave the direct beam out of the fits
+        from edorient.indexing.refine import proper_rotations
+
+        self.proper = proper_rotations(self.crystal.laue)
+
+    def _needs(self, g: int) -> bool:
+        return self.settings.grains == "auto" or self.settings.grains == str(g)
+
+    # -- the per-chunk work ------------------------------------------------------------------
+    def fits(self, x: np.ndarray, rotations: np.ndarray, share: np.ndarray) -> np.ndarray:
+        """Correlation (n,) of display images x (n, H, W) with the full simulated pattern of
+        ``rotations`` (n, g, 3, 3) weighted by ``share`` (n, g), outside the direct beam."""
+        from edorient.render import display_transform
+
+        n, g = rotations.shape[:2]
+        lin = self.sim.linear_images(rotations.reshape(n * g, 3, 3)).reshape(n, g, self.size, self.size)
+        model = display_transform((lin * share[:, :, None, None].astype(np.float32)).sum(1))
+        a = x[:, self.mask].astype(np.float64)
+        b = model[:, self.mask].astype(np.float64)
+        a -= a.mean(1, keepdims=True)
+        b -= b.mean(1, keepdims=True)
+        den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+        return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), 0.0)
+
+    def run(self, x: np.ndarray, g: int) -> dict:
+        """The estimator chain for ``g`` grains on display images x (n, H, W)."""
+        est = self.estimators[str(g)].estimate(x)
+        n = len(x)
+        ref = est.refinement
+        out = {"rotations": est.rotations, "directions": est.directions}
+        from edorient.physics.orientation import inplane_angle
+
+        out["inplane_deg"] = inplane_angle(est.rotations.reshape(-1, 3, 3)).reshape(n, g)
+        if ref is not None:
+            out.update(uncertainty_deg=ref.uncertainty_deg, inplane_uncertainty_deg=ref.inplane_uncertainty_deg,
+                       ambiguous=ref.ambiguous, direction_ambiguous=ref.direction_ambiguous, score=ref.scores,
+                       calibration_scale=ref.calibration_scale)
+            share = np.stack([ref.ratio, 1 - ref.ratio], 1) if g == 2 else np.ones((n, 1))
+        else:
+            out["score"] = est.scores.mean(1)
+            share = np.full((n, g), 1.0 / g)
+        out["share"] = share
+        return out
+
+    def index(self, raw: np.ndarray, calibration: float, first_index: int = 0) -> dict:
+        """Results (see :data:`FIELDS`) of raw detector patterns (n, H, W)."""
+        n = len(raw)
+        res = {k: np.full((n,) + shp, fill, dtype=dt) for k, (shp, dt, fill) in FIELDS.items()}
+        bad = ~np.isfinite(raw.reshape(n, -1)).all(1)
+        if bad.any():
+            raise EdorientError(f"pattern {first_index + int(np.flatnonzero(bad)[0])} (row-major probe index) holds "
+                                "NaN or infinite pixels; clean the scan first")
+        x = np.zeros((n, self.size, self.size), dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        cal_out = self.sim.config.resolved_calibration
+        for i, im in enumerate(raw):
+            try:
+                x[i], centre = prepare_pattern(im, calibration, self.size, cal_out)
+            except EdorientError:  # no direct beam (vacuum, a blank frame): flagged, not fatal
+                res["status"][i] = STATUS_NO_BEAM
+                continue
+            ok[i] = True
+            res["centre_px"][i] = centre
+            rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
+            res["vbf"][i] = float(im[(rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 16.0].sum())
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return res
+        xs = x[idx]
+        one = self.run(xs, 1) if self._needs(1) else None
+        two = self.run(xs, 2) if self._needs(2) else None
+        if one is not None:
+            res["fit1"][idx] = self.fits(xs, one["rotations"], one["share"])
+        if two is not None:
+            # grain 1 is the stronger one
+            swap = two["share"][:, 1] > two["share"][:, 0]
+            for k, v in two.items():
+                if np.ndim(v) >= 2 and v.shape[1] == 2:
+                    two[k] = np.where(swap.reshape((-1,) + (1,) * (v.ndim - 1)), v[:, ::-1], v)
+            res["fit2"][idx] = self.fits(xs, two["rotations"], two["share"])
+        if self.settings.grains == "1":
+            use_two = np.zeros(idx.size, dtype=bool)
+        elif self.settings.grains == "2":
+            use_two = np.ones(idx.size, dtype=bool)
+        else:
+            from edorient.indexing.refine import misorientation_deg
+
+            c1, c2 = res["fit1"][idx], res["fit2"][idx]
+            evidence = (1 - c1**2) / np.maximum(1 - c2**2, 1e-9)
+            res["evidence"][idx] = evidence
+            mis = misorientation_deg(two["rotations"][:, 0], two["rotations"][:, 1], self.proper)
+            use_two = ((evidence >= self.settings.second_grain_threshold)
+                       & (two["share"][:, 1] >= self.settings.min_share) & (mis > self.settings.distinct_deg))
+        for j, i in enumerate(idx):
+            src, g = (two, 2) if use_two[j] else (one, 1)
+            res["n_grains"][i] = g
+            for k, v in src.items():
+                if k in ("score", "calibration_scale"):
+                    res[k][i] = v[j]
+                else:
+                    res[k][i, :g] = v[j]
+        return res
+
+
+@functools.lru_cache(maxsize=2)
+def get_indexer(settings: MapSettings) -> Indexer:
+    """The :class:`Indexer` of ``settings``, built once per process (a Dask worker keeps it)."""
+    return Indexer(settings)
+
+
+def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
+    """Read patterns ``start:stop`` of ``source`` (:class:`~edorient.mapping.scan.ScanSource`) and
+    index them; the chunk task of :func:`edorient.mapping.run_map` (runs in a Dask worker)."""
+    t0 = time.perf_counter()
+    raw = source.read(start, stop)
+    t1 = time.perf_counter()
+    res = get_indexer(settings).index(raw, source.calibration, first_index=start)
+    res["read_s"] = np.float64(t1 - t0)
+    res["index_s"] = np.float64(time.perf_counter() - t1)
+    return res

@@ -1,0 +1,225 @@
+"""The map runner: the scan cut into chunks of probe positions, each indexed by a Dask worker,
+each chunk's result written atomically as soon as it finishes; a rerun skips finished chunks.
+
+Layout of the output folder (``--out``)::
+
+    .edorient-output.json   marker (kind "map")
+    config.json             the resolved settings, the scan's description, the seed
+    chunks/chunk_00000.npz  one per chunk (written atomically: a killed map leaves none half-written)
+    results.csv, results.zarr, maps/*.png, orientations.ang, orientations.h5, report.md
+                            assembled from the chunks when all are done (:mod:`.outputs`)
+
+Compute: ``workers=0`` runs the chunks in this process (no Dask); otherwise a
+``dask.distributed`` ``LocalCluster`` of ``workers`` processes (default: every core) with one
+thread each, or the scheduler at ``scheduler`` (``tcp://HOST:PORT``; its workers must see the
+scan and have edorient installed). Tasks are submitted per chunk (:func:`index_chunk`: the
+worker reads its own probes from the file, so no process holds more than a chunk of patterns
+plus the estimators) and gathered as they complete. Memory: a chunk of ``chunk`` patterns in a
+worker (raw + working images + the refinement's tensors), independent of the scan size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edorient.errors import EdorientError
+from edorient.mapping.index import MapSettings, index_chunk
+from edorient.mapping.scan import ScanSource, open_scan
+
+__all__ = ["ComputeSettings", "MapRun", "chunk_ranges", "run_map"]
+
+log = logging.getLogger(__name__)
+
+#: Test hook: after this many chunks written in one call, raise (a map killed midway).
+FAIL_AFTER_ENV = "EDORIENT_MAP_FAIL_AFTER"
+KIND = "map"
+
+
+def _register_kind() -> None:
+    from edorient._utils import outputs
+
+    outputs.KINDS.setdefault(KIND, "orientation map (edorient map)")
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """Where and how the chunks run (nothing here changes the results)."""
+
+    workers: int | None = None
+    """Dask worker processes of the local cluster (None: every core; 0: no Dask, this process)."""
+    scheduler: str | None = None
+    """Address of an existing dask.distributed scheduler (then ``workers`` is ignored)."""
+    chunk: int = 64
+    """Patterns per chunk (bounds each worker's memory; the unit of resuming)."""
+    progress: bool = True
+    """A progress bar (only on a terminal: :mod:`edorient._utils.progress`)."""
+
+
+@dataclass
+class MapRun:
+    """What :func:`run_map` did."""
+
+    out: Path
+    source: ScanSource
+    results: dict
+    n_chunks: int
+    chunks_done_before: int
+    compute_s: float
+    patterns_computed: int
+    workers: int
+    timings: dict
+
+
+def chunk_ranges(n: int, chunk: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)`` in pieces of ``chunk``.
+
+    Examples
+    --------
+    >>> chunk_ranges(5, 2)
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    return [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+
+
+def _chunk_path(out: Path, k: int) -> Path:
+    return out / "chunks" / f"chunk_{k:05d}.npz"
+
+
+def _write_chunk(path: Path, res: dict) -> None:
+    from edorient._utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **res)
+
+
+def _load_chunk(path: Path) -> dict | None:
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # unreadable (should not happen with atomic writes): recompute it
+        return None
+
+
+def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) -> dict:
+    """What a finished chunk depends on: a rerun resumes only when this is unchanged."""
+    s = settings.to_dict()
+    s.pop("torch_threads", None)
+    src = asdict(source)
+    src.pop("files", None)
+    src["n_files"] = len(source.files)
+    return {"scan": src, "settings": s, "chunk": int(chunk), "seed": int(seed)}
+
+
+def _client(compute: ComputeSettings):
+    from dask.distributed import Client, LocalCluster
+
+    if compute.scheduler:
+        try:
+            return Client(compute.scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as exc:
+            raise EdorientError(f"cannot reach the Dask scheduler {compute.scheduler} ({exc}); check the "
+                                "address (tcp://HOST:PORT) and that the scheduler runs") from None
+    n = compute.workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: ComputeSettings | None = None,
+            calibration: float | None = None, seed: int = 0, assemble: bool = True) -> MapRun:
+    """Index every pattern of ``scan`` into ``out`` (see the module docstring); resumable."""
+    from edorient import __version__
+    from edorient._utils.atomic import atomic_write_text
+    from edorient._utils.outputs import claim_output_dir
+    from edorient._utils.progress import progress_bar
+
+    compute = compute or ComputeSettings()
+    if compute.chunk < 1:
+        raise EdorientError(f"--chunk must be >= 1 pattern, got {compute.chunk}")
+    if compute.workers is not None and compute.workers < 0:
+        raise EdorientError(f"--workers must be >= 0, got {compute.workers}")
+    source = open_scan(scan, calibration)
+    _register_kind()
+    out = claim_output_dir(out, KIND)
+    ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("identity") not in (None, ident):
+            raise EdorientError(f"--out {out} holds a map of another scan or other settings; give a new --out "
+                                "(or the same settings to resume it)")
+    config = {"command": "map", "edorient_version": __version__, "identity": ident,
+              "compute": asdict(compute), "seed": int(seed)}
+    atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str) + "\n")
+
+    ranges = chunk_ranges(source.n_patterns, compute.chunk)
+    done = {k for k in range(len(ranges)) if _chunk_path(out, k).is_file() and _load_chunk(_chunk_path(out, k)) is not None}
+    todo = [k for k in range(len(ranges)) if k not in done]
+    fail_after = int(os.environ.get(FAIL_AFTER_ENV, "0") or 0)
+    if done:
+        log.info("resuming %s: %d of %d chunks already done", out, len(done), len(ranges))
+    t0 = time.perf_counter()
+    n_computed = 0
+    workers = 0
+    timings = {"read_s": 0.0, "index_s": 0.0}
+    bar = progress_bar(total=sum(ranges[k][1] - ranges[k][0] for k in todo), desc="map", unit="pattern",
+                       disable=not compute.progress)
+    written = 0
+
+    def finish(k: int, res: dict) -> None:
+        nonlocal written, n_computed
+        timings["read_s"] += float(res.get("read_s", 0.0))
+        timings["index_s"] += float(res.get("index_s", 0.0))
+        _write_chunk(_chunk_path(out, k), res)
+        written += 1
+        n_computed += ranges[k][1] - ranges[k][0]
+        bar.update(ranges[k][1] - ranges[k][0])
+        if fail_after and written >= fail_after and len(done) + written < len(ranges):
+            raise RuntimeError(f"injected failure after {written} chunks ({FAIL_AFTER_ENV})")
+
+    try:
+        if todo and compute.workers == 0 and not compute.scheduler:
+            workers = 1
+            for k in todo:
+                finish(k, index_chunk(source, *ranges[k], settings))
+        elif todo:
+            from dask.distributed import as_completed
+
+            client, cluster = _client(compute)
+            try:
+                workers = len(client.scheduler_info().get("workers", {})) or 1
+                wsettings = replace(settings, torch_threads=1)
+                futures = {client.submit(index_chunk, source, *ranges[k], wsettings, key=f"edorient-map-{k}-{os.getpid()}",
+                                         pure=False): k for k in todo}
+                for fut in as_completed(futures):
+                    k = futures[fut]
+                    finish(k, fut.result())
+                    fut.release()
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    finally:
+        bar.close()
+    compute_s = time.perf_counter() - t0
+    chunks = [_load_chunk(_chunk_path(out, k)) for k in range(len(ranges))]
+    if any(c is None for c in chunks):
+        raise EdorientError(f"some chunks of {out} are missing; rerun the same command to finish the map")
+    results = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if np.ndim(chunks[0][k]) >= 1}
+    run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings)
+    if assemble:
+        from edorient.mapping.outputs import write_outputs
+
+        write_outputs(run, settings, compute, seed)
+    return run

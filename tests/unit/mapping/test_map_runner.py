@@ -1,0 +1,99 @@
+"""The map runner in this process: outputs, resuming after a failure, orix read-back, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edorient.errors import EdorientError
+from edorient.mapping import ComputeSettings, MapSettings, default_runs, run_map
+from edorient.mapping.runner import FAIL_AFTER_ENV, chunk_ranges
+
+
+def _settings(grains="1"):
+    single, bi = default_runs("anatase")
+    return MapSettings(grains=grains, run_single=single, run_bicrystal=bi)
+
+
+@pytest.fixture(scope="module")
+def mapped(tiny_scan, tmp_path_factory):
+    out = tmp_path_factory.mktemp("map") / "m"
+    run = run_map(tiny_scan[0], out, _settings(), ComputeSettings(workers=0, chunk=5, progress=False))
+    return run
+
+
+def test_chunk_ranges():
+    assert chunk_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert chunk_ranges(3, 8) == [(0, 3)]
+
+
+def test_outputs(mapped, tiny_scan):
+    out = mapped.out
+    for name in ("results.csv", "results.zarr", "report.md", "config.json", "orientations_grain1.ang",
+                 "orientations_grain1.h5", "maps/overview.png", "maps/ipf_z_grain1.png", "maps/vbf.png"):
+        assert (out / name).exists(), name
+    assert mapped.n_chunks == 4 and len(list((out / "chunks").glob("chunk_*.npz"))) == 4
+    lines = (out / "results.csv").read_text().splitlines()
+    assert len(lines) == 17 and lines[0].startswith("index,row,col,status,n_grains")
+    import zarr
+
+    z = zarr.open_group(str(out / "results.zarr"), mode="r")
+    assert z["rotations"].shape == (4, 4, 2, 3, 3)
+    np.testing.assert_array_equal(np.asarray(z["rotations"]).reshape(16, 2, 3, 3), mapped.results["rotations"])
+    r = mapped.results
+    assert (r["status"] == 0).all() and (r["n_grains"] == 1).all()
+    # the map finds the simulated grains (high dose): grain-1 label error small where one grain
+    from edorient.structures import anatase
+
+    truth = np.load(tiny_scan[1])
+    one = truth["shares"].reshape(16, 2)[:, 1] == 0
+    err = anatase().laue.angle(r["directions"][:, 0], truth["directions"].reshape(16, 2, 3)[:, 0])
+    assert np.median(err[one]) < 2.0
+
+
+def test_orix_reads_back(mapped):
+    from orix import io as orix_io
+
+    for ext in (".h5", ".ang"):
+        xmap = orix_io.load(str(mapped.out / f"orientations_grain1{ext}"))
+        assert xmap.size == 16
+        R = mapped.results["rotations"][:, 0]
+        # orix orientations take lab vectors to the crystal: O * z is R's beam direction R.T z
+        beam = (xmap.orientations * __import__("orix").vector.Vector3d.zvector()).data
+        tol = 1e-6 if ext == ".h5" else 2e-3  # .ang keeps Euler angles to 5 decimals
+        assert np.allclose(np.abs(np.sum(beam * R[:, 2], 1)), 1.0, atol=tol)
+
+
+def test_resume_after_failure(tiny_scan, tmp_path, monkeypatch, mapped):
+    out = tmp_path / "m"
+    cs = ComputeSettings(workers=0, chunk=5, progress=False)
+    monkeypatch.setenv(FAIL_AFTER_ENV, "2")
+    with pytest.raises(RuntimeError, match="injected"):
+        run_map(tiny_scan[0], out, _settings(), cs)
+    assert len(list((out / "chunks").glob("chunk_*.npz"))) == 2
+    assert not list((out / "chunks").glob(".*"))  # no temporary left behind
+    monkeypatch.delenv(FAIL_AFTER_ENV)
+    run = run_map(tiny_scan[0], out, _settings(), cs)
+    assert run.chunks_done_before == 2 and run.patterns_computed == 6
+    for k, v in mapped.results.items():
+        np.testing.assert_array_equal(run.results[k], v, err_msg=k)
+
+
+def test_refuses_other_settings_and_folders(tiny_scan, mapped, tmp_path):
+    with pytest.raises(EdorientError, match="other settings"):
+        run_map(tiny_scan[0], mapped.out, _settings(), ComputeSettings(workers=0, chunk=3, progress=False),
+                assemble=False)
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("mine")
+    with pytest.raises(EdorientError, match="did not write"):
+        run_map(tiny_scan[0], tmp_path / "user", _settings(), ComputeSettings(workers=0, progress=False))
+
+
+def test_nan_pattern_is_an_error(tmp_path):
+    a = np.zeros((2, 2, 64, 64), np.float32)
+    a[..., 32, 32] = 100
+    a[1, 0, 5, 5] = np.nan
+    np.save(tmp_path / "s.npy", a)
+    with pytest.raises(EdorientError, match="pattern 2 .*NaN"):
+        run_map(tmp_path / "s.npy", tmp_path / "o", _settings(), ComputeSettings(workers=0, progress=False),
+                calibration=0.04)
