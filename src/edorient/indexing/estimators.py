@@ -25,7 +25,8 @@ import numpy as np
 from edorient.errors import EdorientError
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
 
-__all__ = ["CNNEstimator", "Estimate", "Estimator", "Refined", "TemplateMatching", "build_estimator"]
+__all__ = ["CNNEstimator", "Estimate", "Estimator", "Refined", "TemplateMatching", "build_estimator", "merge_results",
+           "take_rows"]
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Estimate:
     directions: np.ndarray  #: (n, g, 3) labels: beam directions reduced to the Laue sector
     scores: np.ndarray  #: (n, g) pattern correlation of each grain (refined: of the model)
     refinement: object | None = None  #: the RefineResult when refined
+    fallback: np.ndarray | None = None  #: (n,) bool: a bad fit, refined again from slower proposals
+    explained: np.ndarray | None = None  #: (n,) share of the image's spots on the model's (refined)
 
 
 class Estimator(ABC):
@@ -138,16 +141,45 @@ class CNNEstimator(Estimator):
 class Refined(Estimator):
     """``base``'s orientations refined against the image.
 
-    Each grain starts from the base estimate, its half turn about the beam and the best
-    orientation of the other mirror family (and that one's half turn); two grains try every
-    combination (:func:`~edorient.indexing.proposals.grain_starts`). The best fit is kept.
+    Each grain starts from the base estimate and its half turn about the beam and, with
+    ``families``, the best orientation of the other mirror family (and that one's half turn);
+    two grains try every combination (:func:`~edorient.indexing.proposals.grain_starts`). The
+    best fit is kept.
+
+    A fit is *bad* when fewer than ``fallback_below`` of the image's brightest spots lie on the
+    refined model's spots (:func:`~edorient.indexing.proposals.explained_peaks`; the refined
+    correlation alone does not tell: it is measured at the model's own spots, and a wrong grain
+    whose few spots sit on real ones scores high). Only for bad fits, and only when given:
+
+    1. ``fallback`` (e.g. :class:`TemplateMatching` behind a CNN) estimates the image again and
+       its hypotheses are refined together with the first fit;
+    2. ``partner`` (a :class:`~edorient.indexing.matching.TemplateMatcher`, two grains) looks for
+       each refined grain's partner in the image with that grain's refined spots erased
+       (:func:`~edorient.indexing.proposals.partner_hypotheses`) and refines again.
+
+    After each step the fit that explains more of the image's spots is kept (ties: the higher
+    correlation). So the slower estimators are paid for only where the fast one failed. A fit
+    still bad after that is reported ``ambiguous`` with an uncertainty of
+    ``unexplained_sigma_deg`` (None: the curvature's, which only holds near the truth): its
+    error is not small, and the reported 95 % interval says so.
     """
 
-    def __init__(self, base: Estimator, refiner) -> None:
+    def __init__(self, base: Estimator, refiner, families: bool = True, fallback: Estimator | None = None,
+                 fallback_below: float | None = None, partner=None,
+                 unexplained_sigma_deg: float | None = 90.0) -> None:
         super().__init__(base.scorer, base.grains)
         self.base = base
         self.refiner = refiner
+        self.families = bool(families)
+        self.fallback = fallback
+        self.fallback_below = None if fallback_below is None else float(fallback_below)
+        self.partner = partner if self.grains == 2 else None
+        self.unexplained_sigma_deg = unexplained_sigma_deg
+        if fallback is not None and fallback.grains != base.grains:
+            raise EdorientError(f"the fallback finds {fallback.grains} grain(s), the base {base.grains}")
         self.name = f"{base.name} + refinement"
+        if fallback is not None:
+            self.name += f" (+ {fallback.name} where bad)"
 
     def hypotheses(self, images01, proposal: Estimate) -> np.ndarray:
         """(n, h, g, 3, 3) starts of the refinement."""
@@ -155,30 +187,138 @@ class Refined(Estimator):
 
         out = []
         for im, rots in zip(images01, proposal.rotations):
-            starts = [grain_starts(self.scorer, im, R) for R in rots]
+            starts = [grain_starts(self.scorer, im, R, families=self.families) for R in rots]
             out.append(np.stack([np.stack(c) for c in itertools.product(*starts)]))
         return np.stack(out)
 
-    def estimate(self, images01, proposal: Estimate | None = None) -> Estimate:
+    def _retry(self, x, res, expl, idx, hyp, ratio=0.5):
+        """Refine ``hyp`` for images ``idx``; keep per image the fit that explains more."""
+        from edorient.indexing.proposals import explained_peaks
+
+        second = self.refiner.refine(x[idx], hyp, ratio=ratio)
+        ex2 = explained_peaks(self.refiner, second, x[idx])
+        old = expl[idx]
+        better = (np.nan_to_num(ex2, nan=-1) > np.nan_to_num(old, nan=-1)) | (
+            (np.nan_to_num(ex2, nan=-1) == np.nan_to_num(old, nan=-1)) & (second.scores >= res.scores[idx]))
+        expl = expl.copy()
+        expl[idx[better]] = ex2[better]
+        return merge_results(res, idx[better], second, np.flatnonzero(better)), expl
+
+    def estimate(self, images01, proposal: Estimate | None = None,
+                 fallback_proposal: Estimate | None = None) -> Estimate:
+        """Refined estimates; ``proposal`` (of all images) replaces the base's, and
+        ``fallback_proposal`` (of all images) the fallback's."""
+        from edorient.indexing.proposals import explained_peaks, partner_hypotheses
+
         x = self._check(images01)
         proposal = self.base.estimate(x) if proposal is None else proposal
         res = self.refiner.refine(x, self.hypotheses(x, proposal))
-        return self._finish(res.rotations, np.repeat(res.scores[:, None], self.grains, axis=1), res)
+        used = np.zeros(len(x), dtype=bool)
+        expl = None
+        if self.fallback_below is not None and (self.fallback is not None or fallback_proposal is not None
+                                                or self.partner is not None):
+            expl = explained_peaks(self.refiner, res, x)
+            bad = np.flatnonzero(expl < self.fallback_below)
+            if len(bad) and (self.fallback is not None or fallback_proposal is not None):
+                used[bad] = True
+                if fallback_proposal is None:
+                    fb = self.fallback.estimate(x[bad])
+                else:
+                    fb = Estimate(fallback_proposal.rotations[bad], fallback_proposal.directions[bad],
+                                  fallback_proposal.scores[bad])
+                hyp = np.concatenate([self.hypotheses(x[bad], fb), res.rotations[bad][:, None]], axis=1)
+                res, expl = self._retry(x, res, expl, bad, hyp)
+            bad = np.flatnonzero(expl < self.fallback_below)
+            if len(bad) and self.partner is not None:
+                used[bad] = True
+                hyp = partner_hypotheses(self.refiner, self.partner, x[bad], take_rows(res, bad))
+                res, expl = self._retry(x, res, expl, bad, hyp)
+        if expl is not None and self.unexplained_sigma_deg is not None:
+            res = self._unexplained(res, expl < self.fallback_below)
+        est = self._finish(res.rotations, np.repeat(res.scores[:, None], self.grains, axis=1), res)
+        est.fallback = used
+        est.explained = expl
+        return est
+
+    def _unexplained(self, res, bad: np.ndarray):
+        """Fits still bad after every chance: ambiguous, and an uncertainty of
+        ``unexplained_sigma_deg`` (the curvature of a wrong optimum says nothing of the error)."""
+        import dataclasses
+
+        if not bad.any():
+            return res
+        s = float(self.unexplained_sigma_deg)
+        unc, tilt, inpl = res.uncertainty_deg.copy(), res.tilt_covariance.copy(), res.inplane_uncertainty_deg.copy()
+        amb = res.ambiguous.copy()
+        unc[bad] = s
+        tilt[bad] = np.eye(2) * s * s / 2
+        inpl[bad] = s
+        amb[bad] = True
+        return dataclasses.replace(res, uncertainty_deg=unc, tilt_covariance=tilt, inplane_uncertainty_deg=inpl,
+                                   ambiguous=amb)
+
+
+def take_rows(res, rows: np.ndarray):
+    """The :class:`~edorient.indexing.refine.RefineResult` of images ``rows`` only."""
+    import dataclasses
+
+    return type(res)(**{f.name: getattr(res, f.name)[rows] for f in dataclasses.fields(res)})
+
+
+def merge_results(res, rows: np.ndarray, other, other_rows: np.ndarray):
+    """``res`` (a :class:`~edorient.indexing.refine.RefineResult`) with its ``rows`` replaced by
+    ``other``'s ``other_rows`` (hypothesis arrays padded to the larger count)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(res):
+        a, b = getattr(res, f.name), getattr(other, f.name)
+        if f.name in ("hypothesis_scores", "hypothesis_rotations") and a.shape[1] != b.shape[1]:
+            h = max(a.shape[1], b.shape[1])
+
+            def pad(v, h=h, name=f.name):
+                if v.shape[1] == h:
+                    return v
+                fill = np.full((len(v), h - v.shape[1]) + v.shape[2:], -np.inf if name == "hypothesis_scores" else 0.0)
+                if name == "hypothesis_rotations":
+                    fill[...] = np.eye(3)
+                return np.concatenate([v, fill], axis=1)
+
+            a, b = pad(a), pad(b)
+        a = a.copy()
+        a[rows] = b[other_rows]
+        out[f.name] = a
+    return type(res)(**out)
 
 
 def build_estimator(simulator, grains: int = 1, model=None, refine: bool = True, matcher_directions: int = 400,
-                    device: str = "cpu") -> Estimator:
+                    device: str = "cpu", explained_below: float | None = None,
+                    families: bool = True) -> Estimator:
     """The estimator chain of ``edorient predict``: a CNN (``model``) or template matching as the
-    proposal, refined against the image unless ``refine`` is False."""
+    proposal, refined against the image unless ``refine`` is False.
+
+    ``explained_below`` (e.g. 0.95) turns on the second chance for bad fits (see
+    :class:`Refined`): behind a CNN, template matching's proposal; for two grains, the partner
+    pass. ``families``: the other mirror family's starts too (:class:`Refined`).
+    """
     scorer = PatternScorer(simulator)
+    matcher = None
     if model is not None:
         est: Estimator = CNNEstimator(model, scorer)
         if est.grains != grains:
             raise EdorientError(f"the model finds {est.grains} grain(s) but {grains} were asked for")
     else:
-        est = TemplateMatching(TemplateMatcher(simulator, n_directions=matcher_directions), grains)
+        matcher = TemplateMatcher(simulator, n_directions=matcher_directions)
+        est = TemplateMatching(matcher, grains)
     if refine:
         from edorient.indexing.refine import Refiner
 
-        est = Refined(est, Refiner(simulator.crystal, simulator.config, device=device))
+        fallback = partner = None
+        if explained_below is not None:
+            if matcher is None:
+                matcher = TemplateMatcher(simulator, n_directions=matcher_directions)
+                fallback = TemplateMatching(matcher, grains)
+            partner = matcher if grains == 2 else None
+        est = Refined(est, Refiner(simulator.crystal, simulator.config, device=device), families=families,
+                      fallback=fallback, fallback_below=explained_below, partner=partner)
     return est

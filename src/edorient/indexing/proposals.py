@@ -25,7 +25,9 @@ import numpy as np
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
 from edorient.physics.orientation import rz
 
-__all__ = ["bicrystal_hypotheses", "grain_starts", "half_turn", "refine_bicrystals", "single_hypotheses"]
+__all__ = ["bicrystal_hypotheses", "explained_peaks", "grain_starts", "half_turn", "image_peaks", "partner_hypotheses",
+           "refine_bicrystals",
+           "single_hypotheses"]
 
 _RZ180 = rz(180.0)
 
@@ -108,6 +110,31 @@ def _grain_pixels(refiner, result, i: int, g: int, min_intensity: float) -> np.n
     return np.stack([rows, cols], 1)
 
 
+def partner_hypotheses(refiner, matcher: TemplateMatcher, images01: np.ndarray, res, min_intensity: float = 5e-4,
+                       erase_radius_px: float | None = None) -> np.ndarray:
+    """(n, 6, 2, 3, 3) hypotheses of :func:`refine_bicrystals`' further passes from a refined
+    bicrystal ``res`` of ``images01``: the best pair, the best distinct competitor, and each
+    refined grain paired with the template match (and its half turn) of the image with that
+    grain's refined spots erased."""
+    from edorient.indexing.matching import erase_spots
+
+    radius = 2.5 * refiner.config.spot_sigma_px if erase_radius_px is None else erase_radius_px
+    new = []
+    for i, im in enumerate(np.asarray(images01, dtype=np.float32)):
+        best = res.rotations[i]
+        order = np.argsort(-res.hypothesis_scores[i])
+        second = res.hypothesis_rotations[i, order[1]] if len(order) > 1 else best
+        hyp = [best, second]
+        for g in (0, 1):
+            erased = erase_spots(im, _grain_pixels(refiner, res, i, g, min_intensity), radius)
+            _, R_other, _ = matcher.match(erased)
+            for r in (R_other, half_turn(R_other)):
+                pair = [best[g], r] if g == 0 else [r, best[g]]
+                hyp.append(np.stack(pair))
+        new.append(np.stack(hyp))
+    return np.stack(new)
+
+
 def refine_bicrystals(refiner, matcher: TemplateMatcher, images01: np.ndarray, hypotheses: np.ndarray | None = None,
                       passes: int = 2, min_intensity: float = 5e-4, erase_radius_px: float | None = None):
     """Refine bicrystals, then look again for each grain's partner.
@@ -127,21 +154,51 @@ def refine_bicrystals(refiner, matcher: TemplateMatcher, images01: np.ndarray, h
         hypotheses = bicrystal_hypotheses(matcher, images01)
     res = refiner.refine(images01, hypotheses)
     radius = 2.5 * refiner.config.spot_sigma_px if erase_radius_px is None else erase_radius_px
-    from edorient.indexing.matching import erase_spots
-
     for _ in range(passes - 1):
-        new = []
-        for i, im in enumerate(images01):
-            best = res.rotations[i]
-            order = np.argsort(-res.hypothesis_scores[i])
-            second = res.hypothesis_rotations[i, order[1]] if len(order) > 1 else best
-            hyp = [best, second]
-            for g in (0, 1):
-                erased = erase_spots(im, _grain_pixels(refiner, res, i, g, min_intensity), radius)
-                _, R_other, _ = matcher.match(erased)
-                for r in (R_other, half_turn(R_other)):
-                    pair = [best[g], r] if g == 0 else [r, best[g]]
-                    hyp.append(np.stack(pair))
-            new.append(np.stack(hyp))
-        res = refiner.refine(images01, np.stack(new), ratio=0.5)
+        res = refiner.refine(images01, partner_hypotheses(refiner, matcher, images01, res, min_intensity, radius),
+                             ratio=0.5)
     return res
+
+
+def image_peaks(image01: np.ndarray, n_peaks: int = 20, min_value: float = 0.12, blur_px: float = 1.0,
+                min_radius_px: float = 4.0) -> np.ndarray:
+    """(k, 2) pixels (rows, cols) of the ``n_peaks`` brightest local maxima (5 x 5) of a display
+    image blurred by ``blur_px``, at least ``min_value`` above its median and ``min_radius_px``
+    from the direct beam: the spots a fit has to explain."""
+    from scipy import ndimage
+
+    from edorient import conventions as cv
+
+    im = ndimage.gaussian_filter(np.asarray(image01, dtype=np.float32), blur_px)
+    im = im - np.median(im)
+    peak = (im == ndimage.maximum_filter(im, size=5)) & (im >= min_value)
+    r0, c0 = cv.centre_pixel(im.shape[0])
+    rows, cols = np.nonzero(peak)
+    far = (rows - r0) ** 2 + (cols - c0) ** 2 >= min_radius_px**2
+    rows, cols = rows[far], cols[far]
+    order = np.argsort(-im[rows, cols])[:n_peaks]
+    return np.stack([rows[order], cols[order]], 1).astype(float)
+
+
+def explained_peaks(refiner, result, images01: np.ndarray, radius_px: float = 2.5, min_intensity: float = 5e-4,
+                    n_peaks: int = 20) -> np.ndarray:
+    """(n,) share of each image's brightest spots (:func:`image_peaks`) that lie within
+    ``radius_px`` of a spot of the refined model (any grain, peak >= ``min_intensity``).
+
+    The refined correlation is measured at the model's own spots, so a wrong orientation whose
+    few spots sit on real ones can still score high; spots the model does not predict betray
+    it (a missed or wrong grain). NaN where the image has no spot to explain.
+    """
+    out = np.full(len(images01), np.nan)
+    G = result.rotations.shape[1]
+    for i, im in enumerate(np.asarray(images01, dtype=np.float32)):
+        pk = image_peaks(im, n_peaks)
+        if not len(pk):
+            continue
+        pred = np.concatenate([_grain_pixels(refiner, result, i, g, min_intensity) for g in range(G)])
+        if not len(pred):
+            out[i] = 0.0
+            continue
+        d2 = ((pk[:, None, :] - pred[None, :, :]) ** 2).sum(-1).min(1)
+        out[i] = float(np.mean(d2 <= radius_px**2))
+    return out

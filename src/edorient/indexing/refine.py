@@ -414,6 +414,11 @@ class RefineResult:
         return self.rotations[..., 2, :].copy()
 
 
+#: Noise scale of the margins' chi-square (``ambiguity_chi2`` was set with it); kept apart from
+#: :attr:`Refiner.uncertainty_scale` so that calibrating the uncertainty leaves the flag alone.
+_MARGIN_NOISE_SCALE = 1.8
+
+
 # --------------------------------------------------------------------------------------------
 # the refiner
 # --------------------------------------------------------------------------------------------
@@ -898,7 +903,7 @@ class Refiner:
         margin = np.full((n, G), np.inf)
         margin_chi2 = np.full((n, G), np.inf)
         rss = 1.0 - np.clip(score, -1, 1) ** 2
-        noise = sigma2[ar, best] * self.uncertainty_scale**2
+        noise = sigma2[ar, best] * _MARGIN_NOISE_SCALE**2  # not the calibrated scale: the flag's own threshold
         dir_chi2 = np.full((n, G), np.inf)
         laue = self.crystal.laue
         for g in range(G):
