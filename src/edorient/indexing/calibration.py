@@ -468,7 +468,7 @@ class CalibrationFit:
         """JSON-friendly numbers."""
         return {
             "calibration": round(self.calibration, 7), "ellipticity": round(self.ellipticity, 5),
-            "ellipse_angle_deg": round(self.angle_deg, 2),
+            "angle_deg": round(self.angle_deg, 2),
             "centre": [round(self.centre[0], 3), round(self.centre[1], 3)],
             "zone": list(self.zone), "basis_hkl": self.basis_hkl.tolist(),
             "residual_px": round(self.residual_px, 3), "n_spots": self.n_spots, "n_found": self.n_found,

@@ -1,0 +1,174 @@
+"""Reading patterns: rosettasciio formats with their calibration, colour images, stacks."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from edorient.errors import EdorientError
+from edorient.io.images import LUMINANCE, calibration_from_axes, read_image, read_pattern
+
+
+def _signal(data, units="1/nm", scale=0.19, beam_energy=None):
+    """A rosettasciio signal dict (what HyperSpy would hand to a writer)."""
+    nav = [{"name": f"n{i}", "size": s, "scale": 1.0, "offset": 0.0, "units": "", "navigate": True}
+           for i, s in enumerate(data.shape[:-2])]
+    sig = [{"name": n, "size": s, "scale": scale, "offset": 0.0, "units": units, "navigate": False}
+           for n, s in zip(("ky", "kx"), data.shape[-2:])]
+    md = {"General": {"title": "t"}, "Signal": {"signal_type": "electron_diffraction"}}
+    if beam_energy is not None:
+        md["Acquisition_instrument"] = {"TEM": {"beam_energy": beam_energy}}
+    return {"data": data, "axes": nav + sig, "metadata": md, "original_metadata": {}, "attributes": {"_lazy": False},
+            "tmp_parameters": {}, "package_info": {"name": "edorient", "version": "0"}, "learning_results": {},
+            "models": {}}
+
+
+def _pattern(shape=(32, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random(shape).astype(np.float32)
+
+
+def test_hspy_calibration_in_inverse_nm_and_frames(tmp_path):
+    from rsciio.hspy import file_writer
+
+    data = _pattern((3, 32, 32))
+    path = tmp_path / "p.hspy"
+    file_writer(str(path), _signal(data, "1/nm", 0.1901, beam_energy=300.0), show_progressbar=False)
+    p = read_pattern(path, frame=2)
+    np.testing.assert_array_equal(p.image, data[2])
+    assert p.calibration == pytest.approx(0.01901)  # 1/nm -> 1/Å: divide by 10
+    assert p.voltage_kv == 300.0
+    assert "1/nm" in p.source_note and "frame 2 of 3" in p.source_note
+    with pytest.raises(EdorientError, match="--frame"):
+        read_pattern(path)
+    with pytest.raises(EdorientError, match="outside the 3 frames"):
+        read_pattern(path, frame=3)
+    np.testing.assert_array_equal(read_image(path, 0), data[0])
+
+
+def test_hspy_scan_frame_is_row_major(tmp_path):
+    from rsciio.hspy import file_writer
+
+    data = _pattern((2, 3, 20, 20), seed=1)
+    path = tmp_path / "scan.hspy"
+    file_writer(str(path), _signal(data, "1/Å", 0.02), show_progressbar=False)
+    p = read_pattern(path, frame=4)
+    np.testing.assert_array_equal(p.image, data[1, 1])
+    assert p.calibration == pytest.approx(0.02)
+    assert "scan of 2 x 3" in str(pytest.raises(EdorientError, read_pattern, path).value)
+
+
+def test_emd_real_space_unit_is_ignored_with_a_note(tmp_path):
+    from rsciio.emd import file_writer
+
+    data = _pattern((24, 24), seed=2)
+    path = tmp_path / "p.emd"
+    file_writer(str(path), _signal(data, "nm", 0.05))
+    p = read_pattern(path)
+    np.testing.assert_array_equal(p.image, data)
+    assert p.calibration is None and "real-space" in p.source_note
+
+
+def test_emd_reciprocal_unit(tmp_path):
+    from rsciio.emd import file_writer
+
+    path = tmp_path / "q.emd"
+    file_writer(str(path), _signal(_pattern((24, 24), seed=3), "1/nm", 0.25))
+    assert read_pattern(path).calibration == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("axes, voltage, expected, note", [
+    ([{"scale": 0.2, "units": "1/nm"}] * 2, None, 0.02, "1/nm"),
+    ([{"scale": 0.2, "units": "nm^-1"}] * 2, None, 0.02, ""),
+    ([{"scale": 0.02, "units": "1 / Å"}] * 2, None, 0.02, ""),
+    ([{"scale": 0.02, "units": "A^-1"}] * 2, None, 0.02, ""),
+    ([{"scale": 0.02, "units": "1/angstrom"}] * 2, None, 0.02, ""),
+    ([{"scale": 2e8, "units": "1/m"}] * 2, None, 0.02, ""),
+    ([{"scale": 0.5, "units": "mrad"}] * 2, 200.0, 0.5e-3 / 0.0250793403, "200 kV"),
+    ([{"scale": 0.5, "units": "mrad"}] * 2, None, None, "no beam"),
+    ([{"scale": 0.05, "units": "nm"}] * 2, None, None, "real-space"),
+    ([{"scale": 0.0046, "units": "cm"}] * 2, None, None, "real-space"),  # a blockfile's detector axes
+    ([{"scale": 1.0, "units": "<undefined>"}] * 2, None, None, "without units"),
+    ([{"scale": 1.0, "units": "furlong"}] * 2, None, None, "not understood"),
+    ([{"scale": 0.02, "units": "1/Å"}, {"scale": 0.022, "units": "1/Å"}], None, 0.021, "differ"),
+])
+def test_calibration_from_axes(axes, voltage, expected, note):
+    cal, text = calibration_from_axes(axes, voltage)
+    if expected is None:
+        assert cal is None
+    else:
+        assert cal == pytest.approx(expected, rel=1e-6)
+    assert note in text
+
+
+def test_rgb_png_to_luminance(tmp_path):
+    rgb = np.zeros((20, 24, 3), dtype=np.uint8)
+    rgb[5:10, 5:10] = (200, 100, 50)
+    rgb[12:, :, 1] = 255
+    Image.fromarray(rgb, "RGB").save(tmp_path / "c.png")
+    p = read_pattern(tmp_path / "c.png")
+    np.testing.assert_allclose(p.image, rgb.astype(float) @ LUMINANCE, atol=1e-3)
+    assert "luminance" in p.source_note and p.calibration is None
+    rgba = np.dstack([rgb, np.full((20, 24), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    np.testing.assert_allclose(read_image(tmp_path / "a.png"), rgb.astype(float) @ LUMINANCE, atol=1e-3)
+    Image.fromarray(rgb, "RGB").convert("P").save(tmp_path / "p.png")  # a palette image
+    assert read_image(tmp_path / "p.png").shape == (20, 24)
+
+
+def test_rgb16_png_and_tiff(tmp_path):
+    rng = np.random.default_rng(4)
+    a = (rng.random((20, 24, 3)) * 65535).astype(">u2")
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in a)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 24, 20, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    (tmp_path / "c16.png").write_bytes(png)
+    p = read_pattern(tmp_path / "c16.png")
+    np.testing.assert_allclose(p.image, (a >> 8).astype(float) @ LUMINANCE, atol=1.0)  # 8 bits per channel
+    assert "16-bit colour PNG" in p.source_note
+    tifffile.imwrite(tmp_path / "c16.tif", a.astype(np.uint16), photometric="rgb")
+    np.testing.assert_allclose(read_image(tmp_path / "c16.tif"), a.astype(float) @ LUMINANCE, rtol=1e-5)
+
+
+def test_gray_formats_unchanged(tmp_path):
+    img = _pattern((30, 30), seed=5) * 1000
+    np.save(tmp_path / "g.npy", img)
+    tifffile.imwrite(tmp_path / "g.tif", img)
+    for f in ("g.npy", "g.tif"):
+        p = read_pattern(tmp_path / f)
+        np.testing.assert_array_equal(p.image, img)
+        assert p.calibration is None and p.source_note.startswith(f.split(".")[1])
+
+
+def test_frame_on_a_single_pattern_is_refused(tmp_path):
+    np.save(tmp_path / "g.npy", _pattern())
+    assert read_pattern(tmp_path / "g.npy", frame=0).image.shape == (32, 32)
+    with pytest.raises(EdorientError, match="single pattern"):
+        read_pattern(tmp_path / "g.npy", frame=3)
+
+
+def test_unreadable_rsciio_file_is_one_line(tmp_path):
+    for ext in ("dm3", "hspy", "emd", "mib"):
+        path = tmp_path / f"bad.{ext}"
+        path.write_bytes(b"not a microscope file" * 10)
+        with pytest.raises(EdorientError) as info:
+            read_pattern(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_blockfile_reader_dependency_or_read(tmp_path):
+    """.blo needs scikit-image in rosettasciio: without it, a one-line error names the package."""
+    path = tmp_path / "x.blo"
+    path.write_bytes(b"\x00" * 600)
+    with pytest.raises(EdorientError) as info:
+        read_pattern(path)
+    assert "\n" not in str(info.value)
