@@ -476,6 +476,23 @@ class CalibrationFit:
         }
 
 
+def _explained(crystal, Ab, cell, V, I, F2max) -> float:
+    """Intensity fraction of spots (vectors ``V``) on a node of ``Ab`` whose reflection (via
+    ``cell.hkl``) has a non-negligible kinematic structure factor."""
+    from edorient.physics.reflections import structure_factors
+
+    f = np.linalg.solve(Ab, V.T).T
+    n = np.round(f).astype(int)
+    on = np.linalg.norm((f - n) @ Ab.T, axis=1) < 1.5 + 0.015 * np.linalg.norm(V, axis=1)
+    on &= np.any(n != 0, axis=1)
+    if not on.any():
+        return 0.0
+    hkl = n[on] @ cell.hkl
+    ok = np.zeros(len(V), dtype=bool)
+    ok[on] = np.abs(structure_factors(crystal, hkl)) ** 2 > 1e-4 * F2max
+    return float((I * ok).sum() / I.sum())
+
+
 #: The three sublattices of index 2 of a 2-D lattice (Hermite normal forms).
 _INDEX2 = (np.array([[2, 0], [0, 1]]), np.array([[1, 0], [0, 2]]), np.array([[2, 1], [0, 1]]))
 
@@ -583,6 +600,10 @@ def fit_calibration(
     for Mi in _INDEX2:
         for Av in (A @ Mi, A @ np.linalg.inv(Mi)):
             variants.append((np.stack(reduce_basis(Av[:, 0], Av[:, 1]), axis=1), 1))
+    from edorient.physics.reflections import compute_reflections
+
+    F2max = float(compute_reflections(crystal, 1.5).intensity.max())
+    Vin, Iin = V[lat.inlier] - lat.centre, I[lat.inlier]
     cells = []
     for z in zones:
         try:
@@ -616,7 +637,10 @@ def fit_calibration(
         cost, kappa, e, phi, Ab = best
         if e > max_ellipticity:
             continue
-        penalty = cost + 0.5 * sum(abs(x) for x in z)
+        # the spots should be reflections the crystal has: a cell that puts the strong spots on
+        # absent (or no) reflections explains them worse (e.g. anatase [001]: 200, not 110)
+        explained = _explained(crystal, Ab, cell, Vin, Iin, F2max)
+        penalty = cost + 10.0 * (1.0 - explained) + 0.5 * sum(abs(x) for x in z)
         if guess is not None:
             penalty += abs(math.log(kappa / guess)) / 0.02
         results.append((penalty, z, cell, kappa, e, phi, Ab))
