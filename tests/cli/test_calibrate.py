@@ -1,0 +1,58 @@
+"""``edorient calibrate`` on a real pattern and on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edorient.cli.main import main
+from edorient.indexing.calibration import load_calibration
+
+pytestmark = pytest.mark.cli
+
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realdata not present")
+def test_calibrate_cuni_writes_file_and_overlay(tmp_path, capsys):
+    out, png = tmp_path / "cal.json", tmp_path / "o.png"
+    status = main(["-q", "calibrate", str(REAL / "images" / "cuni_110_sad.png"), "--crystal",
+                   str(REAL / "cif" / "CuNi.cif"), "--zone", "1", "1", "0", "--calibration", "0.0105",
+                   "--out", str(out), "--overlay", str(png)])
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["calibration"] == pytest.approx(0.00979, rel=5e-3) and printed["zone"] == [1, 1, 0]
+    cal = load_calibration(out)
+    assert cal.calibration == pytest.approx(0.00979, rel=5e-3) and cal.crystal == "CuNi" and cal.voltage_kv == 200.0
+    assert cal.centre == pytest.approx((208.5, 152.0), abs=1.5)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realdata not present")
+@pytest.mark.parametrize("extra, message", [
+    (["--calibration", "0.0979"], "is it in 1/nm?"),
+    (["--zone", "0", "0", "0"], "--zone"),
+    (["--zone", "1", "1", "1"], "matches no cell"),
+    (["--kv", "0"], "--kv"),
+])
+def test_calibrate_bad_input_is_one_line(tmp_path, capsys, extra, message):
+    status = main(["-q", "calibrate", str(REAL / "images" / "cuni_110_sad.png"), "--crystal",
+                   str(REAL / "cif" / "CuNi.cif"), "--out", str(tmp_path / "c.json"), *extra])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_calibrate_missing_image(tmp_path, capsys):
+    status = main(["calibrate", str(tmp_path / "nope.png"), "--crystal", "anatase", "--out", str(tmp_path / "c.json")])
+    assert status == 2 and "not found" in capsys.readouterr().err
+
+
+def test_calibrate_pattern_without_lattice(tmp_path, capsys):
+    np.save(tmp_path / "noise.npy", np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    status = main(["calibrate", str(tmp_path / "noise.npy"), "--crystal", "anatase", "--out", str(tmp_path / "c.json")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("edorient calibrate: error:")
