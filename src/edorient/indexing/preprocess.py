@@ -146,6 +146,23 @@ def _ring_coverage(shape, centre, mask) -> np.ndarray:
     return have / full
 
 
+def _beam_radius(y: np.ndarray, centre, r: np.ndarray, minimum: float) -> float:
+    """Radius of the bright blob around the centre (the direct beam with its saturated core)."""
+    r0, c0 = int(round(centre[0])), int(round(centre[1]))
+    if not (0 <= r0 < y.shape[0] and 0 <= c0 < y.shape[1]):
+        return float(minimum)
+    near = r <= 3
+    peak = float(y[near].max()) if near.any() else 0.0
+    if peak <= 0:
+        return float(minimum)
+    lab, _ = ndimage.label(y > 0.1 * peak)
+    ids = np.unique(lab[near & (lab > 0)])
+    if ids.size == 0:
+        return float(minimum)
+    blob = np.isin(lab, ids)
+    return float(max(minimum, min(r[blob].max() + 1.0, 0.25 * min(y.shape))))
+
+
 def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: float = 4.0,
                background: bool = True) -> Preprocessed:
     """Mask, background, noise floor and normalisation of a pattern whose beam is at ``centre``.
@@ -183,12 +200,16 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     steps["mask"]["beam_stop_px"] = int(stop.sum())
     y = np.clip(y - NOISE_SIGMAS * noise, 0, None)
     y[~mask] = 0.0
+    # the direct beam is in every pattern of every crystal: left in, it alone would make pure
+    # noise score like a pattern. Its disc (the bright blob around the centre, at least
+    # beam_radius_px) is cleared, and the search's templates have no direct beam either.
+    beam_r = _beam_radius(y, centre, r, beam_radius_px)
+    y[r <= beam_r] = 0.0
+    steps["direct_beam_radius_px"] = round(beam_r, 2)
     valid = mask & (r > beam_radius_px)
     scale = float(np.percentile(y[valid], NORM_PERCENTILE)) if valid.any() else 0.0
-    if scale <= 0:
-        raise EdorientError("no spots above the noise: the pattern is flat after background subtraction "
-                            "(check the file, --frame, or give --no-background)")
-    y = y / scale * SPOT_LEVEL
+    steps["signal"] = bool(scale > 0)  # False: nothing above the noise floor (the search then finds no match)
+    y = y / scale * SPOT_LEVEL if scale > 0 else y
     cov = _ring_coverage(x.shape, centre, mask)
     ok = np.flatnonzero(cov >= RING_COVERAGE)
     radius = float(ok[-1]) if ok.size else 0.0

@@ -122,7 +122,8 @@ class PatternSearch:
         # on a 1 % grid, so that nearby calibrations and data radii share one cached dictionary
         self.working_calibration = float(np.exp(np.round(np.log(calw) / 0.01) * 0.01))
         self.sim_config = SimulationConfig(image_size=config.size, calibration=self.working_calibration,
-                                           thickness=config.thickness, voltage_kv=config.voltage_kv)
+                                           thickness=config.thickness, voltage_kv=config.voltage_kv,
+                                           direct_beam=0.0)
         t = time.perf_counter()
         self.matcher = TemplateMatcher(Simulator(crystal, self.sim_config), n_directions=config.n_directions,
                                        zone_max_index=config.zone_max_index, cache=config.cache,
