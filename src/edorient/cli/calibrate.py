@@ -42,7 +42,11 @@ class Calibrate(Subcommand):
         from edorient import conventions as cv
         from edorient._utils.outputs import check_output_file
         from edorient.errors import EdorientError
-        from edorient.indexing.calibration import calibration_from_fit, fit_calibration, save_calibration
+        from edorient.indexing.calibration import (
+            calibration_from_fit,
+            fit_calibration,
+            save_calibration,
+        )
         from edorient.io.images import read_pattern
         from edorient.structures import get_crystal
 

@@ -780,7 +780,7 @@ def calibration_from_fit(fit: CalibrationFit, *, voltage_kv: float | None = None
     return Calibration(
         calibration=round(fit.calibration, 8), ellipticity=round(fit.ellipticity, 6), angle_deg=round(fit.angle_deg, 3),
         centre=(round(fit.centre[0], 3), round(fit.centre[1], 3)), voltage_kv=voltage_kv, crystal=crystal,
-        zone=fit.zone, source=source, date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        zone=fit.zone, source=source, date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         residual_px=round(fit.residual_px, 4), n_spots=fit.n_spots,
     )
 

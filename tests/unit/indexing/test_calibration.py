@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _measured import measured
+
 from edorient.errors import EdorientError
 from edorient.indexing.calibration import (
     Calibration,
@@ -70,7 +70,7 @@ def test_no_distortion_gives_ellipticity_one(sim):
 
 
 def test_undistort_removes_the_ellipticity(sim):
-    img, _, c = _pattern(sim, [0, 0, 1], seed=6, ellipticity=1.04, angle=-20.0)
+    img, _, _ = _pattern(sim, [0, 0, 1], seed=6, ellipticity=1.04, angle=-20.0)
     fit = fit_calibration(img, sim.crystal, zone=[0, 0, 1])
     cal = Calibration(fit.calibration, fit.ellipticity, fit.angle_deg)
     again = fit_calibration(undistort_image(img, cal, fit.centre), sim.crystal, zone=[0, 0, 1])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _measured import measured
+
 from edorient.errors import EdorientError
 from edorient.indexing.spots import find_centre, find_spots, friedel_score
 from edorient.physics.orientation import rotation_from_direction
@@ -83,7 +83,7 @@ def test_too_few_pairs_is_flagged():
 
 def test_friedel_score_is_one_for_a_symmetric_set():
     P = np.array([[50, 50], [40, 45], [60, 55], [30, 62], [70, 38.0]])
-    score, matched, counted = friedel_score(P, np.ones(5), np.array([[50, 50], [45, 47.5]]), (100, 100))
+    score, _, counted = friedel_score(P, np.ones(5), np.array([[50, 50], [45, 47.5]]), (100, 100))
     assert score[0] == pytest.approx(1.0) and score[1] < 0.5 and counted[0] == 5
 
 
