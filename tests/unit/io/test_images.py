@@ -172,3 +172,26 @@ def test_blockfile_reader_dependency_or_read(tmp_path):
     with pytest.raises(EdorientError) as info:
         read_pattern(path)
     assert "\n" not in str(info.value)
+
+
+def _write_mib(path, frames):
+    """A Merlin .mib file (single-chip headers of 384 bytes, 16-bit big-endian frames), as the
+    detector writes it; no .hdr beside it."""
+    out = b""
+    for i, f in enumerate(frames):
+        fields = ["MQ1", f"{i + 1:06d}", "00384", "01", f"{f.shape[1]:04d}", f"{f.shape[0]:04d}", "U16", "   1x1", "01",
+                  "2020-05-18 16:51:49.971626", "0.001000", "0", "0", "0", "2020-05-18T14:51:49.971626Z", "1000000ns",
+                  "0", ""]
+        head = ",".join(fields).encode()
+        out += head + b" " * (384 - len(head)) + f.astype(">u2").tobytes()
+    path.write_bytes(out)
+
+
+def test_mib_frames(tmp_path):
+    frames = [(np.random.default_rng(i).random((32, 32)) * 1000).astype(np.uint16) for i in range(3)]
+    _write_mib(tmp_path / "s.mib", frames)
+    p = read_pattern(tmp_path / "s.mib", frame=1)
+    np.testing.assert_array_equal(p.image, frames[1][::-1])  # rosettasciio's row order for Merlin frames
+    assert p.calibration is None and "frame 1 of 3" in p.source_note
+    with pytest.raises(EdorientError, match="--frame"):
+        read_pattern(tmp_path / "s.mib")
