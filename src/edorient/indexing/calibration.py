@@ -17,17 +17,20 @@ The fit (:func:`fit_calibration`)
 ---------------------------------
 1. Spots (:func:`edorient.indexing.spots.find_spots`) and the direct beam
    (:func:`~edorient.indexing.spots.find_centre`, Friedel symmetry).
-2. The 2-D lattice of the spots (:func:`edorient.indexing.lattice.find_lattice`): among short spot vectors and spot
-   differences, the basis pair that indexes the most spot intensity while leaving the fewest
-   lattice nodes empty (so neither a finer nor a coarser cell wins); spots off the lattice (a
-   second phase, as in al_001_T1) are left out. The basis and the centre are refined by least
-   squares over every indexed spot (``p_i = c + A n_i``).
+2. The 2-D lattice of the spots (:func:`edorient.indexing.lattice.find_lattice`): among short
+   spot vectors and spot differences, the basis pair that indexes the most spot intensity while
+   leaving the fewest lattice nodes empty (so neither a finer nor a coarser cell wins); spots
+   off the lattice (a second phase, as in al_001_T1) are left out. The basis and the centre are
+   refined by least squares over every indexed spot (``p_i = c + A n_i``).
 3. The zone: each zone axis [u v w] of the crystal (up to ``max_index``, or the given one) has
-   a 2-D reciprocal cell (:func:`edorient.indexing.lattice.zone_cell`) (Gram matrix ``G`` of its reduced basis, from the reflections allowed by
-   the lattice centring); the observed reduced cell maps onto it with the pixel metric
-   ``M = A^{-T} G A^{-1}`` (``|g|² = v^T M v``), whose eigenvalues give ``κ`` and ``e`` and whose
-   eigenvectors ``φ``. The zone with the least distortion (``e`` near 1; then the lowest index and,
-   with a guess, the scale nearest the guess) is chosen.
+   a reduced 2-D reciprocal cell (:func:`edorient.indexing.lattice.zone_cell`; Gram matrix
+   ``G``), from the reflections its lattice centring allows and, where glide planes thin them
+   out, from those with a non-zero structure factor. The observed cell (or one of index 2 above
+   or below it: glide-absent nodes empty, higher-order Laue-zone spots between the nodes) maps
+   onto it with the pixel metric ``M = A^{-T} G A^{-1}`` (``|g|² = v^T M v``), whose eigenvalues
+   give ``κ`` and ``e`` and whose eigenvectors ``φ``. The zone chosen has the least distortion
+   (``e`` near 1), puts the spots on reflections the crystal has, and has the lowest index and,
+   with a guess, the scale nearest to it.
 
 One zone pattern holds exactly three numbers about the metric (the 2-D cell), so scale and
 ellipticity are determined but not over-determined: the crystal is checked by the zone's cell
