@@ -15,7 +15,7 @@ class Map(Subcommand):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        from edorient.mapping.index import SECOND_GRAIN_THRESHOLD
+        from edorient.mapping.index import SECOND_GRAIN_MIN_SPOTS
 
         parser.add_argument("scan", help="4D-STEM file (.hspy .zspy .mib .blo .dm4 .emd), .npy/.zarr (rows, cols, H, W), "
                                          "or a folder / quoted glob of pattern files (one row per file)")
@@ -31,8 +31,12 @@ class Map(Subcommand):
                             help="1/Å per detector pixel (default: from the file's axes; required for .npy, .zarr, folders)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (no sub-degree orientations, no uncertainty)")
-        parser.add_argument("--second-grain-threshold", type=finite_float, default=SECOND_GRAIN_THRESHOLD,
-                            help=f"evidence needed for a second grain (default {SECOND_GRAIN_THRESHOLD:g}; docs/mapping.md)")
+        parser.add_argument("--min-new-spots", type=positive_int, default=SECOND_GRAIN_MIN_SPOTS,
+                            help="a second grain must explain at least this many of the pattern's spots that the "
+                                 f"one-grain fit leaves unexplained (default {SECOND_GRAIN_MIN_SPOTS}; docs/mapping.md)")
+        parser.add_argument("--second-chance", type=finite_float, default=None, metavar="SHARE",
+                            help="where the refined fit explains less than SHARE of the pattern's spots (e.g. 0.9), "
+                                 "refine template matching's proposal too (slower; default off)")
         parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                             help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
         parser.add_argument("--workers", type=nonneg_int, default=None,
@@ -51,7 +55,7 @@ class Map(Subcommand):
 
         single, bi = resolve_runs(args.run, args.crystal)
         settings = MapSettings(crystal=args.crystal, grains=args.grains, run_single=single, run_bicrystal=bi,
-                               second_grain_threshold=args.second_grain_threshold, refine=args.refine,
+                               min_new_spots=args.min_new_spots, explained_below=args.second_chance, refine=args.refine,
                                device=args.device, matcher_directions=args.matcher_directions)
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)

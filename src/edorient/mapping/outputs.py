@@ -119,7 +119,7 @@ def _csv(run, crystal) -> str:
         cols[f"{p}ambiguous"] = np.where(present, r["ambiguous"][:, g], False).astype(int)
         cols[f"{p}zone_ambiguous"] = np.where(present, r["direction_ambiguous"][:, g], False).astype(int)
         cols[f"{p}share"] = r["share"][:, g]
-    for k in ("score", "fit1", "fit2", "evidence", "calibration_scale", "vbf"):
+    for k in ("score", "spots", "explained1", "explained2", "new_spots", "calibration_scale", "vbf"):
         cols[k] = r[k]
     cols["centre_row_px"] = r["centre_px"][:, 0]
     cols["centre_col_px"] = r["centre_px"][:, 1]
@@ -265,7 +265,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
         f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
         f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "
         f"refinement: {'on' if settings.refine else 'off'}",
-        f"- second grain when evidence >= {settings.second_grain_threshold:g}, share >= {settings.min_share:g}, "
+        f"- second grain when it explains >= {settings.min_new_spots} spots the one-grain fit leaves, share >= {settings.min_share:g}, "
         f"misorientation > {settings.distinct_deg:g}° (docs/mapping.md)",
         f"- compute: {'Dask scheduler ' + compute.scheduler if compute.scheduler else ('this process' if compute.workers == 0 else f'LocalCluster, {run.workers} worker process(es)')}; "
         f"chunk {compute.chunk} patterns; {run.n_chunks} chunks ({run.chunks_done_before} done before this run)",
@@ -311,7 +311,15 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
         written += _maps(out / "maps", run, crystal)
     written.append("report.md")
     atomic_write_text(out / "report.md", _report(run, settings, compute, seed, written))
+    # every run of this map (a resumed map has several), with its timings
+    try:
+        history = json.loads((out / "summary.json").read_text()).get("runs", [])
+    except (OSError, ValueError, AttributeError):
+        history = []
+    history.append({"compute_s": round(run.compute_s, 3), "patterns_computed": run.patterns_computed,
+                    "workers": run.workers, "chunks_done_before": run.chunks_done_before, **{
+                        k: round(v, 3) for k, v in run.timings.items()}})
     summary = {"patterns": len(run.results["status"]), "two_grains": int((run.results["n_grains"] == 2).sum()),
-               "compute_s": run.compute_s, "patterns_computed": run.patterns_computed, "workers": run.workers}
+               "runs": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return written

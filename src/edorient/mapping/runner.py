@@ -114,6 +114,8 @@ def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) 
     s.pop("torch_threads", None)
     src = asdict(source)
     src.pop("files", None)
+    if source.kind != "files" or Path(source.path).exists():
+        src["path"] = str(Path(source.path).resolve())
     src["n_files"] = len(source.files)
     return {"scan": src, "settings": s, "chunk": int(chunk), "seed": int(seed)}
 
@@ -127,8 +129,10 @@ def _client(compute: ComputeSettings):
         except (OSError, TimeoutError) as exc:
             raise EdorientError(f"cannot reach the Dask scheduler {compute.scheduler} ({exc}); check the "
                                 "address (tcp://HOST:PORT) and that the scheduler runs") from None
+    for name in ("distributed", "tornado"):  # the cluster's INFO chatter is not the map's
+        logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.WARNING))
     n = compute.workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     return Client(cluster), cluster
 

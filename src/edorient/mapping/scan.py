@@ -100,8 +100,8 @@ class ScanSource:
             c0 = max(start - row * nx, 0)
             c1 = min(stop - row * nx, nx)
             block = arr[row, c0:c1]
-            if hasattr(block, "compute"):
-                block = block.compute()
+            if hasattr(block, "compute"):  # a lazy rosettasciio array: read here, not on the cluster
+                block = block.compute(scheduler="synchronous")
             out[k : k + c1 - c0] = np.asarray(block, dtype=np.float32)
             k += c1 - c0
         return out

@@ -88,6 +88,8 @@ def grain_shares(cfg: ScanSimConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray
         d = ((pts - (seeds + z * tilt)) ** 2).sum(-1)
         owner = d.argmin(-1)
         counts[np.arange(ny)[:, None], np.arange(nx)[None, :], owner] += 1
+    if cfg.n_grains == 1:  # a single crystal: no partner
+        counts = np.concatenate([counts, np.zeros_like(counts)], -1)
     order = np.argsort(-counts, axis=-1, kind="stable")[..., :2]
     top = np.take_along_axis(counts, order, -1)
     n_crossed = (counts > 0).sum(-1)

@@ -1,0 +1,108 @@
+"""``edorient map`` end to end: a Dask LocalCluster of 2 processes gives the 1-worker result, a
+map killed midway resumes to the same output, a folder of PNG files, and bad input refused in
+one line with exit status 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edorient.cli.main import main
+from edorient.mapping import ComputeSettings, MapSettings, ScanSimConfig, default_runs, run_map, write_scan
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scan")
+    return write_scan(folder / "s.hspy", ScanSimConfig(probes=(2, 4), n_grains=2, seed=5, dose=20000.0))[0]
+
+
+def _settings():
+    single, bi = default_runs("anatase")
+    return MapSettings(grains="1", run_single=single, run_bicrystal=bi)
+
+
+def test_local_cluster_two_workers_equals_one(scan, tmp_path):
+    runs = [run_map(scan, tmp_path / f"w{n}", _settings(), ComputeSettings(workers=n, chunk=2, progress=False),
+                    assemble=False) for n in (1, 2)]
+    assert runs[0].workers == 1 and runs[1].workers == 2
+    for k, v in runs[0].results.items():
+        np.testing.assert_array_equal(runs[1].results[k], v, err_msg=k)
+
+
+def test_killed_map_resumes_to_the_same_output(scan, tmp_path):
+    args = [str(scan), "--grains", "1", "--workers", "0", "--chunk", "2", "--no-progress"]
+    assert main(["map", *args, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "killed"
+    env = dict(os.environ, EDORIENT_PROGRESS="0")
+    proc = subprocess.Popen([sys.executable, "-m", "edorient", "map", *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = out / "chunks"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(list(chunks.glob("chunk_*.npz"))) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(list(chunks.glob("chunk_*.npz")))
+    assert 1 <= n_before
+    assert main(["map", *args, "--out", str(out)]) == 0
+    assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+
+
+def test_folder_of_png(tmp_path, capsys):
+    from PIL import Image
+
+    from edorient.mapping.simulate import simulate_scan
+
+    counts, _ = simulate_scan(ScanSimConfig(probes=(1, 3), n_grains=1, seed=2, dose=20000.0))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, im in enumerate(counts[0]):
+        Image.fromarray(np.clip(im, 0, 65535).astype(np.uint16)).save(folder / f"f{i}.png")
+    assert main(["map", str(folder), "--calibration", "0.02", "--grains", "1", "--workers", "0",
+                 "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    rows = (tmp_path / "o" / "results.csv").read_text().splitlines()
+    assert len(rows) == 4 and ",file," in rows[0] and rows[1].split(",")[3].endswith("f0.png")
+    assert "mapped 3 patterns" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing", "dims", "nan", "no_calibration", "bad_calibration"])
+def test_bad_input_one_line(tmp_path, capsys, case, scan):
+    a = np.zeros((2, 2, 32, 32), np.float32)
+    a[..., 16, 16] = 10.0
+    args = ["--workers", "0", "--out", str(tmp_path / "o"), "--no-progress"]
+    if case == "missing":
+        target, extra = tmp_path / "nope.hspy", []
+    elif case == "dims":
+        np.save(tmp_path / "d.npy", a[0, 0])
+        target, extra = tmp_path / "d.npy", ["--calibration", "0.02"]
+    elif case == "nan":
+        a[1, 1, 3, 3] = np.nan
+        np.save(tmp_path / "n.npy", a)
+        target, extra = tmp_path / "n.npy", ["--calibration", "0.02", "--grains", "1"]
+    elif case == "no_calibration":
+        np.save(tmp_path / "c.npy", a)
+        target, extra = tmp_path / "c.npy", []
+    else:
+        target, extra = scan, ["--calibration", "5"]
+    assert main(["map", str(target), *extra, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edorient map: error:"), err
+
+
+def test_simulate_scan_cli(tmp_path, capsys):
+    assert main(["simulate-scan", "--out", str(tmp_path / "s.hspy"), "--probes", "2", "3", "--grains", "2",
+                 "--detector", "64", "--calibration", "0.04"]) == 0
+    assert (tmp_path / "s.hspy").is_file() and (tmp_path / "s_truth.npz").is_file()
+    from edorient.mapping import open_scan
+
+    src = open_scan(tmp_path / "s.hspy")
+    assert src.shape == (2, 3) and src.calibration == pytest.approx(0.04)
