@@ -72,6 +72,9 @@ def test_folder_of_png(tmp_path, capsys):
     rows = (tmp_path / "o" / "results.csv").read_text().splitlines()
     assert len(rows) == 4 and ",file," in rows[0] and rows[1].split(",")[3].endswith("f0.png")
     assert "mapped 3 patterns" in capsys.readouterr().out
+    from orix import io as orix_io
+
+    assert orix_io.load(str(tmp_path / "o" / "orientations_grain1.h5")).size == 3  # 1-D: .h5 (no .ang)
 
 
 @pytest.mark.parametrize("case", ["missing", "dims", "nan", "no_calibration", "bad_calibration"])

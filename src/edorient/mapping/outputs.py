@@ -301,7 +301,8 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
         if g == 1 and not (run.results["n_grains"] == 2).any():
             continue
         cmap = orix_crystal_map(run.results, (ny, nx), g, crystal)
-        for ext in (".ang", ".h5"):
+        # orix's .ang writer needs a 2-D grid (a list of files is 1-D: .h5 only)
+        for ext in ((".ang", ".h5") if ny > 1 and nx > 1 else (".h5",)):
             name = f"orientations_grain{g + 1}{ext}"
             with atomic_path(out / name) as tmp:
                 tmp.unlink()
