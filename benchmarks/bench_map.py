@@ -122,7 +122,7 @@ def py4dstem_side_by_side(scan, results, truth, laue, n_max: int) -> dict:
     tdir = truth["directions"].reshape(n, 2, 3)[pick, 0]
     e_p4 = laue.angle(laue.reduce(d[:, 0]), tdir)
     e_ed = laue.angle(results["directions"][pick, 0], tdir)
-    return {"n": int(len(pick)), "settings": ACOM, "version": info["version"], "plan_s": info["plan_s"],
+    return {"n": len(pick), "settings": ACOM, "version": info["version"], "plan_s": info["plan_s"],
             "s_per_pattern": info["match_s"] / len(pick), "median_peaks": info["median_peaks"],
             "py4dstem": _summary(e_p4), "edorient_same_patterns": _summary(e_ed)}
 

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from edorient.cli.main import main
-from edorient.mapping import ComputeSettings, MapSettings, ScanSimConfig, default_runs, run_map, write_scan
+from edorient.mapping import (
+    ComputeSettings,
+    MapSettings,
+    ScanSimConfig,
+    default_runs,
+    run_map,
+    write_scan,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -39,8 +39,16 @@ import numpy as np
 
 from edorient.errors import EdorientError
 
-__all__ = ["FIELDS", "MapSettings", "Indexer", "default_runs", "get_indexer", "index_chunk", "prepare_pattern",
-           "resolve_runs"]
+__all__ = [
+    "FIELDS",
+    "Indexer",
+    "MapSettings",
+    "default_runs",
+    "get_indexer",
+    "index_chunk",
+    "prepare_pattern",
+    "resolve_runs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +166,7 @@ def prepare_pattern(image: np.ndarray, calibration: float, size: int,
     normalisation; :func:`edorient.io.images.resample_to_model`; the models' intensity scale).
     The map follows the single-pattern preprocessing as it improves.
     """
-    import edorient.predict as predict
+    from edorient import predict
     from edorient.io.images import find_direct_beam
 
     centre = find_direct_beam(image)

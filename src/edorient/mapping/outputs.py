@@ -92,7 +92,7 @@ def _zone_axes(directions: np.ndarray, crystal) -> tuple[list[str], np.ndarray]:
 def _csv(run, crystal) -> str:
     r = run.results
     n = len(r["status"])
-    ny, nx = run.source.shape
+    nx = run.source.shape[1]
     cols = {"index": np.arange(n), "row": np.arange(n) // nx, "col": np.arange(n) % nx}
     if run.source.kind == "files":
         cols["file"] = list(run.source.files)
@@ -256,23 +256,23 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
     ok = r["status"] == 0
     two = r["n_grains"] == 2
     rate = run.patterns_computed / run.compute_s if run.compute_s > 0 and run.patterns_computed else float("nan")
-    med = lambda a: float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")  # noqa: E731
+    med = lambda a: float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")
     lines = [
         "# edorient map", "",
-        f"- scan: `{run.source.path}` ({run.source.kind}; {run.source.shape[0]} x {run.source.shape[1]} probes, "
-        f"patterns {run.source.pattern_shape[0]} x {run.source.pattern_shape[1]} px)",
+        (f"- scan: `{run.source.path}` ({run.source.kind}; {run.source.shape[0]} x {run.source.shape[1]} probes, "
+         f"patterns {run.source.pattern_shape[0]} x {run.source.pattern_shape[1]} px)"),
         f"- calibration: {run.source.calibration:.6g} 1/Å per pixel (from {run.source.calibration_source})",
-        f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
-        f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "
-        f"refinement: {'on' if settings.refine else 'off'}",
-        f"- second grain when it explains >= {settings.min_new_spots} spots the one-grain fit leaves, share >= {settings.min_share:g}, "
-        f"misorientation > {settings.distinct_deg:g}° (docs/mapping.md)",
-        f"- compute: {'Dask scheduler ' + compute.scheduler if compute.scheduler else ('this process' if compute.workers == 0 else f'LocalCluster, {run.workers} worker process(es)')}; "
-        f"chunk {compute.chunk} patterns; {run.n_chunks} chunks ({run.chunks_done_before} done before this run)",
+        (f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
+         f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "
+         f"refinement: {'on' if settings.refine else 'off'}"),
+        (f"- second grain when it explains >= {settings.min_new_spots} spots the one-grain fit leaves, share >= {settings.min_share:g}, "
+         f"misorientation > {settings.distinct_deg:g}° (docs/mapping.md)"),
+        (f"- compute: {'Dask scheduler ' + compute.scheduler if compute.scheduler else ('this process' if compute.workers == 0 else f'LocalCluster, {run.workers} worker process(es)')}; "
+         f"chunk {compute.chunk} patterns; {run.n_chunks} chunks ({run.chunks_done_before} done before this run)"),
         f"- seed: {seed}", "",
         "## Timings", "",
-        f"- patterns indexed in this run: {run.patterns_computed} in {run.compute_s:.1f} s "
-        f"({rate:.2f} patterns/s, wall clock incl. cluster start)",
+        (f"- patterns indexed in this run: {run.patterns_computed} in {run.compute_s:.1f} s "
+         f"({rate:.2f} patterns/s, wall clock incl. cluster start)"),
         f"- summed over workers: reading {run.timings['read_s']:.1f} s, indexing {run.timings['index_s']:.1f} s", "",
         "## Results", "",
         f"- patterns: {n}; indexed: {int(ok.sum())}; no direct beam: {int((~ok).sum())}",

@@ -95,16 +95,15 @@ def _chunk_path(out: Path, k: int) -> Path:
 def _write_chunk(path: Path, res: dict) -> None:
     from edorient._utils.atomic import atomic_path
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **res)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **res)
 
 
 def _load_chunk(path: Path) -> dict | None:
     try:
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
-    except Exception:  # unreadable (should not happen with atomic writes): recompute it
+    except Exception:  # noqa: BLE001 - unreadable (should not happen with atomic writes): recompute it
         return None
 
 

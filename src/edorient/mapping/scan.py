@@ -92,7 +92,7 @@ class ScanSource:
                                     "hold patterns of one detector size")
             return np.stack(out).astype(np.float32)
         arr = _open_array(self)
-        ny, nx = self.shape
+        nx = self.shape[1]
         out = np.empty((stop - start,) + tuple(self.pattern_shape), dtype=np.float32)
         # read whole scan rows (contiguous in every format), keep the probes asked for
         k = 0
@@ -143,7 +143,7 @@ def _rsciio_signals(path: str, plugin: str) -> list[dict]:
         return mod.file_reader(path, lazy=True)
     except EdorientError:
         raise
-    except Exception as exc:  # readers raise many types on corrupt files
+    except Exception as exc:  # noqa: BLE001 - readers raise many types on corrupt files
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EdorientError(f"cannot read {path} with rosettasciio ({plugin.split('.')[-1]}): {first} "
                             "(is the file complete and a 4D-STEM data set?)") from None
@@ -221,7 +221,7 @@ def open_scan(path: str | Path, calibration: float | None = None) -> ScanSource:
     if ext == ".npy":
         try:
             a = np.load(p, mmap_mode="r")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: one line
             raise EdorientError(f"cannot read NumPy file {p}: {str(exc).splitlines()[0]}") from None
         return _array_source(text, "npy", a.shape, a.dtype, calibration, None)
     if ext == ".zarr":
@@ -229,7 +229,7 @@ def open_scan(path: str | Path, calibration: float | None = None) -> ScanSource:
 
         try:
             z = zarr.open(str(p), mode="r")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable store: one line
             raise EdorientError(f"cannot open zarr store {p}: {str(exc).splitlines()[0]}") from None
         dataset = None
         if not hasattr(z, "shape"):  # a group: its one 4-D (or 3-D) array

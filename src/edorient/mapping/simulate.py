@@ -163,10 +163,10 @@ def write_hspy(path: str | Path, counts: np.ndarray, calibration: float, step_nm
 
     ny, nx, H, W = counts.shape
     k = calibration * 10.0  # 1/nm per pixel
-    axes = [dict(name="y", size=ny, scale=step_nm, offset=0.0, units="nm", navigate=True),
-            dict(name="x", size=nx, scale=step_nm, offset=0.0, units="nm", navigate=True),
-            dict(name="ky", size=H, scale=k, offset=-k * (H // 2), units="1/nm", navigate=False),
-            dict(name="kx", size=W, scale=k, offset=-k * (W // 2), units="1/nm", navigate=False)]
+    axes = [{"name": "y", "size": ny, "scale": step_nm, "offset": 0.0, "units": "nm", "navigate": True},
+            {"name": "x", "size": nx, "scale": step_nm, "offset": 0.0, "units": "nm", "navigate": True},
+            {"name": "ky", "size": H, "scale": k, "offset": -k * (H // 2), "units": "1/nm", "navigate": False},
+            {"name": "kx", "size": W, "scale": k, "offset": -k * (W // 2), "units": "1/nm", "navigate": False}]
     signal = {"data": counts, "axes": axes,
               "metadata": {"General": {"title": title}, "Signal": {"signal_type": "electron_diffraction"}},
               "original_metadata": {}, "attributes": {"_lazy": False}, "tmp_parameters": {},
