@@ -64,6 +64,9 @@ class PredictConfig:
     """Subtract the radial-median background (:mod:`edorient.indexing.preprocess`)."""
     cache: bool = True
     """Keep template dictionaries in the on-disk cache."""
+    distortion: tuple[float, float] | None = None
+    """(ellipticity, axis angle in degrees) of the detector, e.g. from a calibration file of
+    ``edorient calibrate``; the image is resampled to an isotropic calibration first."""
 
 
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
@@ -178,6 +181,12 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     if config.intensity == "display":  # a figure: bright spots on dark, any scale
         image = image - image.min()
     centre, centre_info = _find_centre(image, config)
+    if config.distortion is not None and config.distortion[0] != 1.0:
+        from edorient.indexing.calibration import Calibration, undistort_image
+
+        ell, angle = config.distortion
+        image = undistort_image(image, Calibration(calibration, ellipticity=float(ell), angle_deg=float(angle)), centre)
+        centre_info["undistorted"] = {"ellipticity": ell, "angle_deg": angle}
     result: dict[str, Any] = {"file": str(path), "source": pattern.source_note, "crystal": crystal.name}
     if run is not None:
         grains, extra, draw = _predict_cnn(image, centre, calibration, kv, config, run, crystal)
@@ -208,7 +217,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     for g in res.grains:
         d = _grain_json(g, crystal, g.rotation, g.label)
         d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
-                  "verdict": g.verdict,
+                  "verdict": g.verdict, "spot_agreement": g.spot_agreement,
                   "runner_ups": [{"direction": [round(float(v), 5) for v in lab], "score": round(float(sc), 4),
                                   "nearest_zone_axis": nearest_zone_axis(lab, crystal)[0]} for lab, sc in g.runner_ups],
                   "uncertainty_deg": None if g.uncertainty_deg is None else round(g.uncertainty_deg, 4),

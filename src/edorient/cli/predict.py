@@ -9,14 +9,14 @@ from edorient.cli._base import Subcommand, finite_float, positive_int
 
 
 def _calibration_arg(args: argparse.Namespace):
-    """--calibration as a number or a calibration file: (calibration, centre, kV)."""
+    """--calibration as a number or a calibration file: (calibration, centre, kV, distortion)."""
     from edorient.errors import EdorientError
 
     centre = None if args.centre is None else tuple(args.centre)
     if args.calibration is None:
-        return None, centre, args.kv
+        return None, centre, args.kv, None
     try:
-        return finite_float(args.calibration), centre, args.kv
+        return finite_float(args.calibration), centre, args.kv, None
     except (argparse.ArgumentTypeError, ValueError):
         pass
     path = Path(args.calibration)
@@ -27,7 +27,8 @@ def _calibration_arg(args: argparse.Namespace):
 
     cal = load_calibration(path)
     kv = args.kv if args.kv is not None else getattr(cal, "voltage_kv", None)
-    return float(cal.calibration), centre, kv
+    distortion = (float(cal.ellipticity), float(cal.angle_deg)) if cal.ellipticity != 1.0 else None
+    return float(cal.calibration), centre, kv, distortion
 
 
 class Predict(Subcommand):
@@ -78,8 +79,8 @@ class Predict(Subcommand):
             if path is not None:
                 check_output_file(path, flag)
         check_matcher_directions(args.matcher_directions)  # before the dictionary is allocated
-        calibration, centre, kv = _calibration_arg(args)
-        cfg = PredictConfig(calibration=calibration, grains=args.grains,
+        calibration, centre, kv, distortion = _calibration_arg(args)
+        cfg = PredictConfig(calibration=calibration, grains=args.grains, distortion=distortion,
                             calibration_tolerance=args.calibration_tolerance, voltage_kv=kv,
                             background=args.background, size=args.size,
                             centre=centre, frame=args.frame,

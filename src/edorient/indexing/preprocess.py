@@ -81,7 +81,10 @@ def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
     # a flat patch brighter than the typical pixel is paint (a label painted out); one at the
     # image's minimum that touches the border is the padding of a crop. A dark flat patch inside
     # is just empty background of an 8-bit image, which carries no spot either way.
-    keep = (sizes >= min_area) & ((values > np.median(image)) | ((values == lo) & on_border))
+    # (where the minimum fills a third of the image or more, it is the empty ground of a
+    # noise-free or very sparse pattern, not padding)
+    padding = (values == lo) & on_border & (float(np.mean(image == lo)) < 0.3)
+    keep = (sizes >= min_area) & ((values > np.median(image)) | padding)
     bad = np.isin(lab, 1 + np.flatnonzero(keep))
     # the patch found is the interior of the flat area (the 5 x 5 test eats its rim): grow it back
     return ndimage.binary_dilation(bad, iterations=3)
@@ -189,13 +192,16 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     med = float(np.median(y[out]))
     noise = float(1.4826 * np.median(np.abs(y[out] - med)))
     # a beam stop: a large connected region far below the background (a rod with its holder)
-    dark = (y < med - max(5 * noise, 1e-12)) & mask
+    # (only where there is noise to be below, and reaching the centre: a stop covers the beam)
+    dark = (y < med - 5 * noise) & mask if noise > 0 else np.zeros_like(mask)
     lab, n = ndimage.label(ndimage.binary_opening(dark, iterations=1))
     stop = np.zeros_like(mask)
     if n:
-        sizes = ndimage.sum(dark, lab, np.arange(1, n + 1))
-        stop = np.isin(lab, 1 + np.flatnonzero(sizes >= max(30, 0.002 * x.size)))
-        stop = ndimage.binary_dilation(stop, iterations=2)
+        idx = np.arange(1, n + 1)
+        sizes = ndimage.sum(dark, lab, idx)
+        reach = ndimage.minimum(r, lab, idx)
+        big = (sizes >= max(30, 0.002 * x.size)) & (reach <= max(3 * beam_radius_px, 0.1 * min(x.shape)))
+        stop = ndimage.binary_dilation(np.isin(lab, 1 + np.flatnonzero(big)), iterations=2)
     mask = mask & ~stop
     steps["mask"]["beam_stop_px"] = int(stop.sum())
     y = np.clip(y - NOISE_SIGMAS * noise, 0, None)

@@ -12,8 +12,9 @@ convergence, precession, bending). Both are fitted here, not assumed:
    ``1 ± tolerance`` by resampling the *image* (the cached dictionary stays the same): the
    score of the best template at each scale, refined by a parabola through the best three;
 3. at the best scale the best distinct candidates are refined on shrinking rings of directions
-   (:meth:`TemplateMatcher.match_all`), then rescored with other effective thicknesses and the
-   best kept;
+   (:meth:`TemplateMatcher.match_all`); the best is refined again with each other effective
+   thickness, and the thickness whose refined score is highest is kept (fitted jointly with the
+   orientation: scoring fixed directions would favour thin crystals);
 4. the candidates, best first and distinct (more than ``distinct_deg`` apart modulo the Laue
    group), are the runner-ups of the verdict (:mod:`edorient.indexing.verdict`).
 """
@@ -169,18 +170,20 @@ class PatternSearch:
         img = working_image(pre, self.calibration * scale, cfg.size, self.working_calibration)
         found = self.matcher.match_all(img, separation_deg=cfg.distinct_deg)
         t2 = time.perf_counter()
-        # the effective thickness: rescore the best candidates' directions with each
+        # the effective thickness, fitted jointly with the orientation: the best candidate is
+        # refined on rings with each thickness and the best refined score wins (scoring fixed
+        # directions instead favours thin crystals, whose broad relrods forgive a wrong direction)
         sims = {cfg.thickness: self.matcher.scorer}
         best_t, best_score = cfg.thickness, found[0][2]
-        top = np.array([f[0] for f in found[:2]])
+        start = np.array([found[0][1][2]])
         for th in cfg.thicknesses:
             if th == cfg.thickness:
                 continue
             sc = PatternScorer(Simulator(self.crystal, replace(self.sim_config, thickness=th)))
             sims[th] = sc
-            c, _ = sc.score(img, top)
-            if float(c.max()) > best_score:
-                best_t, best_score = th, float(c.max())
+            score = refine_on_rings(sc, img, start, start_step=1.0, families=2)[0][2]
+            if score > best_score:
+                best_t, best_score = th, score
         if best_t != cfg.thickness:
             found = refine_on_rings(sims[best_t], img, np.array([f[1][2] for f in found]),
                                     start_step=1.0, families=2)

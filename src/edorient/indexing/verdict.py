@@ -1,13 +1,22 @@
 """An answer that knows when it is wrong: ``confident``, ``ambiguous`` or ``no match`` per grain.
 
-Two numbers decide, both from the template search (the same objective on simulated and real
-patterns, so thresholds measured on one carry over to the other):
+Three numbers decide, all from the search (the same objective on simulated and real patterns,
+so thresholds measured on one carry over to the other):
 
 - the **score**: the normalised correlation of the best solution's pattern with the image.
   Pure noise, another crystal, or a pattern that is not a zone of this crystal scores low;
 - the **margin**: the score of the best solution minus that of the best *distinct* solution
   (another zone, more than a few degrees away modulo the Laue group). Two zones that fit about
-  equally make the label a coin toss.
+  equally make the label a coin toss;
+- the **spot agreement**: the intensity-weighted share of the spots found in the image
+  (:func:`edorient.indexing.spots.find_spots`, the brightest 30 inside the data radius) that lie
+  within a tolerance of a spot the solution predicts. A pattern of another crystal, or a second
+  phase, leaves strong spots unexplained.
+
+What no verdict can do: a single zone of another crystal whose 2-D lattice matches one of this
+crystal's zones within the calibration tolerance (Al [001] and anatase [001] differ by 7 % in
+scale, inside the default ±15 %) is explained perfectly; only a tighter calibration tolerance
+separates them.
 
 The thresholds below were measured by ``benchmarks/bench_verdict.py`` (figures, the command and
 the machine in docs/results.md, "Verdict"): ``NO_MATCH_SCORE`` sits above the best scores of pure
@@ -21,6 +30,9 @@ from __future__ import annotations
 NO_MATCH_SCORE = 0.30
 #: Below this margin over the runner-up the grain is ``ambiguous``.
 MIN_MARGIN = 0.02
+#: Below this spot agreement the grain is ``no match``; below ``CONFIDENT_AGREEMENT`` ``ambiguous``.
+NO_MATCH_AGREEMENT = 0.4
+CONFIDENT_AGREEMENT = 0.6
 #: A second grain whose score on the pattern with the first grain's spots erased is below this
 #: is not reported as a real grain.
 SECOND_GRAIN_SCORE = 0.30
@@ -28,15 +40,16 @@ SECOND_GRAIN_SCORE = 0.30
 VERDICTS = ("confident", "ambiguous", "no match")
 
 
-def verdict(score: float, margin: float, no_match_score: float = NO_MATCH_SCORE,
+def verdict(score: float, margin: float, agreement: float = 1.0, no_match_score: float = NO_MATCH_SCORE,
             min_margin: float = MIN_MARGIN) -> str:
-    """``no match`` below ``no_match_score``, else ``ambiguous`` below ``min_margin``, else ``confident``.
+    """``no match`` below ``no_match_score`` or ``NO_MATCH_AGREEMENT``, else ``ambiguous`` below
+    ``min_margin`` or ``CONFIDENT_AGREEMENT``, else ``confident``.
 
-    >>> verdict(0.8, 0.1), verdict(0.8, 0.001), verdict(0.1, 0.5)
-    ('confident', 'ambiguous', 'no match')
+    >>> verdict(0.8, 0.1), verdict(0.8, 0.001), verdict(0.1, 0.5), verdict(0.8, 0.1, agreement=0.2)
+    ('confident', 'ambiguous', 'no match', 'no match')
     """
-    if not score >= no_match_score:  # NaN counts as no match
+    if not (score >= no_match_score and agreement >= NO_MATCH_AGREEMENT):  # NaN counts as no match
         return "no match"
-    if margin < min_margin:
+    if margin < min_margin or agreement < CONFIDENT_AGREEMENT:
         return "ambiguous"
     return "confident"
