@@ -109,7 +109,7 @@ def _load_chunk(path: Path) -> dict | None:
 
 def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) -> dict:
     """What a finished chunk depends on: a rerun resumes only when this is unchanged."""
-    s = settings.to_dict()
+    s = {k: v for k, v in settings.to_dict().items() if v is not None}  # None: absent (options added later)
     s.pop("torch_threads", None)
     src = asdict(source)
     src.pop("files", None)
