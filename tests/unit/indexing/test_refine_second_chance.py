@@ -114,3 +114,17 @@ def test_a_fit_still_bad_is_ambiguous_with_a_wide_uncertainty(sim, case):
     assert np.all(est.refinement.ambiguous[bad]) and np.all(est.refinement.uncertainty_deg[bad] == 90.0)
     cov = est.refinement.tilt_covariance[bad]
     np.testing.assert_allclose(cov, np.broadcast_to(np.eye(2) * 90.0**2 / 2, cov.shape))
+
+
+def test_build_estimator_second_chance_chain():
+    from edorient import pretrained
+    from edorient.indexing.estimators import TemplateMatching, build_estimator
+    from edorient.structures import anatase
+
+    sim128 = Simulator(anatase(), SimulationConfig(image_size=128))
+    model, _ = pretrained.load("anatase-bicrystal")
+    est = build_estimator(sim128, grains=2, model=model, explained_below=0.95, matcher_directions=50)
+    assert isinstance(est, Refined) and isinstance(est.fallback, TemplateMatching)
+    assert est.partner is est.fallback.matcher and est.fallback_below == 0.95
+    plain = build_estimator(sim128, grains=2, model=model)
+    assert plain.fallback is None and plain.partner is None and plain.fallback_below is None
