@@ -185,12 +185,17 @@ class TemplateMatcher:
         """(m, n_phi) correlation of the image with every dictionary entry at every in-plane angle."""
         return self.polar_correlations(self.scorer.prepare(image01))
 
-    def polar_correlations(self, a: np.ndarray) -> np.ndarray:
-        """:meth:`correlations` of a normalised polar image (n_r, n_phi)."""
+    def polar_correlations(self, a: np.ndarray, coarse: bool = False) -> np.ndarray:
+        """:meth:`correlations` of a normalised polar image (n_r, n_phi); with ``coarse``, of
+        every third dictionary direction only (rows of :attr:`coarse_index`), for cheap scans
+        (e.g. over calibration scales) that need the shape of the best score, not its argmax."""
         fa = np.fft.rfft(a, axis=-1).astype(np.complex64)
         if getattr(self, "_fft_t", None) is None:  # (k, m, r) conjugated: one batched matrix-vector product per k
             self._fft_t = np.ascontiguousarray(np.conj(self._fft).transpose(2, 0, 1))
-        prod = np.matmul(self._fft_t, fa.T[:, :, None])[..., 0]  # (k, m)
+            groups = np.arange(len(self.directions)).reshape(-1, self.families)
+            self.coarse_index = groups[::3].ravel()
+            self._fft_t_coarse = np.ascontiguousarray(self._fft_t[:, self.coarse_index])
+        prod = np.matmul(self._fft_t_coarse if coarse else self._fft_t, fa.T[:, :, None])[..., 0]  # (k, m)
         return np.fft.irfft(prod.T, n=a.shape[-1], axis=-1)
 
     def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
@@ -236,6 +241,13 @@ class TemplateMatcher:
                 if float(laue.angle(labels[kept], labels[i][None]).min()) > separation_deg:
                     kept.append(i)
             top = np.array(kept)
+            cands = self.directions.reshape(-1, self.families, 3)[top, fam[top]]
+            # the best two to the finest ring; the runner-ups of other zones one ring step (their
+            # scores set the margin, a fraction of a grid step does not change it)
+            return (refine_on_rings(self.scorer, image01, cands[:2], self.spacing_deg, self.families)
+                    + refine_on_rings(self.scorer, image01, cands[2:], self.spacing_deg, self.families,
+                                      stop_step=self.spacing_deg * 0.75) if len(cands) > 2 else
+                    refine_on_rings(self.scorer, image01, cands, self.spacing_deg, self.families))
         cands = self.directions.reshape(-1, self.families, 3)[top, fam[top]]
         return refine_on_rings(self.scorer, image01, cands,
                                self.spacing_deg, self.families)

@@ -136,7 +136,8 @@ class PatternSearch:
 
         The polar image at scale ``s`` is sampled straight from the file's pixels (radii
         ``r_work * working calibration / (calibration * s)``), once smoothed, instead of
-        resampling a working image per scale: the ranking of scales is what matters here.
+        resampling a working image per scale, and compared with every third dictionary
+        direction only: the ranking of scales is what matters here.
         """
         from scipy import ndimage
 
@@ -151,7 +152,7 @@ class PatternSearch:
             rr = grid.radii[:, None] * (ratio / s)
             coords = np.stack([pre.centre[0] - rr * np.sin(phi), pre.centre[1] + rr * np.cos(phi)])
             polar = grid.normalise(ndimage.map_coordinates(sm, coords, order=1, cval=0.0))
-            out[i] = self.matcher.polar_correlations(polar).max()
+            out[i] = self.matcher.polar_correlations(polar, coarse=True).max()
         return out
 
     def search(self, pre) -> SearchResult:
