@@ -1,0 +1,67 @@
+"""``edorient predict`` on real and degenerate patterns: what the answer says about itself (issue 11)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edorient.cli.main import main
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+CUNI = REAL / "images" / "cuni_110_sad.png"
+CUNI_CIF = REAL / "cif" / "CuNi.cif"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path_factory.getbasetemp() / "dictionaries"))
+
+
+def _run(args, tmp_path):
+    out = tmp_path / "r.json"
+    rc = main(["-q", "predict", *map(str, args), "--json", str(out)])
+    return rc, (json.loads(out.read_text()) if rc == 0 else None)
+
+
+def test_two_grains_asked_of_a_single_crystal_reports_no_real_second_grain(tmp_path):
+    rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--grains", 2, "--no-refine"], tmp_path)
+    assert rc == 0
+    first, second = res["grains"]
+    assert first["verdict"] == "confident" and first["nearest_zone_axis"] == [1, 0, 1]
+    assert second["real"] is False and second["verdict"] == "no match"
+
+
+def test_pure_noise_is_no_match(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.poisson(50, size=(160, 160)).astype(np.float32)
+    x[74:86, 74:86] += 5000  # a direct beam and nothing else
+    np.save(tmp_path / "noise.npy", x)
+    rc, res = _run([tmp_path / "noise.npy", "--calibration", 0.012, "--centre", 79.5, 79.5, "--no-refine"], tmp_path)
+    assert rc == 0
+    assert res["grains"][0]["verdict"] == "no match", res["grains"][0]
+
+
+def test_anatase_cnn_refuses_another_crystal(tmp_path, capsys):
+    rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--run", "pretrained:anatase-single"], tmp_path)
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "trained on anatase" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_file_with_ellipticity_is_applied(tmp_path):
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"calibration": 0.00979, "ellipticity": 1.02, "angle_deg": 30.0, "voltage_kv": 200.0}))
+    rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", cal, "--no-refine"], tmp_path)
+    assert rc == 0
+    assert res["centre_finding"]["undistorted"] == {"ellipticity": 1.02, "angle_deg": 30.0}
+    assert res["calibration_in"] == pytest.approx(0.00979)
+    assert res["grains"][0]["nearest_zone_axis"] == [1, 0, 1]
+
+
+def test_calibration_typed_in_inverse_nanometres_is_refused(tmp_path, capsys):
+    rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.0979], tmp_path)
+    assert rc != 0
+    assert "1/nm" in capsys.readouterr().err  # the hint names the unit mix-up
