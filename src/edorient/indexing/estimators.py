@@ -25,8 +25,8 @@ import numpy as np
 from edorient.errors import EdorientError
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
 
-__all__ = ["CNNEstimator", "Estimate", "Estimator", "Refined", "TemplateMatching", "build_estimator", "merge_results",
-           "take_rows"]
+__all__ = ["CNNEstimator", "Estimate", "Estimator", "Refined", "TemplateMatching", "best_orientations", "build_estimator",
+           "merge_results", "take_rows"]
 
 
 @dataclass
@@ -129,13 +129,33 @@ class CNNEstimator(Estimator):
 
     def estimate(self, images01) -> Estimate:
         x = self._check(images01)
-        d = self.directions(x)
-        rots, scores = [], []
-        for im, di in zip(x, d):
-            c, R = self.scorer.score(im, di)
-            rots.append(R)
-            scores.append(c)
-        return self._finish(np.stack(rots), np.stack(scores))
+        return self._finish(*best_orientations(self.scorer, x, self.directions(x)))
+
+
+def best_orientations(scorer: PatternScorer, images01: np.ndarray, directions: np.ndarray,
+                      chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`PatternScorer.score` (both families, every in-plane angle) of directions (n, g, 3)
+    in images (n, H, W), batched: the templates of a chunk of images in one simulator call and
+    their polar images in one transform. Returns (rotations (n, g, 3, 3), scores (n, g))."""
+    from edorient.indexing.matching import correlate_inplane
+    from edorient.physics.orientation import rotation_from_direction
+
+    n, g = directions.shape[:2]
+    rots = np.zeros((n, g, 3, 3))
+    scores = np.zeros((n, g))
+    for lo in range(0, n, chunk):
+        d = np.asarray(directions[lo : lo + chunk], dtype=float)
+        m = len(d)
+        trial = np.stack([d, -d], axis=2)  # (m, g, 2, 3): both families
+        tmpl = scorer.template(trial.reshape(-1, 3)).reshape(m, g * 2, *scorer.grid.radii.shape, -1)
+        polar = scorer.grid.normalise(scorer.grid.transform(images01[lo : lo + chunk]))
+        for i in range(m):
+            c = correlate_inplane(polar[i], tmpl[i]).reshape(g, 2, -1)
+            flat = c.reshape(g, -1).argmax(axis=1)
+            fam, j = np.divmod(flat, c.shape[-1])
+            scores[lo + i] = c[np.arange(g), fam, j]
+            rots[lo + i] = rotation_from_direction(trial[i, np.arange(g), fam], j * 360.0 / scorer.grid.n_phi)
+    return rots, scores
 
 
 class Refined(Estimator):

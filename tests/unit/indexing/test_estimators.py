@@ -62,3 +62,16 @@ def test_build_estimator_chain_and_checks(sim):
         build_estimator(sim, grains=2, model=model)
     with pytest.raises(EdorientError, match="images must be"):
         build_estimator(sim, refine=False, matcher_directions=100).estimate(np.zeros((1, 64, 64)))
+
+
+def test_best_orientations_batched_equals_the_scorer(sim, singles):
+    from edorient.indexing.estimators import best_orientations
+
+    R, x = singles
+    scorer = PatternScorer(sim)
+    d = np.stack([R[:, 2], random_rotations(3, rng=4)[:, 2]], 1)  # two directions per image
+    rots, scores = best_orientations(scorer, x, d, chunk=2)
+    for i in range(len(x)):
+        c, Ri = scorer.score(x[i], d[i])
+        np.testing.assert_allclose(rots[i], Ri, atol=1e-12)
+        np.testing.assert_allclose(scores[i], c, atol=1e-6)
