@@ -116,3 +116,22 @@ def test_simulate_scan_cli(tmp_path, capsys):
 
     src = open_scan(tmp_path / "s.hspy")
     assert src.shape == (2, 3) and src.calibration == pytest.approx(0.04)
+
+
+def test_existing_scheduler_by_address(scan, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        run = run_map(scan, tmp_path / "s", _settings(),
+                      ComputeSettings(scheduler=cluster.scheduler_address, chunk=4, progress=False), assemble=False)
+    assert run.workers == 1 and run.patterns_computed == 8
+    ref = run_map(scan, tmp_path / "p", _settings(), ComputeSettings(workers=0, chunk=4, progress=False),
+                  assemble=False)
+    np.testing.assert_allclose(run.results["rotations"], ref.results["rotations"], atol=1e-4)
+
+
+def test_unreachable_scheduler_is_one_line(scan, tmp_path, capsys):
+    assert main(["map", str(scan), "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scheduler" in err[0]

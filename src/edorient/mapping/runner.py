@@ -124,7 +124,7 @@ def _client(compute: ComputeSettings):
 
     if compute.scheduler:
         try:
-            return Client(compute.scheduler, timeout="20s"), None
+            return Client(compute.scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as exc:
             raise EdorientError(f"cannot reach the Dask scheduler {compute.scheduler} ({exc}); check the "
                                 "address (tcp://HOST:PORT) and that the scheduler runs") from None
