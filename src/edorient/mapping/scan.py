@@ -138,7 +138,12 @@ class _Reshaped:
 def _rsciio_signals(path: str, plugin: str) -> list[dict]:
     import importlib
 
-    mod = importlib.import_module(plugin)
+    try:
+        mod = importlib.import_module(plugin)
+    except ImportError as exc:  # a reader's optional dependency (blockfile: scikit-image)
+        pip = {"skimage": "scikit-image"}.get(exc.name, exc.name)
+        raise EdorientError(f"reading {Path(path).suffix} files needs the package {exc.name!r}, which is not "
+                            f"installed: pip install {pip}") from None
     try:
         return mod.file_reader(path, lazy=True)
     except EdorientError:

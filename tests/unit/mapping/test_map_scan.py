@@ -86,3 +86,24 @@ def test_folder_and_glob(tmp_path):
     assert open_scan(str(tmp_path / "p[12].png"), calibration=0.02).shape == (2, 1)
     with pytest.raises(EdorientError, match="--calibration"):
         open_scan(tmp_path)
+
+
+def test_reader_without_its_optional_dependency(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "rsciio.blockfile" or name.startswith("rsciio.blockfile."):
+            raise ModuleNotFoundError("No module named 'skimage'", name="skimage")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, "rsciio.blockfile", raising=False)
+    monkeypatch.setattr(importlib, "import_module", lambda n: fake(n))
+    (tmp_path / "s.blo").write_bytes(b"\0" * 64)
+    with pytest.raises(EdorientError, match="pip install scikit-image"):
+        open_scan(tmp_path / "s.blo")
