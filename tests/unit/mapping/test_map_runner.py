@@ -97,3 +97,24 @@ def test_nan_pattern_is_an_error(tmp_path):
     with pytest.raises(EdorientError, match="pattern 2 .*NaN"):
         run_map(tmp_path / "s.npy", tmp_path / "o", _settings(), ComputeSettings(workers=0, progress=False),
                 calibration=0.04)
+
+
+def test_auto_grains_decision_is_consistent(tiny_scan):
+    """--grains auto: a second grain only where it explains >= min_new_spots new spots; the
+    two-grain chain is skipped where the one-grain fit leaves fewer unexplained (same decision)."""
+    from edorient.mapping.index import get_indexer
+    from edorient.mapping.scan import open_scan
+
+    src = open_scan(tiny_scan[0])
+    st = _settings("auto")
+    raw = src.read(0, 16)
+    r = get_indexer(st).index(raw, src.calibration)
+    two = r["n_grains"] == 2
+    assert set(np.unique(r["n_grains"])) <= {1, 2}
+    assert (r["new_spots"][two] >= st.min_new_spots).all()
+    unexplained = np.round(r["spots"] * (1 - np.nan_to_num(r["explained1"], nan=1.0)))
+    skipped = unexplained < st.min_new_spots
+    assert np.isnan(r["explained2"][skipped]).all() and (r["n_grains"][skipped] == 1).all()
+    assert np.isfinite(r["rotations"][two, 1]).all() and np.isnan(r["rotations"][~two, 1]).all()
+    # grain 1 is the stronger
+    assert (r["share"][two, 0] >= r["share"][two, 1]).all()
