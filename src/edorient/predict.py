@@ -217,7 +217,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     for g in res.grains:
         d = _grain_json(g, crystal, g.rotation, g.label)
         d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
-                  "verdict": g.verdict, "spot_agreement": g.spot_agreement,
+                  "verdict": g.verdict, "spot_agreement": g.spot_agreement, "sharpness": g.sharpness,
                   "runner_ups": [{"direction": [round(float(v), 5) for v in lab], "score": round(float(sc), 4),
                                   "nearest_zone_axis": nearest_zone_axis(lab, crystal)[0]} for lab, sc in g.runner_ups],
                   "uncertainty_deg": None if g.uncertainty_deg is None else round(g.uncertainty_deg, 4),
