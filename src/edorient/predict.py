@@ -240,14 +240,30 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     return grains, extra, draw
 
 
+def prepare_for_model(image: np.ndarray, centre: tuple[float, float], calibration: float, size: int,
+                      calibration_out: float, background: bool = True, spot_sigma_px: float = cv.DEFAULT_SPOT_SIGMA_PX):
+    """A detector pattern as a model's input: preprocessed (:func:`edorient.indexing.preprocess.preprocess`),
+    resampled to the model's ``size`` and calibration around the direct beam, with the direct beam
+    drawn at 1 and the spots at the few per cent of it that the training images have, then the
+    display transform. Returns the (size, size) image in [0, 1] and the preprocessing."""
+    from edorient.indexing.preprocess import SPOT_LEVEL, preprocess
+    from edorient.io.images import resample_to_model
+    from edorient.render import display_transform
+
+    pre = preprocess(image, centre, background=background)
+    x = resample_to_model(pre.image, centre, calibration, size, calibration_out)
+    r0, c0 = cv.centre_pixel(size)
+    rr, cc = np.mgrid[0:size, 0:size]
+    beam = np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * spot_sigma_px**2))
+    return display_transform(np.maximum(x / SPOT_LEVEL * 0.1, beam).astype(np.float32)), pre
+
+
 def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, crystal):
     """A trained model's proposal on the preprocessed pattern, refined; verdict from the score."""
     from edorient.evaluation.pipeline import load_run_model
     from edorient.indexing import verdict as vd
     from edorient.indexing.estimators import Refined, build_estimator
-    from edorient.indexing.preprocess import SPOT_LEVEL, preprocess
-    from edorient.io.images import resample_to_model
-    from edorient.render import SimulationConfig, Simulator, display_transform
+    from edorient.render import SimulationConfig, Simulator
 
     trained_on = _run_crystal(run)
     if trained_on is not None and trained_on.lower() != crystal.name.lower():
@@ -258,13 +274,8 @@ def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, cry
     if n_heads != config.grains:
         raise EdorientError(f"the model of {run} finds {n_heads} grain(s) but --grains is {config.grains}")
     sim = Simulator(crystal, SimulationConfig(image_size=size, voltage_kv=kv))
-    pre = preprocess(image, centre, background=config.background)
-    x = resample_to_model(pre.image, centre, calibration, size, sim.config.resolved_calibration)
-    # the models were trained with the direct beam at 1 and spots a few per cent of it
-    r0, c0 = cv.centre_pixel(size)
-    rr, cc = np.mgrid[0:size, 0:size]
-    x = np.maximum(x / SPOT_LEVEL * 0.1, np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sim.config.spot_sigma_px**2)))
-    x = display_transform(x.astype(np.float32))
+    x, pre = prepare_for_model(image, centre, calibration, size, sim.config.resolved_calibration,
+                               background=config.background, spot_sigma_px=sim.config.spot_sigma_px)
     estimator = build_estimator(sim, config.grains, model=model, refine=False)
     proposal = estimator.estimate(x[None])
     est, refined = proposal, None

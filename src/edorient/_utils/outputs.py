@@ -35,6 +35,7 @@ KINDS = {
     "clusters": "K-means output (edorient cluster)",
     "demo": "demo (edorient demo)",
     "reproduce": "reproduction (edorient reproduce)",
+    "map": "orientation map (edorient map)",
 }
 
 #: Temporaries of edorient's atomic writes: ``.NAME.tmp-PID`` and ``.NAME.RANDOM.tmp[.SUFFIX]``.

@@ -162,34 +162,15 @@ def prepare_pattern(image: np.ndarray, calibration: float, size: int,
     (row, col), prepared the way ``edorient predict`` prepares a pattern for a model.
 
     The direct beam of a scan pattern is its brightest blob
-    (:func:`edorient.io.images.find_direct_beam`). Then, whichever ``edorient.predict`` offers:
-    a public ``prepare_for_model(image, centre, calibration, size, calibration_out)``; its
-    ``_prepare`` (up to commit a09fba5); or its CNN path's steps from their public pieces
-    (:func:`edorient.indexing.preprocess.preprocess`: radial background, mask, noise floor,
-    normalisation; :func:`edorient.io.images.resample_to_model`; the models' intensity scale).
-    The map follows the single-pattern preprocessing as it improves.
+    (:func:`edorient.io.images.find_direct_beam`); the rest is
+    :func:`edorient.predict.prepare_for_model`, so the map follows the single-pattern
+    preprocessing as it improves.
     """
-    from edorient import predict
     from edorient.io.images import find_direct_beam
+    from edorient.predict import prepare_for_model
 
     centre = find_direct_beam(image)
-    if hasattr(predict, "prepare_for_model"):
-        return predict.prepare_for_model(image, centre, calibration, size, calibration_out), centre
-    if hasattr(predict, "_prepare"):
-        cfg = predict.PredictConfig(calibration=float(calibration), grains=1, centre=centre, refine=False)
-        return predict._prepare(image, cfg, size, calibration_out), centre
-    from edorient import conventions as cv
-    from edorient.indexing.preprocess import SPOT_LEVEL, preprocess
-    from edorient.io.images import resample_to_model
-    from edorient.render import display_transform
-
-    pre = preprocess(image, centre)
-    x = resample_to_model(pre.image, centre, calibration, size, calibration_out)
-    # as predict's CNN path: spots at a few per cent of a direct beam of 1 (the training images')
-    r0, c0 = cv.centre_pixel(size)
-    rr, cc = np.mgrid[0:size, 0:size]
-    beam = np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * cv.DEFAULT_SPOT_SIGMA_PX**2))
-    return display_transform(np.maximum(x / SPOT_LEVEL * 0.1, beam).astype(np.float32)), centre
+    return prepare_for_model(image, centre, calibration, size, calibration_out)[0], centre
 
 
 class Indexer:

@@ -42,12 +42,6 @@ FAIL_AFTER_ENV = "EDORIENT_MAP_FAIL_AFTER"
 KIND = "map"
 
 
-def _register_kind() -> None:
-    from edorient._utils import outputs
-
-    outputs.KINDS.setdefault(KIND, "orientation map (edorient map)")
-
-
 @dataclass(frozen=True)
 class ComputeSettings:
     """Where and how the chunks run (nothing here changes the results)."""
@@ -150,7 +144,6 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     if compute.workers is not None and compute.workers < 0:
         raise EdorientError(f"--workers must be >= 0, got {compute.workers}")
     source = open_scan(scan, calibration)
-    _register_kind()
     out = claim_output_dir(out, KIND)
     ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))
     cfg_path = out / "config.json"
