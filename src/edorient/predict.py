@@ -72,10 +72,9 @@ class PredictConfig:
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
     """The zone axis [u v w] (|u|, |v|, |w| <= max_index, coprime) closest to ``direction``
     modulo the Laue group, and the angle (degrees) to it."""
-    rng = np.arange(-max_index, max_index + 1)
-    uvw = np.array(np.meshgrid(rng, rng, rng, indexing="ij")).reshape(3, -1).T
-    uvw = uvw[np.any(uvw != 0, axis=1)]
-    uvw = uvw[np.gcd.reduce(np.abs(uvw), axis=1) == 1]
+    from edorient.indexing.matching import coprime_indices
+
+    uvw = coprime_indices(max_index)
     dirs = uvw @ crystal.direct_matrix.T
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     ang = crystal.laue.angle(dirs, np.asarray(direction, float)[None])
@@ -109,7 +108,7 @@ def _calibration(config: PredictConfig, pattern, crystal) -> tuple[float, str]:
     return float(cal), source
 
 
-def _find_centre(image: np.ndarray, config: PredictConfig) -> tuple[tuple[float, float], dict]:
+def _find_centre(image: np.ndarray, config: PredictConfig, validity) -> tuple[tuple[float, float], dict]:
     """The direct beam: given, or found by Friedel symmetry (with the brightest blob as fallback)."""
     if config.centre is not None:
         r, c = (float(v) for v in config.centre)
@@ -123,10 +122,7 @@ def _find_centre(image: np.ndarray, config: PredictConfig) -> tuple[tuple[float,
         from edorient.io.images import find_direct_beam
 
         return find_direct_beam(image), {"method": "brightest blob"}
-    from edorient.indexing.preprocess import validity_mask
-
-    mask, _ = validity_mask(image)
-    res = find_centre(image, mask)
+    res = find_centre(image, validity[0])
     info = {"method": res.method, "friedel_symmetry": round(float(res.symmetry_score), 3),
             "pairs": int(res.n_pairs), "ok": bool(res.ok), "note": res.note}
     return (float(res.row), float(res.col)), info
@@ -150,7 +146,7 @@ def _run_crystal(run) -> str | None:
         return None
 
 
-def _grain_json(g, crystal, R, label) -> dict:
+def _grain_json(crystal, R, label) -> dict:
     from edorient.physics.orientation import beam_direction, inplane_angle
 
     uvw, ang = nearest_zone_axis(label, crystal)
@@ -175,23 +171,28 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         raise EdorientError(f"--calibration-tolerance must be in [0, 0.5), got {config.calibration_tolerance}")
     pattern = read_pattern(path, config.frame)
     crystal = get_crystal(crystal_name)
+    model = _load_model(run, config, crystal) if run is not None else None  # a bad run fails before any work
     calibration, cal_source = _calibration(config, pattern, crystal)
     kv = config.voltage_kv if config.voltage_kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
     image = pattern.image
     if config.intensity == "display":  # a figure: bright spots on dark, any scale
         image = image - image.min()
-    centre, centre_info = _find_centre(image, config)
+    from edorient.indexing.preprocess import validity_mask
+
+    validity = validity_mask(image)
+    centre, centre_info = _find_centre(image, config, validity)
     if config.distortion is not None and config.distortion[0] != 1.0:
         from edorient.indexing.calibration import Calibration, undistort_image
 
         ell, angle = config.distortion
         image = undistort_image(image, Calibration(calibration, ellipticity=float(ell), angle_deg=float(angle)), centre)
+        validity = validity_mask(image)
         centre_info["undistorted"] = {"ellipticity": ell, "angle_deg": angle}
     result: dict[str, Any] = {"file": str(path), "source": pattern.source_note, "crystal": crystal.name}
     if run is not None:
-        grains, extra, draw = _predict_cnn(image, centre, calibration, kv, config, run, crystal)
+        grains, extra, draw = _predict_cnn(image, centre, calibration, kv, config, run, model, crystal, validity)
     else:
-        grains, extra, draw = _predict_search(image, centre, calibration, kv, config, crystal)
+        grains, extra, draw = _predict_search(image, centre, calibration, kv, config, crystal, validity)
     result.update(extra)
     result.update({"grains": grains, "calibration_in": calibration, "calibration_source": cal_source,
                    "voltage_kv": kv, "centre": [round(centre[0], 3), round(centre[1], 3)], "centre_finding": centre_info})
@@ -201,7 +202,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     return result
 
 
-def _predict_search(image, centre, calibration, kv, config: PredictConfig, crystal):
+def _predict_search(image, centre, calibration, kv, config: PredictConfig, crystal, validity=None):
     """The template search (no trained model): :func:`edorient.indexing.pipeline.index_pattern`."""
     from edorient.indexing.pipeline import IndexConfig, index_pattern
     from edorient.indexing.search import SearchConfig
@@ -209,13 +210,14 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     scfg = SearchConfig(size=config.size, n_directions=config.matcher_directions, voltage_kv=kv,
                         scale_tolerance=config.calibration_tolerance, cache=config.cache)
     res = index_pattern(image, IndexConfig(calibration, centre, grains=config.grains, refine=config.refine,
-                                           background=config.background, search=scfg, device=config.device), crystal)
+                                           background=config.background, search=scfg, device=config.device), crystal,
+                        validity=validity)
     sr = res.search
     scale = sr.scale * (res.refinement or {}).get("calibration_scale", 1.0) if any(
         g.refinement == "kept" for g in res.grains) else sr.scale
     grains = []
     for g in res.grains:
-        d = _grain_json(g, crystal, g.rotation, g.label)
+        d = _grain_json(crystal, g.rotation, g.label)
         d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
                   "verdict": g.verdict, "spot_agreement": g.spot_agreement, "sharpness": g.sharpness,
                   "runner_ups": [{"direction": [round(float(v), 5) for v in lab], "score": round(float(sc), 4),
@@ -241,7 +243,8 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
 
 
 def prepare_for_model(image: np.ndarray, centre: tuple[float, float], calibration: float, size: int,
-                      calibration_out: float, background: bool = True, spot_sigma_px: float = cv.DEFAULT_SPOT_SIGMA_PX):
+                      calibration_out: float, background: bool = True, spot_sigma_px: float = cv.DEFAULT_SPOT_SIGMA_PX,
+                      validity=None):
     """A detector pattern as a model's input: preprocessed (:func:`edorient.indexing.preprocess.preprocess`),
     resampled to the model's ``size`` and calibration around the direct beam, with the direct beam
     drawn at 1 and the spots at the few per cent of it that the training images have, then the
@@ -250,7 +253,7 @@ def prepare_for_model(image: np.ndarray, centre: tuple[float, float], calibratio
     from edorient.io.images import resample_to_model
     from edorient.render import display_transform
 
-    pre = preprocess(image, centre, background=background)
+    pre = preprocess(image, centre, background=background, validity=validity)
     x = resample_to_model(pre.image, centre, calibration, size, calibration_out)
     r0, c0 = cv.centre_pixel(size)
     rr, cc = np.mgrid[0:size, 0:size]
@@ -258,24 +261,42 @@ def prepare_for_model(image: np.ndarray, centre: tuple[float, float], calibratio
     return display_transform(np.maximum(x / SPOT_LEVEL * 0.1, beam).astype(np.float32)), pre
 
 
-def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, crystal):
-    """A trained model's proposal on the preprocessed pattern, refined; verdict from the score."""
+def _same_crystal(a: str, b: str) -> bool:
+    """Crystal names equal up to case and a parenthesised source ("anatase (built-in, ...)")."""
+    import re
+
+    def norm(x: str) -> str:
+        return re.sub(r"\s*\(.*\)\s*$", "", str(x)).strip().lower()
+
+    return norm(a) == norm(b)
+
+
+def _load_model(run, config: PredictConfig, crystal):
+    """The run's model, refused for another crystal or another number of grains."""
     from edorient.evaluation.pipeline import load_run_model
+
+    trained_on = _run_crystal(run)
+    if trained_on is not None and not _same_crystal(trained_on, crystal.name):
+        raise EdorientError(f"the model of {run} was trained on {trained_on}, not {crystal.name}: use it only for "
+                            f"that crystal, or leave out --run (the template search works for any crystal)")
+    model, _ = load_run_model(run)
+    n_heads = int(model.config.n_grains)
+    if n_heads != config.grains:
+        raise EdorientError(f"the model of {run} finds {n_heads} grain(s) but --grains is {config.grains}")
+    return model
+
+
+def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, model, crystal, validity=None):
+    """A trained model's proposal on the preprocessed pattern, refined; verdict from the score."""
     from edorient.indexing import verdict as vd
     from edorient.indexing.estimators import Refined, build_estimator
     from edorient.render import SimulationConfig, Simulator
 
-    trained_on = _run_crystal(run)
-    if trained_on is not None and trained_on.lower() != crystal.name.lower():
-        raise EdorientError(f"the model of {run} was trained on {trained_on}, not {crystal.name}: use it only for "
-                            f"{trained_on}, or leave out --run (the template search works for any crystal)")
-    model, size = load_run_model(run)
-    n_heads = int(model.config.n_grains)
-    if n_heads != config.grains:
-        raise EdorientError(f"the model of {run} finds {n_heads} grain(s) but --grains is {config.grains}")
+    size = int(model.config.input_size)
     sim = Simulator(crystal, SimulationConfig(image_size=size, voltage_kv=kv))
     x, pre = prepare_for_model(image, centre, calibration, size, sim.config.resolved_calibration,
-                               background=config.background, spot_sigma_px=sim.config.spot_sigma_px)
+                               background=config.background, spot_sigma_px=sim.config.spot_sigma_px,
+                               validity=validity)
     estimator = build_estimator(sim, config.grains, model=model, refine=False)
     proposal = estimator.estimate(x[None])
     est, refined = proposal, None
@@ -286,7 +307,7 @@ def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, cry
         refined = est.refinement
     grains = []
     for g, (d, s, R) in enumerate(zip(est.directions[0], proposal.scores[0], est.rotations[0])):
-        out = _grain_json(None, crystal, R, d)
+        out = _grain_json(crystal, R, d)
         amb = bool(refined.direction_ambiguous[0, g]) if refined is not None else False
         out.update({"score": round(float(s), 4), "verdict": "ambiguous" if amb and s >= vd.NO_MATCH_SCORE
                     else vd.verdict(float(s), np.inf)})

@@ -48,7 +48,7 @@ def test_anatase_cnn_refuses_another_crystal(tmp_path, capsys):
     rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--run", "pretrained:anatase-single"], tmp_path)
     assert rc != 0
     err = capsys.readouterr().err
-    assert "trained on anatase" in err and len(err.strip().splitlines()) == 1
+    assert "trained on anatase" in err and "not CuNi" in err and len(err.strip().splitlines()) == 1
 
 
 def test_calibration_file_with_ellipticity_is_applied(tmp_path):

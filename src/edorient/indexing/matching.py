@@ -295,6 +295,18 @@ def _ring(d: np.ndarray, step_deg: float) -> np.ndarray:
     return ring
 
 
+def coprime_indices(max_index: int) -> np.ndarray:
+    """Every index triple [u v w] with |u|, |v|, |w| <= ``max_index``, not all 0, coprime: (k, 3).
+
+    >>> len(coprime_indices(1))  # the 26 neighbours of the origin
+    26
+    """
+    rng = np.arange(-max_index, max_index + 1)
+    uvw = np.array(np.meshgrid(rng, rng, rng, indexing="ij")).reshape(3, -1).T
+    uvw = uvw[np.any(uvw != 0, axis=1)]
+    return uvw[np.gcd.reduce(np.abs(uvw), axis=1) == 1]
+
+
 def zone_axes(crystal, max_index: int) -> np.ndarray:
     """Unit vectors of the zone axes [u v w] (coprime, |u|, |v|, |w| <= ``max_index``) in the
     Laue group's fundamental sector, one per symmetry-equivalent set.
@@ -303,11 +315,7 @@ def zone_axes(crystal, max_index: int) -> np.ndarray:
     >>> len(zone_axes(anatase(), 1))  # [001] [100] [110] [101] [111]
     5
     """
-    rng = np.arange(-max_index, max_index + 1)
-    uvw = np.array(np.meshgrid(rng, rng, rng, indexing="ij")).reshape(3, -1).T
-    uvw = uvw[np.any(uvw != 0, axis=1)]
-    uvw = uvw[np.gcd.reduce(np.abs(uvw), axis=1) == 1]
-    d = uvw @ crystal.direct_matrix.T
+    d = coprime_indices(max_index) @ crystal.direct_matrix.T
     d = crystal.laue.reduce(d / np.linalg.norm(d, axis=1, keepdims=True))
     keep: list[np.ndarray] = []
     for v in d:

@@ -134,8 +134,10 @@ def _searcher(crystal, cfg: IndexConfig, pre, cache: dict | None) -> PatternSear
     return s
 
 
-def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | None = None) -> PatternResult:
-    """Index one pattern (file pixels); ``cache`` (a dict) keeps searchers between calls."""
+def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | None = None,
+                  validity: tuple | None = None) -> PatternResult:
+    """Index one pattern (file pixels); ``cache`` (a dict) keeps searchers between calls;
+    ``validity``: the pattern's :func:`~edorient.indexing.preprocess.validity_mask` if known."""
     from edorient.indexing.matching import PatternScorer
     from edorient.indexing.method2 import stage2
     from edorient.indexing.preprocess import preprocess
@@ -143,7 +145,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     if cfg.grains not in (1, 2):
         raise EdorientError(f"grains must be 1 or 2, got {cfg.grains}")
     t0 = time.perf_counter()
-    pre = preprocess(image, cfg.centre, background=cfg.background)
+    pre = preprocess(image, cfg.centre, background=cfg.background, validity=validity)
     t1 = time.perf_counter()
     searcher = _searcher(crystal, cfg, pre, cache)
     res = searcher.search(pre)

@@ -167,16 +167,17 @@ def _beam_radius(y: np.ndarray, centre, r: np.ndarray, minimum: float) -> float:
 
 
 def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: float = 4.0,
-               background: bool = True) -> Preprocessed:
+               background: bool = True, validity: tuple[np.ndarray, dict] | None = None) -> Preprocessed:
     """Mask, background, noise floor and normalisation of a pattern whose beam is at ``centre``.
 
     ``beam_radius_px`` (file pixels) is the disc around the direct beam left out of the
-    normalisation and of the beam-stop search.
+    normalisation and of the beam-stop search; ``validity`` is :func:`validity_mask`'s result
+    where the caller has it already (e.g. from finding the centre).
     """
     x = np.asarray(image, dtype=np.float64)
     if x.ndim != 2:
         raise EdorientError(f"preprocess needs one 2-D pattern, got shape {x.shape}")
-    mask, report = validity_mask(x)
+    mask, report = validity_mask(x) if validity is None else (validity[0].copy(), dict(validity[1]))
     r = _radii(x.shape, centre)
     steps: dict = {"mask": report}
     if background:
