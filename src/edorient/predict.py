@@ -337,6 +337,8 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edorient._utils.figures import hkl_label, save_png
+
     sim = draw["simulator"]
     r0, c0 = cv.centre_pixel(sim.config.image_size)
     k = draw["file_per_working"]
@@ -360,7 +362,7 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
         hkl = np.asarray(spots.hkl)[keep][inside]
         radius = np.hypot(fr[inside] - draw["centre"][0], fc[inside] - draw["centre"][1])
         for j in np.argsort(radius)[:12]:  # the innermost spots: labels stay legible
-            ax.annotate("".join(f"{int(v)}" if v >= 0 else f"\u0305{-int(v)}" for v in hkl[j]),
+            ax.annotate(hkl_label(hkl[j]),
                         (fc[inside][j], fr[inside][j]), color=colour, fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
     ax.plot(draw["centre"][1], draw["centre"][0], "+", color="yellow", ms=8)
@@ -368,13 +370,7 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
     ax.set_ylim(h - 0.5, -0.5)
     ax.legend(loc="lower left", fontsize=7)
     ax.set_axis_off()
-    from edorient._utils.atomic import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    save_png(fig, path, tight=True)
 
 
 def result_json(result: dict[str, Any]) -> str:

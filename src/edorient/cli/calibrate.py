@@ -87,7 +87,7 @@ def draw_overlay(path: Path, image, fit, max_labels: int = 12) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from edorient._utils.atomic import atomic_path
+    from edorient._utils.figures import hkl_label, save_png
 
     img = np.asarray(image, dtype=np.float64)
     lo, hi = np.percentile(img, [1, 99.9])
@@ -107,7 +107,7 @@ def draw_overlay(path: Path, image, fit, max_labels: int = 12) -> None:
                label=f"[{' '.join(map(str, fit.zone))}] fitted")
     order = np.argsort(np.hypot(rc[:, 0] - fit.centre[0], rc[:, 1] - fit.centre[1]))[:max_labels]
     for k in order:
-        ax.annotate("".join(str(int(x)) if x >= 0 else f"{-int(x)}\u0305" for x in hkl[k]), (rc[k, 1], rc[k, 0]),
+        ax.annotate(hkl_label(hkl[k]), (rc[k, 1], rc[k, 0]),
                     xytext=(4, 4), textcoords="offset points", color="tab:red", fontsize=6)
     ax.plot([fit.centre[1]], [fit.centre[0]], "+", color="yellow", ms=12, label="centre")
     ax.set_title(f"{fit.calibration:.5f} 1/Å/px, ellipticity {fit.ellipticity:.4f} at {fit.angle_deg:.0f}°, "
@@ -116,8 +116,4 @@ def draw_overlay(path: Path, image, fit, max_labels: int = 12) -> None:
     ax.set_ylim(h - 0.5, -0.5)
     ax.legend(loc="lower left", fontsize=6)
     ax.set_axis_off()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    save_png(fig, path, tight=True)

@@ -18,7 +18,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edorient._utils.atomic import atomic_path  # noqa: E402
 from edorient.errors import EdorientError  # noqa: E402
 
 __all__ = [
@@ -39,13 +38,9 @@ TRIANGLE_CORNERS: dict[str, np.ndarray] = {
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike, dpi: int) -> Path:
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    from edorient._utils.figures import save_png
+
+    return save_png(fig, path, dpi=dpi)
 
 
 # ----------------------------------------------------------------------------------------------

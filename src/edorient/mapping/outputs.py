@@ -176,7 +176,7 @@ def _maps(folder: Path, run, crystal) -> list[str]:
     import matplotlib.pyplot as plt
     from orix.vector import Vector3d
 
-    from edorient._utils.atomic import atomic_path
+    from edorient._utils.figures import save_png
 
     r = run.results
     ny, nx = run.source.shape
@@ -199,9 +199,7 @@ def _maps(folder: Path, run, crystal) -> list[str]:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-        with atomic_path(folder / f"{name}.png") as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-        plt.close(fig)
+        save_png(fig, folder / f"{name}.png", tight=True)
         written.append(f"maps/{name}.png")
     # overview: every panel and the colour key
     fig, axes = plt.subplots(2, 4, figsize=(16, 8.4), dpi=90)
@@ -215,9 +213,7 @@ def _maps(folder: Path, run, crystal) -> list[str]:
     ax = axes.ravel()[-1]
     _colour_key(ax, crystal)
     fig.tight_layout()
-    with atomic_path(folder / "overview.png") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, folder / "overview.png", tight=True)
     written.append("maps/overview.png")
     return written
 

@@ -210,6 +210,8 @@ def _plot(path: Path, history: list[dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edorient._utils.figures import save_png
+
     ep = [r["epoch"] for r in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     a1.plot(ep, [r["train_loss"] for r in history], "o-", label="train loss")
@@ -224,11 +226,7 @@ def _plot(path: Path, history: list[dict[str, Any]]) -> None:
     ax3.set_ylabel("median angular error (deg)")
     a2.legend(loc="upper right")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=90)
 
 
 def fit(
