@@ -39,7 +39,7 @@ def test_mask_finds_painted_patch_and_border_padding_but_not_dark_background():
     x = rng.poisson(20, size=(120, 120)).astype(float)
     x[10:30, 70:100] = 150.0  # a label painted out in one grey
     x[:, :8] = 0.0  # zero padding of a crop along the left edge
-    x[60:75, 60:75] = 3.0  # hmm: a dark flat patch inside is empty background, not masked
+    x[60:75, 60:75] = 3.0  # a dark flat patch inside is empty background: not masked
     mask, rep = pp.validity_mask(x)
     assert not mask[15:25, 75:95].any()
     assert not mask[50, :6].any()
