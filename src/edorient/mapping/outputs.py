@@ -190,26 +190,24 @@ def _maps(folder: Path, run, crystal) -> list[str]:
         "uncertainty": ("uncertainty of grain 1 (deg)", r["uncertainty_deg"][:, 0], "cividis"),
         "vbf": ("virtual bright field", r["vbf"], "gray"),
     }
-    written = []
-    for name, (title, img, cmap) in panels.items():
-        fig, ax = plt.subplots(figsize=(4, 4 * ny / nx + 0.4), dpi=100)
+    def draw(fig, ax, title, img, cmap) -> None:
         shape = (ny, nx, 3) if img.ndim == 2 else (ny, nx)
         im = ax.imshow(np.asarray(img).reshape(shape), cmap=cmap, interpolation="nearest")
         if cmap is not None:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
+
+    written = []
+    for name, panel in panels.items():
+        fig, ax = plt.subplots(figsize=(4, 4 * ny / nx + 0.4), dpi=100)
+        draw(fig, ax, *panel)
         save_png(fig, folder / f"{name}.png", tight=True)
         written.append(f"maps/{name}.png")
     # overview: every panel and the colour key
     fig, axes = plt.subplots(2, 4, figsize=(16, 8.4), dpi=90)
-    for ax, (name, (title, img, cmap)) in zip(axes.ravel(), panels.items()):
-        shape = (ny, nx, 3) if img.ndim == 2 else (ny, nx)
-        im = ax.imshow(np.asarray(img).reshape(shape), cmap=cmap, interpolation="nearest")
-        if cmap is not None:
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_title(title, fontsize=9)
-        ax.set_axis_off()
+    for ax, panel in zip(axes.ravel(), panels.values()):
+        draw(fig, ax, *panel)
     ax = axes.ravel()[-1]
     _colour_key(ax, crystal)
     fig.tight_layout()
