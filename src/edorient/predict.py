@@ -340,8 +340,8 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
     from edorient._utils.figures import hkl_label, save_png
 
     sim = draw["simulator"]
-    r0, c0 = cv.centre_pixel(sim.config.image_size)
-    k = draw["file_per_working"]
+    from edorient.indexing.search import to_file_pixels
+
     fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
     shown = np.log1p(np.clip(image - np.percentile(image, 1), 0, None))
     ax.imshow(shown, cmap="gray", vmin=0, vmax=float(np.percentile(shown, 99.8)) or None)
@@ -352,8 +352,7 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
         spots = sim.spots(R)
         pix = sim.spot_pixels(spots)
         keep = spots.intensity >= 1e-3
-        fr = draw["centre"][0] + (pix[keep, 0] - r0) * k
-        fc = draw["centre"][1] + (pix[keep, 1] - c0) * k
+        fr, fc = to_file_pixels(pix[keep], sim.config.image_size, draw["centre"], draw["file_per_working"]).T
         inside = (fr >= 0) & (fr < h) & (fc >= 0) & (fc < w)
         colour = ("tab:red", "tab:cyan")[g]
         zone = " ".join(map(str, info["nearest_zone_axis"]))

@@ -26,7 +26,7 @@ import numpy as np
 
 from edorient.errors import EdorientError
 from edorient.indexing import verdict as vd
-from edorient.indexing.search import PatternSearch, SearchConfig, SearchResult
+from edorient.indexing.search import PatternSearch, SearchConfig, SearchResult, to_file_pixels
 
 #: A refined grain is kept when the kinematic spot model explains the image (the refinement's
 #: fit score is at least ``REFINE_MIN_FIT``) and pins the grain (its one-sigma uncertainty is
@@ -101,7 +101,6 @@ def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: fl
     with the fitted scale; a spot is explained when a predicted one lies within
     ``max(2, 0.03 x data radius)`` file pixels. Returns (share, spots used).
     """
-    from edorient import conventions as cv
     from edorient.indexing.spots import find_spots
 
     spots = find_spots(pre.image, pre.mask, max_spots=2 * n_obs)
@@ -116,9 +115,8 @@ def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: fl
     pix = sim.spot_pixels(sp)[sp.intensity >= 1e-3]
     if len(pix) == 0:
         return 0.0, len(P)
-    r0, c0 = cv.centre_pixel(sim.config.image_size)
-    k = sim.config.resolved_calibration / (calibration * res.scale)
-    pf = np.stack([pre.centre[0] + (pix[:, 0] - r0) * k, pre.centre[1] + (pix[:, 1] - c0) * k], 1)
+    pf = to_file_pixels(pix, sim.config.image_size, pre.centre,
+                        sim.config.resolved_calibration / (calibration * res.scale))
     d = np.sqrt(((P[:, None, :] - pf[None]) ** 2).sum(-1)).min(1)
     tol = max(2.0, 0.03 * pre.data_radius_px)
     return float((intensity * (d <= tol)).sum() / intensity.sum()), int(len(P))

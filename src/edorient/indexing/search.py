@@ -98,6 +98,14 @@ def working_image(pre, calibration_in: float, size: int, calibration_out: float)
     return display_transform(np.clip(x, 0, None).astype(np.float32))
 
 
+def to_file_pixels(pix: np.ndarray, size: int, centre: tuple[float, float], file_per_working: float) -> np.ndarray:
+    """(k, 2) (row, col) positions in a ``size`` working frame -> the file's pixels, whose direct
+    beam is at ``centre`` and which has ``file_per_working`` file pixels per working pixel."""
+    r0, c0 = cv.centre_pixel(size)
+    pix = np.asarray(pix, dtype=float).reshape(-1, 2)
+    return np.stack([centre[0] + (pix[:, 0] - r0) * file_per_working, centre[1] + (pix[:, 1] - c0) * file_per_working], 1)
+
+
 class PatternSearch:
     """Template search of a preprocessed pattern with a fitted scale and thickness.
 
