@@ -41,6 +41,15 @@ CONFIDENT_AGREEMENT = 0.6
 #: is not reported as a real grain.
 SECOND_GRAIN_SCORE = 0.30
 
+#: The runner-up of the whole-image fit's margin is the best hypothesis whose beam direction is
+#: more than this many degrees away (modulo the Laue group): the error the target is about.
+DISTINCT_DEG = 2.0
+#: One refined grain (:func:`verdict_fit`): below this whole-image fit ``no match``.
+NO_MATCH_FIT = 0.3
+#: ... ``ambiguous`` below this fit margin, above this uncertainty (degrees, one sigma) or unrefined.
+MIN_FIT_MARGIN = 0.02
+MAX_UNCERTAINTY_DEG = 0.5
+
 VERDICTS = ("confident", "ambiguous", "no match")
 
 
@@ -55,5 +64,24 @@ def verdict(score: float, margin: float, agreement: float = 1.0, no_match_score:
     if not (score >= no_match_score and agreement >= NO_MATCH_AGREEMENT):  # NaN counts as no match
         return "no match"
     if margin < min_margin or agreement < CONFIDENT_AGREEMENT:
+        return "ambiguous"
+    return "confident"
+
+
+def verdict_fit(score: float, fit: float, fit_margin: float, uncertainty_deg: float | None,
+                agreement: float = 1.0) -> str:
+    """The verdict of one refined grain: ``no match`` below ``NO_MATCH_SCORE``,
+    ``NO_MATCH_AGREEMENT`` or ``NO_MATCH_FIT``; ``ambiguous`` when the answer is not a converged
+    refinement whose one-sigma uncertainty is at most ``MAX_UNCERTAINTY_DEG``, when another
+    direction more than ``DISTINCT_DEG`` away fits the whole image within ``MIN_FIT_MARGIN``, or
+    below ``CONFIDENT_AGREEMENT``; else ``confident``.
+
+    >>> verdict_fit(0.8, 0.9, 0.1, 0.1), verdict_fit(0.8, 0.9, 0.001, 0.1), verdict_fit(0.8, 0.9, 0.1, None)
+    ('confident', 'ambiguous', 'ambiguous')
+    """
+    if not (score >= NO_MATCH_SCORE and agreement >= NO_MATCH_AGREEMENT and fit >= NO_MATCH_FIT):
+        return "no match"
+    if (uncertainty_deg is None or not uncertainty_deg <= MAX_UNCERTAINTY_DEG or not fit_margin >= MIN_FIT_MARGIN
+            or agreement < CONFIDENT_AGREEMENT):
         return "ambiguous"
     return "confident"

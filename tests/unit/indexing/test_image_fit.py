@@ -1,0 +1,75 @@
+"""The whole-image fit that picks and polishes the answer of one grain (issue 11)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edorient.indexing.matching import fit_uncertainty, image_correlation, model_image01, polish_fit
+from edorient.indexing.verdict import verdict_fit
+from edorient.physics.orientation import random_rotations, rotation_from_direction
+from edorient.render import SimulationConfig, Simulator
+from edorient.structures import anatase
+
+
+def _sim(size=96, cal=0.02):
+    return Simulator(anatase(), SimulationConfig(image_size=size, calibration=cal, direct_beam=0.0))
+
+
+def test_image_correlation_charges_unexplained_spots():
+    # a model that predicts only part of the image's spots scores below one that predicts them
+    # all (the refinement's own score, sampled only at predicted spots, could not see the rest)
+    sim = _sim()
+    R = rotation_from_direction(np.array([0.0, 0.0, 1.0]), 10.0)  # [001]: many spots
+    img = model_image01(sim, R)
+    sp = sim.spots(R)
+    keep = np.arange(len(sp.intensity)) % 2 == 0
+    from edorient.render import display_transform, render_spots
+
+    half = display_transform(10 * render_spots(sp.position[keep], sp.intensity[keep], 96, 0.02, sim.config.spot_sigma_px, 0.0))
+    assert image_correlation(img, img) > 0.999
+    assert image_correlation(img, half) < 0.85
+    valid = np.zeros(img.shape, dtype=bool)
+    valid[:48] = True  # only the valid pixels count
+    assert abs(image_correlation(img, half, valid) - image_correlation(img[:48], half[:48])) < 1e-9
+
+
+def test_model_image_moves_with_centre_and_scale():
+    sim = _sim()
+    R = random_rotations(1, rng=4)[0]
+    a = model_image01(sim, R)
+    shifted = model_image01(sim, R, centre_px=(2.0, -3.0))
+    np.testing.assert_allclose(np.roll(a, (2, -3), axis=(0, 1))[10:-10, 10:-10], shifted[10:-10, 10:-10], atol=1e-5)
+    assert image_correlation(a, model_image01(sim, R, scale=1.05)) < 0.9
+
+
+def test_polish_recovers_a_small_misorientation_centre_and_scale():
+    sim = _sim(size=128, cal=0.016)
+    R = random_rotations(1, rng=7)[0]
+    img = model_image01(sim, R, centre_px=(0.6, -0.4), scale=1.02)
+    from scipy.spatial.transform import Rotation
+
+    start = Rotation.from_rotvec(np.radians([0.4, -0.3, 0.5])).as_matrix() @ R
+    f, Rp, cen, k = polish_fit(sim, img, start, search_deg=1.0)
+    ang = np.degrees(np.arccos(np.clip((np.trace(Rp @ R.T) - 1) / 2, -1, 1)))
+    assert f > 0.99 and ang < 0.05, (f, ang)
+    np.testing.assert_allclose(cen, [0.6, -0.4], atol=0.05)
+    assert abs(k - 1.02) < 0.002
+
+
+def test_fit_uncertainty_grows_with_noise():
+    sim = _sim(size=128, cal=0.016)
+    R = random_rotations(1, rng=7)[0]
+    clean = model_image01(sim, R)
+    rng = np.random.default_rng(0)
+    u = [fit_uncertainty(sim, np.clip(clean + s * rng.standard_normal(clean.shape), 0, 1), R)[0] for s in (0.02, 0.2)]
+    assert 0 < u[0] < u[1] < 1.0, u
+
+
+def test_verdict_fit_rules():
+    assert verdict_fit(0.8, 0.9, 0.1, 0.1) == "confident"
+    assert verdict_fit(0.8, 0.9, 0.0, 0.1) == "ambiguous"  # another direction fits as well
+    assert verdict_fit(0.8, 0.9, 0.1, 5.0) == "ambiguous"  # not pinned
+    assert verdict_fit(0.8, 0.9, 0.1, None) == "ambiguous"
+    assert verdict_fit(0.8, 0.9, 0.1, 0.1, agreement=0.1) == "no match"
+    assert verdict_fit(0.8, 0.1, 0.1, 0.1) == "no match"
+    assert verdict_fit(float("nan"), 0.9, 0.1, 0.1) == "no match"
