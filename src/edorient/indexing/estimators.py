@@ -43,6 +43,7 @@ class Estimate:
     refinement: object | None = None  #: the RefineResult when refined
     fallback: np.ndarray | None = None  #: (n,) bool: a bad fit, refined again from slower proposals
     explained: np.ndarray | None = None  #: (n,) share of the image's spots on the model's (refined)
+    other_family: np.ndarray | None = None  #: (n, g, 3, 3) each grain's best orientation in its other mirror family
 
 
 class Estimator(ABC):
@@ -133,19 +134,26 @@ class CNNEstimator(Estimator):
 
     def estimate(self, images01) -> Estimate:
         x = self._check(images01)
-        return self._finish(*best_orientations(self.scorer, x, self.directions(x)))
+        rots, scores, other = best_orientations(self.scorer, x, self.directions(x), other_family=True)
+        est = self._finish(rots, scores)
+        est.other_family = other
+        return est
 
 
 def best_orientations(scorer: PatternScorer, images01: np.ndarray, directions: np.ndarray,
-                      chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                      chunk: int = 64, other_family: bool = False):
     """:meth:`PatternScorer.score` (both families, every in-plane angle) of directions (n, g, 3)
     in images (n, H, W), batched: the templates of a chunk of images in one simulator call and
-    their polar images in one transform. Returns (rotations (n, g, 3, 3), scores (n, g))."""
+    their polar images in one transform. Returns (rotations (n, g, 3, 3), scores (n, g)) and,
+    with ``other_family``, the best orientation of each direction's other mirror family
+    (n, g, 3, 3), which the same correlations hold (what
+    :func:`~edorient.indexing.proposals.grain_starts` otherwise scores again)."""
     from edorient.indexing.matching import correlate_inplane
     from edorient.physics.orientation import rotation_from_direction
 
     n, g = directions.shape[:2]
     rots = np.zeros((n, g, 3, 3))
+    other = np.zeros((n, g, 3, 3))
     scores = np.zeros((n, g))
     for lo in range(0, n, chunk):
         d = np.asarray(directions[lo : lo + chunk], dtype=float)
@@ -153,13 +161,17 @@ def best_orientations(scorer: PatternScorer, images01: np.ndarray, directions: n
         trial = np.stack([d, -d], axis=2)  # (m, g, 2, 3): both families
         tmpl = scorer.template(trial.reshape(-1, 3)).reshape(m, g * 2, *scorer.grid.radii.shape, -1)
         polar = scorer.grid.normalise(scorer.grid.transform(images01[lo : lo + chunk]))
+        ar = np.arange(g)
         for i in range(m):
             c = correlate_inplane(polar[i], tmpl[i]).reshape(g, 2, -1)
             flat = c.reshape(g, -1).argmax(axis=1)
             fam, j = np.divmod(flat, c.shape[-1])
-            scores[lo + i] = c[np.arange(g), fam, j]
-            rots[lo + i] = rotation_from_direction(trial[i, np.arange(g), fam], j * 360.0 / scorer.grid.n_phi)
-    return rots, scores
+            scores[lo + i] = c[ar, fam, j]
+            rots[lo + i] = rotation_from_direction(trial[i, ar, fam], j * 360.0 / scorer.grid.n_phi)
+            if other_family:
+                jo = c[ar, 1 - fam].argmax(axis=1)
+                other[lo + i] = rotation_from_direction(trial[i, ar, 1 - fam], jo * 360.0 / scorer.grid.n_phi)
+    return (rots, scores, other) if other_family else (rots, scores)
 
 
 class Refined(Estimator):
@@ -209,9 +221,15 @@ class Refined(Estimator):
         """(n, h, g, 3, 3) starts of the refinement."""
         from edorient.indexing.proposals import grain_starts
 
+        from edorient.indexing.proposals import half_turn
+
         out = []
-        for im, rots in zip(images01, proposal.rotations):
-            starts = [grain_starts(self.scorer, im, R, families=self.families) for R in rots]
+        other = proposal.other_family if self.families else None
+        for i, (im, rots) in enumerate(zip(images01, proposal.rotations)):
+            if other is not None:  # the proposal's own other-family orientations: grain_starts' order, not scored again
+                starts = [np.stack([R, o, half_turn(R), half_turn(o)]) for R, o in zip(rots, other[i])]
+            else:
+                starts = [grain_starts(self.scorer, im, R, families=self.families) for R in rots]
             out.append(np.stack([np.stack(c) for c in itertools.product(*starts)]))
         return np.stack(out)
 

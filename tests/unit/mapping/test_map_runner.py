@@ -118,3 +118,18 @@ def test_auto_grains_decision_is_consistent(tiny_scan):
     assert np.isfinite(r["rotations"][two, 1]).all() and np.isnan(r["rotations"][~two, 1]).all()
     # grain 1 is the stronger
     assert (r["share"][two, 0] >= r["share"][two, 1]).all()
+
+
+def test_second_grain_modes(tiny_scan):
+    """auto: the partner of the one-grain fit by default (no bicrystal model loaded); 'model': the
+    two-grain chain; anything else is refused."""
+    from edorient.mapping.index import get_indexer
+
+    ix = get_indexer(_settings("auto"))
+    assert _settings("auto").partner and ix.proposer is not None and "2" not in ix.estimators
+    single, bi = default_runs("anatase")
+    st = MapSettings(grains="auto", run_single=single, run_bicrystal=bi, second_grain="model")
+    assert not st.partner
+    assert not MapSettings(grains="2").partner and not MapSettings(explained_below=0.9).partner
+    with pytest.raises(EdorientError, match="second_grain"):
+        MapSettings(second_grain="cnn")
