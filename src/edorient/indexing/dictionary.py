@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bump when the template recipe changes in a way the key does not see.
-RECIPE = 1
+RECIPE = 2  # 2: stored in the correlation layout (matching.correlation_layout)
 
 
 def cache_dir() -> Path:
@@ -56,10 +56,14 @@ def dictionary_key(matcher) -> str:
 
 
 def load_or_build(matcher, chunk: int = 64) -> tuple[np.ndarray, Path | None, bool]:
-    """The matcher's template FFTs from the cache, or built and stored; (fft, file, hit)."""
+    """The matcher's template FFTs in the layout its correlations multiply
+    (:func:`~edorient.indexing.matching.correlation_layout`: conjugated, (n_k, m, n_r)) from the
+    cache, or built and stored; (fft, file, hit)."""
+    from edorient.indexing.matching import correlation_layout
+
     key = dictionary_key(matcher)
     path = cache_dir() / f"templates-{key}.npy"
-    shape = (len(matcher.directions), matcher.scorer.grid.n_r, matcher.scorer.grid.n_phi // 2 + 1)
+    shape = (matcher.scorer.grid.n_phi // 2 + 1, len(matcher.directions), matcher.scorer.grid.n_r)
     if path.is_file():
         try:
             fft = np.load(path, allow_pickle=False, mmap_mode=None)
@@ -67,7 +71,7 @@ def load_or_build(matcher, chunk: int = 64) -> tuple[np.ndarray, Path | None, bo
                 return fft, path, True
         except (OSError, ValueError):
             pass  # damaged: rebuilt below
-    fft = matcher.build(chunk)
+    fft = correlation_layout(matcher.build(chunk))
     try:
         from edorient._utils.atomic import atomic_path
 

@@ -68,6 +68,13 @@ class PolarGrid:
         return x / np.where(norm > 0, norm, 1.0)
 
 
+def correlation_layout(fft: np.ndarray) -> np.ndarray:
+    """Template FFTs (m, n_r, n_k) -> the layout :meth:`TemplateMatcher.polar_correlations`
+    multiplies: conjugated, (n_k, m, n_r), C-contiguous (the on-disk cache stores this one, so
+    that a loaded dictionary needs no transposition: 0.19 s of a 0.8 s call before)."""
+    return np.ascontiguousarray(np.conj(fft).transpose(2, 0, 1))
+
+
 def correlate_inplane(a_norm: np.ndarray, b_norm: np.ndarray) -> np.ndarray:
     """Correlation of polar image ``a`` with ``b`` turned by each of the n_phi angles.
 
@@ -172,9 +179,17 @@ class TemplateMatcher:
         if cache:
             from edorient.indexing.dictionary import load_or_build
 
-            self._fft, self.cache_file, self.cache_hit = load_or_build(self, chunk)
+            self._fft_t, self.cache_file, self.cache_hit = load_or_build(self, chunk)
         else:
-            self._fft = self.build(chunk)
+            self._fft_t = correlation_layout(self.build(chunk))
+        groups = np.arange(len(self.directions)).reshape(-1, self.families)
+        self.coarse_index = groups[::3].ravel()
+        self._fft_t_coarse = None
+
+    @property
+    def _fft(self) -> np.ndarray:
+        """The templates' FFTs along φ, (m, n_r, n_phi // 2 + 1) (a view of the stored layout)."""
+        return np.conj(self._fft_t).transpose(1, 2, 0)
 
     def build(self, chunk: int = 64) -> np.ndarray:
         """FFTs along φ of the dictionary's normalised polar templates (m, n_r, n_phi // 2 + 1)."""
@@ -190,11 +205,9 @@ class TemplateMatcher:
         every third dictionary direction only (rows of :attr:`coarse_index`), for cheap scans
         (e.g. over calibration scales) that need the shape of the best score, not its argmax."""
         fa = np.fft.rfft(a, axis=-1).astype(np.complex64)
-        if getattr(self, "_fft_t", None) is None:  # (k, m, r) conjugated: one batched matrix-vector product per k
-            self._fft_t = np.ascontiguousarray(np.conj(self._fft).transpose(2, 0, 1))
-            groups = np.arange(len(self.directions)).reshape(-1, self.families)
-            self.coarse_index = groups[::3].ravel()
+        if coarse and self._fft_t_coarse is None:
             self._fft_t_coarse = np.ascontiguousarray(self._fft_t[:, self.coarse_index])
+        # (k, m, r) conjugated: one batched matrix-vector product per frequency k
         prod = np.matmul(self._fft_t_coarse if coarse else self._fft_t, fa.T[:, :, None])[..., 0]  # (k, m)
         return np.fft.irfft(prod.T, n=a.shape[-1], axis=-1)
 
