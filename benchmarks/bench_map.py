@@ -9,7 +9,8 @@ Usage::
    boundaries inclined through the thickness, Poisson counts; .hspy with its calibration) unless
    ``--scan`` gives one (its ``_truth.npz`` beside it).
 2. Maps it with the defaults of ``edorient map`` (``--grains auto``, the shipped models as
-   proposals, refinement) on a LocalCluster of ``--workers`` processes; a map already in
+   proposals, refinement; ``--second-grain model``: the two-grain chain of the bicrystal CNN
+   instead of the partner of the one-grain fit, the version before) on a LocalCluster of ``--workers`` processes; a map already in
    ``OUT/map`` is resumed (its timings come from its summary.json).
 3. Errors against the truth, modulo 4/mmm: grain 1 inside grains (probes crossing one grain);
    at boundaries (the thinner grain holding >= 10 % of the thickness) order-free over both grains
@@ -84,11 +85,11 @@ def metrics(results: dict, truth, laue) -> dict:
     }
 
 
-def _map(scan, out, workers, chunk, assemble=True):
+def _map(scan, out, workers, chunk, assemble=True, second_grain=None):
     from edorient.mapping import ComputeSettings, MapSettings, default_runs, run_map
 
     single, bi = default_runs("anatase")
-    return run_map(scan, out, MapSettings(run_single=single, run_bicrystal=bi),
+    return run_map(scan, out, MapSettings(run_single=single, run_bicrystal=bi, second_grain=second_grain),
                    ComputeSettings(workers=workers, chunk=chunk, progress=False), assemble=assemble)
 
 
@@ -138,6 +139,9 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--throughput-probes", type=int, default=16, help="side of the throughput scan (0: skip)")
     ap.add_argument("--py4dstem-n", type=int, default=200, help="one-grain probes for py4DSTEM ACOM (0: skip)")
+    ap.add_argument("--second-grain", default=None, choices=["model"],
+                    help="MapSettings.second_grain: 'model' maps with the bicrystal CNN's two-grain chain (the "
+                         "version before the partner of the one-grain fit), for a same-machine baseline")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -156,7 +160,8 @@ def main() -> None:
                          f"{__import__('os').cpu_count()} cores",
               "load_average_at_start": list(__import__("os").getloadavg()), "scan": str(scan),
               "scan_config": json.loads(str(truth["config"]))}
-    run = _map(scan, a.out / "map", a.workers, a.chunk)
+    report["second_grain"] = a.second_grain or "partner of the one-grain fit (default)"
+    run = _map(scan, a.out / "map", a.workers, a.chunk, second_grain=a.second_grain)
     report["map_timings"] = _timings(a.out / "map")
     report["accuracy"] = metrics(run.results, truth, laue)
     if a.throughput_probes:
@@ -166,7 +171,7 @@ def main() -> None:
         report["throughput"] = {}
         for w in (1, 2):
             out = a.out / f"tp_w{w}_{time.time_ns()}"
-            r = _map(tp, out, w, a.chunk, assemble=False)
+            r = _map(tp, out, w, a.chunk, assemble=False, second_grain=a.second_grain)
             report["throughput"][f"{w} worker(s)"] = {
                 "patterns": r.patterns_computed, "wall_s": r.compute_s, "patterns_per_s": r.patterns_computed / r.compute_s,
                 "index_s_summed": r.timings["index_s"],
