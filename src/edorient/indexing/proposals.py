@@ -22,12 +22,15 @@ import itertools
 
 import numpy as np
 
+import torch
+
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
 from edorient.physics.orientation import rz
 
-__all__ = ["DictionaryProposals", "bicrystal_hypotheses", "dictionary_partner_hypotheses", "distinct_best", "erase_grain", "explained_peaks", "grain_starts", "half_turn",
-           "image_peaks", "pairs_with", "partner_hypotheses", "refine_bicrystals", "refine_partners", "refine_sequential",
-           "single_hypotheses", "with_half_turns"]
+__all__ = ["DictionaryProposals", "bicrystal_hypotheses", "dictionary_partner_hypotheses", "distinct_best",
+           "erase_grain", "explained_peaks", "grain_starts", "half_turn", "image_peaks", "pairs_with",
+           "partner_hypotheses", "refine_bicrystals", "refine_partners", "refine_sequential", "single_hypotheses",
+           "with_half_turns"]
 
 _RZ180 = rz(180.0)
 
@@ -228,8 +231,6 @@ class DictionaryProposals:
         self.k = int(k)
         self.separation_deg = float(separation_deg)
         self.chunk = int(chunk)
-        import torch
-
         fam = matcher.families
         nf = matcher._fft.shape[-1] if max_frequency is None else min(int(max_frequency) + 1, matcher._fft.shape[-1])
         # (freq, m, r), conjugated; torch's batched complex product is ~10x numpy's matmul here
@@ -238,12 +239,10 @@ class DictionaryProposals:
         labels = laue.reduce(matcher.directions.reshape(-1, fam, 3)[:, 0])
         self._far = laue.angle(labels[:, None], labels[None]) > self.separation_deg  # (groups, groups)
 
-    def correlations(self, images01: np.ndarray) -> np.ndarray:
+    def correlations(self, images01: np.ndarray) -> torch.Tensor:
         """(n, m, n_phi) correlation (a torch tensor) of images (n, H, W) with every dictionary
         entry at every in-plane angle (:meth:`TemplateMatcher.correlations`, batched; with
         ``max_frequency``, only the angular frequencies up to it)."""
-        import torch
-
         grid = self.scorer.grid
         polar = grid.normalise(grid.transform(np.asarray(images01, dtype=np.float32)))
         nf = self._conj.shape[0]
