@@ -232,9 +232,10 @@ class DictionaryProposals:
         self.separation_deg = float(separation_deg)
         self.chunk = int(chunk)
         fam = matcher.families
-        nf = matcher._fft.shape[-1] if max_frequency is None else min(int(max_frequency) + 1, matcher._fft.shape[-1])
-        # (freq, m, r), conjugated; torch's batched complex product is ~10x numpy's matmul here
-        self._conj = torch.from_numpy(np.ascontiguousarray(np.conj(matcher._fft[..., :nf]).transpose(2, 0, 1)))
+        fft_t = matcher._fft_t  # the dictionary's FFTs, conjugated, (freq, m, r)
+        nf = len(fft_t) if max_frequency is None else min(int(max_frequency) + 1, len(fft_t))
+        # shares the matcher's memory; torch's batched complex product is ~10x numpy's matmul here
+        self._conj = torch.from_numpy(np.ascontiguousarray(fft_t[:nf]))
         laue = self.scorer.simulator.crystal.laue
         labels = laue.reduce(matcher.directions.reshape(-1, fam, 3)[:, 0])
         self._far = laue.angle(labels[:, None], labels[None]) > self.separation_deg  # (groups, groups)
