@@ -47,14 +47,19 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                 g = res["grains"][0]
                 err = float(crystal.laue.angle(true[None], np.array(g["direction"])[None])[0])
+                ref = res.get("refinement") or {}
+                fm = ref.get("image_fit_margin")
                 rows.append((name, zone, scale, refine, err, g["verdict"], g["score"], g["margin"], g["spot_agreement"],
+                             "-" if ref.get("image_fit") is None else f"{ref['image_fit']:.3f}",
+                             "-" if fm is None else f"{fm:.3f}",
+                             "-" if g.get("uncertainty_deg") is None else f"{g['uncertainty_deg']:.2f}",
                              res["calibration_fitted"] / float(cal), first, float(np.median(times))))
     print("| case | zone | calibration given | refine | error to zone ° | verdict | score | margin | spot agreement | "
-          "fitted / true calibration | first call s | later calls s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "image fit | fit margin | uncertainty ° | fitted / true calibration | first call s | later calls s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | [{r[1]}] | x{r[2]:.1f} | {'yes' if r[3] else 'no'} | {r[4]:.2f} | {r[5]} | {r[6]:.3f} | "
-              f"{r[7]:.3f} | {r[8]:.2f} | {r[9]:.4f} | {r[10]:.2f} | {r[11]:.2f} |")
+              f"{r[7]:.3f} | {r[8]:.2f} | {r[9]} | {r[10]} | {r[11]} | {r[12]:.4f} | {r[13]:.2f} | {r[14]:.2f} |")
 
 
 if __name__ == "__main__":

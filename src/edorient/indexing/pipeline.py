@@ -14,7 +14,7 @@ trained model:
    :class:`~edorient.indexing.refine.Refiner` at each effective thickness, the answer chosen
    among those and the search's candidates by the whole-image fit
    (:func:`~edorient.indexing.matching.image_correlation`), the best and its best rival more than
-   :data:`~edorient.indexing.verdict.DISTINCT_DEG` away polished on that fit
+   :data:`POLISH_RIVAL_DEG` away polished on that fit
    (:func:`~edorient.indexing.matching.polish_fit`), with its uncertainty from the fit's
    curvature. Two grains: the refinement from the solution, kept per grain only where the
    kinematic spot model explains the image and pins the grain (:data:`REFINE_MIN_FIT`,
@@ -57,6 +57,8 @@ REFINE_CANDIDATES = 2
 #: of this radius (degrees): a thin model (broad relrods) fits a sparse pattern 1.5-2° off almost
 #: as well as the truth, and the polish from there alone stays in that basin.
 POLISH_SEARCH_DEG = 2.5
+#: The rival polished beside the best is the best hypothesis more than this many degrees from it.
+POLISH_RIVAL_DEG = 2.0
 #: Factor on :func:`~edorient.indexing.matching.fit_uncertainty` (neighbouring pixels share a
 #: spot and its noise): measured by benchmarks/bench_verdict.py on the calibration seed (see
 #: docs/results.md) so that 95 % of the grains lie within 2.45 sigma (the 95 % radius of a 2-D
@@ -223,13 +225,13 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
     for c in res.candidates:
         hyps.append((image_correlation(img, model_image01(res.simulator, c.rotation), valid), c.rotation, False,
                      res.thickness, np.zeros(2), 1.0, None, None, None, 0.0, ""))
-    # the best, and the best more than DISTINCT_DEG from it, polished on the whole-image fit itself
+    # the best, and the best more than POLISH_RIVAL_DEG from it, polished on the whole-image fit itself
     # (the refinement's optimum is not that fit's: a sparse pattern leaves it tenths of a degree off)
     laue = crystal.laue
 
-    def apart(i):
+    def apart(i, deg=POLISH_RIVAL_DEG):
         dirs = np.stack([h[1][2] for h in hyps])
-        return laue.angle(np.broadcast_to(hyps[i][1][2], dirs.shape), dirs) > vd.DISTINCT_DEG
+        return laue.angle(np.broadcast_to(hyps[i][1][2], dirs.shape), dirs) > deg
 
     for _ in range(2):
         fits = np.array([h[0] for h in hyps])
@@ -253,7 +255,7 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
     fits = np.array([h[0] for h in hyps])
     b = int(np.argmax(fits))
     best = hyps[b]
-    far = apart(b)
+    far = apart(b, vd.DISTINCT_DEG)
     margin = float(best[0] - fits[far].max()) if far.any() else float("inf")
     dirs = np.stack([h[1][2] for h in hyps])
     angles = laue.angle(np.broadcast_to(best[1][2], dirs.shape), dirs)
