@@ -65,9 +65,13 @@ def test_fit_uncertainty_grows_with_noise():
     assert 0 < u[0] < u[1] < 1.0, u
 
 
-def test_verdict_fit_rules():
+def test_verdict_fit_rules(monkeypatch):
+    from edorient.indexing import verdict as vd
+
     assert verdict_fit(0.8, 0.9, 0.1, 0.1) == "confident"
     assert verdict_fit(0.8, 0.9, 0.0, 0.1) == "ambiguous"  # another direction fits as well
+    assert verdict_fit(0.8, 0.9, 0.1, float("nan")) == "ambiguous"  # no uncertainty
+    monkeypatch.setattr(vd, "MAX_UNCERTAINTY_DEG", 1.0)
     assert verdict_fit(0.8, 0.9, 0.1, 5.0) == "ambiguous"  # not pinned
     assert verdict_fit(0.8, 0.9, 0.1, None) == "ambiguous"
     assert verdict_fit(0.8, 0.9, 0.1, 0.1, agreement=0.1) == "no match"

@@ -112,8 +112,6 @@ def test_search_recovers_a_calibration_error(tmp_path, monkeypatch):
     assert abs(res.search.scale - 1.08) < 0.025
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (docs/results.md, Real patterns): on sparse general "
-                   "orientations the verdict can say confident 2-3° off; no criterion measured so far separates it")
 def test_search_recovers_a_calibration_error_and_the_orientation(tmp_path, monkeypatch):
     R, res = _indexed_with_calibration_error(tmp_path, monkeypatch)
     assert abs(res.search.scale - 1.08) < 0.025
