@@ -6,6 +6,8 @@ anatase and an anatase CIF give the same atoms.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from pathlib import Path
 
@@ -132,10 +134,22 @@ def get_crystal(name_or_path: str | Path) -> Crystal:
     if key.lower() == "anatase":
         return anatase()
     if key.lower().endswith(".cif") or Path(key).exists():
-        return read_cif(key)
+        try:
+            st = Path(key).stat()
+        except OSError:
+            return read_cif(key)  # its own one-line error
+        return _read_cif_cached(str(Path(key).resolve()), st.st_mtime_ns, st.st_size)
     raise EdorientError(
         f"unknown crystal {key!r}: give one of {', '.join(BUILTIN)} or the path to a .cif file"
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _read_cif_cached(path: str, mtime_ns: int, size: int) -> Crystal:
+    """:func:`read_cif` once per file version (the symmetry closure alone takes ~0.08 s, a
+    tenth of a predict call on a real pattern); a changed file (time or size) is read again.
+    A :class:`Crystal` is immutable, so sharing it is safe."""
+    return read_cif(path)
 
 
 def _expand(name, cell, sg: gemmi.SpaceGroup, sites, notes: tuple[str, ...] = ()) -> Crystal:

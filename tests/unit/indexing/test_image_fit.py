@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edorient.indexing.matching import fit_uncertainty, image_correlation, model_image01, polish_fit
+from edorient.indexing.matching import (fit_uncertainty, image_correlation, image_correlations, model_image01,
+                                       model_images01, polish_fit, tilt_grid)
 from edorient.indexing.verdict import verdict_fit
 from edorient.physics.orientation import random_rotations, rotation_from_direction
 from edorient.render import SimulationConfig, Simulator
@@ -40,6 +41,32 @@ def test_model_image_moves_with_centre_and_scale():
     shifted = model_image01(sim, R, centre_px=(2.0, -3.0))
     np.testing.assert_allclose(np.roll(a, (2, -3), axis=(0, 1))[10:-10, 10:-10], shifted[10:-10, 10:-10], atol=1e-5)
     assert image_correlation(a, model_image01(sim, R, scale=1.05)) < 0.9
+
+
+def test_batched_models_and_correlations_equal_the_single_ones():
+    # the batch (one spot pass, one drawing kernel call, one product) must give the same images
+    # and correlations as one call per hypothesis, with a centre and a scale per hypothesis
+    sim = _sim()
+    R = random_rotations(6, rng=11)
+    cen = np.random.default_rng(1).normal(size=(6, 2))
+    k = np.array([0.95, 0.98, 1.0, 1.01, 1.03, 1.06])
+    batch = model_images01(sim, R, cen, k)
+    single = np.stack([model_image01(sim, r, c, kk) for r, c, kk in zip(R, cen, k)])
+    np.testing.assert_allclose(batch, single, atol=1e-6)
+    img = np.clip(single[2] + 0.05 * np.random.default_rng(2).standard_normal(single[2].shape), 0, 1)
+    valid = np.random.default_rng(3).random(img.shape) > 0.3
+    np.testing.assert_allclose(image_correlations(img, batch, valid, chunk=4),
+                               [image_correlation(img, m, valid) for m in single], atol=1e-5)
+    assert int(np.argmax(image_correlations(img, batch, valid))) == 2
+
+
+def test_tilt_grid_spans_the_ring_it_is_asked_for():
+    R = random_rotations(1, rng=5)[0]
+    grid = np.stack(tilt_grid(R, 3.0, 1.0, inner_deg=1.0))
+    tilt = np.degrees(np.arccos(np.clip(grid[:, 2] @ R[2], -1, 1)))  # how far each beam direction moved
+    assert tilt.min() > 1.0 - 1e-9 and tilt.max() <= 3.0 + 1e-9
+    assert len(grid) == sum(1 < a * a + b * b <= 9 for a in range(-3, 4) for b in range(-3, 4))
+    assert len(tilt_grid(R, 1.0, 0.5)) == 13  # with the untilted rotation itself
 
 
 def test_polish_recovers_a_small_misorientation_centre_and_scale():

@@ -149,3 +149,22 @@ def test_template_matcher_covers_both_families(sim):
     # search is a proposal, not the answer)
     assert np.median(label_err) < 0.5 and np.sum(np.array(label_err) < 1.0) >= 10
     assert np.median(orient_err) < 1.0
+
+
+def test_polar_transform_is_bilinear_sampling_of_the_smoothed_image():
+    # the sparse-matrix transform must give what scipy's map_coordinates(order=1) gives on the
+    # Gaussian-smoothed image at each (r, phi): an independent computation of the same sampling
+    from scipy import ndimage
+
+    from edorient import conventions as cv
+    from edorient.indexing.matching import PolarGrid
+
+    grid = PolarGrid(64, n_r=20, n_phi=90)
+    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    r0, c0 = cv.centre_pixel(64)
+    rr, pp = np.meshgrid(grid.radii, grid.phi, indexing="ij")
+    coords = np.stack([r0 - rr * np.sin(pp), c0 + rr * np.cos(pp)])
+    want = np.stack([ndimage.map_coordinates(ndimage.gaussian_filter(im, grid.smooth_px), coords, order=1)
+                     for im in images])
+    np.testing.assert_allclose(grid.transform(images), want, atol=1e-5)
+    np.testing.assert_allclose(grid.transform(images[0]), want[0], atol=1e-5)
