@@ -135,3 +135,14 @@ def test_unreachable_scheduler_is_one_line(scan, tmp_path, capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "scheduler" in err[0]
+
+
+def test_second_grain_mode_from_the_command_line(scan, tmp_path):
+    # --second-grain model reaches the map's settings (and its resolved config); the default is the partner
+    import json
+
+    assert main(["map", str(scan), "--second-grain", "model", "--workers", "0", "--out", str(tmp_path / "m"),
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["identity"]["settings"]["second_grain"] == "model"
+    assert main(["map", str(scan), "--workers", "0", "--out", str(tmp_path / "p"), "--no-progress"]) == 0
+    assert "second_grain" not in json.loads((tmp_path / "p" / "config.json").read_text())["identity"]["settings"]

@@ -23,6 +23,10 @@ class Map(Subcommand):
         parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
         parser.add_argument("--grains", choices=["auto", "1", "2"], default="auto",
                             help="grains per pattern: auto (a second one only where the fit says so; default), 1 or 2")
+        parser.add_argument("--second-grain", choices=["partner", "model"], default="partner",
+                            help="how --grains auto looks for a second grain: partner (the one-grain fit's spots "
+                                 "erased, the template dictionary on the rest; default, faster) or model (the "
+                                 "two-grain model's proposals; docs/mapping.md)")
         parser.add_argument("--run", action="append", default=None,
                             help="a trained run folder or pretrained:NAME giving the proposals; once for a one-grain and "
                                  "once for a two-grain model (default for anatase: both shipped models; for a CIF: "
@@ -56,6 +60,7 @@ class Map(Subcommand):
         single, bi = resolve_runs(args.run, args.crystal)
         settings = MapSettings(crystal=args.crystal, grains=args.grains, run_single=single, run_bicrystal=bi,
                                min_new_spots=args.min_new_spots, explained_below=args.second_chance, refine=args.refine,
+                               second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions)
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)
