@@ -446,35 +446,26 @@ def model_images01(simulator: Simulator, rotations: np.ndarray, centre_px=(0.0, 
 
 def image_correlations(image01: np.ndarray, models01: np.ndarray, valid: np.ndarray | None = None,
                        chunk: int = 64) -> np.ndarray:
-    """:func:`image_correlation` of one image with each of (n, H, W) ``models01``: (n,)."""
-    y = _unit_image(image01, valid).astype(np.float32)
-    models01 = np.asarray(models01)
-    flat = models01.reshape(len(models01), -1)
-    sel = None if valid is None else np.flatnonzero(np.asarray(valid).ravel())
-    out = np.empty(len(models01))
-    for lo in range(0, len(models01), chunk):
-        M = flat[lo:lo + chunk] if sel is None else flat[lo:lo + chunk][:, sel]
-        M = M.astype(np.float32) - M.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-        norm = np.sqrt(np.einsum("ij,ij->i", M, M, dtype=np.float64))
-        out[lo:lo + chunk] = np.where(norm > 0, (M @ y) / np.maximum(norm, 1e-30), 0.0)
-    return out
-
-
-def image_correlation(image01: np.ndarray, model01: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Pearson correlation of two images over the ``valid`` pixels (all when None).
+    """Pearson correlation of ``image01`` with each of (n, H, W) ``models01`` over the ``valid``
+    pixels (all when None): (n,).
 
     Unlike the refinement's objective, which samples the image only where the model puts spots,
     this sees every pixel: a spot of the image that the model does not predict costs as much as
     a predicted spot that the image lacks.
     """
-    a = np.asarray(image01, dtype=np.float64)
-    b = np.asarray(model01, dtype=np.float64)
-    if valid is not None:
-        a, b = a[valid], b[valid]
-    a = a - a.mean()
-    b = b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else 0.0
+    y = _unit_image(image01, valid)
+    models01 = np.asarray(models01)
+    flat = models01.reshape(len(models01), -1)
+    sel = None if valid is None else np.flatnonzero(np.asarray(valid).ravel())
+    out = np.empty(len(models01))
+    for lo in range(0, len(models01), chunk):
+        out[lo:lo + chunk] = _unit_rows(flat[lo:lo + chunk] if sel is None else flat[lo:lo + chunk][:, sel]) @ y
+    return out
+
+
+def image_correlation(image01: np.ndarray, model01: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """:func:`image_correlations` of one model (0 where either image is flat)."""
+    return float(image_correlations(image01, np.asarray(model01)[None], valid)[0])
 
 
 def _unit_models(simulator: Simulator, R0: np.ndarray, centre_px, scale: float, valid: np.ndarray | None):
@@ -489,19 +480,23 @@ def _unit_models(simulator: Simulator, R0: np.ndarray, centre_px, scale: float, 
         R = Rotation.from_rotvec(np.radians(X[:, :3])).as_matrix() @ R0
         cen = np.asarray(centre_px, dtype=float)[None] + X[:, 3:5]
         M = model_images01(simulator, R, cen, scale * np.exp(X[:, 5])).reshape(len(X), -1)
-        M = (M[:, valid.ravel()] if valid is not None else M).astype(np.float64)
-        M -= M.mean(axis=1, keepdims=True)
-        n = np.sqrt((M * M).sum(axis=1, keepdims=True))
-        return np.where(n > 0, M / np.maximum(n, 1e-300), M)
+        return _unit_rows(M[:, valid.ravel()] if valid is not None else M)
 
     return models
 
 
+def _unit_rows(M: np.ndarray) -> np.ndarray:
+    """Each row of (m, p) ``M`` centred and of unit norm (float64; a flat row stays 0)."""
+    M = np.array(M, dtype=np.float64)
+    M -= M.mean(axis=1, keepdims=True)
+    n = np.sqrt(np.einsum("ij,ij->i", M, M))[:, None]
+    return M / np.where(n > 0, n, 1.0)
+
+
 def _unit_image(image01: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    y = np.asarray(image01, dtype=np.float64)
-    y = y[valid] if valid is not None else y.ravel()
-    y = y - y.mean()
-    return y / max(float(np.sqrt((y * y).sum())), 1e-12)
+    """The valid pixels of ``image01`` (all when None), centred and of unit norm."""
+    y = np.asarray(image01)
+    return _unit_rows((y[valid] if valid is not None else y.ravel())[None])[0]
 
 
 #: Finite-difference steps of the six fit parameters (degrees, degrees, degrees, pixels, pixels,
