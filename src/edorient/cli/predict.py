@@ -42,7 +42,9 @@ class Predict(Subcommand):
                             help="1/Å per pixel of the file, or a calibration file of `edorient calibrate`; "
                                  "the starting value of the fitted scale (default: the file's metadata)")
         parser.add_argument("--calibration-tolerance", type=finite_float, default=0.15,
-                            help="fit the calibration scale within 1 ± this (default 0.15; 0 fixes it)")
+                            help="fit the calibration scale within 1 ± this (default 0.15; 0 fixes it); an answer "
+                                 "that needs a calibration outside it is 'no match', so a tight tolerance (e.g. 0.03) "
+                                 "where the calibration is known also refuses a wrong crystal with a similar lattice")
         parser.add_argument("--kv", type=finite_float, default=None,
                             help="accelerating voltage in kV (default: the file's, else 200)")
         parser.add_argument("--no-background", dest="background", action="store_false",

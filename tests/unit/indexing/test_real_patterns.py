@@ -125,3 +125,20 @@ def test_verdict_rules():
     assert verdict(0.9, 0.0) == "ambiguous"
     assert verdict(float("nan"), 1.0) == "no match"
     assert verdict(0.0, 1.0) == "no match"
+
+
+def test_a_calibration_outside_the_stated_tolerance_is_no_match(tmp_path, monkeypatch):
+    # the pattern needs the calibration 8 % higher than given: inside the default ±15 % the
+    # answer stands; a user who states ±3 % is told the crystal does not fit at that calibration
+    # (how a second phase with a similar lattice, Al [001] against anatase [001], is refused)
+    from edorient.indexing.pipeline import IndexConfig, index_pattern
+    from edorient.indexing.search import SearchConfig
+
+    R, res = _indexed_with_calibration_error(tmp_path, monkeypatch)
+    assert abs(res.calibration_scale - 1.08) < 0.02 and res.grains[0].verdict != "no match"
+    img = np.random.default_rng(3).poisson(
+        Simulator(anatase(), SimulationConfig(image_size=128, calibration=0.016, spot_sigma_px=1.5)).images(R[None])[0]
+        * 1e5 + 20).astype(float)
+    tight = index_pattern(img, IndexConfig(0.016 / 1.08, (63.5, 63.5), search=SearchConfig(scale_tolerance=0.03)),
+                          anatase())
+    assert tight.grains[0].verdict == "no match", (tight.calibration_scale, tight.grains[0].verdict)
