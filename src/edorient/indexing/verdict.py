@@ -53,16 +53,17 @@ DISTINCT_DEG = 1.0
 #: One refined grain (:func:`verdict_fit`): below this whole-image fit ``no match`` (pure noise
 #: fits 0.09-0.19, every simulated and real pattern of the crystal above 0.55).
 NO_MATCH_FIT = 0.3
-#: ``ambiguous`` below this fit margin. Measured on seed 7000001: no margin threshold alone gets
-#: the simulated misses below 0.5 % of the confident grains while the real development cases
-#: (margins 0.030-0.198) stay confident; 0.025 keeps them and left 2.9 % of the confident
-#: simulated grains > 2° off (the misses' margins: median 0.012, 90 % 0.058).
+#: ``ambiguous`` below this fit margin: the largest that keeps every real development case
+#: confident (their margins 0.029-0.190). Measured on seed 7000001 with the wide grid of
+#: :data:`edorient.indexing.pipeline.WIDE_SEARCH_DEG`: 3 of the 525 confident simulated grains
+#: (0.57 %) are > 2° off at 0.025 (0.0325 would make it 2 of 495); before that grid 2.9 %.
 MIN_FIT_MARGIN = 0.025
 #: ``ambiguous`` above this uncertainty (degrees, one sigma, calibrated). Off (inf), measured: on
 #: seed 7000001 the misses had larger uncertainties (median 0.011° raw against 0.006°), and
 #: requiring <= 0.2° (calibrated) left 0.3 % of 386 confident grains > 2° off (first 569), but the real
-#: development cases have 0.014-0.13° raw (0.3-3° calibrated: fewer, broader spots, a model that
-#: fits them less well) and would all be ``ambiguous``.
+#: development cases have 0.014-0.13° raw (0.3-3° calibrated with the factor of then, 21.5; 0.17-1.6°
+#: with today's 11.9: fewer, broader spots, a model that fits them less well) and would all be
+#: ``ambiguous``.
 MAX_UNCERTAINTY_DEG = float("inf")
 
 #: A fitted calibration this far (relative) beyond the stated tolerance makes the grain
