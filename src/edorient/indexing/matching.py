@@ -423,13 +423,22 @@ def model_image01(simulator: Simulator, rotation: np.ndarray, centre_px=(0.0, 0.
 
 def model_images01(simulator: Simulator, rotations: np.ndarray, centre_px=(0.0, 0.0), scale=1.0,
                    gain: float = MODEL_GAIN) -> np.ndarray:
-    """:func:`model_image01` of many (n, 3, 3) ``rotations`` in one pass: (n, H, W) float32.
+    """:func:`model_image01` of many (n, 3, 3) ``rotations`` in one pass: (n, H, W) float32
+    (:func:`model_linear_images` times ``gain``, display-transformed in place)."""
+    from edorient.render import display_transform
 
-    ``centre_px`` is (2,) or (n, 2), ``scale`` a number or (n,). The spots of all orientations
-    come from one :meth:`~edorient.render.Simulator.spots_batch` and are drawn by one compiled
-    kernel call; the scale is folded into the spot positions (the same pixels as drawing at the
-    scaled calibration)."""
-    from edorient.render import _render_batch, display_transform
+    out = model_linear_images(simulator, rotations, centre_px, scale)
+    out *= np.float32(gain)
+    return display_transform(out, out=out)
+
+
+def model_linear_images(simulator: Simulator, rotations: np.ndarray, centre_px=(0.0, 0.0), scale=1.0) -> np.ndarray:
+    """Linear-intensity patterns (n, H, W) float32 of (n, 3, 3) ``rotations`` without the direct
+    beam, centre moved by ``centre_px`` ((2,) or (n, 2)) and calibration times ``scale`` (a number
+    or (n,)). The spots of all orientations come from one
+    :meth:`~edorient.render.Simulator.spots_batch` and are drawn by one compiled kernel call; the
+    scale is folded into the spot positions (the same pixels as drawing at the scaled calibration)."""
+    from edorient.render import _render_batch
 
     R = np.asarray(rotations, dtype=float).reshape(-1, 3, 3)
     n = len(R)
@@ -439,9 +448,7 @@ def model_images01(simulator: Simulator, rotations: np.ndarray, centre_px=(0.0, 
     cen = np.broadcast_to(np.asarray(centre_px, dtype=float), (n, 2))
     k = np.broadcast_to(np.asarray(scale, dtype=float), (n,))
     pos = pos / k[orient, None] + np.stack([cen[orient, 1] * cal, -cen[orient, 0] * cal], axis=1)
-    out = _render_batch(orient, pos, intensity, n, cfg.image_size, cal, cfg.spot_sigma_px, 0.0)
-    out *= np.float32(gain)
-    return display_transform(out, out=out)
+    return _render_batch(orient, pos, intensity, n, cfg.image_size, cal, cfg.spot_sigma_px, 0.0)
 
 
 def image_correlations(image01: np.ndarray, models01: np.ndarray, valid: np.ndarray | None = None,

@@ -113,13 +113,17 @@ def test_dictionary_refined_recovers_clean_singles_and_bicrystals(sim, singles, 
     # clean: on the truth (measured < 0.01°), or flagged: image 0 lies where two orientations 3.4°
     # apart fit equally (0.99995), and the other is found and reported ambiguous
     assert np.median(err1) < 0.1 and np.all((err1 < 0.1) | est.refinement.ambiguous[:, 0])
-    # bicrystals 0.5:0.5 (clean): Method 2's order with the batched dictionary finds both grains
-    pairs = random_rotations(8, rng=5).reshape(4, 2, 3, 3)
-    lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(4, 2, 128, 128)
+    # bicrystals 0.5:0.5 (clean): Method 2's order with the batched dictionary finds both grains.
+    # 8 of them (the first 4 are the former 4): with the whole-image choice 6 of 8 (the refinement's
+    # own choice 7: image 1's hypotheses all miss grain A's orientation, and the one the refinement
+    # liked, at a grain weight of 0.02, had A's direction by chance); on 100 clean bicrystals of
+    # bench_accuracy's seed 4040 the whole-image choice finds both in 88 % against 87 %
+    pairs = random_rotations(16, rng=5).reshape(8, 2, 3, 3)
+    lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(8, 2, 128, 128)
     xb = display_transform(0.5 * lin[:, 0] + 0.5 * lin[:, 1])
     est2 = DictionaryRefined(matcher300, Refiner(sim.crystal, sim.config), grains=2).estimate(xb)
     err, _ = grain_errors(est2.directions, pairs[..., 2, :], laue)
-    assert est2.rotations.shape == (4, 2, 3, 3) and est2.explained.shape == (4,)
+    assert est2.rotations.shape == (8, 2, 3, 3) and est2.explained.shape == (8,)
     assert np.mean((err < 1.0).all(1)) >= 0.75, err
 
 
@@ -139,3 +143,23 @@ def test_refine_partners_finds_the_second_grain(sim, matcher300):
     assert res.rotations.shape == (3, 2, 3, 3) and res.hypothesis_rotations.shape[1] == 8
     err, _ = grain_errors(res.rotations[..., 2, :], pairs[..., 2, :], laue)
     assert np.mean((err < 1.0).all(1)) >= 2 / 3, err
+
+
+def test_image_fit_choice_picks_the_hypothesis_that_explains_the_whole_image(sim):
+    # a bicrystal; three hypotheses, each given the *best* refinement score in turn: the choice
+    # must follow the image, not the score (a model missing one grain's spots fits the image worse)
+    from types import SimpleNamespace
+
+    from edorient.indexing.proposals import image_fit_choice
+
+    A, B, W = random_rotations(3, rng=21)
+    x = display_transform(0.5 * sim.linear_images(A[None]) + 0.5 * sim.linear_images(B[None]))
+    hyps = np.stack([np.stack([A, W]), np.stack([A, B]), np.stack([W, B])])[None]  # (1, 3, 2, 3, 3)
+    for scores in ([0.9, 0.1, 0.2], [0.1, 0.2, 0.9]):
+        res = SimpleNamespace(rotations=hyps[:, int(np.argmax(scores))], hypothesis_rotations=hyps,
+                              hypothesis_scores=np.array([scores]), centre_px=np.zeros((1, 2)),
+                              calibration_scale=np.ones(1), ratio=np.full(1, 0.5))
+        best, fit = image_fit_choice(sim, res, x)
+        assert best[0] == 1 and fit[0] > 0.9, (best, fit)
+    res.hypothesis_scores = np.array([[0.9, -np.inf, 0.2]])  # a dropped hypothesis is not chosen
+    assert image_fit_choice(sim, res, x)[0][0] in (0, 2)
