@@ -213,8 +213,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
                                            background=config.background, search=scfg, device=config.device), crystal,
                         validity=validity)
     sr = res.search
-    scale = sr.scale * (res.refinement or {}).get("calibration_scale", 1.0) if any(
-        g.refinement == "kept" for g in res.grains) else sr.scale
+    scale = res.calibration_scale
     grains = []
     for g in res.grains:
         d = _grain_json(crystal, g.rotation, g.label)

@@ -126,8 +126,8 @@ class PatternResult:
     refinement: dict | None = None
     timings: dict = field(default_factory=dict)
     calibration_scale: float = 1.0
-    """The fitted calibration / the given one (the search's scale, times the polish's for one
-    refined grain), which the verdict checks against the search's ``scale_tolerance``."""
+    """The fitted calibration / the given one (the search's scale, times the refinement's where a
+    refined grain was kept), which the verdict checks against the search's ``scale_tolerance``."""
 
 
 def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: float, n_obs: int = 30) -> tuple[float, int]:
@@ -395,8 +395,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     ring_scores, _ = scorer.score(res.image01, ring, both_families=False)
     sharpness = float(best.score - ring_scores.max())
     # the calibration the answer was fitted at, against the tolerance the user allowed
-    scale_fitted = res.scale * (fit["calibration_scale"] if fit is not None else
-                                refinement["calibration_scale"] if refinement is not None else 1.0)
+    kept = refinement is not None and "kept" in (status if isinstance(status, list) else [status])
+    scale_fitted = res.scale * (refinement["calibration_scale"] if kept else 1.0)
     scale_ok = vd.scale_allowed(scale_fitted, cfg.search.scale_tolerance)
     grains = []
     for g, (R, s) in enumerate(zip(rotations, scores)):
