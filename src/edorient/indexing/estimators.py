@@ -194,12 +194,15 @@ class Refined(Estimator):
        (:func:`~edorient.indexing.proposals.partner_hypotheses`) and refines again.
 
     After each step the fit that explains more of the image's spots is kept (ties: the higher
-    correlation). (:func:`rechoose_by_image_fit` at the end was measured here too, tuning seeds of
-    ``benchmarks/bench_accuracy.py``: CNN singles < 1° 74 -> 78.5 % at 130 -> 99 images/s,
-    bicrystals 1 -> 3 %, the CNN's proposals being the limit; not on, to keep the map's speed.) So the slower estimators are paid for only where the fast one failed. A fit
+    correlation). So the slower estimators are paid for only where the fast one failed. A fit
     still bad after that is reported ``ambiguous`` with an uncertainty of
     ``unexplained_sigma_deg`` (None: the curvature's, which only holds near the truth): its
     error is not small, and the reported 95 % interval says so.
+
+    :func:`rechoose_by_image_fit` at the end (as :class:`DictionaryRefined` does) was measured
+    here too, on the tuning seeds of ``benchmarks/bench_accuracy.py``: CNN singles < 1° 74 ->
+    78.5 % at 130 -> 99 images/s, bicrystals 1 -> 3 % (the CNN's proposals are the limit); it is
+    not used here, to keep the map's speed.
     """
 
     def __init__(self, base: Estimator, refiner, families: bool = True, fallback: Estimator | None = None,

@@ -222,10 +222,11 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
     the model leaves unexplained costs as much as a predicted spot the image lacks, which the
     refinement's objective, sampled at the model's own spots, does not see. Each hypothesis is
     drawn (display transform of the linear pattern, two grains weighted by each of
-    :data:`IMAGE_FIT_RATIOS`, the best kept) with the image's refined centre and scale. Measured on noisy 128 px images of the tuning seeds
-    (``benchmarks/bench_accuracy.py``'s): single crystals (seed 4041, 200) < 1° 94.0 % by the
-    refinement's choice, 98.5 % by this one (the best hypothesis available: 98.5 %); bicrystals
-    (seed 4040, 100) both < 2° 71 % against 75 % (best available 77 %); 3-6 ms an image.
+    :data:`IMAGE_FIT_RATIOS`, the best kept) with the image's refined centre and scale. Measured
+    on noisy 128 px images of the tuning seeds (``benchmarks/bench_accuracy.py``'s): single
+    crystals (seed 4041, 200) < 1° 94.0 % by the refinement's choice, 98.5 % by this one (the
+    best hypothesis available: 98.5 %); bicrystals (seed 4040, 100) both < 2° 71 % against 75 %
+    (best available 77 %); 3-10 ms an image.
     """
     from edorient import conventions as cv
     from edorient.indexing.matching import image_correlations, model_linear_images
