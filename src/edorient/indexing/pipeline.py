@@ -207,8 +207,7 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
     fitted thickness (30 Å on half of them, 50 Å true) the median moved 0.55°, with 50 Å 0.04°; the
     whole-image correlation picks the thickness too.
     """
-    from edorient.indexing.matching import (fit_uncertainty, image_correlation, image_correlations, model_image01,
-                                            model_images01, polish_fit, tilt_grid)
+    from edorient.indexing.matching import fit_uncertainty, image_correlations, model_images01, polish_fit, tilt_grid
     from edorient.indexing.proposals import grain_starts, half_turn
     from edorient.indexing.refine import Refiner
     from edorient.render import Simulator
@@ -230,14 +229,14 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
         refiner = _cached(cache, key, lambda: Refiner(crystal, sc, device=cfg.device))
         sim = _simulator(th)
         out = refiner.refine(np.repeat(img[None], len(starts), 0), starts[:, None, None])
+        f = image_correlations(img, model_images01(sim, out.rotations[:, 0], out.centre_px, out.calibration_scale), valid)
         for i in range(len(starts)):
-            R, cen, k = out.rotations[i, 0], out.centre_px[i], float(out.calibration_scale[i])
-            hyps.append((image_correlation(img, model_image01(sim, R, cen, k), valid), R, "refinement", float(th), cen, k,
-                         float(out.uncertainty_deg[i, 0]), float(out.inplane_uncertainty_deg[i, 0]), float(out.scores[i]),
-                         0.0, ""))
-    for c in res.candidates:
-        hyps.append((image_correlation(img, model_image01(res.simulator, c.rotation), valid), c.rotation, "search",
-                     res.thickness, np.zeros(2), 1.0, None, None, None, 0.0, ""))
+            hyps.append((f[i], out.rotations[i, 0], "refinement", float(th), out.centre_px[i],
+                         float(out.calibration_scale[i]), float(out.uncertainty_deg[i, 0]),
+                         float(out.inplane_uncertainty_deg[i, 0]), float(out.scores[i]), 0.0, ""))
+    cands = np.stack([c.rotation for c in res.candidates])
+    for fc, R in zip(image_correlations(img, model_images01(res.simulator, cands), valid), cands):
+        hyps.append((fc, R, "search", res.thickness, np.zeros(2), 1.0, None, None, None, 0.0, ""))
     # the best, and the best more than POLISH_RIVAL_DEG from it, polished on the whole-image fit itself
     # (the refinement's optimum is not that fit's: a sparse pattern leaves it tenths of a degree off)
     laue = crystal.laue
