@@ -69,8 +69,8 @@ MIN_FIT_MARGIN = 0.025
 #: ``ambiguous`` above this uncertainty (degrees, one sigma, calibrated). Off (inf), measured: on
 #: seed 7000001 the misses had larger uncertainties (median 0.011° raw against 0.006°), and
 #: requiring <= 0.2° (calibrated) left 0.3 % of 386 confident grains > 2° off (first 569), but the real
-#: development cases have 0.014-0.13° raw (0.3-3° calibrated with the factor of then, 21.5; 0.17-1.6°
-#: with today's 11.9: fewer, broader spots, a model that fits them less well) and would all be
+#: development cases have 0.014-0.13° raw (0.3-3° calibrated with the factor of then, 21.5; 0.26-2.4°
+#: with today's 18.2: fewer, broader spots, a model that fits them less well) and would all be
 #: ``ambiguous``.
 MAX_UNCERTAINTY_DEG = float("inf")
 
