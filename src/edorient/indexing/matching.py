@@ -410,15 +410,9 @@ def model_image01(simulator: Simulator, rotation: np.ndarray, centre_px=(0.0, 0.
                   gain: float = MODEL_GAIN) -> np.ndarray:
     """The display image of ``simulator``'s pattern of ``rotation`` without the direct beam, with
     its centre moved by ``centre_px`` (rows, cols) and the calibration multiplied by ``scale``
-    (the frame of :class:`~edorient.indexing.refine.Refiner`'s nuisance parameters)."""
-    from edorient.render import display_transform, render_spots
-
-    cfg = simulator.config
-    sp = simulator.spots(rotation)
-    cal = cfg.resolved_calibration * float(scale)
-    pos = sp.position + np.array([centre_px[1] * cal, -centre_px[0] * cal])
-    lin = render_spots(pos, sp.intensity, cfg.image_size, cal, cfg.spot_sigma_px, 0.0)
-    return display_transform(lin * gain)
+    (the frame of :class:`~edorient.indexing.refine.Refiner`'s nuisance parameters): one
+    orientation of :func:`model_images01`."""
+    return model_images01(simulator, np.asarray(rotation, dtype=float)[None], centre_px, scale, gain)[0]
 
 
 def model_images01(simulator: Simulator, rotations: np.ndarray, centre_px=(0.0, 0.0), scale=1.0,

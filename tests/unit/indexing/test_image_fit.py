@@ -44,19 +44,30 @@ def test_model_image_moves_with_centre_and_scale():
 
 
 def test_batched_models_and_correlations_equal_the_single_ones():
-    # the batch (one spot pass, one drawing kernel call, one product) must give the same images
-    # and correlations as one call per hypothesis, with a centre and a scale per hypothesis
+    # the batch (one spot pass, one drawing kernel call, one product) must give the images of one
+    # orientation at a time drawn by the public renderer at the scaled calibration with the
+    # shifted centre, and the Pearson correlations numpy computes, with a centre and a scale per
+    # hypothesis
+    from edorient.render import display_transform, render_spots
+
     sim = _sim()
     R = random_rotations(6, rng=11)
     cen = np.random.default_rng(1).normal(size=(6, 2))
     k = np.array([0.95, 0.98, 1.0, 1.01, 1.03, 1.06])
     batch = model_images01(sim, R, cen, k)
-    single = np.stack([model_image01(sim, r, c, kk) for r, c, kk in zip(R, cen, k)])
+    single = []
+    for r, c, kk in zip(R, cen, k):
+        sp, cal = sim.spots(r), sim.config.resolved_calibration * kk
+        pos = sp.position + np.array([c[1] * cal, -c[0] * cal])
+        single.append(display_transform(10 * render_spots(pos, sp.intensity, 96, cal, sim.config.spot_sigma_px, 0.0)))
+    single = np.stack(single)
     np.testing.assert_allclose(batch, single, atol=1e-6)
+    np.testing.assert_allclose(model_image01(sim, R[3], cen[3], k[3]), single[3], atol=1e-6)
     img = np.clip(single[2] + 0.05 * np.random.default_rng(2).standard_normal(single[2].shape), 0, 1)
     valid = np.random.default_rng(3).random(img.shape) > 0.3
-    np.testing.assert_allclose(image_correlations(img, batch, valid, chunk=4),
-                               [image_correlation(img, m, valid) for m in single], atol=1e-5)
+    want = [np.corrcoef(img[valid], m[valid])[0, 1] for m in single]
+    np.testing.assert_allclose(image_correlations(img, batch, valid, chunk=4), want, atol=1e-5)
+    np.testing.assert_allclose([image_correlation(img, m, valid) for m in single], want, atol=1e-9)
     assert int(np.argmax(image_correlations(img, batch, valid))) == 2
 
 
