@@ -21,6 +21,8 @@ user's own image, in the file's pixels, with hkl labels and the mask shaded.
 
 from __future__ import annotations
 
+import functools
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,10 +256,17 @@ def prepare_for_model(image: np.ndarray, centre: tuple[float, float], calibratio
 
     pre = preprocess(image, centre, background=background, validity=validity)
     x = resample_to_model(pre.image, centre, calibration, size, calibration_out)
+    return display_transform(np.maximum(x * np.float32(0.1 / SPOT_LEVEL), _model_beam(size, spot_sigma_px))), pre
+
+
+@functools.lru_cache(maxsize=8)
+def _model_beam(size: int, spot_sigma_px: float) -> np.ndarray:
+    """The direct beam drawn at 1 on the centre pixel of a model's (size, size) input (read-only)."""
     r0, c0 = cv.centre_pixel(size)
     rr, cc = np.mgrid[0:size, 0:size]
-    beam = np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * spot_sigma_px**2))
-    return display_transform(np.maximum(x / SPOT_LEVEL * 0.1, beam).astype(np.float32)), pre
+    beam = np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * spot_sigma_px**2)).astype(np.float32)
+    beam.flags.writeable = False
+    return beam
 
 
 def _same_crystal(a: str, b: str) -> bool:

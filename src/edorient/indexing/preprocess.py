@@ -115,23 +115,31 @@ def _radii(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
     return np.hypot(rr - centre[0], cc - centre[1])
 
 
-def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.ndarray) -> np.ndarray:
+def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.ndarray,
+                      rings: np.ndarray | None = None) -> np.ndarray:
     """The median of each one-pixel ring around ``centre`` over valid pixels, as an image.
 
     Rings with no valid pixel take the value of the nearest ring that has one; the profile is
     smoothed over three rings so that the step between rings does not print as circles.
     """
-    rb = np.round(_radii(image.shape, centre)).astype(np.int64)
+    rb = _rings(image.shape, centre) if rings is None else rings
     n = int(rb.max()) + 1
-    order = np.argsort(rb[mask], kind="stable")
-    vals = np.asarray(image, dtype=np.float64)[mask][order]
-    keys = rb[mask][order]
-    starts = np.searchsorted(keys, np.arange(n))
-    ends = np.searchsorted(keys, np.arange(n), side="right")
+    # every ring's median at once: the valid pixels sorted by (ring, value), then each ring's
+    # middle element(s) -- the same values as np.median ring by ring, without a call per ring
+    keys = rb[mask]
+    vals = np.asarray(image, dtype=np.float64)[mask]
+    span = float(vals.max() - vals.min()) if vals.size else 0.0
+    # one float sort: ring + the value mapped monotonically into [0, 0.5) (lexsort is 3x slower)
+    order = np.argsort(keys + (vals - (vals.min() if vals.size else 0.0)) * (0.5 / span) if span > 0 else keys,
+                       kind="stable")
+    vals, keys = vals[order], keys[order]
+    counts = np.bincount(keys, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    have = counts > 0
+    lo = starts[have] + (counts[have] - 1) // 2
+    hi = starts[have] + counts[have] // 2
     prof = np.full(n, np.nan)
-    for k in range(n):
-        if ends[k] > starts[k]:
-            prof[k] = np.median(vals[starts[k] : ends[k]])
+    prof[have] = 0.5 * (vals[lo] + vals[hi])
     good = np.isfinite(prof)
     if not good.any():
         raise EdorientError("no valid pixel to estimate the background from")
@@ -140,9 +148,14 @@ def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.n
     return prof[rb]
 
 
-def _ring_coverage(shape, centre, mask) -> np.ndarray:
+def _rings(shape: tuple[int, int], centre: tuple[float, float], radii: np.ndarray | None = None) -> np.ndarray:
+    """Each pixel's one-pixel ring (its distance from ``centre``, rounded)."""
+    return np.round(_radii(shape, centre) if radii is None else radii).astype(np.int64)
+
+
+def _ring_coverage(shape, centre, mask, rings: np.ndarray | None = None) -> np.ndarray:
     """Share of each one-pixel ring (radius k) that lies inside the image and is valid."""
-    rb = np.round(_radii(shape, centre)).astype(np.int64)
+    rb = _rings(shape, centre) if rings is None else rings
     n = int(rb.max()) + 1
     have = np.bincount(rb[mask].ravel(), minlength=n).astype(float)
     full = np.maximum(2 * np.pi * np.arange(n), 1.0)
@@ -179,9 +192,10 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
         raise EdorientError(f"preprocess needs one 2-D pattern, got shape {x.shape}")
     mask, report = validity_mask(x) if validity is None else (validity[0].copy(), dict(validity[1]))
     r = _radii(x.shape, centre)
+    rings = _rings(x.shape, centre, r)
     steps: dict = {"mask": report}
     if background:
-        bg = radial_background(x, centre, mask)
+        bg = radial_background(x, centre, mask, rings)
         y = x - bg
         steps["background"] = {"method": "radial median", "mean_removed": round(float(bg[mask].mean()), 6)}
     else:
@@ -217,7 +231,7 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     scale = float(np.percentile(y[valid], NORM_PERCENTILE)) if valid.any() else 0.0
     steps["signal"] = bool(scale > 0)  # False: nothing above the noise floor (the search then finds no match)
     y = y / scale * SPOT_LEVEL if scale > 0 else y
-    cov = _ring_coverage(x.shape, centre, mask)
+    cov = _ring_coverage(x.shape, centre, mask, rings)
     ok = np.flatnonzero(cov >= RING_COVERAGE)
     radius = float(ok[-1]) if ok.size else 0.0
     if radius < 3 * beam_radius_px:
