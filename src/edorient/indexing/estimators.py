@@ -442,13 +442,14 @@ def merge_results(res, rows: np.ndarray, other, other_rows: np.ndarray):
     out = {}
     for f in dataclasses.fields(res):
         a, b = getattr(res, f.name), getattr(other, f.name)
-        if f.name in ("hypothesis_scores", "hypothesis_rotations") and a.shape[1] != b.shape[1]:
+        if f.name.startswith("hypothesis_") and a.shape[1] != b.shape[1]:
             h = max(a.shape[1], b.shape[1])
 
             def pad(v, h=h, name=f.name):
                 if v.shape[1] == h:
                     return v
-                fill = np.full((len(v), h - v.shape[1]) + v.shape[2:], -np.inf if name == "hypothesis_scores" else 0.0)
+                fill = np.full((len(v), h - v.shape[1]) + v.shape[2:],
+                               {"hypothesis_scores": -np.inf, "hypothesis_calibration_scale": 1.0}.get(name, 0.0))
                 if name == "hypothesis_rotations":
                     fill[...] = np.eye(3)
                 return np.concatenate([v, fill], axis=1)

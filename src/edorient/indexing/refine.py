@@ -392,6 +392,9 @@ class RefineResult:
     hypothesis_scores, hypothesis_rotations
         (n, h) and (n, h, g, 3, 3): every hypothesis where it ended (those dropped after an
         early level keep that level's score).
+    hypothesis_centre_px, hypothesis_calibration_scale
+        (n, h, 2) and (n, h): each hypothesis' own fitted centre offset and calibration scale
+        (a wrong orientation can pull them far from the right one's).
     """
 
     rotations: np.ndarray
@@ -411,6 +414,8 @@ class RefineResult:
     background: np.ndarray
     hypothesis_scores: np.ndarray
     hypothesis_rotations: np.ndarray
+    hypothesis_centre_px: np.ndarray
+    hypothesis_calibration_scale: np.ndarray
 
     @property
     def beam_directions(self) -> np.ndarray:
@@ -788,6 +793,7 @@ class Refiner:
         p[:, 4] = lin.reshape(n, -1).median(dim=1).values.repeat_interleave(h)
         # every hypothesis' latest state (pruned ones keep theirs from the level they left at)
         out_R = S.reshape(n, h, G, 3, 3).copy()
+        out_p = p.double().cpu().numpy().reshape(n, h, 5).copy()
         out_score = np.full((n, h), -np.inf)
         out_sigma2 = np.full((n, h), np.inf)
         alive = np.tile(np.arange(h), (n, 1))  # (n, k): hypotheses still refined
@@ -833,6 +839,7 @@ class Refiner:
             ar = np.arange(n)[:, None]
             out_R[ar, alive] = R.double().cpu().numpy().reshape(n, k, G, 3, 3)
             out_score[ar, alive] = corr.double().cpu().numpy().reshape(n, k)
+            out_p[ar, alive] = p.double().cpu().numpy().reshape(n, k, 5)
             out_sigma2[ar, alive] = sigma2.cpu().numpy().reshape(n, k)
             if li < len(levels) - 1 and self.keep is not None and k > self.keep:
                 sel = self._survivors(out_R[ar, alive], out_score[ar, alive], self.keep)  # (n, keep) into alive
@@ -844,10 +851,8 @@ class Refiner:
         Jf = (J * freef).double()
         A = Jf.transpose(1, 2) @ Jf + torch.diag(1 - freef.double()) + 1e-12 * torch.eye(nP, dtype=torch.float64, device=dev)
         cov = torch.linalg.inv(A) * sigma2[:, None, None]
-        out_p = np.zeros((n, h, 5))
         out_cov = np.zeros((n, h, nP, nP))
         ar = np.arange(n)[:, None]
-        out_p[ar, alive] = p.double().cpu().numpy().reshape(n, k, 5)
         out_cov[ar, alive] = cov.cpu().numpy().reshape(n, k, nP, nP)
         final = np.zeros((n, h), dtype=bool)
         final[ar, alive] = True
@@ -946,4 +951,6 @@ class Refiner:
             background=pb[:, 4],
             hypothesis_scores=score,
             hypothesis_rotations=R,
+            hypothesis_centre_px=p[..., 0:2],
+            hypothesis_calibration_scale=np.exp(p[..., 2]),
         )

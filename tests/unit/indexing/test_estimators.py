@@ -163,3 +163,36 @@ def test_image_fit_choice_picks_the_hypothesis_that_explains_the_whole_image(sim
         assert best[0] == 1 and fit[0] > 0.9, (best, fit)
     res.hypothesis_scores = np.array([[0.9, -np.inf, 0.2]])  # a dropped hypothesis is not chosen
     assert image_fit_choice(sim, res, x)[0][0] in (0, 2)
+
+
+def test_image_fit_choice_draws_each_hypothesis_with_its_own_centre_and_scale(sim):
+    # the same orientation twice: first with a calibration 20 % off (and the better refinement
+    # score), then with the right one. Drawn at the best-scoring hypothesis' scale, both would
+    # fit alike; each at its own, the right one fits the noise-free image almost perfectly.
+    from types import SimpleNamespace
+
+    from edorient.indexing.matching import image_correlations, model_images01
+    from edorient.indexing.proposals import image_fit_choice
+
+    A = random_rotations(1, rng=5)
+    x = sim.images(A)
+    hyps = np.stack([A, A], axis=1)[:, :, None]  # (1, 2, 1, 3, 3)
+    res = SimpleNamespace(rotations=hyps[:, 0], hypothesis_rotations=hyps, hypothesis_scores=np.array([[0.9, 0.5]]),
+                          centre_px=np.zeros((1, 2)), calibration_scale=np.full(1, 0.8), ratio=np.ones(1),
+                          hypothesis_centre_px=np.zeros((1, 2, 2)), hypothesis_calibration_scale=np.array([[0.8, 1.0]]))
+    best, fit = image_fit_choice(sim, res, x)
+    assert best[0] == 1 and fit[0] > 0.95, (best, fit)
+    r = np.hypot(*(np.indices(x.shape[1:]) - 64))
+    wrong = image_correlations(x[0], model_images01(sim, A, scale=0.8), r > 5)[0]
+    assert wrong < fit[0] - 0.2, (wrong, fit)
+
+
+def test_refinement_keeps_each_hypothesis_nuisance_parameters(sim):
+    R = random_rotations(2, rng=8)
+    x = sim.images(R[:1])
+    res = Refiner(anatase(), sim.config).refine(x, R[None, :, None])
+    ar = np.arange(1)
+    assert res.hypothesis_centre_px.shape == (1, 2, 2) and res.hypothesis_calibration_scale.shape == (1, 2)
+    np.testing.assert_allclose(res.hypothesis_centre_px[ar, res.best], res.centre_px)
+    np.testing.assert_allclose(res.hypothesis_calibration_scale[ar, res.best], res.calibration_scale)
+    assert res.best[0] == 0 and abs(res.calibration_scale[0] - 1) < 0.01
