@@ -41,6 +41,10 @@ class Map(Subcommand):
         parser.add_argument("--second-chance", type=finite_float, default=None, metavar="SHARE",
                             help="where the refined fit explains less than SHARE of the pattern's spots (e.g. 0.9), "
                                  "refine template matching's proposal too (slower; default off)")
+        parser.add_argument("--anchor-stride", type=positive_int, default=None, metavar="N",
+                            help="every N-th pattern of a chunk is indexed by the whole chain, the others refine their "
+                                 "neighbouring anchors' grains (a pattern they do not fit gets the whole chain); 1: "
+                                 "every pattern the whole chain (slower; default 8, docs/mapping.md)")
         parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                             help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
         parser.add_argument("--workers", type=nonneg_int, default=None,
@@ -61,7 +65,8 @@ class Map(Subcommand):
         settings = MapSettings(crystal=args.crystal, grains=args.grains, run_single=single, run_bicrystal=bi,
                                min_new_spots=args.min_new_spots, explained_below=args.second_chance, refine=args.refine,
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
-                               device=args.device, matcher_directions=args.matcher_directions)
+                               device=args.device, matcher_directions=args.matcher_directions,
+                               **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}))
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)
         run = run_map(args.scan, args.out, settings, compute, calibration=args.calibration, seed=args.seed)

@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edorient.errors import EdorientError
+from edorient.indexing.refine import RefineLevel
 
 __all__ = [
     "FIELDS",
@@ -67,6 +68,16 @@ log = logging.getLogger(__name__)
 SECOND_GRAIN_MIN_SPOTS = 2
 #: Spot finding threshold (in noise sigmas, :func:`edorient.indexing.spots.find_spots`).
 SPOT_THRESHOLD = 6.0
+
+#: Pool orientations closer than this (degrees, modulo symmetry) are one hypothesis.
+POOL_SAME_DEG = 1.0
+
+#: The refinement of a pattern from its anchors' grains: only the fine level of the default
+#: schedule (:data:`edorient.indexing.refine.DEFAULT_LEVELS`), the start being a refined grain.
+POOL_LEVELS = (RefineLevel(blur_px=1.2, iterations=4, margin_deg=1.5, max_step_deg=0.5, search_deg=1.0),)
+
+#: An anchor takes a neighbouring anchor's grain where that fits its whole image better by this much.
+CONSENSUS_GAIN = 0.02
 
 #: status codes per pattern
 STATUS_OK, STATUS_NO_BEAM = 0, 1
@@ -91,6 +102,8 @@ FIELDS: dict[str, tuple[tuple[int, ...], str, object]] = {
     "centre_px": ((2,), "float64", np.nan),
     "calibration_scale": ((), "float64", np.nan),
     "vbf": ((), "float64", np.nan),
+    "image_fit": ((), "float64", np.nan),
+    "anchor": ((), "bool", False),
 }
 
 
@@ -136,6 +149,20 @@ class MapSettings:
     """Dictionary candidates for the partner (see ``second_grain``)."""
     partner_directions: int = 800
     """Directions of the partner's template dictionary (cached on disk like predict's)."""
+    dictionary_starts: bool = True
+    """One grain: refine the template dictionary's best entries together with the proposal's
+    starts and answer with the best whole-image fit (:meth:`Indexer.one_grain`); False: the
+    proposal's starts only, the refinement's best (the version before, faster, less accurate)."""
+    anchor_stride: int = 8
+    """Every this-many-th pattern of a chunk gets the whole chain; the others refine their
+    neighbouring anchors' grains (:meth:`Indexer.index_prepared`); 1: every pattern the whole chain."""
+    pool_fit_ratio: float = 0.8
+    """A pattern indexed from its anchors' grains whose whole-image fit is below this share of
+    the best of those anchors' gets the whole chain too (the better fit is kept)."""
+    max_centre_px: float = 1.0
+    """Bound of the refinement's direct-beam offset (pixels): the map measures each pattern's
+    direct beam, and with 4 px free a few-spot pattern's fit slid the centre by 2 px to a wrong
+    orientation 15-17 deg off (tuning scan, seed 1)."""
     device: str = "cpu"
     """Torch device of the CNN and refinement."""
     torch_threads: int | None = None
@@ -146,6 +173,12 @@ class MapSettings:
             raise EdorientError(f"--grains must be auto, 1 or 2, got {self.grains!r}")
         if not 0 <= self.min_share < 0.5:
             raise EdorientError(f"min_share must lie in [0, 0.5), got {self.min_share}")
+        if self.anchor_stride < 1:
+            raise EdorientError(f"--anchor-stride must be >= 1 (1: every pattern the whole chain), got {self.anchor_stride}")
+        if not 0 < self.pool_fit_ratio <= 1:
+            raise EdorientError(f"pool_fit_ratio must lie in (0, 1], got {self.pool_fit_ratio}")
+        if not self.max_centre_px > 0:
+            raise EdorientError(f"max_centre_px must be > 0 pixels, got {self.max_centre_px}")
         if self.second_grain not in (None, "model"):
             raise EdorientError(f"second_grain must be None (the partner of the one-grain fit) or 'model', "
                                 f"got {self.second_grain!r}")
@@ -241,8 +274,11 @@ class Indexer:
                                                    matcher_directions=settings.matcher_directions,
                                                    device=settings.device, **extra)
                            for g in (1, 2) if self._needs(g) and not (g == 2 and settings.partner)}
+        for est in self.estimators.values():  # the map measures each pattern's direct beam: little room for the centre
+            if settings.refine:
+                est.refiner.max_centre_px = float(settings.max_centre_px)
         self.proposer = None
-        if settings.partner:
+        if settings.refine and (settings.partner or settings.dictionary_starts):
             from edorient.indexing.matching import TemplateMatcher
             from edorient.indexing.proposals import DictionaryProposals
 
@@ -282,8 +318,27 @@ class Indexer:
 
     def _run(self, x: np.ndarray, g: int) -> tuple[dict, object]:
         """:meth:`run` and the RefineResult behind it (None unrefined)."""
+        if g == 1 and self.settings.dictionary_starts and self.proposer is not None and self.settings.explained_below is None:
+            res, fit = self.one_grain(x)
+            out = self._outputs(res.rotations, self.crystal.laue.reduce(res.rotations[..., 2, :]), res.scores[:, None], res, 1)
+            out["image_fit"] = fit
+            return out, res
         est = self.estimators[str(g)].estimate(x)
         return self._outputs(est.rotations, est.directions, est.scores, est.refinement, g), est.refinement
+
+    def one_grain(self, x: np.ndarray):
+        """One-grain RefineResult of display images x (n, H, W): the one-grain chain's starts (the
+        proposal, its other mirror family, their half turns) and the template dictionary's
+        :data:`~edorient.indexing.estimators.SINGLE_K` best distinct entries (each family, half
+        turns) refined together; the answer is the refined hypothesis whose model fits the whole
+        image best (:func:`~edorient.indexing.estimators.rechoose_by_image_fit`)."""
+        from edorient.indexing.estimators import SINGLE_K
+        from edorient.indexing.proposals import with_half_turns
+
+        est = self.estimators["1"]
+        starts = est.hypotheses(x, est.base.estimate(x))
+        cand, _ = self.proposer.candidates(x, k=SINGLE_K, other_family=True)
+        return self._choose(est.refiner.refine(x, np.concatenate([starts, with_half_turns(cand)[:, :, None]], axis=1)), x)
 
     def run_partner(self, x: np.ndarray, single) -> dict:
         """Two grains of display images x (n, H, W) from their refined one-grain fits ``single``
@@ -334,28 +389,97 @@ class Indexer:
             rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
             res["vbf"][i] = float(im[(rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 16.0].sum())
         idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return res
-        xs = x[idx]
-        one, single = self._run(xs, 1) if self._needs(1) else (None, None)
+        if idx.size:
+            for k, v in self.index_prepared(x[idx]).items():
+                res[k][idx] = v
+        return res
+
+    def _empty(self, n: int) -> dict:
+        return {k: np.full((n,) + shp, fill, dtype=dt) for k, (shp, dt, fill) in FIELDS.items()
+                if k not in ("status", "centre_px", "vbf")}
+
+    def index_prepared(self, xs: np.ndarray) -> dict:
+        """Per-pattern results of prepared display images xs (n, size, size), in order.
+
+        With ``anchor_stride`` s > 1 (and refinement), every s-th pattern (and the last) is an
+        *anchor* indexed by the whole chain (:meth:`index_full`); each other pattern refines the
+        grains reported at its two nearest anchors on either side (:meth:`index_full` with a
+        pool), and one whose best whole-image fit falls below ``pool_fit_ratio`` of those
+        anchors' best is indexed by the whole chain too (a grain no anchor saw); the better
+        whole-image fit of the two is kept (``anchor`` True where the whole chain's).
+        """
+        n = len(xs)
+        s = int(self.settings.anchor_stride)
+        if s <= 1 or not self.settings.refine or self.proposer is None or n < 3 or self.settings.grains == "2":
+            return self.index_full(xs)
+        anc = np.unique(np.r_[np.arange(0, n, s), n - 1])
+        rest = np.setdiff1d(np.arange(n), anc)
+        out = self._empty(n)
+        ra = self.index_full(xs[anc])
+        # each anchor against its neighbouring anchors' grains too: where one of those fits its
+        # whole image better, a search that failed on this pattern alone is repaired
+        near_a = np.clip(np.arange(len(anc))[:, None] + np.array([0, -1, 1, -2, 2]), 0, len(anc) - 1)
+        pool_a = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
+                  for row in near_a]
+        rc = self.index_full(xs[anc], pool=pool_a)
+        better = np.flatnonzero(rc["image_fit"] > ra["image_fit"] + CONSENSUS_GAIN)
+        for k in ra:
+            if k != "anchor":
+                ra[k][better] = rc[k][better]
+        pos = np.searchsorted(anc, rest)
+        near = np.stack([np.clip(pos + d, 0, len(anc) - 1) for d in (-1, 0, -2, 1)], 1)  # (r, 4) anchor rows
+        pool = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
+                for row in near]
+        rr = self.index_full(xs[rest], pool=pool)
+        floor = np.nanmax(ra["image_fit"][near], axis=1) * self.settings.pool_fit_ratio
+        again = np.flatnonzero(~(rr["image_fit"] >= floor))  # NaN (no pool) too
+        rr["anchor"][:] = False
+        if again.size:
+            rb = self.index_full(xs[rest[again]])
+            take = again[~(rb["image_fit"] <= rr["image_fit"][again])]  # the whole chain unless the pool fits better
+            rows = np.flatnonzero(np.isin(again, take))
+            for k in rr:
+                rr[k][take] = rb[k][rows]
+        for k in out:
+            out[k][anc] = ra[k]
+            out[k][rest] = rr[k]
+        return out
+
+    def index_full(self, xs: np.ndarray, pool: list | None = None) -> dict:
+        """Per-pattern results of prepared images xs (n, size, size) by the whole chain; with
+        ``pool`` (per image a list of orientations (3, 3), e.g. its neighbours' grains) only those
+        are refined: as one grain, and for a second grain each paired with the one-grain fit."""
+        n = len(xs)
+        res = self._empty(n)
+        res["anchor"][:] = pool is None
+        if pool is not None:
+            one, single = self._pooled_one(xs, pool)
+        elif self._needs(1):
+            one, single = self._run(xs, 1)
+        else:
+            one, single = None, None
+        if one is not None and "image_fit" in one:
+            res["image_fit"][:] = one.pop("image_fit")
         # which patterns get the two-grain chain: all (--grains 2), none (1), or (auto) those whose
         # one-grain fit leaves at least min_new_spots of their spots unexplained -- elsewhere a
         # second grain could not explain enough new spots, so the decision is one grain anyway
         if self.settings.grains == "auto":
             peaks, h1s = [], []
-            for j, i in enumerate(idx):
+            for j in range(n):
                 pk = self.pattern_spots(xs[j])
                 h1 = self.explained(pk, one["rotations"][j, 0], 1.0)
                 peaks.append(pk)
                 h1s.append(h1)
-                res["spots"][i] = len(pk)
+                res["spots"][j] = len(pk)
                 if len(pk):
-                    res["explained1"][i] = h1.mean()
+                    res["explained1"][j] = h1.mean()
             sub = np.flatnonzero([(~h).sum() >= self.settings.min_new_spots for h in h1s])
         else:
-            sub = np.arange(idx.size) if self._needs(2) else np.zeros(0, dtype=int)
+            sub = np.arange(n) if self._needs(2) else np.zeros(0, dtype=int)
         if not sub.size:
             two = None
+        elif pool is not None:
+            two, sub = self._pooled_pairs(xs, single, pool, sub)
         elif self.settings.partner and single is not None:
             from edorient.indexing.estimators import take_rows
 
@@ -368,7 +492,7 @@ class Indexer:
             for k, v in two.items():
                 if np.ndim(v) >= 2 and v.shape[1] == 2:
                     two[k] = np.where(swap.reshape((-1,) + (1,) * (v.ndim - 1)), v[:, ::-1], v)
-        use_two = np.zeros(idx.size, dtype=bool)
+        use_two = np.zeros(n, dtype=bool)
         if self.settings.grains == "2":
             use_two[:] = True
         elif self.settings.grains == "auto" and sub.size:
@@ -376,26 +500,82 @@ class Indexer:
 
             new = np.zeros(sub.size, dtype=int)
             for m, j in enumerate(sub):
-                i, pk = idx[j], peaks[j]
+                pk = peaks[j]
                 hA = self.explained(pk, two["rotations"][m, 0], two["share"][m, 0])
                 hB = self.explained(pk, two["rotations"][m, 1], two["share"][m, 1])
                 if len(pk):
-                    res["explained2"][i] = (hA | hB).mean()
-                new[m] = res["new_spots"][i] = int((hB & ~h1s[j]).sum())
+                    res["explained2"][j] = (hA | hB).mean()
+                new[m] = res["new_spots"][j] = int((hB & ~h1s[j]).sum())
             mis = misorientation_deg(two["rotations"][:, 0], two["rotations"][:, 1], self.proper)
             use_two[sub] = ((new >= self.settings.min_new_spots)
                             & (two["share"][:, 1] >= self.settings.min_share) & (mis > self.settings.distinct_deg))
-        row2 = np.full(idx.size, -1)
+        row2 = np.full(n, -1)
         row2[sub] = np.arange(sub.size)
-        for j, i in enumerate(idx):
+        for j in range(n):
             src, g, r = (two, 2, row2[j]) if use_two[j] else (one, 1, j)
-            res["n_grains"][i] = g
+            res["n_grains"][j] = g
             for k, v in src.items():
                 if k in ("score", "calibration_scale"):
-                    res[k][i] = v[r]
+                    res[k][j] = v[r]
                 else:
-                    res[k][i, :g] = v[r]
+                    res[k][j, :g] = v[r]
         return res
+
+    def _distinct(self, rotations: list) -> list:
+        """``rotations`` without those within ``POOL_SAME_DEG`` of an earlier one (modulo the crystal's symmetry)."""
+        from edorient.indexing.refine import misorientation_deg
+
+        kept: list = []
+        for R in rotations:
+            if not kept or (misorientation_deg(np.stack(kept), np.broadcast_to(R, (len(kept), 3, 3)), self.proper)
+                            > POOL_SAME_DEG).all():
+                kept.append(R)
+        return kept
+
+    def _pooled_one(self, xs: np.ndarray, pool: list) -> tuple[dict, object]:
+        """One grain from each image's pool (refined, the best whole-image fit)."""
+        h = max(len(p) for p in pool)
+        H = np.stack([np.stack([p[min(i, len(p) - 1)] for i in range(h)]) for p in pool])[:, :, None]
+        ref = self.estimators["1"].refiner
+        res, fit = self._choose(ref.refine(xs, H, levels=POOL_LEVELS), xs, POOL_LEVELS)
+        out = self._outputs(res.rotations, self.crystal.laue.reduce(res.rotations[..., 2, :]), res.scores[:, None], res, 1)
+        out["image_fit"] = fit
+        return out, res
+
+    def _pooled_pairs(self, xs: np.ndarray, single, pool: list, sub: np.ndarray) -> tuple[dict | None, np.ndarray]:
+        """Two grains for images ``sub``: the one-grain fit paired with each pool orientation
+        distinct from it (refined, the best whole-image fit); images with none are dropped from ``sub``."""
+        from edorient.indexing.refine import misorientation_deg
+
+        pairs, keep = [], []
+        for j in sub:
+            R = single.rotations[j, 0]
+            other = [P for P in pool[j] if misorientation_deg(R[None], P[None], self.proper)[0] > self.settings.distinct_deg]
+            if other:
+                pairs.append(np.stack([np.stack([R, P]) for P in other]))
+                keep.append(j)
+        if not keep:
+            return None, np.zeros(0, dtype=int)
+        h = max(len(p) for p in pairs)
+        H = np.stack([np.concatenate([p, np.repeat(p[-1:], h - len(p), 0)]) for p in pairs])
+        keep = np.asarray(keep)
+        res, _ = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS), xs[keep], POOL_LEVELS)
+        dirs = self.crystal.laue.reduce(res.rotations[..., 2, :])
+        return self._outputs(res.rotations, dirs, np.repeat(res.scores[:, None], 2, axis=1), res, 2), keep
+
+    def _choose(self, res, xs: np.ndarray, levels=None):
+        """(res with each image's answer the refined hypothesis that fits the whole image best,
+        refined again where that changed; (n,) its whole-image fit)."""
+        from edorient.indexing.estimators import merge_results
+        from edorient.indexing.proposals import image_fit_choice
+
+        best, fit = image_fit_choice(self.sim, res, xs)
+        change = np.flatnonzero(best != res.best)
+        if len(change):
+            ref = self.estimators["1"].refiner
+            again = ref.refine(xs[change], res.hypothesis_rotations[change, best[change]][:, None], levels=levels)
+            res = merge_results(res, change, again, np.arange(len(change)))
+        return res, fit
 
 
 @functools.lru_cache(maxsize=2)
