@@ -119,8 +119,11 @@ def _csv(run, crystal) -> str:
         cols[f"{p}ambiguous"] = np.where(present, r["ambiguous"][:, g], False).astype(int)
         cols[f"{p}zone_ambiguous"] = np.where(present, r["direction_ambiguous"][:, g], False).astype(int)
         cols[f"{p}share"] = r["share"][:, g]
-    for k in ("score", "spots", "explained1", "explained2", "new_spots", "calibration_scale", "vbf"):
-        cols[k] = r[k]
+    for k in ("score", "image_fit", "spots", "explained1", "explained2", "new_spots", "calibration_scale", "vbf"):
+        if k in r:
+            cols[k] = r[k]
+    if "anchor" in r:
+        cols["anchor"] = r["anchor"].astype(int)
     cols["centre_row_px"] = r["centre_px"][:, 0]
     cols["centre_col_px"] = r["centre_px"][:, 1]
     buf = io.StringIO()

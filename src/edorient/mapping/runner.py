@@ -114,6 +114,7 @@ def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) 
 
 
 def _client(compute: ComputeSettings):
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if compute.scheduler:
@@ -125,9 +126,25 @@ def _client(compute: ComputeSettings):
     for name in ("distributed", "tornado"):  # the cluster's INFO chatter is not the map's
         logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.WARNING))
     n = compute.workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+def worker_environ() -> dict:
+    """The environment Dask's nannies set before starting a local worker: Dask's own
+    (``distributed.nanny.pre-spawn-environ``: one OpenMP/MKL/OpenBLAS thread) without its
+    ``MALLOC_TRIM_THRESHOLD_`` of 64 KiB. That fixed threshold turns off glibc's adaptive mmap
+    threshold, so every array above 128 KiB is a fresh mmap, page-faulted again on each use: the
+    map's workers indexed at half the speed of the same code in one process (measured: 256
+    patterns, 28.0 s with it, 14.5 s without, in one process with and without the variable)."""
+    import dask
+    import distributed  # noqa: F401 - loads Dask's distributed defaults into dask.config
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return env
 
 
 def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: ComputeSettings | None = None,

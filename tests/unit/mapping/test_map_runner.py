@@ -133,3 +133,17 @@ def test_second_grain_modes(tiny_scan):
     assert not MapSettings(grains="2").partner and not MapSettings(explained_below=0.9).partner
     with pytest.raises(EdorientError, match="second_grain"):
         MapSettings(second_grain="cnn")
+
+
+def test_local_workers_keep_one_thread_but_not_the_malloc_trim_threshold(monkeypatch):
+    # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536, which halved the workers' speed (every
+    # large array a fresh mmap); the one-thread settings of its defaults stay
+    import dask
+
+    from edorient.mapping.runner import worker_environ
+
+    env = worker_environ()
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    assert str(env.get("OMP_NUM_THREADS")) == "1"
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 1, "FOO": "2"}}):
+        assert worker_environ() == {"FOO": "2"}
