@@ -129,9 +129,9 @@ def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.n
     keys = rb[mask]
     vals = np.asarray(image, dtype=np.float64)[mask]
     span = float(vals.max() - vals.min()) if vals.size else 0.0
-    # one float sort: ring + the value mapped monotonically into [0, 0.5) (lexsort is 3x slower)
-    order = np.argsort(keys + (vals - (vals.min() if vals.size else 0.0)) * (0.5 / span) if span > 0 else keys,
-                       kind="stable")
+    # one float sort: ring + the value mapped monotonically into [0, 0.5) (lexsort is 3x slower;
+    # equal keys hold equal values, so the sort need not be stable)
+    order = np.argsort(keys + (vals - (vals.min() if vals.size else 0.0)) * (0.5 / span) if span > 0 else keys)
     vals, keys = vals[order], keys[order]
     counts = np.bincount(keys, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

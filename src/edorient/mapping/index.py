@@ -415,13 +415,19 @@ class Indexer:
         anc = np.unique(np.r_[np.arange(0, n, s), n - 1])
         rest = np.setdiff1d(np.arange(n), anc)
         out = self._empty(n)
-        ra = self.index_full(xs[anc])
+        # each pattern's spots once (anchors and re-indexed patterns are fitted twice)
+        peaks = [self.pattern_spots(x) for x in xs] if self.settings.grains == "auto" else None
+
+        def pk(rows):
+            return None if peaks is None else [peaks[i] for i in rows]
+
+        ra = self.index_full(xs[anc], spots=pk(anc))
         # each anchor against its neighbouring anchors' grains too: where one of those fits its
         # whole image better, a search that failed on this pattern alone is repaired
         near_a = np.clip(np.arange(len(anc))[:, None] + np.array([0, -1, 1, -2, 2]), 0, len(anc) - 1)
         pool_a = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
                   for row in near_a]
-        rc = self.index_full(xs[anc], pool=pool_a)
+        rc = self.index_full(xs[anc], pool=pool_a, spots=pk(anc))
         better = np.flatnonzero(rc["image_fit"] > ra["image_fit"] + CONSENSUS_GAIN)
         for k in ra:
             if k != "anchor":
@@ -430,12 +436,12 @@ class Indexer:
         near = np.stack([np.clip(pos + d, 0, len(anc) - 1) for d in (-1, 0, -2, 1)], 1)  # (r, 4) anchor rows
         pool = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
                 for row in near]
-        rr = self.index_full(xs[rest], pool=pool)
+        rr = self.index_full(xs[rest], pool=pool, spots=pk(rest))
         floor = np.nanmax(ra["image_fit"][near], axis=1) * self.settings.pool_fit_ratio
         again = np.flatnonzero(~(rr["image_fit"] >= floor))  # NaN (no pool) too
         rr["anchor"][:] = False
         if again.size:
-            rb = self.index_full(xs[rest[again]])
+            rb = self.index_full(xs[rest[again]], spots=pk(rest[again]))
             take = again[~(rb["image_fit"] <= rr["image_fit"][again])]  # the whole chain unless the pool fits better
             rows = np.flatnonzero(np.isin(again, take))
             for k in rr:
@@ -445,10 +451,11 @@ class Indexer:
             out[k][rest] = rr[k]
         return out
 
-    def index_full(self, xs: np.ndarray, pool: list | None = None) -> dict:
+    def index_full(self, xs: np.ndarray, pool: list | None = None, spots: list | None = None) -> dict:
         """Per-pattern results of prepared images xs (n, size, size) by the whole chain; with
         ``pool`` (per image a list of orientations (3, 3), e.g. its neighbours' grains) only those
-        are refined: as one grain, and for a second grain each paired with the one-grain fit."""
+        are refined: as one grain, and for a second grain each paired with the one-grain fit.
+        ``spots``: each image's :meth:`pattern_spots`, where already found."""
         n = len(xs)
         res = self._empty(n)
         res["anchor"][:] = pool is None
@@ -466,7 +473,7 @@ class Indexer:
         if self.settings.grains == "auto":
             peaks, h1s = [], []
             for j in range(n):
-                pk = self.pattern_spots(xs[j])
+                pk = self.pattern_spots(xs[j]) if spots is None else spots[j]
                 h1 = self.explained(pk, one["rotations"][j, 0], 1.0)
                 peaks.append(pk)
                 h1s.append(h1)
