@@ -103,6 +103,7 @@ FIELDS: dict[str, tuple[tuple[int, ...], str, object]] = {
     "calibration_scale": ((), "float64", np.nan),
     "vbf": ((), "float64", np.nan),
     "image_fit": ((), "float64", np.nan),
+    "model_fit": ((), "float64", np.nan),
     "anchor": ((), "bool", False),
 }
 
@@ -352,9 +353,11 @@ class Indexer:
         from edorient.indexing.proposals import refine_partners
 
         refiner = self.estimators["1"].refiner
-        ref = refine_partners(refiner, self.proposer, x, single)
+        ref, fit = self._choose(refine_partners(refiner, self.proposer, x, single), x)
         dirs = self.crystal.laue.reduce(ref.rotations[..., 2, :])
-        return self._outputs(ref.rotations, dirs, np.repeat(ref.scores[:, None], 2, axis=1), ref, 2)
+        out = self._outputs(ref.rotations, dirs, np.repeat(ref.scores[:, None], 2, axis=1), ref, 2)
+        out["model_fit"] = fit
+        return out
 
     def _outputs(self, rotations, directions, scores, ref, g: int) -> dict:
         n = len(rotations)
@@ -434,7 +437,7 @@ class Indexer:
         pool_a = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
                   for row in near_a]
         rc = self.index_full(xs[anc], pool=pool_a, spots=pk(anc))
-        better = np.flatnonzero(rc["image_fit"] > ra["image_fit"] + CONSENSUS_GAIN)
+        better = np.flatnonzero(rc["model_fit"] > ra["model_fit"] + CONSENSUS_GAIN)
         for k in ra:
             if k != "anchor":
                 ra[k][better] = rc[k][better]
@@ -472,7 +475,7 @@ class Indexer:
         else:
             one, single = None, None
         if one is not None and "image_fit" in one:
-            res["image_fit"][:] = one.pop("image_fit")
+            res["image_fit"][:] = res["model_fit"][:] = one.pop("image_fit")
         # which patterns get the two-grain chain: all (--grains 2), none (1), or (auto) those whose
         # one-grain fit leaves at least min_new_spots of their spots unexplained -- elsewhere a
         # second grain could not explain enough new spots, so the decision is one grain anyway
@@ -499,6 +502,7 @@ class Indexer:
             two = self.run_partner(xs[sub], take_rows(single, sub))
         else:
             two = self.run(xs[sub], 2)
+        pair_fit = None if two is None else two.pop("model_fit", None)
         if two is not None:
             # grain 1 is the stronger one
             swap = two["share"][:, 1] > two["share"][:, 0]
@@ -527,6 +531,8 @@ class Indexer:
         for j in range(n):
             src, g, r = (two, 2, row2[j]) if use_two[j] else (one, 1, j)
             res["n_grains"][j] = g
+            if g == 2:
+                res["model_fit"][j] = np.nan if pair_fit is None else pair_fit[r]
             for k, v in src.items():
                 if k in ("score", "calibration_scale"):
                     res[k][j] = v[r]
@@ -572,9 +578,11 @@ class Indexer:
         h = max(len(p) for p in pairs)
         H = np.stack([np.concatenate([p, np.repeat(p[-1:], h - len(p), 0)]) for p in pairs])
         keep = np.asarray(keep)
-        res, _ = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS), xs[keep], POOL_LEVELS)
+        res, fit = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS), xs[keep], POOL_LEVELS)
         dirs = self.crystal.laue.reduce(res.rotations[..., 2, :])
-        return self._outputs(res.rotations, dirs, np.repeat(res.scores[:, None], 2, axis=1), res, 2), keep
+        out = self._outputs(res.rotations, dirs, np.repeat(res.scores[:, None], 2, axis=1), res, 2)
+        out["model_fit"] = fit
+        return out, keep
 
     def _choose(self, res, xs: np.ndarray, levels=None):
         """(res with each image's answer the refined hypothesis that fits the whole image best,

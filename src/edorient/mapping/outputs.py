@@ -119,7 +119,7 @@ def _csv(run, crystal) -> str:
         cols[f"{p}ambiguous"] = np.where(present, r["ambiguous"][:, g], False).astype(int)
         cols[f"{p}zone_ambiguous"] = np.where(present, r["direction_ambiguous"][:, g], False).astype(int)
         cols[f"{p}share"] = r["share"][:, g]
-    for k in ("score", "image_fit", "spots", "explained1", "explained2", "new_spots", "calibration_scale", "vbf"):
+    for k in ("score", "image_fit", "model_fit", "spots", "explained1", "explained2", "new_spots", "calibration_scale", "vbf"):
         if k in r:
             cols[k] = r[k]
     if "anchor" in r:
