@@ -411,7 +411,9 @@ class Indexer:
         """Per-pattern results of prepared display images xs (n, size, size), in order.
 
         With ``anchor_stride`` s > 1 (and refinement), every s-th pattern (and the last) is an
-        *anchor* indexed by the whole chain (:meth:`index_full`); each other pattern refines the
+        *anchor* indexed by the whole chain (:meth:`index_full`) and then against its two
+        neighbouring anchors' grains on either side, keeping those where their model fits its whole
+        image better by :data:`CONSENSUS_GAIN`; each other pattern refines the
         grains reported at its two nearest anchors on either side (:meth:`index_full` with a
         pool), and one whose best whole-image fit falls below ``pool_fit_ratio`` of those
         anchors' best is indexed by the whole chain too (a grain no anchor saw); the better
@@ -434,18 +436,14 @@ class Indexer:
         # each anchor against its neighbouring anchors' grains too: where one of those fits its
         # whole image better, a search that failed on this pattern alone is repaired
         near_a = np.clip(np.arange(len(anc))[:, None] + np.array([0, -1, 1, -2, 2]), 0, len(anc) - 1)
-        pool_a = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
-                  for row in near_a]
-        rc = self.index_full(xs[anc], pool=pool_a, spots=pk(anc))
+        rc = self.index_full(xs[anc], pool=self._pools(ra, near_a), spots=pk(anc))
         better = np.flatnonzero(rc["model_fit"] > ra["model_fit"] + CONSENSUS_GAIN)
         for k in ra:
             if k != "anchor":
                 ra[k][better] = rc[k][better]
         pos = np.searchsorted(anc, rest)
         near = np.stack([np.clip(pos + d, 0, len(anc) - 1) for d in (-1, 0, -2, 1)], 1)  # (r, 4) anchor rows
-        pool = [self._distinct([R for a in dict.fromkeys(row) for R in ra["rotations"][a, : int(ra["n_grains"][a])]])
-                for row in near]
-        rr = self.index_full(xs[rest], pool=pool, spots=pk(rest))
+        rr = self.index_full(xs[rest], pool=self._pools(ra, near), spots=pk(rest))
         floor = np.nanmax(ra["image_fit"][near], axis=1) * self.settings.pool_fit_ratio
         again = np.flatnonzero(~(rr["image_fit"] >= floor))  # NaN (no pool) too
         rr["anchor"][:] = False
@@ -539,6 +537,12 @@ class Indexer:
                 else:
                     res[k][j, :g] = v[r]
         return res
+
+    def _pools(self, found: dict, rows: np.ndarray) -> list:
+        """Per row of ``rows`` (anchor indices into ``found``, an :meth:`index_full` result) the
+        distinct grains those anchors reported."""
+        return [self._distinct([R for a in dict.fromkeys(row.tolist()) for R in found["rotations"][a, : int(found["n_grains"][a])]])
+                for row in rows]
 
     def _distinct(self, rotations: list) -> list:
         """``rotations`` without those within ``POOL_SAME_DEG`` of an earlier one (modulo the crystal's symmetry)."""
