@@ -79,6 +79,10 @@ def metrics(results: dict, truth, laue) -> dict:
         "inside_grains_grain1": _summary(e1[one]),
         "boundaries_grain1_vs_nearer": _summary(e1_near[two]),
         "boundaries_both_grains_where_two": _summary(pair[both].ravel()),
+        # the reported uncertainty (one-sigma RMS of the beam direction): the share of inside-grain
+        # probes whose error lies within the 95 % radius of an isotropic 2-D normal, 1.73 sigma
+        "inside_grains_within_reported_95": float(np.mean(e1[one & ok] <= 1.731 * results["uncertainty_deg"][one & ok, 0]))
+        if (one & ok).any() else float("nan"),
         "two_found_as_two": float(found_two[two].mean()) if two.any() else float("nan"),
         "one_given_a_second": float(found_two[one].mean()) if one.any() else float("nan"),
         "weak_given_a_second": float(found_two[weak].mean()) if weak.any() else float("nan"),

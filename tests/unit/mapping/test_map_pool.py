@@ -41,7 +41,18 @@ def test_pool_follows_the_anchors_and_reindexes_a_grain_they_missed():
     assert (laue.angle(whole["directions"][:, 0], out["directions"][:, 0]) < 0.2).all()
 
 
-@pytest.mark.parametrize("kw", [{"anchor_stride": 0}, {"pool_fit_ratio": 0.0}, {"max_centre_px": -1.0}])
+@pytest.mark.parametrize("kw", [{"anchor_stride": 0}, {"pool_fit_ratio": 0.0}, {"max_centre_px": -1.0}, {"uncertainty_factor": 0.0}, {"dictionary_candidates": 0}])
 def test_bad_pool_settings_are_refused(kw):
     with pytest.raises(EdorientError):
         MapSettings(**kw)
+
+
+def test_map_uncertainties_carry_the_calibrated_factor():
+    from edorient.indexing.refine import Refiner
+    from edorient.mapping.index import MAP_UNCERTAINTY_FACTOR
+
+    ix = _indexer(8)
+    base = Refiner(ix.crystal, ix.sim.config)
+    ref = ix.estimators["1"].refiner
+    assert ref.uncertainty_scale == pytest.approx(base.uncertainty_scale * MAP_UNCERTAINTY_FACTOR)
+    assert ref.max_centre_px == 1.0 and MAP_UNCERTAINTY_FACTOR > 1
