@@ -146,3 +146,20 @@ def test_second_grain_mode_from_the_command_line(scan, tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["identity"]["settings"]["second_grain"] == "model"
     assert main(["map", str(scan), "--workers", "0", "--out", str(tmp_path / "p"), "--no-progress"]) == 0
     assert "second_grain" not in json.loads((tmp_path / "p" / "config.json").read_text())["identity"]["settings"]
+
+
+def test_anchor_stride_from_the_command_line(scan, tmp_path, capsys):
+    # --anchor-stride reaches the resolved config and the CSV's anchor column; 0 is refused in one line
+    import csv
+    import json
+
+    assert main(["map", str(scan), "--anchor-stride", "2", "--grains", "1", "--workers", "0", "--out",
+                 str(tmp_path / "a"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["identity"]["settings"]["anchor_stride"] == 2
+    with open(tmp_path / "a" / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["anchor"] for r in rows} <= {"0", "1"} and any(r["anchor"] == "1" for r in rows)
+    assert all(r["model_fit"] != "" for r in rows)
+    with pytest.raises(SystemExit):
+        main(["map", str(scan), "--anchor-stride", "0", "--out", str(tmp_path / "b")])
+    assert "--anchor-stride" in capsys.readouterr().err
