@@ -78,6 +78,9 @@ def test_folder_of_png(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     rows = (tmp_path / "o" / "results.csv").read_text().splitlines()
     assert len(rows) == 4 and ",file," in rows[0] and rows[1].split(",")[3].endswith("f0.png")
+    # files need not be neighbouring probes: each gets the whole chain (no anchors' pools)
+    col = rows[0].split(",").index("anchor")
+    assert all(r.split(",")[col] == "1" for r in rows[1:])
     assert "mapped 3 patterns" in capsys.readouterr().out
     from orix import io as orix_io
 

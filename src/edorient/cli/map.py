@@ -44,7 +44,8 @@ class Map(Subcommand):
         parser.add_argument("--anchor-stride", type=positive_int, default=None, metavar="N",
                             help="every N-th pattern of a chunk is indexed by the whole chain, the others refine their "
                                  "neighbouring anchors' grains (a pattern they do not fit gets the whole chain); 1: "
-                                 "every pattern the whole chain (slower; default 8, docs/mapping.md)")
+                                 "every pattern the whole chain (slower; default 8 for a scan, 1 for a folder of files, "
+                                 "docs/mapping.md)")
         parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                             help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
         parser.add_argument("--workers", type=nonneg_int, default=None,

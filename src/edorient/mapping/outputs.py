@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 __all__ = ["orix_crystal_map", "orix_symmetry", "write_outputs"]
 
 
+def _anchors_line(run, settings) -> str:
+    from edorient.mapping.index import DEFAULT_ANCHOR_STRIDE
+
+    r = run.results
+    stride = settings.anchor_stride or (1 if run.source.kind == "files" else DEFAULT_ANCHOR_STRIDE)
+    whole = int(np.sum(r["anchor"])) if "anchor" in r else len(r["status"])
+    return (f"- anchors: every {stride}th pattern of a chunk by the whole chain, the others from their anchors' grains; "
+            f"{whole} of {len(r['status'])} patterns by the whole chain (docs/mapping.md)"
+            if stride > 1 and settings.refine else "- every pattern by the whole chain (no anchors)")
+
+
 def orix_symmetry(crystal):
     """orix point group of the crystal's Laue group (by its Hermann-Mauguin name)."""
     from orix.quaternion import symmetry
@@ -264,6 +275,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
          f"refinement: {'on' if settings.refine else 'off'}"),
         (f"- second grain when it explains >= {settings.min_new_spots} spots the one-grain fit leaves, share >= {settings.min_share:g}, "
          f"misorientation > {settings.distinct_deg:g}° (docs/mapping.md)"),
+        _anchors_line(run, settings),
         (f"- compute: {'Dask scheduler ' + compute.scheduler if compute.scheduler else ('this process' if compute.workers == 0 else f'LocalCluster, {run.workers} worker process(es)')}; "
          f"chunk {compute.chunk} patterns; {run.n_chunks} chunks ({run.chunks_done_before} done before this run)"),
         f"- seed: {seed}", "",

@@ -51,7 +51,7 @@ def test_map_uncertainties_carry_the_calibrated_factor():
     from edorient.indexing.refine import Refiner
     from edorient.mapping.index import MAP_UNCERTAINTY_FACTOR
 
-    ix = _indexer(8)
+    ix = _indexer(None)
     base = Refiner(ix.crystal, ix.sim.config)
     ref = ix.estimators["1"].refiner
     assert ref.uncertainty_scale == pytest.approx(base.uncertainty_scale * MAP_UNCERTAINTY_FACTOR)
