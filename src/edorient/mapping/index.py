@@ -5,16 +5,21 @@ Per pattern (:func:`index_chunk`):
 1. **Prepare** it as ``edorient predict`` prepares a pattern for a model (:func:`prepare_pattern`:
    direct beam, background, resampling to the estimator's calibration around the beam, the
    display transform), calling predict's own steps, so improvements there reach the map.
-2. **One grain**: the estimator chain of ``edorient predict`` for one grain
-   (:func:`edorient.indexing.estimators.build_estimator`: a CNN or template-matching proposal,
-   refined), batched over the chunk.
+2. **One grain**: the starts of ``edorient predict``'s one-grain chain
+   (:func:`edorient.indexing.estimators.build_estimator`: a CNN or template-matching proposal)
+   and the template dictionary's best entries, refined together (the refined centre within
+   ``max_centre_px``), the best whole-image fit kept (:meth:`Indexer.one_grain`); batched over
+   the chunk. With anchors (:meth:`Indexer.index_prepared`, the default for a scan) only every
+   8th pattern goes through the whole chain (steps 2-4); the others refine their neighbouring
+   anchors' grains, and fall back to the whole chain where those do not fit.
 3. **Two grains** (``grains`` 2; auto: only for the patterns whose one-grain fit leaves at
    least ``min_new_spots`` of their spots unexplained, since elsewhere the decision below is one
    grain whatever the two-grain fit; 62 % of the benchmark scan's patterns skip it). In auto
    mode by default the *partner* of the one-grain fit: its refined spots erased, the template
    dictionary's top 4 on what is left (one batched product for the chunk), each and its half
    turn paired with the fit and refined (8 hypotheses a pattern;
-   :func:`edorient.indexing.proposals.refine_partners`). On a tuning scan (seed 1, 32 x 32)
+   :func:`edorient.indexing.proposals.refine_partners`), the pair that fits the whole image best
+   kept. On a tuning scan (seed 1, 32 x 32)
    that found 19 % of the two-grain probes as two instead of 13.5 % with the bicrystal CNN's 16
    hypotheses, 2.1 % false instead of 2.8 %, at 24 instead of 19 patterns/s (one process).
    ``second_grain='model'`` (and ``grains`` 2, ``explained_below``): the estimator chain of
