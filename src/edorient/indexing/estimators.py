@@ -399,7 +399,7 @@ class DictionaryRefined(Estimator):
                 expl[bad[better]] = ex2[better]
                 res = merge_results(res, bad[better], second, np.flatnonzero(better))
         if self.image_fit:
-            res, expl = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, res, x, expl, self.levels)
+            res, expl, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, res, x, expl, self.levels)
         if self.fallback_below is not None:
             if self.unexplained_sigma_deg is not None:
                 res = widen_unexplained(res, expl < self.fallback_below, self.unexplained_sigma_deg)
@@ -413,10 +413,10 @@ def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarr
     """``res`` with each image's answer replaced by the refined hypothesis that fits the whole
     image best (:func:`~edorient.indexing.proposals.image_fit_choice`), refined once more where
     that is not the refinement's own best; ``expl`` (the explained share of spots, or None)
-    updated for those images. Returns (res, expl)."""
+    updated for those images. Returns (res, expl, (n,) the chosen hypotheses' whole-image fit)."""
     from edorient.indexing.proposals import explained_peaks, image_fit_choice
 
-    best, _ = image_fit_choice(simulator, res, x)
+    best, fit = image_fit_choice(simulator, res, x)
     change = np.flatnonzero(best != res.best)
     if len(change):
         again = refiner.refine(x[change], res.hypothesis_rotations[change, best[change]][:, None], levels=levels)
@@ -424,7 +424,7 @@ def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarr
         if expl is not None:
             expl = expl.copy()
             expl[change] = explained_peaks(refiner, again, x[change])
-    return res, expl
+    return res, expl, fit
 
 
 def take_rows(res, rows: np.ndarray):

@@ -616,15 +616,9 @@ class Indexer:
     def _choose(self, res, xs: np.ndarray, levels=None):
         """(res with each image's answer the refined hypothesis that fits the whole image best,
         refined again where that changed; (n,) its whole-image fit)."""
-        from edorient.indexing.estimators import merge_results
-        from edorient.indexing.proposals import image_fit_choice
+        from edorient.indexing.estimators import rechoose_by_image_fit
 
-        best, fit = image_fit_choice(self.sim, res, xs)
-        change = np.flatnonzero(best != res.best)
-        if len(change):
-            ref = self.estimators["1"].refiner
-            again = ref.refine(xs[change], res.hypothesis_rotations[change, best[change]][:, None], levels=levels)
-            res = merge_results(res, change, again, np.arange(len(change)))
+        res, _, fit = rechoose_by_image_fit(self.estimators["1"].refiner, self.sim, res, xs, levels=levels)
         return res, fit
 
 
