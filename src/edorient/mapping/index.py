@@ -446,7 +446,7 @@ class Indexer:
         """
         n = len(xs)
         s = int(anchor_stride or self.settings.anchor_stride or DEFAULT_ANCHOR_STRIDE)
-        if s <= 1 or not self.settings.refine or self.proposer is None or n < 3 or self.settings.grains == "2":
+        if s <= 1 or not self.settings.refine or n < 3 or self.settings.grains == "2":
             return self.index_full(xs)
         anc = np.unique(np.r_[np.arange(0, n, s), n - 1])
         rest = np.setdiff1d(np.arange(n), anc)
