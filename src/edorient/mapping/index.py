@@ -123,6 +123,9 @@ FIELDS: dict[str, tuple[tuple[int, ...], str, object]] = {
     "anchor": ((), "bool", False),
 }
 
+#: The fields :meth:`Indexer.index_prepared` fills (the rest come from the raw pattern).
+PREPARED_FIELDS = tuple(k for k in FIELDS if k not in ("status", "centre_px", "vbf"))
+
 
 @dataclass(frozen=True)
 class MapSettings:
@@ -217,6 +220,10 @@ class MapSettings:
     def partner(self) -> bool:
         """Whether 'auto' finds the second grain as the partner of the one-grain fit."""
         return self.grains == "auto" and self.second_grain is None and self.refine and self.explained_below is None
+
+    def stride_for(self, source_kind: str) -> int:
+        """The anchor stride used on a source of this kind (see ``anchor_stride``)."""
+        return int(self.anchor_stride or (1 if source_kind == "files" else DEFAULT_ANCHOR_STRIDE))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -351,9 +358,7 @@ class Indexer:
         """:meth:`run` and the RefineResult behind it (None unrefined)."""
         if g == 1 and self.settings.dictionary_starts and self.proposer is not None and self.settings.explained_below is None:
             res, fit = self.one_grain(x)
-            out = self._outputs(res.rotations, self.crystal.laue.reduce(res.rotations[..., 2, :]), res.scores[:, None], res, 1)
-            out["image_fit"] = fit
-            return out, res
+            return self._fit_outputs(res, fit), res
         est = self.estimators[str(g)].estimate(x)
         return self._outputs(est.rotations, est.directions, est.scores, est.refinement, g), est.refinement
 
@@ -376,10 +381,15 @@ class Indexer:
         from edorient.indexing.proposals import refine_partners
 
         refiner = self.estimators["1"].refiner
-        ref, fit = self._choose(refine_partners(refiner, self.proposer, x, single), x)
-        dirs = self.crystal.laue.reduce(ref.rotations[..., 2, :])
-        out = self._outputs(ref.rotations, dirs, np.repeat(ref.scores[:, None], 2, axis=1), ref, 2)
-        out["model_fit"] = fit
+        return self._fit_outputs(*self._choose(refine_partners(refiner, self.proposer, x, single), x))
+
+    def _fit_outputs(self, res, fit: np.ndarray) -> dict:
+        """:meth:`_outputs` of a refined result chosen by its whole-image fit ``fit``: kept as
+        ``image_fit`` (one grain) or ``model_fit`` (two)."""
+        g = res.rotations.shape[1]
+        out = self._outputs(res.rotations, self.crystal.laue.reduce(res.rotations[..., 2, :]),
+                            np.repeat(res.scores[:, None], g, axis=1), res, g)
+        out["image_fit" if g == 1 else "model_fit"] = fit
         return out
 
     def _outputs(self, rotations, directions, scores, ref, g: int) -> dict:
@@ -403,7 +413,7 @@ class Indexer:
         """Results (see :data:`FIELDS`) of raw detector patterns (n, H, W) (``anchor_stride``: see
         :meth:`index_prepared`)."""
         n = len(raw)
-        res = {k: np.full((n,) + shp, fill, dtype=dt) for k, (shp, dt, fill) in FIELDS.items()}
+        res = _filled(n)
         bad = ~np.isfinite(raw.reshape(n, -1)).all(1)
         if bad.any():
             raise EdorientError(f"pattern {first_index + int(np.flatnonzero(bad)[0])} (row-major probe index) holds "
@@ -427,10 +437,6 @@ class Indexer:
                 res[k][idx] = v
         return res
 
-    def _empty(self, n: int) -> dict:
-        return {k: np.full((n,) + shp, fill, dtype=dt) for k, (shp, dt, fill) in FIELDS.items()
-                if k not in ("status", "centre_px", "vbf")}
-
     def index_prepared(self, xs: np.ndarray, anchor_stride: int | None = None) -> dict:
         """Per-pattern results of prepared display images xs (n, size, size), in order.
 
@@ -450,7 +456,7 @@ class Indexer:
             return self.index_full(xs)
         anc = np.unique(np.r_[np.arange(0, n, s), n - 1])
         rest = np.setdiff1d(np.arange(n), anc)
-        out = self._empty(n)
+        out = _filled(n, PREPARED_FIELDS)
         # each pattern's spots once (anchors and re-indexed patterns are fitted twice)
         peaks = [self.pattern_spots(x) for x in xs] if self.settings.grains == "auto" else None
 
@@ -489,7 +495,7 @@ class Indexer:
         are refined: as one grain, and for a second grain each paired with the one-grain fit.
         ``spots``: each image's :meth:`pattern_spots`, where already found."""
         n = len(xs)
-        res = self._empty(n)
+        res = _filled(n, PREPARED_FIELDS)
         res["anchor"][:] = pool is None
         if pool is not None:
             one, single = self._pooled_one(xs, pool)
@@ -586,9 +592,7 @@ class Indexer:
         H = np.stack([np.stack([p[min(i, len(p) - 1)] for i in range(h)]) for p in pool])[:, :, None]
         ref = self.estimators["1"].refiner
         res, fit = self._choose(ref.refine(xs, H, levels=POOL_LEVELS), xs, POOL_LEVELS)
-        out = self._outputs(res.rotations, self.crystal.laue.reduce(res.rotations[..., 2, :]), res.scores[:, None], res, 1)
-        out["image_fit"] = fit
-        return out, res
+        return self._fit_outputs(res, fit), res
 
     def _pooled_pairs(self, xs: np.ndarray, single, pool: list, sub: np.ndarray) -> tuple[dict | None, np.ndarray]:
         """Two grains for images ``sub``: the one-grain fit paired with each pool orientation
@@ -608,10 +612,7 @@ class Indexer:
         H = np.stack([np.concatenate([p, np.repeat(p[-1:], h - len(p), 0)]) for p in pairs])
         keep = np.asarray(keep)
         res, fit = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS), xs[keep], POOL_LEVELS)
-        dirs = self.crystal.laue.reduce(res.rotations[..., 2, :])
-        out = self._outputs(res.rotations, dirs, np.repeat(res.scores[:, None], 2, axis=1), res, 2)
-        out["model_fit"] = fit
-        return out, keep
+        return self._fit_outputs(res, fit), keep
 
     def _choose(self, res, xs: np.ndarray, levels=None):
         """(res with each image's answer the refined hypothesis that fits the whole image best,
@@ -620,6 +621,12 @@ class Indexer:
 
         res, _, fit = rechoose_by_image_fit(self.estimators["1"].refiner, self.sim, res, xs, levels=levels)
         return res, fit
+
+
+def _filled(n: int, names=None) -> dict:
+    """Result arrays of ``n`` patterns at their fill values: every field of :data:`FIELDS`, or ``names``."""
+    return {k: np.full((n,) + shp, fill, dtype=dt) for k, (shp, dt, fill) in FIELDS.items()
+            if names is None or k in names}
 
 
 @functools.lru_cache(maxsize=2)
@@ -634,8 +641,8 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
     t0 = time.perf_counter()
     raw = source.read(start, stop)
     t1 = time.perf_counter()
-    stride = settings.anchor_stride or (1 if source.kind == "files" else DEFAULT_ANCHOR_STRIDE)
-    res = get_indexer(settings).index(raw, source.calibration, first_index=start, anchor_stride=stride)
+    res = get_indexer(settings).index(raw, source.calibration, first_index=start,
+                                      anchor_stride=settings.stride_for(source.kind))
     res["read_s"] = np.float64(t1 - t0)
     res["index_s"] = np.float64(time.perf_counter() - t1)
     return res

@@ -35,10 +35,8 @@ __all__ = ["orix_crystal_map", "orix_symmetry", "write_outputs"]
 
 
 def _anchors_line(run, settings) -> str:
-    from edorient.mapping.index import DEFAULT_ANCHOR_STRIDE
-
     r = run.results
-    stride = settings.anchor_stride or (1 if run.source.kind == "files" else DEFAULT_ANCHOR_STRIDE)
+    stride = settings.stride_for(run.source.kind)
     whole = int(np.sum(r["anchor"])) if "anchor" in r else len(r["status"])
     return (f"- anchors: every {stride}th pattern of a chunk by the whole chain, the others from their anchors' grains; "
             f"{whole} of {len(r['status'])} patterns by the whole chain (docs/mapping.md)"
