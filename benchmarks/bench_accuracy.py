@@ -283,6 +283,8 @@ def main() -> int:
                          "template matching where bad; dictionary: the dictionary + refinement column's)")
     ap.add_argument("--explained", type=float, default=0.95,
                     help="a fit is bad (slower proposals are tried) when fewer of the image's spots lie on it")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the refinement (cpu, cuda); the CNN and the dictionary stay on the CPU")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
@@ -313,7 +315,7 @@ def main() -> int:
     model, insize = pretrained.load("anatase-single" if a.singles else "anatase-bicrystal")
     if insize != a.size:
         model = _Resized(model, a.size)
-    refiner = Refiner(xt, cfg)
+    refiner = Refiner(xt, cfg, device=a.device)
     cnn = CNNEstimator(model, scorer)
     fast = Refined(cnn, refiner, families=a.singles)
     t0 = time.perf_counter()
@@ -322,7 +324,7 @@ def main() -> int:
     tm = TemplateMatching(matcher, grains)
     print(f"# accuracy benchmark (issue 10): {a.n} {'single crystals' if a.singles else 'bicrystals'}, "
           f"{a.size} px, {'card noise' if noisy else 'noise-free'}, ratio {a.ratio}, seed {a.seed}, "
-          f"{a.threads} torch thread(s), {os.cpu_count()} CPUs; template matching on the first {tm_n}, "
+          f"{a.threads} torch thread(s), {os.cpu_count()} CPUs, refinement on {a.device}; template matching on the first {tm_n}, "
           f"py4DSTEM on the first {p4_n}\n")
 
     # the end-to-end estimator: CNN + refinement; where the fit is bad, template matching's proposal,

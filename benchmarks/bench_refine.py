@@ -72,6 +72,9 @@ def main() -> int:
     ap.add_argument("--no-flips", action="store_true", help="no half-turn starts")
     ap.add_argument("--families", action="store_true", help="other-family starts for bicrystals too")
     ap.add_argument("--cache", default=None, help="npz file keeping images and proposals")
+    ap.add_argument("--tile", type=int, default=1,
+                    help="also time the refinement of the images repeated this many times in one batch "
+                         "(throughput at a larger batch, e.g. on CUDA; errors are of the single copy)")
     ap.add_argument("--passes", type=int, default=2,
                     help="bicrystals: also report refine_bicrystals with this many passes (1: no)")
     a = ap.parse_args()
@@ -99,7 +102,7 @@ def main() -> int:
     matcher = None
     print(f"# refinement: n = {a.n} per kind, {a.size} px, {'noise-free' if a.clean else 'card noise'}, "
           f"seed {a.seed}, {a.threads} torch thread(s), device {a.device}\n")
-    rows = []
+    rows, tiled = [], []
     for kind in a.kinds.split(","):
         grains = 1 if kind == "single" else 2
         key = f"{kind}_{a.n}_{a.size}_{a.seed}_{int(a.clean)}_{int(a.no_flips)}_{int(a.families)}"
@@ -129,6 +132,15 @@ def main() -> int:
         dt = time.perf_counter() - t
         before, _ = _errors(laue, hyp[:, 0, :, 2, :], true)
         runs = [(kind, res, len(x) / dt, len(x) / t_prop)]
+        if a.tile > 1:
+            xt_, ht_ = np.tile(x, (a.tile, 1, 1)), np.tile(hyp, (a.tile,) + (1,) * (hyp.ndim - 1))
+            t = time.perf_counter()
+            big = refiner.refine(xt_, ht_)
+            dt_big = time.perf_counter() - t
+            same = np.abs(big.rotations[: len(x)] - res.rotations).max()
+            tiled.append(f"{kind}: {len(xt_)} images in one batch ({a.tile} copies) refined in {dt_big:.2f} s: "
+                         f"{len(xt_) / dt_big:,.1f} images/s on {a.device} (the first copy's rotations within "
+                         f"{same:.1e} of the single batch's)")
         if grains == 2 and a.passes > 1:
             if matcher is None:
                 matcher = TemplateMatcher(sim, n_directions=a.matcher_directions)
@@ -157,6 +169,8 @@ def main() -> int:
               f"{100 * np.mean(m2 <= 5.991):.1f} % | {np.median(unc):.3f} | {100 * np.mean(amb):.1f} % | "
               f"{np.median(clear):.3f} | {rate:,.1f} | {prate:,.2f} |")
     print()
+    for line in tiled:
+        print(line)
     for kind, n, h, before, after, m2, amb, unc, rate, prate, best in rows:
         wins = np.bincount(best, minlength=h)
         print(f"{kind}: winning hypothesis counts {wins.tolist()}; errors > 1° after: "

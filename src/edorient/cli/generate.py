@@ -26,6 +26,28 @@ def ratio_range(text: str) -> tuple[float, float]:
     raise argparse.ArgumentTypeError(f"expected R or LO:HI, got {text!r}")
 
 
+def add_sample_args(parser: argparse.ArgumentParser) -> None:
+    """What each image draws besides its orientations (``generate`` and ``train --simulate``)."""
+    g = parser.add_argument_group("orientations, ratio, noise")
+    g.add_argument("--inplane", type=finite_float, default=None, metavar="DEG",
+                   help="fixed in-plane angle of every grain (default: uniform in [0, 360))")
+    g.add_argument("--ratio", type=ratio_range, default=(0.5, 0.5), metavar="R|LO:HI",
+                   help="random mode: weight of grain A, fixed or uniform in LO:HI (default 0.5)")
+    g.add_argument("--dose", type=ratio_range, default=None, metavar="D|LO:HI",
+                   help="Poisson noise: counts at the direct-beam peak, fixed or log-uniform in LO:HI per image")
+    g.add_argument("--background", type=ratio_range, default=(0.0, 0.0), metavar="B|LO:HI",
+                   help="uniform background intensity (with --dose), fixed or uniform in LO:HI per image")
+
+
+def generate_config(args: argparse.Namespace, mode: str, n: int, seed: int, **more):
+    """The :class:`~edorient.data.GenerateConfig` of the crystal, physics and sample flags."""
+    from edorient.data import GenerateConfig
+
+    return GenerateConfig(mode=mode, n=n, crystal=args.crystal, image_size=args.size,
+                          simulation=simulation_kwargs(args), seed=seed, inplane_deg=args.inplane,
+                          ratio=args.ratio, noise_dose=args.dose, noise_background=args.background, **more)
+
+
 class Generate(Subcommand):
     COMMAND = "generate"
     HELP = "generate a data set on disk (shards, labels, splits, meta.json); resumable"
@@ -43,15 +65,7 @@ class Generate(Subcommand):
         parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
         add_crystal_arg(parser)
         add_physics_args(parser)
-        g = parser.add_argument_group("orientations, ratio, noise")
-        g.add_argument("--inplane", type=finite_float, default=None, metavar="DEG",
-                       help="fixed in-plane angle of every grain (default: uniform in [0, 360))")
-        g.add_argument("--ratio", type=ratio_range, default=(0.5, 0.5), metavar="R|LO:HI",
-                       help="random mode: weight of grain A, fixed or uniform in LO:HI (default 0.5)")
-        g.add_argument("--dose", type=ratio_range, default=None, metavar="D|LO:HI",
-                       help="Poisson noise: counts at the direct-beam peak, fixed or log-uniform in LO:HI per image")
-        g.add_argument("--background", type=ratio_range, default=(0.0, 0.0), metavar="B|LO:HI",
-                       help="uniform background intensity (with --dose), fixed or uniform in LO:HI per image")
+        add_sample_args(parser)
         s = parser.add_argument_group("storage and splits")
         s.add_argument("--dtype", default=None,
                        help="thesis: float32 (default) or float16 linear intensity; random/single: uint8 (default) or float16")
@@ -71,22 +85,11 @@ class Generate(Subcommand):
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
-        from edorient.data import GenerateConfig, generate_dataset
+        from edorient.data import generate_dataset
         from edorient.data import splits as sp
 
-        config = GenerateConfig(
-            mode=args.mode,
-            n=args.n,
-            crystal=args.crystal,
-            image_size=args.size,
-            simulation=simulation_kwargs(args),
-            seed=args.seed,
-            shard_size=args.shard_size,
-            dtype=args.dtype,
-            inplane_deg=args.inplane,
-            ratio=args.ratio,
-            noise_dose=args.dose,
-            noise_background=args.background,
+        config = generate_config(
+            args, args.mode, args.n, args.seed, shard_size=args.shard_size, dtype=args.dtype,
             test_fraction=sp.THESIS_TEST_FRACTION if args.test_fraction is None else args.test_fraction,
             holdout_fraction=args.holdout_fraction,
         )

@@ -39,7 +39,11 @@ class Train(Subcommand):
         from edorient.models import available_models
         from edorient.training import PRESETS, available_losses
 
-        parser.add_argument("--data", type=Path, required=True, help="data-set folder (edorient generate)")
+        from edorient.cli.generate import add_sample_args
+        from edorient.cli.simulate import add_crystal_arg, add_physics_args
+
+        parser.add_argument("--data", type=Path, default=None,
+                            help="data-set folder (edorient generate); or --simulate")
         parser.add_argument("--out", type=Path, default=None,
                             help="run folder (default runs/<preset or arch>); with --finetune, one stage_NN folder per subset")
         parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -58,6 +62,21 @@ class Train(Subcommand):
                        help="train on training subset K (from 0) only (default: the whole training set)")
         d.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="use only the first N training and N//4 validation samples (quick runs)")
+        parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                            help="start from these weights (a run folder, a .pt file or pretrained:NAME; same "
+                                 "architecture) instead of a fresh initialisation")
+        m = parser.add_argument_group(
+            "simulated on the fly (instead of --data): fresh images every epoch, nothing on disk; the crystal, "
+            "physics and noise flags below are generate's")
+        m.add_argument("--simulate", choices=("random", "single"), default=None,
+                       help="random: bicrystals (two grains, --ratio); single: single crystals")
+        m.add_argument("--epoch-size", type=positive_int, default=100_000, help="images per epoch (default 100000)")
+        m.add_argument("--val-size", type=positive_int, default=2_000,
+                       help="validation images, the same every epoch (default 2000)")
+        m.add_argument("--data-seed", type=int, default=None, help="seed of the simulated images (default --seed)")
+        add_crystal_arg(m)
+        add_physics_args(parser)
+        add_sample_args(parser)
         f = parser.add_argument_group("fine-tuning over subsets (thesis pre-experiment 2)")
         f.add_argument("--finetune", choices=("all", "dense"), default=None,
                        help="train subset by subset from the previous best weights: all layers, or dense only")
@@ -95,15 +114,31 @@ class Train(Subcommand):
     def func(cls, args: argparse.Namespace) -> int | None:
         import os
 
-        from edorient.training.run import train_on_dataset
+        from edorient.errors import EdorientError
+        from edorient.training.run import train_on_dataset, train_on_simulation
 
+        if (args.data is None) == (args.simulate is None):
+            raise EdorientError("give either --data FOLDER (a generated data set) or --simulate random|single "
+                                "(images simulated while training)")
         out = args.out or Path("runs") / (args.preset or args.arch or "thesis")
-        res, config = train_on_dataset(
-            args.data, out, preset_name=args.preset, arch=args.arch,
-            overrides={name: getattr(args, name, None) for name in _FIELDS}, input_size=args.input,
-            resume=args.resume, split=args.split, scheme=args.scheme, subset=args.subset, limit=args.limit,
-            finetune_mode=args.finetune, subsets=args.subsets, first_epochs=args.first_epochs,
-            later_epochs=args.later_epochs)
+        overrides = {name: getattr(args, name, None) for name in _FIELDS}
+        if args.simulate:
+            if args.finetune or args.subset is not None or args.limit is not None:
+                raise EdorientError("--finetune, --subset and --limit select parts of a data set on disk; with "
+                                    "--simulate set the amount with --epoch-size and --val-size")
+            from edorient.cli.generate import generate_config
+
+            seed = args.seed if args.data_seed is None else args.data_seed
+            res, config = train_on_simulation(
+                generate_config(args, args.simulate, args.epoch_size, 0 if seed is None else seed), out,
+                epoch_size=args.epoch_size, val_size=args.val_size, preset_name=args.preset, arch=args.arch,
+                overrides=overrides, input_size=args.input, resume=args.resume, init=args.init)
+        else:
+            res, config = train_on_dataset(
+                args.data, out, preset_name=args.preset, arch=args.arch, overrides=overrides,
+                input_size=args.input, resume=args.resume, split=args.split, scheme=args.scheme,
+                subset=args.subset, limit=args.limit, finetune_mode=args.finetune, subsets=args.subsets,
+                first_epochs=args.first_epochs, later_epochs=args.later_epochs, init=args.init)
         if os.environ.get("RANK", "0") == "0":  # the process group is gone by now: torchrun's rank
             row = res.history[-1] if res.history else {}
             print(f"run folder {res.run_dir}: best epoch {res.best_epoch} ({config.select} {res.best_value:.4f}); "

@@ -14,7 +14,9 @@ metrics.csv; see :mod:`edorient.training.checkpoint`) and temporaries of a kille
 removed.
 
 Datasets yield ``(image (C,S,S) float, target (n_grains,3) float, ...)``; anything after the
-target (the sample id) is ignored.
+target (the sample id) is ignored.  A training set with a ``set_epoch(e)`` method
+(:class:`~edorient.data.OnTheFlyDataset`) is told each epoch's number before it is read, so a
+simulated set draws new images every epoch (and a resumed epoch the same ones).
 """
 
 from __future__ import annotations
@@ -388,6 +390,8 @@ def fit(
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout and anything else on the global RNG
         sampler.set_epoch(epoch)
+        if hasattr(train_ds, "set_epoch"):  # simulated on the fly: fresh images every epoch
+            train_ds.set_epoch(epoch)
         train_loader = train_loader_of(epoch)
         net.train()
         if frozen:
