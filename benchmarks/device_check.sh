@@ -5,7 +5,9 @@
 #   2. the batched dictionary chain with the refinement on CUDA and on the CPU, side by side
 #      (bench_accuracy.py, the same noisy bicrystals of seed 1010);
 #   3. the shipped bicrystal model trained further on images simulated on the fly
-#      (edorient train --simulate random --init pretrained:anatase-bicrystal), CUDA, a time limit.
+#      (edorient train --simulate random --init pretrained:anatase-bicrystal), CUDA, a time limit;
+#   4. the map's indexing on CUDA and on the CPU (bench_map_device.py; in the 2026-12-04 session it
+#      ran as a second, separate call).
 #
 #   OUT=/tmp/dev CACHE=/tmp/refine200.npz bash benchmarks/device_check.sh
 #
@@ -60,5 +62,7 @@ RUN=$(mktemp -d)/run
     --no-progress --out "$RUN" || echo "training failed (exit $?)"
   cat "$RUN/metrics.csv" 2>/dev/null
   for f in best.pt metrics.csv learning_curve.png config.json; do cp "$RUN/$f" "$OUT/" 2>/dev/null; done
+  echo; echo "## 4. the map's indexing on $DEVICE and on the CPU"
+  timeout 240 $PY benchmarks/bench_map_device.py "$DEVICE" cpu || echo "bench_map_device failed (exit $?)"
   echo "## done ($(date -u +%FT%TZ))"
 } 2>&1 | tee "$OUT/log.txt"
