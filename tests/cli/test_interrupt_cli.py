@@ -76,11 +76,17 @@ def test_ctrl_c_while_workers_start_is_held_until_they_have_started():
     from edorient.data.generate import _interrupts_held
 
     reached = False
-    with pytest.raises(KeyboardInterrupt), _interrupts_held():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.1)
-        sum(range(10_000))  # calls and loops: where Python would raise it
-        reached = True
+    # Python's own Ctrl-C handler, whatever this process inherited (a shell that starts a
+    # background job without job control makes it ignore SIGINT, and Python keeps that)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), _interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            sum(range(10_000))  # calls and loops: where Python would raise it
+            reached = True
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert reached
 
 
