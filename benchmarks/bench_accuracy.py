@@ -283,6 +283,8 @@ def main() -> int:
                          "template matching where bad; dictionary: the dictionary + refinement column's)")
     ap.add_argument("--explained", type=float, default=0.95,
                     help="a fit is bad (slower proposals are tried) when fewer of the image's spots lie on it")
+    ap.add_argument("--dictionary-cnn", action="store_true",
+                    help="the dictionary chain also refines the shipped CNN's answer (DictionaryRefined(cnn=...))")
     ap.add_argument("--device", default="cpu",
                     help="torch device of the refinement (cpu, cuda); the CNN and the dictionary stay on the CPU")
     ap.add_argument("--out", default=None)
@@ -335,7 +337,8 @@ def main() -> int:
         t0 = time.perf_counter()
         dmatcher = TemplateMatcher(sim, n_directions=a.dictionary_directions)
         t_ddict = time.perf_counter() - t0
-        dref = DictionaryRefined(dmatcher, refiner, grains, fallback_below=a.explained)
+        dref = DictionaryRefined(dmatcher, refiner, grains, fallback_below=a.explained,
+                                 cnn=cnn if a.dictionary_cnn else None)
     if a.calibrate_on == "dictionary" and dref is None:
         ap.error("--calibrate-on dictionary needs --dictionary-directions > 0")
     # calibration set: the uncertainty scale

@@ -346,6 +346,12 @@ class DictionaryRefined(Estimator):
     image best (:func:`~edorient.indexing.proposals.image_fit_choice`), not the one the
     refinement scored best, refined once more where the two differ. ``k`` None: :data:`SINGLE_K`
     for one grain, :data:`BICRYSTAL_K` for two.
+
+    ``cnn`` (a :class:`CNNEstimator` of as many grains): its answer and half turns
+    (:func:`cnn_starts`) are refined too and join the hypotheses of the whole-image choice. Off
+    by default: with the shipped bicrystal model trained further on a GPU (6.5° median), 300 noisy
+    bicrystals of seed 4040 went from 80.7 % to 81.3 % both under 2° at 20 % less speed (7.8
+    instead of 9.7/s); a CNN within the refinement's ~3° basin would make it pay.
     """
 
     name = "dictionary + refinement"
@@ -353,7 +359,7 @@ class DictionaryRefined(Estimator):
     def __init__(self, matcher: TemplateMatcher, refiner, grains: int = 1, k: int | None = None, separation_deg: float = 4.0,
                  firsts: int = 2, fallback_below: float | None = 0.95, partner_passes: int = 1,
                  unexplained_sigma_deg: float | None = 90.0, first_levels=None, levels=None,
-                 families: bool = True, image_fit: bool = True) -> None:
+                 families: bool = True, image_fit: bool = True, cnn: "CNNEstimator | None" = None) -> None:
         from edorient.indexing.proposals import DictionaryProposals
 
         super().__init__(matcher.scorer, grains)
@@ -368,6 +374,10 @@ class DictionaryRefined(Estimator):
         self.first_levels, self.levels = first_levels, levels
         self.families = bool(families)
         self.image_fit = bool(image_fit)
+        if cnn is not None and (cnn.grains != grains or not self.image_fit):
+            raise EdorientError(f"the CNN's starts need a model of this chain's {grains} grain(s) (it finds "
+                                f"{cnn.grains}) and the whole-image choice (image_fit True)")
+        self.cnn = cnn
 
     def estimate(self, images01) -> Estimate:
         from edorient.indexing.proposals import (dictionary_partner_hypotheses, explained_peaks, refine_sequential,
@@ -398,6 +408,8 @@ class DictionaryRefined(Estimator):
                 expl = expl.copy()
                 expl[bad[better]] = ex2[better]
                 res = merge_results(res, bad[better], second, np.flatnonzero(better))
+        if self.cnn is not None:  # the CNN's answer, refined, competes in the whole-image choice
+            res = append_hypotheses(res, self.refiner.refine(x, cnn_starts(self.cnn, x), levels=self.levels))
         if self.image_fit:
             res, expl, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, res, x, expl, self.levels)
         if self.fallback_below is not None:
@@ -407,6 +419,32 @@ class DictionaryRefined(Estimator):
         est.fallback = used
         est.explained = expl
         return est
+
+
+def cnn_starts(cnn: "CNNEstimator", x: np.ndarray) -> np.ndarray:
+    """Refinement starts (n, h, g, 3, 3) from a CNN's answer: its orientations (the pattern
+    scorer's for each head's direction) and, for two grains, every combination of their half
+    turns (4 pairs); for one grain the answer and its half turn."""
+    from edorient.indexing.proposals import half_turn
+
+    R = cnn.estimate(x).rotations
+    if R.shape[1] == 1:
+        return np.stack([R, half_turn(R)], axis=1)
+    a, b = R[:, 0], R[:, 1]
+    return np.stack([np.stack(p, axis=1) for p in ((a, b), (half_turn(a), b), (a, half_turn(b)),
+                                                   (half_turn(a), half_turn(b)))], axis=1)
+
+
+def append_hypotheses(res, other):
+    """``res`` (a :class:`~edorient.indexing.refine.RefineResult`) with ``other``'s refined
+    hypotheses of the same images appended to its own (its answer and every other field kept):
+    what :func:`rechoose_by_image_fit` then chooses among."""
+    import dataclasses
+
+    if len(other.scores) != len(res.scores):
+        raise EdorientError(f"cannot join the hypotheses of {len(res.scores)} and {len(other.scores)} images")
+    return dataclasses.replace(res, **{f.name: np.concatenate([getattr(res, f.name), getattr(other, f.name)], axis=1)
+                                       for f in dataclasses.fields(res) if f.name.startswith("hypothesis_")})
 
 
 def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarray | None = None, levels=None):
