@@ -6,11 +6,13 @@ their outputs differ.
     python benchmarks/bench_map_device.py cuda cpu      # on a machine with a GPU
     python benchmarks/bench_map_device.py cpu           # anywhere
 """
-import sys, time
+import sys
+import time
+
 import numpy as np
-import torch
+
+from edorient.mapping.index import Indexer, MapSettings
 from edorient.mapping.simulate import ScanSimConfig, simulate_scan
-from edorient.mapping.index import MapSettings, Indexer
 
 cfg = ScanSimConfig(probes=(16, 16), dose=20000, seed=3)
 counts, truth = simulate_scan(cfg)

@@ -36,11 +36,10 @@ class Train(Subcommand):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        from edorient.models import available_models
-        from edorient.training import PRESETS, available_losses
-
         from edorient.cli.generate import add_sample_args
         from edorient.cli.simulate import add_crystal_arg, add_physics_args
+        from edorient.models import available_models
+        from edorient.training import PRESETS, available_losses
 
         parser.add_argument("--data", type=Path, default=None,
                             help="data-set folder (edorient generate); or --simulate")

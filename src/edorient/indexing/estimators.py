@@ -224,9 +224,7 @@ class Refined(Estimator):
 
     def hypotheses(self, images01, proposal: Estimate) -> np.ndarray:
         """(n, h, g, 3, 3) starts of the refinement."""
-        from edorient.indexing.proposals import grain_starts
-
-        from edorient.indexing.proposals import half_turn
+        from edorient.indexing.proposals import grain_starts, half_turn
 
         out = []
         other = proposal.other_family if self.families else None
@@ -359,7 +357,7 @@ class DictionaryRefined(Estimator):
     def __init__(self, matcher: TemplateMatcher, refiner, grains: int = 1, k: int | None = None, separation_deg: float = 4.0,
                  firsts: int = 2, fallback_below: float | None = 0.95, partner_passes: int = 1,
                  unexplained_sigma_deg: float | None = 90.0, first_levels=None, levels=None,
-                 families: bool = True, image_fit: bool = True, cnn: "CNNEstimator | None" = None) -> None:
+                 families: bool = True, image_fit: bool = True, cnn: CNNEstimator | None = None) -> None:
         from edorient.indexing.proposals import DictionaryProposals
 
         super().__init__(matcher.scorer, grains)
@@ -380,8 +378,12 @@ class DictionaryRefined(Estimator):
         self.cnn = cnn
 
     def estimate(self, images01) -> Estimate:
-        from edorient.indexing.proposals import (dictionary_partner_hypotheses, explained_peaks, refine_sequential,
-                                                 with_half_turns)
+        from edorient.indexing.proposals import (
+            dictionary_partner_hypotheses,
+            explained_peaks,
+            refine_sequential,
+            with_half_turns,
+        )
 
         x = self._check(images01)
         if self.grains == 1:
@@ -421,7 +423,7 @@ class DictionaryRefined(Estimator):
         return est
 
 
-def cnn_starts(cnn: "CNNEstimator", x: np.ndarray) -> np.ndarray:
+def cnn_starts(cnn: CNNEstimator, x: np.ndarray) -> np.ndarray:
     """Refinement starts (n, h, g, 3, 3) from a CNN's answer: its orientations (the pattern
     scorer's for each head's direction) and, for two grains, every combination of their half
     turns (4 pairs); for one grain the answer and its half turn."""

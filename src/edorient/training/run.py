@@ -43,6 +43,19 @@ def resolve_settings(preset_name: str | None, arch: str | None, overrides: dict[
     return arch, settings
 
 
+def _resolved(preset_name, arch, overrides, saved, input_size):
+    """(architecture, validated TrainConfig, input size): :func:`resolve_settings`, and on
+    resume the run's own input size unless one is given."""
+    from edorient.training import TrainConfig
+
+    arch, settings = resolve_settings(preset_name, arch, overrides or {}, saved)
+    if saved:
+        input_size = input_size or saved.get("input")
+    config = TrainConfig(**settings)
+    config.validate()
+    return arch, config, input_size
+
+
 def saved_train_args(out: Path) -> dict | None:
     """The run's train_args.json, or None if it has none."""
     path = Path(out) / "train_args.json"
@@ -71,16 +84,12 @@ def train_on_dataset(data_path: str | Path, out: str | Path, *, preset_name: str
     import torch
 
     from edorient.models import build_model
-    from edorient.training import TrainConfig, finetune, fit
     from edorient.training import distributed as D
+    from edorient.training import finetune, fit
 
     out, data_path = Path(out), Path(data_path)
     saved = saved_train_args(out) if resume else None
-    arch, settings = resolve_settings(preset_name, arch, overrides or {}, saved)
-    if saved:
-        input_size = input_size or saved.get("input")
-    config = TrainConfig(**settings)
-    config.validate()
+    arch, config, input_size = _resolved(preset_name, arch, overrides, saved, input_size)
     started = D.setup(config.device)
     try:
         if finetune_mode and subset is not None:
@@ -155,8 +164,8 @@ def train_on_simulation(generate_config, out: str | Path, *, epoch_size: int, va
     from edorient.data.dataset import OnTheFlyDataset
     from edorient.data.generate import _crystal_meta, dataset_config
     from edorient.models import build_model
-    from edorient.training import TrainConfig, fit
     from edorient.training import distributed as D
+    from edorient.training import fit
 
     out = Path(out)
     cfg = generate_config.resolved()
@@ -176,11 +185,7 @@ def train_on_simulation(generate_config, out: str | Path, *, epoch_size: int, va
         if differ:
             raise EdorientError(f"cannot resume {str(out)!r} with other simulation settings (differ in "
                                 f"{', '.join(differ)}); resume with the same ones, or train into a new --out")
-    arch, settings = resolve_settings(preset_name, arch, overrides or {}, saved)
-    if saved:
-        input_size = input_size or saved.get("input")
-    config = TrainConfig(**settings)
-    config.validate()
+    arch, config, input_size = _resolved(preset_name, arch, overrides, saved, input_size)
     started = D.setup(config.device)
     try:
         size = input_size or cfg.image_size
