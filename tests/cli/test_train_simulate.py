@@ -118,3 +118,19 @@ def test_simulated_labels_are_the_generator_s(tmp_path):
     laue = anatase().laue
     np.testing.assert_allclose(target.numpy(), laue.reduce(lab["rotations"][:, 2, :]), atol=1e-6)
     assert image.shape == (32, 32) and 0 <= image.min() and image.max() <= 1 and int(idx) == 2
+
+
+def test_a_batch_is_the_samples_one_by_one():
+    """The DataLoader's batched read (one rendering call) gives each sample exactly as alone,
+    whatever the batch holds, resized too."""
+    cfg = GenerateConfig(mode="random", n=8, image_size=32, seed=4, ratio=(0.35, 0.65), noise_dose=(300, 1e5),
+                         noise_background=(0, 0.002))
+    for resize in (None, 16):
+        ds = OnTheFlyDataset(cfg, length=8, resize=resize, epoch=2)
+        batch = ds.__getitems__([5, 0, 3])
+        for (x, y, i), k in zip(batch, (5, 0, 3)):
+            x1, y1, i1 = ds[k]
+            assert torch.equal(x, x1) and torch.equal(y, y1) and int(i) == int(i1) == k
+            assert x.shape == (1, resize or 32, resize or 32)
+    with pytest.raises(IndexError):
+        ds.__getitems__([0, 8])

@@ -475,24 +475,38 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
 
     def sample(self, index: int) -> tuple[np.ndarray, dict]:
         """(H, W) float32 image in [0, 1] and the labels of sample ``index``."""
+        images, labels = self.samples([index])
+        return images[0], labels[0]
+
+    def samples(self, indices) -> tuple[np.ndarray, list[dict]]:
+        """(n, H, W) float32 images in [0, 1] and the labels of samples ``indices``: each drawn
+        from its own stream (the same as one by one), the images rendered in one batch."""
         from edorient.data.generate import sample_labels
 
-        if not 0 <= int(index) < self.length:
-            raise IndexError(index)
+        indices = [int(i) for i in indices]
+        for i in indices:
+            if not 0 <= i < self.length:
+                raise IndexError(i)
         renderer, laue = self._renderer()
-        rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(2, self.epoch, int(index))))
-        lab = sample_labels(self.config, laue, rng, m=1)
-        image = renderer.records(lab["rotations"], lab["ratio"], [0], rngs=[rng])[0]
-        image = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image.astype(np.float32)
-        return image, {k: v[0] for k, v in lab.items()}
+        rngs = [np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(2, self.epoch, i)))
+                for i in indices]
+        labs = [sample_labels(self.config, laue, rng, m=1) for rng in rngs]  # the labels first in each stream
+        images = renderer.records(np.concatenate([lab["rotations"] for lab in labs]),
+                                  np.concatenate([lab["ratio"] for lab in labs]), range(len(indices)), rngs=rngs)
+        images = images.astype(np.float32) / np.float32(255.0) if images.dtype == np.uint8 else images.astype(np.float32)
+        return images, [{k: v[0] for k, v in lab.items()} for lab in labs]
 
     def __getitem__(self, index: int):
-        image, lab = self.sample(index)
-        return (
-            _resize(torch.from_numpy(image)[None], self.resize),
-            torch.from_numpy(np.ascontiguousarray(lab["directions"], dtype=np.float32)),
-            torch.tensor(int(index), dtype=torch.int64),
-        )
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices) -> list:
+        """A batch at once (the DataLoader calls this): one rendering call for the batch."""
+        images, labels = self.samples(indices)
+        x = torch.from_numpy(images)[:, None]
+        if self.resize is not None and self.resize != x.shape[-1]:
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="area")
+        return [(x[k], torch.from_numpy(np.ascontiguousarray(lab["directions"], dtype=np.float32)),
+                 torch.tensor(int(i), dtype=torch.int64)) for k, (i, lab) in enumerate(zip(indices, labels))]
 
 
 
