@@ -10,6 +10,10 @@ Prints (and writes as JSON to ``DIR/bench_data_<parts>.json``):
   wall time to build the N = 1,000 thesis set (499,500 pairs) with 2 workers;
 - DataLoader images/s at 224 x 224, batch 128, with 0, 1 and 2 workers, for thesis pairs and
   for random-mode uint8 shards;
+- ``--parts onthefly``: images simulated while read (``OnTheFlyDataset``, what ``edorient train
+  --simulate`` reads; random bicrystals at 128 px with the shipped cards' noise): images/s of one
+  process reading sample by sample and in batches of 128 (one rendering call a batch), and of a
+  DataLoader with 0, 1 and 2 workers;
 - peak memory of one pass over the 489,500 training(+validation) pairs of the thesis set with 2
   workers: the largest sampled sum of RSS over the process tree (counts shared pages once per
   process, so it over-counts), the largest sampled sum of PSS (shared pages split between the
@@ -201,6 +205,32 @@ def bench_rss(thesis_root: Path, limit: int | None) -> dict:
     return rep
 
 
+def bench_onthefly(batches: int) -> dict:
+    from edorient.data import OnTheFlyDataset
+
+    cfg = GenerateConfig(mode="random", n=10**6, image_size=128, ratio=(0.35, 0.65), noise_dose=(300, 1e5),
+                         noise_background=(0, 0.002), seed=3)
+    ds = OnTheFlyDataset(cfg, length=10**6)
+    ds[0]  # the simulator and its compiled kernels
+    n = 128 * max(1, batches // 4)
+    t = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    one = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for a in range(0, n, 128):
+        ds.__getitems__(list(range(a, a + 128)))
+    batched = n / (time.perf_counter() - t)
+    out = {"one_by_one_images_per_s": round(one, 1), "batches_of_128_images_per_s": round(batched, 1)}
+    print(f"on the fly 128x128 bicrystals, one process: one by one {one:7.1f} images/s, in batches of 128 "
+          f"{batched:7.1f} images/s", flush=True)
+    for workers in (0, 1, 2):
+        rate = _loader_rate(ds, workers, batches)
+        out[f"loader_{workers}w_images_per_s"] = round(rate, 1)
+        print(f"DataLoader on the fly   128x128 batch 128 workers={workers}: {rate:7.1f} images/s", flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/edorient_bench_data"), help="scratch folder")
@@ -209,7 +239,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=30, help="batches of 128 per loader measurement (default 30)")
     p.add_argument("--skip-rss", action="store_true", help="skip the pass over 489,500 pairs")
     p.add_argument("--parts", nargs="+", default=["gen", "thesis", "loader", "rss"],
-                   choices=["gen", "thesis", "loader", "rss"], help="what to run (default all)")
+                   choices=["gen", "thesis", "loader", "rss", "onthefly"],
+                   help="what to run (default gen thesis loader rss)")
     p.add_argument("--pairs-limit", type=int, default=None, help="pass over only this many pairs")
     args = p.parse_args()
     import torch
@@ -226,7 +257,8 @@ def main() -> None:
     if "gen" in args.parts:
         results["generation"] = bench_generation(args.work, args.gen_n)
     thesis_root = args.work / "thesis_1000"
-    if "thesis" in args.parts or not (thesis_root / "meta.json").is_file():
+    needs_thesis = {"thesis", "loader"} & set(args.parts) or ("rss" in args.parts and not args.skip_rss)
+    if "thesis" in args.parts or (needs_thesis and not (thesis_root / "meta.json").is_file()):
         thesis_root, dt = build_thesis(args.work)
         results["thesis_build_s"] = round(dt, 1)
     if "loader" in args.parts:
@@ -234,6 +266,8 @@ def main() -> None:
         if not (shards_root / "meta.json").is_file():
             generate_dataset(GenerateConfig(mode="random", n=args.shards_n, seed=1), shards_root, workers=2, progress=False)
         results["loader"] = bench_loader(thesis_root, shards_root, args.batches)
+    if "onthefly" in args.parts:
+        results["onthefly"] = bench_onthefly(args.batches)
     if "rss" in args.parts and not args.skip_rss:
         results["pass_489500"] = bench_rss(thesis_root, args.pairs_limit)
     (args.work / f"bench_data_{'_'.join(args.parts)}.json").write_text(json.dumps(results, indent=2))
