@@ -94,6 +94,7 @@ def test_init_copies_the_weights_of_another_checkpoint(tmp_path):
     (["--init", "pretrained:anatase-bicrystal"], "differs in input_size"),
     (["--data", "somewhere"], "either --data"),
     (["--finetune", "all"], "--epoch-size"),
+    (["--epoch-size", "1"], "--epoch-size must be >= 2"),
 ])
 def test_bad_combinations(tmp_path, capsys, extra, message):
     assert _run(["-q", "train", *SIM, *TRAIN, "--epochs", "1", *extra, "--out", str(tmp_path / "x")]) == 2

@@ -168,14 +168,13 @@ def train_on_simulation(generate_config, out: str | Path, *, epoch_size: int, va
     from edorient.training import fit
 
     out = Path(out)
-    cfg = generate_config.resolved()
-    if cfg.mode not in ("random", "single"):
-        raise EdorientError(f"--simulate draws random bicrystals or single crystals, not {cfg.mode!r} "
-                            "(thesis pairs are a finite set: edorient generate --mode thesis, then --data)")
     epoch_size, val_size = int(epoch_size), int(val_size)
     if epoch_size < 2 or val_size < 1:
         raise EdorientError(f"--epoch-size must be >= 2 and --val-size >= 1 images, got {epoch_size} and {val_size}")
-    cfg = dataclasses.replace(cfg, n=epoch_size)
+    cfg = dataclasses.replace(generate_config, n=epoch_size).resolved()
+    if cfg.mode not in ("random", "single"):
+        raise EdorientError(f"--simulate draws random bicrystals or single crystals, not {cfg.mode!r} "
+                            "(thesis pairs are a finite set: edorient generate --mode thesis, then --data)")
     simulation = {"generate": dataset_config(cfg), "epoch_size": epoch_size, "val_size": val_size}
     saved = saved_train_args(out) if resume else None
     if saved:
