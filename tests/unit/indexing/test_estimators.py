@@ -238,3 +238,25 @@ def test_the_cnn_answer_competes_in_the_whole_image_choice(sim, matcher300):
     assert np.array_equal(j.hypothesis_scores[:, 2:], b.hypothesis_scores)
     with pytest.raises(EdorientError, match="it finds 2"):
         DictionaryRefined(matcher300, refiner, grains=1, cnn=_Oracle(pairs))
+
+
+def test_ambiguous_bicrystal_fits_get_the_partner_pass(sim, matcher300):
+    """With every spot explained (the gate at ~0), only the fits flagged ambiguous go to the
+    partner pass, and none without ``partner_ambiguous``."""
+    from edorient.indexing.estimators import DictionaryRefined
+    from edorient.render import add_noise
+
+    pairs = random_rotations(24, rng=8).reshape(12, 2, 3, 3)
+    lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(12, 2, 128, 128)
+    rng = np.random.default_rng(0)
+    xb = display_transform(np.stack([add_noise(0.5 * a + 0.5 * b, 500.0, 0.001, rng) for a, b in lin]))
+    refiner = Refiner(sim.crystal, sim.config)
+    # the fits the partner pass sees: before it (no pass, no whole-image choice after it)
+    before = DictionaryRefined(matcher300, refiner, grains=2, fallback_below=1e-9, partner_passes=0,
+                               image_fit=False).estimate(xb)
+    flagged = before.refinement.ambiguous.any(axis=1)
+    assert 0 < flagged.sum() < len(xb)  # some of each: the test can tell
+    on = DictionaryRefined(matcher300, refiner, grains=2, fallback_below=1e-9).estimate(xb)
+    off = DictionaryRefined(matcher300, refiner, grains=2, fallback_below=1e-9, partner_ambiguous=False).estimate(xb)
+    np.testing.assert_array_equal(on.fallback, flagged)
+    assert not off.fallback.any()
