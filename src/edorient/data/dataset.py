@@ -386,10 +386,11 @@ class EDData:
         return EDTorchDataset(self, ids, resize=resize, quantize=quantize)
 
 
-def _resize(image: torch.Tensor, size: int | None) -> torch.Tensor:
-    if size is None or size == image.shape[-1]:
-        return image
-    return F.interpolate(image[None], size=(size, size), mode="area")[0]
+def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """A batch (n, C, H, W) resampled to (n, C, size, size) by area averaging (None: as it is)."""
+    if size is None or size == images.shape[-1]:
+        return images
+    return F.interpolate(images, size=(size, size), mode="area")
 
 
 def _check_resize(resize: int | None) -> int | None:
@@ -425,8 +426,7 @@ class EDTorchDataset(torch.utils.data.Dataset):
         """A batch at once (the DataLoader calls this): one read per shard, vectorised maths."""
         samples = self.ids[np.asarray(indices, dtype=np.int64)]
         images = torch.from_numpy(self._reader.display_many(samples, self.quantize))[:, None]
-        if self.resize is not None and self.resize != images.shape[-1]:
-            images = F.interpolate(images, size=(self.resize, self.resize), mode="area")
+        images = _resize(images, self.resize)
         targets = torch.from_numpy(self._reader.labels(samples))
         ids = torch.from_numpy(samples)
         return [(images[k], targets[k], ids[k]) for k in range(samples.size)]
@@ -502,9 +502,7 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices) -> list:
         """A batch at once (the DataLoader calls this): one rendering call for the batch."""
         images, labels = self.samples(indices)
-        x = torch.from_numpy(images)[:, None]
-        if self.resize is not None and self.resize != x.shape[-1]:
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="area")
+        x = _resize(torch.from_numpy(images)[:, None], self.resize)
         return [(x[k], torch.from_numpy(np.ascontiguousarray(lab["directions"], dtype=np.float32)),
                  torch.tensor(int(i), dtype=torch.int64)) for k, (i, lab) in enumerate(zip(indices, labels))]
 
