@@ -27,7 +27,8 @@ Columns (the same images; the slow ones on the first ``--tm-n`` / ``--py4dstem-n
   needed it (its proposals are computed once for the template-matching columns);
 - **dictionary + refinement** (all ``--n`` images): the fast CNN-free chain
   (:class:`~edorient.indexing.estimators.DictionaryRefined`: the ``--dictionary-directions``
-  template dictionary's top 4 per image, batched, without template matching's ring refinement,
+  template dictionary's top k per image (estimators.BICRYSTAL_K / SINGLE_K; its correlation on
+  ``--dictionary-angles`` in-plane angles), batched, without template matching's ring refinement,
   refined; bicrystals in Method 2's order, one batched partner pass where fewer than
   ``--explained`` of the image's spots are explained); its dictionary's build is excluded from
   its rate like ACOM's plan;
@@ -276,8 +277,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on the shared 2-core machine, 2 threads contended and ran slower)")
     ap.add_argument("--matcher-directions", type=int, default=400)
-    ap.add_argument("--dictionary-directions", type=int, default=800,
-                    help="directions of the dictionary + refinement column's dictionary (0: skip the column)")
+    ap.add_argument("--dictionary-directions", type=int, default=3200,
+                    help="directions of the dictionary + refinement column's dictionary (0: skip the column; "
+                         "800 before 2026-12-04 evening: docs/results.md)")
+    ap.add_argument("--dictionary-angles", type=int, default=None,
+                    help="in-plane angles the dictionary's correlation is read out on (default: "
+                         "estimators.DICTIONARY_ANGLES, with frequencies up to DICTIONARY_MAX_FREQUENCY; "
+                         "0: every angle and frequency of the polar grid, as before)")
     ap.add_argument("--calibrate-on", choices=["end-to-end", "dictionary"], default="end-to-end",
                     help="the chain whose output calibrates the uncertainty scale (end-to-end: the CNN chain with "
                          "template matching where bad; dictionary: the dictionary + refinement column's)")
@@ -337,8 +343,10 @@ def main() -> int:
         t0 = time.perf_counter()
         dmatcher = TemplateMatcher(sim, n_directions=a.dictionary_directions)
         t_ddict = time.perf_counter() - t0
+        readout = ({} if a.dictionary_angles is None else {"max_frequency": None, "n_angles": None}
+                   if a.dictionary_angles == 0 else {"n_angles": a.dictionary_angles})
         dref = DictionaryRefined(dmatcher, refiner, grains, fallback_below=a.explained,
-                                 cnn=cnn if a.dictionary_cnn else None)
+                                 cnn=cnn if a.dictionary_cnn else None, **readout)
     if a.calibrate_on == "dictionary" and dref is None:
         ap.error("--calibrate-on dictionary needs --dictionary-directions > 0")
     # calibration set: the uncertainty scale

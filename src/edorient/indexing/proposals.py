@@ -24,6 +24,7 @@ import numpy as np
 
 import torch
 
+from edorient.errors import EdorientError
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
 from edorient.physics.orientation import rz
 
@@ -276,10 +277,15 @@ class DictionaryProposals:
     per angular frequency; per image the ``k`` best entries whose labels lie more than
     ``separation_deg`` apart (modulo the Laue group) are kept, each in its better family and at
     its best in-plane angle.
+
+    ``max_frequency`` keeps the angular frequencies up to it only (the correlation low-passed; the
+    product's cost falls with it) and ``n_angles`` reads the correlation out on that many in-plane
+    angles (at least twice the highest frequency kept; the inverse FFT and the maximum over angles,
+    most of the time on a dense dictionary, fall with it). None: the polar grid's own.
     """
 
     def __init__(self, matcher: TemplateMatcher, k: int = 4, separation_deg: float = 4.0, chunk: int = 32,
-                 max_frequency: int | None = None) -> None:
+                 max_frequency: int | None = None, n_angles: int | None = None) -> None:
         self.matcher = matcher
         self.scorer = matcher.scorer
         self.k = int(k)
@@ -293,17 +299,29 @@ class DictionaryProposals:
         laue = self.scorer.simulator.crystal.laue
         labels = laue.reduce(matcher.directions.reshape(-1, fam, 3)[:, 0])
         self._far = laue.angle(labels[:, None], labels[None]) > self.separation_deg  # (groups, groups)
+        self.n_angles = self.scorer.grid.n_phi if n_angles is None else int(n_angles)
+        if self.n_angles < 2 * (nf - 1):
+            raise EdorientError(f"{self.n_angles} in-plane angles cannot hold angular frequencies up to {nf - 1}")
 
     def correlations(self, images01: np.ndarray) -> torch.Tensor:
         """(n, m, n_phi) correlation (a torch tensor) of images (n, H, W) with every dictionary
         entry at every in-plane angle (:meth:`TemplateMatcher.correlations`, batched; with
-        ``max_frequency``, only the angular frequencies up to it)."""
+        ``max_frequency``, only the angular frequencies up to it; with ``n_angles``, on that many
+        angles)."""
+        return self._correlations_t(images01).permute(2, 1, 0)
+
+    def _correlations_t(self, images01: np.ndarray) -> torch.Tensor:
+        """:meth:`correlations` as (n_angles, m, n): the inverse FFT along the product's own
+        first axis and the maximum over angles then run over contiguous slabs (measured ~1.3x
+        faster than along the last axis of the transposed product)."""
         grid = self.scorer.grid
         polar = grid.normalise(grid.transform(np.asarray(images01, dtype=np.float32)))
         nf = self._conj.shape[0]
         fa = torch.fft.rfft(torch.from_numpy(polar.astype(np.float32)), dim=-1)[..., :nf]  # (n, r, freq)
+        if self.n_angles != grid.n_phi:  # irfft divides by its length: the grid's values on fewer angles
+            fa = fa * (self.n_angles / grid.n_phi)
         prod = torch.matmul(self._conj, fa.permute(2, 1, 0))  # (freq, m, n)
-        return torch.fft.irfft(prod.permute(2, 1, 0), n=grid.n_phi, dim=-1)
+        return torch.fft.irfft(prod, n=self.n_angles, dim=0)
 
     def candidates(self, images01: np.ndarray, k: int | None = None,
                    other_family: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -323,9 +341,9 @@ class DictionaryProposals:
         rots = np.zeros((len(x), 2 * k if both else k, 3, 3))
         scores = np.zeros((len(x), 2 * k if both else k))
         for lo in range(0, len(x), self.chunk):
-            cmax, j = self.correlations(x[lo : lo + self.chunk]).max(-1)  # (c, m)
-            j = j.numpy()
-            best = cmax.numpy().astype(float).reshape(len(j), -1, fam)  # (c, groups, fam)
+            cmax, j = self._correlations_t(x[lo : lo + self.chunk]).max(0)  # (m, c)
+            cmax, j = cmax.numpy().T, j.numpy().T
+            best = cmax.astype(float).reshape(len(j), -1, fam)  # (c, groups, fam)
             f = best.argmax(-1)
             gbest = best.max(-1)
             order = np.argsort(-gbest, axis=1)
@@ -340,8 +358,8 @@ class DictionaryProposals:
                 m = np.asarray(kept) * fam + f[i, kept]
                 if both:
                     m = np.concatenate([m, np.asarray(kept) * fam + 1 - f[i, kept]])
-                rots[lo + i] = rotation_from_direction(dirs[m], j[i, m] * 360.0 / self.scorer.grid.n_phi)
-                scores[lo + i] = cmax[i, m].numpy()
+                rots[lo + i] = rotation_from_direction(dirs[m], j[i, m] * 360.0 / self.n_angles)
+                scores[lo + i] = cmax[i, m]
         return rots, scores
 
 

@@ -101,6 +101,24 @@ def test_dictionary_proposals_match_the_matchers_correlations(sim, singles, matc
         assert laue.angle(lab[:, None], lab[None])[np.triu_indices(3, 1)].min() > 4.0
 
 
+def test_dictionary_proposals_on_fewer_frequencies_and_angles(singles, matcher300):
+    """The correlation kept to the angular frequencies up to ``max_frequency`` is the full one
+    low-passed; read out on ``n_angles`` in-plane angles it is the same values at those angles
+    (a band-limited signal: nothing lost by the coarser read-out), and too few angles for the
+    frequencies kept are refused."""
+    from edorient.indexing.proposals import DictionaryProposals
+
+    _, x = singles
+    full = DictionaryProposals(matcher300, max_frequency=60).correlations(x).numpy()  # 360 angles
+    half = DictionaryProposals(matcher300, max_frequency=60, n_angles=180).correlations(x).numpy()
+    assert full.shape[-1] == 360 and half.shape[-1] == 180
+    np.testing.assert_allclose(half, full[..., ::2], atol=1e-5)
+    every = DictionaryProposals(matcher300).correlations(x).numpy()
+    assert 0 < np.abs(full - every).max() < 0.2 * np.abs(every).max()  # the high frequencies are small
+    with pytest.raises(EdorientError, match="100 in-plane angles cannot hold angular frequencies up to 60"):
+        DictionaryProposals(matcher300, max_frequency=60, n_angles=100)
+
+
 def test_dictionary_refined_recovers_clean_singles_and_bicrystals(sim, singles, matcher300):
     from edorient.evaluation.metrics import grain_errors
     from edorient.indexing.estimators import DictionaryRefined
