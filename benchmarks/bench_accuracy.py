@@ -277,7 +277,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on the shared 2-core machine, 2 threads contended and ran slower)")
     ap.add_argument("--matcher-directions", type=int, default=400)
-    ap.add_argument("--dictionary-directions", type=int, default=3200,
+    ap.add_argument("--dictionary-directions", type=int, default=6400,
                     help="directions of the dictionary + refinement column's dictionary (0: skip the column; "
                          "800 before 2026-12-04 evening: docs/results.md)")
     ap.add_argument("--dictionary-angles", type=int, default=None,
