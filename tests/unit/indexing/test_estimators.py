@@ -278,3 +278,27 @@ def test_ambiguous_bicrystal_fits_get_the_partner_pass(sim, matcher300):
     off = DictionaryRefined(matcher300, refiner, grains=2, fallback_below=1e-9, partner_ambiguous=False).estimate(xb)
     np.testing.assert_array_equal(on.fallback, flagged)
     assert not off.fallback.any()
+
+
+def test_append_rows_adds_hypotheses_for_chosen_images_only(sim, matcher300):
+    """``append_rows``: another refinement's hypotheses join those of the given images (empty,
+    -inf slots elsewhere, which the whole-image choice skips); the answers stay; the partner
+    pass joined this way needs the whole-image choice."""
+    from edorient.indexing.estimators import DictionaryRefined, append_rows
+    from edorient.indexing.proposals import image_fit_choice
+
+    R = random_rotations(6, rng=21)
+    x = display_transform(sim.linear_images(R))
+    refiner = Refiner(sim.crystal, sim.config)
+    res = refiner.refine(x, random_rotations(6, rng=22)[:, None, None])  # wrong starts: poor fits
+    good = refiner.refine(x[[1, 4]], R[[1, 4], None, None])
+    out = append_rows(res, np.array([1, 4]), good)
+    h = res.hypothesis_scores.shape[1]
+    assert out.hypothesis_scores.shape == (6, h + 1)
+    np.testing.assert_array_equal(out.rotations, res.rotations)
+    assert np.isfinite(out.hypothesis_scores[[1, 4], h]).all() and np.isneginf(np.delete(out.hypothesis_scores[:, h], [1, 4])).all()
+    best, _ = image_fit_choice(sim, out, x)
+    assert best[1] == h and best[4] == h  # the truth's refinement fits its image best
+    assert np.all(np.delete(best, [1, 4]) < h)  # the empty slots are never chosen
+    with pytest.raises(EdorientError, match="partner_join"):
+        DictionaryRefined(matcher300, refiner, grains=2, partner_join="append", image_fit=False)
