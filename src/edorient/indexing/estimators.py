@@ -387,7 +387,7 @@ class DictionaryRefined(Estimator):
     with the partner pass for every bicrystal (``fallback_below`` 1.01) merge 93.0 / 93.7 % at
     3.7 / 3.7, append 94.0 / 95.0 % at 3.4 / 3.2, after 94.3 / 95.3 % at 3.6 / 3.8. (Where the
     misses were: in 35 of the 49 of merge the missing grain was among the top 5 of the dictionary
-    on the image with the answer's right grain erased, most often first.)
+    on the image with the answer's right grain erased, first in 28.)
 
     ``cnn`` (a :class:`CNNEstimator` of as many grains): its answer and half turns
     (:func:`cnn_starts`) are refined too and join the hypotheses of the whole-image choice. Off
