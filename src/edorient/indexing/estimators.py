@@ -433,12 +433,7 @@ class DictionaryRefined(Estimator):
         self.partner_join = partner_join
 
     def estimate(self, images01) -> Estimate:
-        from edorient.indexing.proposals import (
-            dictionary_partner_hypotheses,
-            explained_peaks,
-            refine_sequential,
-            with_half_turns,
-        )
+        from edorient.indexing.proposals import explained_peaks, refine_sequential, with_half_turns
 
         x = self._check(images01)
         if self.grains == 1:
@@ -452,14 +447,11 @@ class DictionaryRefined(Estimator):
         if self.fallback_below is not None:
             expl = explained_peaks(self.refiner, res, x)
             for _ in range(self.partner_passes if self.grains == 2 and self.partner_join != "after" else 0):
-                bad = np.flatnonzero((expl < self.fallback_below)
-                                     | (res.ambiguous.any(axis=1) if self.partner_ambiguous else False))
+                bad = self._partner_rows(res, expl)
                 if not len(bad):
                     break
                 used[bad] = True
-                hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[bad], take_rows(res, bad),
-                                                    k=self.partner_k)
-                second = self.refiner.refine(x[bad], hyp, levels=self.levels)
+                second = self._partner_pass(x, res, bad)
                 if self.partner_join == "append":  # the whole-image choice below decides
                     res = append_rows(res, bad, second)
                     break  # (res's answers are unchanged: another pass would propose the same)
@@ -476,13 +468,10 @@ class DictionaryRefined(Estimator):
             res, expl, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, res, x, expl, self.levels)
         if self.partner_join == "after" and self.grains == 2 and expl is not None:
             # the partner pass from the chosen answer; its hypotheses join the whole-image choice again
-            bad = np.flatnonzero((expl < self.fallback_below)
-                                 | (res.ambiguous.any(axis=1) if self.partner_ambiguous else False))
+            bad = self._partner_rows(res, expl)
             if len(bad):
                 used[bad] = True
-                hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[bad], take_rows(res, bad),
-                                                    k=self.partner_k)
-                res = append_rows(res, bad, self.refiner.refine(x[bad], hyp, levels=self.levels))
+                res = append_rows(res, bad, self._partner_pass(x, res, bad))
                 res, expl, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, res, x, expl,
                                                      self.levels)
         if self.fallback_below is not None:
@@ -492,6 +481,20 @@ class DictionaryRefined(Estimator):
         est.fallback = used
         est.explained = expl
         return est
+
+
+    def _partner_rows(self, res, expl: np.ndarray) -> np.ndarray:
+        """The images whose fit gets the partner pass: too few of their spots explained, or (with
+        ``partner_ambiguous``) flagged ambiguous."""
+        return np.flatnonzero((expl < self.fallback_below)
+                              | (res.ambiguous.any(axis=1) if self.partner_ambiguous else False))
+
+    def _partner_pass(self, x: np.ndarray, res, rows: np.ndarray):
+        """The refined partner hypotheses (a two-grain RefineResult) of images ``rows`` of ``res``."""
+        from edorient.indexing.proposals import dictionary_partner_hypotheses
+
+        hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[rows], take_rows(res, rows), k=self.partner_k)
+        return self.refiner.refine(x[rows], hyp, levels=self.levels)
 
 
 def cnn_starts(cnn: CNNEstimator, x: np.ndarray) -> np.ndarray:
@@ -531,10 +534,7 @@ def append_rows(res, rows: np.ndarray, other):
         if not f.name.startswith("hypothesis_"):
             continue
         v = getattr(other, f.name)
-        fill = np.full((len(res.scores),) + v.shape[1:],
-                       {"hypothesis_scores": -np.inf, "hypothesis_calibration_scale": 1.0}.get(f.name, 0.0), dtype=v.dtype)
-        if f.name == "hypothesis_rotations":
-            fill[...] = np.eye(3)
+        fill = _empty_hypotheses(f.name, (len(res.scores),) + v.shape[1:], v.dtype)
         fill[rows] = v
         blank[f.name] = fill
     return append_hypotheses(res, dataclasses.replace(res, **blank))
@@ -565,6 +565,15 @@ def take_rows(res, rows: np.ndarray):
     return type(res)(**{f.name: getattr(res, f.name)[rows] for f in dataclasses.fields(res)})
 
 
+def _empty_hypotheses(name: str, shape: tuple, dtype) -> np.ndarray:
+    """Slots of a RefineResult's ``hypothesis_`` field ``name`` that hold no hypothesis: score
+    -inf (never chosen), identity rotations, calibration scale 1, zeros otherwise."""
+    fill = np.full(shape, {"hypothesis_scores": -np.inf, "hypothesis_calibration_scale": 1.0}.get(name, 0.0), dtype=dtype)
+    if name == "hypothesis_rotations":
+        fill[...] = np.eye(3)
+    return fill
+
+
 def merge_results(res, rows: np.ndarray, other, other_rows: np.ndarray):
     """``res`` (a :class:`~edorient.indexing.refine.RefineResult`) with its ``rows`` replaced by
     ``other``'s ``other_rows`` (hypothesis arrays padded to the larger count)."""
@@ -579,11 +588,7 @@ def merge_results(res, rows: np.ndarray, other, other_rows: np.ndarray):
             def pad(v, h=h, name=f.name):
                 if v.shape[1] == h:
                     return v
-                fill = np.full((len(v), h - v.shape[1]) + v.shape[2:],
-                               {"hypothesis_scores": -np.inf, "hypothesis_calibration_scale": 1.0}.get(name, 0.0))
-                if name == "hypothesis_rotations":
-                    fill[...] = np.eye(3)
-                return np.concatenate([v, fill], axis=1)
+                return np.concatenate([v, _empty_hypotheses(name, (len(v), h - v.shape[1]) + v.shape[2:], float)], axis=1)
 
             a, b = pad(a), pad(b)
         a = a.copy()
