@@ -289,6 +289,12 @@ def main() -> int:
                          "template matching where bad; dictionary: the dictionary + refinement column's)")
     ap.add_argument("--explained", type=float, default=0.95,
                     help="a fit is bad (slower proposals are tried) when fewer of the image's spots lie on it")
+    ap.add_argument("--chosen-partner-k", type=int, default=None,
+                    help="the dictionary chain's partner pass from the whole-image choice's answer: candidates per "
+                         "grain (default estimators.CHOSEN_PARTNER_K; 0: off, as before 2026-12-04 night)")
+    ap.add_argument("--fit-guard", action="store_true",
+                    help="the dictionary chain keeps an answer whose re-refinement fits the whole image worse "
+                         "(DictionaryRefined(keep_worse=False))")
     ap.add_argument("--dictionary-cnn", action="store_true",
                     help="the dictionary chain also refines the shipped CNN's answer (DictionaryRefined(cnn=...))")
     ap.add_argument("--device", default="cpu",
@@ -346,7 +352,8 @@ def main() -> int:
         readout = ({} if a.dictionary_angles is None else {"max_frequency": None, "n_angles": None}
                    if a.dictionary_angles == 0 else {"n_angles": a.dictionary_angles})
         dref = DictionaryRefined(dmatcher, refiner, grains, fallback_below=a.explained,
-                                 cnn=cnn if a.dictionary_cnn else None, **readout)
+                                 cnn=cnn if a.dictionary_cnn else None, chosen_partner_k=a.chosen_partner_k,
+                                 keep_worse=not a.fit_guard, **readout)
     if a.calibrate_on == "dictionary" and dref is None:
         ap.error("--calibrate-on dictionary needs --dictionary-directions > 0")
     # calibration set: the uncertainty scale

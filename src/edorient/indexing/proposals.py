@@ -215,7 +215,8 @@ def explained_peaks(refiner, result, images01: np.ndarray, radius_px: float = 2.
 IMAGE_FIT_RATIOS = (0.3, 0.5, 0.7)
 
 
-def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: float = 5.0,
+                     all_fits: bool = False) -> tuple[np.ndarray, ...]:
     """(n,) index of the refined hypothesis whose model fits each whole image best, and (n,) that fit.
 
     The fit is :func:`~edorient.indexing.matching.image_correlations` over every pixel outside
@@ -230,6 +231,8 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
     crystals (seed 4041, 200) < 1° 94.0 % by the refinement's choice, 98.5 % by this one (the
     best hypothesis available: 98.5 %); bicrystals (seed 4040, 100) both < 2° 71 % against 75 %
     (best available 77 %); 3-10 ms an image.
+
+    With ``all_fits`` also (n, h) every hypothesis' fit (NaN for the empty slots).
     """
     from edorient import conventions as cv
     from edorient.indexing.matching import image_correlations, model_linear_images
@@ -243,6 +246,7 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
     G = result.rotations.shape[1]
     best = np.zeros(len(x), dtype=int)
     fit = np.full(len(x), np.nan)
+    fits = np.full(result.hypothesis_scores.shape, np.nan)
     for i in range(len(x)):
         ok = np.flatnonzero(np.isfinite(result.hypothesis_scores[i]))
         if not len(ok):
@@ -259,7 +263,8 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
                                valid).reshape(len(H), len(W)).max(axis=1)
         j = int(np.argmax(c))
         best[i], fit[i] = ok[j], c[j]
-    return best, fit
+        fits[i, ok] = c
+    return (best, fit, fits) if all_fits else (best, fit)
 
 
 # --------------------------------------------------------------------------------------------
