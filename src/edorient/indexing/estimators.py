@@ -410,7 +410,7 @@ class DictionaryRefined(Estimator):
     image's hypotheses and the choice is made again, ``chosen_partner_rounds`` times over for
     the images whose answer moved (a grain by more than ~1°). The gated pass above starts from
     the refinement's best pair, which is often not the pair the whole-image choice ends with: in
-    12 of the 25 misses of tuning seed 4040 the missing grain was the dictionary's first
+    10 of the 25 misses of tuning seed 4040 the missing grain was the dictionary's first
     candidate on the image with the chosen answer's right grain erased, and that pair, refined,
     fitted the whole image better than the answer. Measured: :data:`CHOSEN_PARTNER_K`.
 
