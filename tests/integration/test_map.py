@@ -166,3 +166,19 @@ def test_anchor_stride_from_the_command_line(scan, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["map", str(scan), "--anchor-stride", "0", "--out", str(tmp_path / "b")])
     assert "--anchor-stride" in capsys.readouterr().err
+
+
+def test_partner_again_from_the_command_line(scan, tmp_path, capsys):
+    # --partner-again K reaches the resolved config (absent by default, so maps from before resume);
+    # the map runs with it; 0 is refused in one line
+    import json
+
+    assert main(["map", str(scan), "--partner-again", "1", "--workers", "0", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    settings = json.loads((tmp_path / "r" / "config.json").read_text())["identity"]["settings"]
+    assert settings["chosen_partner_k"] == 1
+    with pytest.raises(SystemExit):
+        main(["map", str(scan), "--partner-again", "0", "--out", str(tmp_path / "z")])
+    assert "--partner-again" in capsys.readouterr().err
+    with pytest.raises(Exception, match="partner-again"):
+        MapSettings(chosen_partner_k=0)

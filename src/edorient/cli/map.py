@@ -46,6 +46,10 @@ class Map(Subcommand):
                                  "neighbouring anchors' grains (a pattern they do not fit gets the whole chain); 1: "
                                  "every pattern the whole chain (slower; default 8 for a scan, 1 for a folder of files, "
                                  "docs/mapping.md)")
+        parser.add_argument("--partner-again", type=positive_int, default=None, metavar="K",
+                            help="after the two-grain search, search each chosen grain's partner again among the "
+                                 "dictionary's K best (better pairs at grain boundaries, ~20 %% slower; default off; "
+                                 "docs/mapping.md)")
         parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                             help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
         parser.add_argument("--workers", type=nonneg_int, default=None,
@@ -67,6 +71,7 @@ class Map(Subcommand):
                                min_new_spots=args.min_new_spots, explained_below=args.second_chance, refine=args.refine,
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions,
+                               chosen_partner_k=args.partner_again,
                                **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}))
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)
