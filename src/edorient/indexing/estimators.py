@@ -339,7 +339,9 @@ DICTIONARY_ANGLES = 120
 #: 91.7 / 94.3 % at 5.7 / 5.7 bicrystals/s; k 1 94.3 / 95.7 % at 4.3 / 4.2, k 2 95.3 / 96.0 % at
 #: 4.1 / 3.9, k 3 95.3 % at 3.8 (4040); in place of the gated partner pass before the choice
 #: (``partner_passes`` 0) k 2 93.3 / 94.3 %, k 3 93.7 / 94.3 %. Two rounds 96.0 / 96.0 % at 4.2 /
-#: 4.1 (the rate moves by ~10 % between sittings), three the same.
+#: 4.1 (the rate moves by ~10 % between sittings), three the same. The partners in both mirror
+#: families (``candidates(other_family=True)``): k 1 95.3 / 96.0 % at 4.1 / 4.1, k 2 96.3 / 96.7 %
+#: at 3.6 / 3.5 (not kept: +0.3 / +0.7 points for 13 % of the speed).
 CHOSEN_PARTNER_K = 2
 CHOSEN_PARTNER_ROUNDS = 2
 
