@@ -341,7 +341,9 @@ DICTIONARY_ANGLES = 120
 #: (``partner_passes`` 0) k 2 93.3 / 94.3 %, k 3 93.7 / 94.3 %. Two rounds 96.0 / 96.0 % at 4.2 /
 #: 4.1 (the rate moves by ~10 % between sittings), three the same. The partners in both mirror
 #: families (``candidates(other_family=True)``): k 1 95.3 / 96.0 % at 4.1 / 4.1, k 2 96.3 / 96.7 %
-#: at 3.6 / 3.5 (not kept: +0.3 / +0.7 points for 13 % of the speed).
+#: at 3.6 / 3.5 (not kept: +0.3 / +0.7 points for 13 % of the speed). k 5: 97.3 / 96.7 % at 2.9 /
+#: 2.8; candidates 3-5 only for the doubtful fits (ambiguous or spots unexplained) after the two
+#: rounds: 96.3 / 96.0 % at 3.9 / 3.8 (the images k 5 wins are mostly not flagged).
 CHOSEN_PARTNER_K = 2
 CHOSEN_PARTNER_ROUNDS = 2
 
@@ -478,8 +480,7 @@ class DictionaryRefined(Estimator):
                                 f"True); give 0 to go without")
 
     def estimate(self, images01) -> Estimate:
-        from edorient.indexing.proposals import (dictionary_partner_hypotheses, explained_peaks, refine_sequential,
-                                                 with_half_turns)
+        from edorient.indexing.proposals import explained_peaks, refine_sequential, with_half_turns
 
         x = self._check(images01)
         if self.grains == 1:
@@ -526,18 +527,8 @@ class DictionaryRefined(Estimator):
             # the image with that grain erased; the whole-image choice is made again
             rows = np.arange(len(x))
             for _ in range(self.chosen_partner_rounds):
-                before = res.rotations[rows]
-                sub = take_rows(res, rows)
-                hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[rows], sub,
-                                                    k=self.chosen_partner_k)[:, 1:]  # (the answer itself is there)
-                sub = append_rows(sub, np.arange(len(rows)), self.refiner.refine(x[rows], hyp, levels=self.levels))
-                sub, ex, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, sub, x[rows],
-                                                   None if expl is None else expl[rows], self.levels, self.keep_worse)
-                res = merge_results(res, rows, sub, np.arange(len(rows)))
-                if expl is not None:
-                    expl = expl.copy()
-                    expl[rows] = ex
-                rows = rows[np.abs(sub.rotations - before).max(axis=(1, 2, 3)) > 0.02]  # a grain moved > ~1°: again
+                res, expl, moved = self._chosen_pass(x, res, expl, rows, self.chosen_partner_k)
+                rows = rows[moved]
                 if not len(rows):
                     break
         if self.fallback_below is not None:
@@ -548,6 +539,27 @@ class DictionaryRefined(Estimator):
         est.explained = expl
         return est
 
+
+    def _chosen_pass(self, x: np.ndarray, res, expl, rows: np.ndarray, k: int, skip: int = 0):
+        """The partner pass from the chosen answers of images ``rows``: each chosen grain's spots
+        erased, the dictionary's candidates ``skip`` to ``k`` (and their half turns) paired with
+        the grain kept, refined, the whole-image choice made again. Returns (res, expl, (len(rows),)
+        whether the answer moved: a grain by more than ~1°)."""
+        from edorient.indexing.proposals import dictionary_partner_hypotheses
+
+        before = res.rotations[rows]
+        sub = take_rows(res, rows)
+        hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[rows], sub, k=k)
+        # per grain (after the answer itself, which is there): k candidates, then their k half turns
+        keep = [1 + g * 2 * k + h * k + c for g in (0, 1) for h in (0, 1) for c in range(skip, k)]
+        sub = append_rows(sub, np.arange(len(rows)), self.refiner.refine(x[rows], hyp[:, keep], levels=self.levels))
+        sub, ex, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, sub, x[rows],
+                                           None if expl is None else expl[rows], self.levels, self.keep_worse)
+        res = merge_results(res, rows, sub, np.arange(len(rows)))
+        if expl is not None:
+            expl = expl.copy()
+            expl[rows] = ex
+        return res, expl, np.abs(sub.rotations - before).max(axis=(1, 2, 3)) > 0.02
 
     def _partner_rows(self, res, expl: np.ndarray) -> np.ndarray:
         """The images whose fit gets the partner pass: too few of their spots explained, or (with
