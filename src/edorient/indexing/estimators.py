@@ -527,7 +527,7 @@ class DictionaryRefined(Estimator):
             # the image with that grain erased; the whole-image choice is made again
             rows = np.arange(len(x))
             for _ in range(self.chosen_partner_rounds):
-                res, expl, moved = self._chosen_pass(x, res, expl, rows, self.chosen_partner_k)
+                res, expl, moved = self._chosen_pass(x, res, expl, rows)
                 rows = rows[moved]
                 if not len(rows):
                     break
@@ -540,26 +540,17 @@ class DictionaryRefined(Estimator):
         return est
 
 
-    def _chosen_pass(self, x: np.ndarray, res, expl, rows: np.ndarray, k: int, skip: int = 0):
-        """The partner pass from the chosen answers of images ``rows``: each chosen grain's spots
-        erased, the dictionary's candidates ``skip`` to ``k`` (and their half turns) paired with
-        the grain kept, refined, the whole-image choice made again. Returns (res, expl, (len(rows),)
-        whether the answer moved: a grain by more than ~1°)."""
-        from edorient.indexing.proposals import dictionary_partner_hypotheses
-
-        before = res.rotations[rows]
-        sub = take_rows(res, rows)
-        hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[rows], sub, k=k)
-        # per grain (after the answer itself, which is there): k candidates, then their k half turns
-        keep = [1 + g * 2 * k + h * k + c for g in (0, 1) for h in (0, 1) for c in range(skip, k)]
-        sub = append_rows(sub, np.arange(len(rows)), self.refiner.refine(x[rows], hyp[:, keep], levels=self.levels))
-        sub, ex, _ = rechoose_by_image_fit(self.refiner, self.matcher.scorer.simulator, sub, x[rows],
-                                           None if expl is None else expl[rows], self.levels, self.keep_worse)
+    def _chosen_pass(self, x: np.ndarray, res, expl, rows: np.ndarray):
+        """:func:`chosen_partner_pass` on images ``rows``. Returns (res, expl, (len(rows),) whether
+        the answer moved)."""
+        sub, ex, _, moved = chosen_partner_pass(self.refiner, self.proposer, self.matcher.scorer.simulator, x[rows],
+                                                take_rows(res, rows), self.chosen_partner_k,
+                                                None if expl is None else expl[rows], self.levels, self.keep_worse)
         res = merge_results(res, rows, sub, np.arange(len(rows)))
         if expl is not None:
             expl = expl.copy()
             expl[rows] = ex
-        return res, expl, np.abs(sub.rotations - before).max(axis=(1, 2, 3)) > 0.02
+        return res, expl, moved
 
     def _partner_rows(self, res, expl: np.ndarray) -> np.ndarray:
         """The images whose fit gets the partner pass: too few of their spots explained, or (with
@@ -616,6 +607,21 @@ def append_rows(res, rows: np.ndarray, other):
         fill[rows] = v
         blank[f.name] = fill
     return append_hypotheses(res, dataclasses.replace(res, **blank))
+
+
+def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int, expl: np.ndarray | None = None,
+                        levels=None, keep_worse: bool = True):
+    """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain's refined
+    spots erased in turn, the dictionary's ``k`` best on what is left (and their half turns)
+    paired with the grain kept, refined, joined to the image's hypotheses, and the whole-image
+    choice made again (:func:`rechoose_by_image_fit`). Returns (res, expl, (n,) whole-image fit,
+    (n,) whether the answer moved: a grain by more than ~1°)."""
+    from edorient.indexing.proposals import dictionary_partner_hypotheses
+
+    hyp = dictionary_partner_hypotheses(refiner, proposer, x, res, k=k)[:, 1:]  # (the answer itself is there)
+    out, expl, fit = rechoose_by_image_fit(refiner, simulator, append_rows(res, np.arange(len(x)), refiner.refine(
+        x, hyp, levels=levels)), x, expl, levels, keep_worse)
+    return out, expl, fit, np.abs(out.rotations - res.rotations).max(axis=(1, 2, 3)) > 0.02
 
 
 def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarray | None = None, levels=None,

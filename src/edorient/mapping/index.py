@@ -395,11 +395,9 @@ class Indexer:
         refiner = self.estimators["1"].refiner
         res, fit = self._choose(refine_partners(refiner, self.proposer, x, single), x)
         if self.settings.chosen_partner_k and len(x):
-            from edorient.indexing.estimators import append_rows
-            from edorient.indexing.proposals import dictionary_partner_hypotheses
+            from edorient.indexing.estimators import chosen_partner_pass
 
-            hyp = dictionary_partner_hypotheses(refiner, self.proposer, x, res, k=self.settings.chosen_partner_k)[:, 1:]
-            res, fit = self._choose(append_rows(res, np.arange(len(x)), refiner.refine(x, hyp)), x)
+            res, _, fit, _ = chosen_partner_pass(refiner, self.proposer, self.sim, x, res, self.settings.chosen_partner_k)
         return self._fit_outputs(res, fit)
 
     def _fit_outputs(self, res, fit: np.ndarray) -> dict:
