@@ -53,6 +53,8 @@ class PredictConfig:
     """Working image size of the template search (a run uses its own)."""
     matcher_directions: int = 400
     """Template dictionary size (directions over the Laue sector, both mirror families)."""
+    pair_directions: int = 6400
+    """Two grains: directions of the two-grain chain's dictionary (:attr:`SearchConfig.pair_directions`)."""
     refine: bool = True
     """Fit the kinematic spot model from the search's solution (kept where it scores better):
     sub-degree orientations with an uncertainty (:class:`edorient.indexing.Refiner`)."""
@@ -210,6 +212,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     from edorient.indexing.search import SearchConfig
 
     scfg = SearchConfig(size=config.size, n_directions=config.matcher_directions, voltage_kv=kv,
+                        pair_directions=config.pair_directions,
                         scale_tolerance=config.calibration_tolerance, cache=config.cache)
     res = index_pattern(image, IndexConfig(calibration, centre, grains=config.grains, refine=config.refine,
                                            background=config.background, search=scfg, device=config.device), crystal,
@@ -231,6 +234,12 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     if config.grains == 2 and res.second_grain is not None:
         grains[1]["real"] = res.second_grain["real"]
         grains[1]["score_after_erasing_first"] = res.second_grain["score_after_erasing"]
+        if "new_spots_explained" in res.second_grain:  # the refined pair: the spot rule decides
+            grains[1]["new_spots_explained"] = res.second_grain["new_spots_explained"]
+    for d, g in zip(grains, res.grains):
+        if g.image_fit is not None:
+            d["image_fit"] = g.image_fit
+            d["image_fit_margin"] = g.image_fit_margin
     extra = {"method": "template search" + (" + refinement" if config.refine else ""),
              "preprocessing": res.pre.steps,
              "calibration_fitted": round(calibration * scale, 7), "calibration_scale": round(scale, 4),

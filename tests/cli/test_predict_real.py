@@ -34,6 +34,22 @@ def test_two_grains_asked_of_a_single_crystal_reports_no_real_second_grain(tmp_p
     assert second["real"] is False and second["verdict"] == "no match"
 
 
+def test_two_grains_refined_on_a_single_crystal_give_its_one_grain_answer(tmp_path):
+    # the refined pair of a dynamical SAD figure explains its extra reflections with a rotated copy
+    # of the same zone (measured: both [1 0 1], 12° apart in-plane, 3 new spots); two grains must
+    # fit the whole image better than one, which they do not, so grain 1 is the one-grain answer
+    args = [CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--pair-directions", 800]
+    rc, one = _run(args, tmp_path)
+    assert rc == 0
+    rc, two = _run([*args, "--grains", 2], tmp_path)
+    assert rc == 0
+    first, second = two["grains"]
+    assert first["nearest_zone_axis"] == [1, 0, 1] and first["angle_to_zone_axis_deg"] < 1.0
+    assert first["verdict"] == one["grains"][0]["verdict"] == "confident"
+    assert first["direction"] == pytest.approx(one["grains"][0]["direction"], abs=1e-4)
+    assert second["real"] is False and second["verdict"] == "no match"
+
+
 def test_pure_noise_is_no_match(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.poisson(50, size=(160, 160)).astype(np.float32)

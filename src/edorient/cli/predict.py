@@ -62,6 +62,9 @@ class Predict(Subcommand):
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
                             help="template dictionary size: directions over the Laue sector (default 400; "
                                  "low-index zone axes are always added; cached on disk)")
+        parser.add_argument("--pair-directions", type=positive_int, default=6400,
+                            help="--grains 2: directions of the two-grain chain's dictionary (default 6400; built "
+                                 "once per working frame, ~25 s on one core, then cached on disk)")
         parser.add_argument("--size", type=positive_int, default=128,
                             help="working image size of the template search (default 128)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
@@ -81,13 +84,15 @@ class Predict(Subcommand):
             if path is not None:
                 check_output_file(path, flag)
         check_matcher_directions(args.matcher_directions)  # before the dictionary is allocated
+        if args.grains == 2:
+            check_matcher_directions(args.pair_directions, "--pair-directions")
         calibration, centre, kv, distortion = _calibration_arg(args)
         cfg = PredictConfig(calibration=calibration, grains=args.grains, distortion=distortion,
                             calibration_tolerance=args.calibration_tolerance, voltage_kv=kv,
                             background=args.background, size=args.size,
                             centre=centre, frame=args.frame,
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
-                            refine=args.refine, device=args.device)
+                            pair_directions=args.pair_directions, refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
         text = result_json(result)
         if args.json:

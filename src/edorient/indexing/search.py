@@ -57,6 +57,12 @@ class SearchConfig:
     distinct_deg: float = 5.0
     """Candidates closer than this (modulo the Laue group) are one solution."""
     candidates: int = 4
+    pair_directions: int = 6400
+    """Two grains (``edorient predict --grains 2``): directions of the bicrystal chain's
+    dictionary (:func:`edorient.indexing.pipeline._refine_pair`). The accuracy benchmark's: 300
+    noisy bicrystals each of tuning seeds 4040 / 4041, both grains < 2°, 800 directions 84.3 /
+    82.3 %, 3,200 91.7 / 90.0 %, 6,400 90.7 / 93.0 % (before the later passes; docs/results.md).
+    Built once per working frame (~25 s for 6,400 on one core) and cached on disk."""
     """Distinct solutions kept (the best and its runner-ups)."""
     cache: bool = True
     """Load / store the dictionary in the on-disk cache (:mod:`edorient.indexing.dictionary`)."""

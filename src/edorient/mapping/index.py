@@ -343,24 +343,18 @@ class Indexer:
 
     # -- the per-chunk work ------------------------------------------------------------------
     def pattern_spots(self, x: np.ndarray) -> np.ndarray:
-        """(k, 2) spots (row, col) of a display image, away from the direct beam."""
-        from edorient.indexing.spots import find_spots
-        from edorient.render import inverse_display_transform
+        """(k, 2) spots (row, col) of a display image, away from the direct beam
+        (:func:`edorient.indexing.spots.working_spots`)."""
+        from edorient.indexing.spots import working_spots
 
-        sp = find_spots(inverse_display_transform(x), threshold=SPOT_THRESHOLD, max_spots=40)
-        c = self.size // 2
-        return sp.positions[((sp.positions - c) ** 2).sum(1) > 5.0**2]
+        return working_spots(x, threshold=SPOT_THRESHOLD, max_spots=40)
 
     def explained(self, peaks: np.ndarray, R: np.ndarray, weight: float) -> np.ndarray:
         """(k,) whether each pattern spot has a spot of orientation ``R`` (peak x ``weight`` >=
-        2e-3 of the direct beam) within ``match_px``."""
-        if len(peaks) == 0:
-            return np.zeros(0, dtype=bool)
-        s = self.sim.spots(R)
-        pix = self.sim.spot_pixels(s)[s.intensity * weight >= 2e-3]
-        if len(pix) == 0:
-            return np.zeros(len(peaks), dtype=bool)
-        return ((peaks[:, None, :] - pix[None]) ** 2).sum(-1).min(1) <= self.settings.match_px**2
+        2e-3 of the direct beam) within ``match_px`` (:func:`edorient.indexing.spots.spots_explained_by`)."""
+        from edorient.indexing.spots import spots_explained_by
+
+        return spots_explained_by(self.sim, peaks, R, weight, self.settings.match_px)
 
     def run(self, x: np.ndarray, g: int) -> dict:
         """The estimator chain for ``g`` grains on display images x (n, H, W)."""

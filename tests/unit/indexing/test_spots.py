@@ -103,3 +103,26 @@ def test_centre_of_real_patterns(name, truth, tol):
     res = find_centre(img)
     assert res.ok, res.note
     assert np.hypot(res.row - truth[0], res.col - truth[1]) < tol
+
+
+def test_second_grain_is_real_only_where_it_explains_new_spots():
+    from edorient.indexing.spots import second_grain_is_real, working_spots
+    from edorient.physics.orientation import rotation_from_zone_axis
+    from edorient.render import compose, display_transform
+
+    xt = anatase()
+    sim = Simulator(xt, SimulationConfig(image_size=128))
+    a = rotation_from_zone_axis([1, 0, 1], xt.direct_matrix, 20.0)
+    b = rotation_from_zone_axis([1, 1, 2], xt.direct_matrix, 75.0)
+    wrong = rotation_from_zone_axis([0, 0, 1], xt.direct_matrix, 40.0)
+    single = sim.images(a[None])[0]
+    pair = display_transform(compose(sim.linear_image(a), sim.linear_image(b)))
+    # a single crystal: a second grain re-explains nothing new
+    real, new = second_grain_is_real(sim, working_spots(single), a, wrong, 0.5, 60.0)
+    assert not real and new < 2
+    # two grains: the second explains spots the first leaves, and each rule can refuse it
+    peaks = working_spots(pair)
+    real, new = second_grain_is_real(sim, peaks, a, b, 0.5, 60.0)
+    assert real and new >= 2
+    assert not second_grain_is_real(sim, peaks, a, b, 0.05, 60.0)[0]  # too weak a share
+    assert not second_grain_is_real(sim, peaks, a, b, 0.5, 3.0)[0]  # not distinct from the first
