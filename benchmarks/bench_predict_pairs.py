@@ -30,17 +30,18 @@ import numpy as np
 
 
 def simulate(n: int, seed: int, grains: int, size: int = 192, cal: float = 0.0125, cal_error: float = 0.0,
-             dose: float = 2e4, spot_sigma_px: float = 1.6):
+             dose: float = 2e4, spot_sigma_px: float = 1.6, thickness: float = 50.0):
     """(raw patterns (n, size, size), rotations (n, grains, 3, 3), centre given): linear
     kinematic patterns of ``grains`` grains at equal weight in a file whose true calibration is
     ``cal * (1 + cal_error)``, a diffuse halo, Poisson counts with ``dose`` at the direct beam;
-    the direct beam is on pixel (size // 2, size // 2) and the centre given is 0.5 px off."""
+    the direct beam is on pixel (size // 2, size // 2) and the centre given is 0.5 px off;
+    ``thickness`` (Å) of the relrods."""
     from edorient.physics.orientation import random_rotations
     from edorient.render import SimulationConfig, Simulator
     from edorient.structures import anatase
 
     sim = Simulator(anatase(), SimulationConfig(image_size=size, calibration=cal * (1 + cal_error),
-                                                spot_sigma_px=spot_sigma_px))
+                                                spot_sigma_px=spot_sigma_px, thickness=thickness))
     R = np.stack([random_rotations(n, rng=seed + 100 * g) for g in range(grains)], 1)
     lin = sum(sim.linear_images(R[:, g]) for g in range(grains)) / grains
     c = (size - 1) / 2
@@ -108,6 +109,9 @@ CONDITIONS = {
     "bicrystals, dose 1e6 (almost noise-free)": dict(grains=2, dose=1e6),
     "bicrystals, dose 2e4, calibration 5 % off": dict(grains=2, dose=2e4, cal_error=0.05),
     "single crystals as --grains 2, dose 2e4": dict(grains=1, dose=2e4),
+    # the effective thickness sets how many reflections a pattern shows (the fit tries 30, 50, 80 Å)
+    "single crystals as --grains 2, dose 2e4, 30 Å relrods": dict(grains=1, dose=2e4, thickness=30.0),
+    "single crystals as --grains 2, dose 2e4, 80 Å relrods": dict(grains=1, dose=2e4, thickness=80.0),
 }
 
 
