@@ -303,7 +303,7 @@ class DictionaryProposals:
         self._conj = torch.from_numpy(np.ascontiguousarray(fft_t[:nf]))
         laue = self.scorer.simulator.crystal.laue
         labels = laue.reduce(matcher.directions.reshape(-1, fam, 3)[:, 0])
-        self._far = laue.angle(labels[:, None], labels[None]) > self.separation_deg  # (groups, groups)
+        self._far = laue.apart(labels, labels, self.separation_deg)  # (groups, groups)
         self.n_angles = self.scorer.grid.n_phi if n_angles is None else int(n_angles)
         if self.n_angles < 2 * (nf - 1):
             raise EdorientError(f"{self.n_angles} in-plane angles cannot hold angular frequencies up to {nf - 1}")

@@ -286,3 +286,15 @@ def test_hashable_and_equality(groups):
     assert "4/mmm" in repr(groups["4/mmm"])
     with pytest.raises(ValueError):
         groups["4/mmm"].ops[0, 0, 0] = 2.0  # read-only
+
+
+@pytest.mark.parametrize("name", ["4/mmm", "m-3m", "6/mmm"])
+def test_pairwise_apart_matches_the_angle(name):
+    # the dictionary's distinct-entry table: the same booleans as the pairwise angle, as products
+    g = laue_group(name)
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(300, 3))
+    b = np.concatenate([rng.normal(size=(200, 3)), g.equivalents(a[:20]).reshape(-1, 3)[::7]])
+    ang = g.angle(a[:, None], b[None])
+    for deg in (1.0, 4.0, 20.0):
+        np.testing.assert_array_equal(g.apart(a, b, deg, chunk=64), ang > deg)
