@@ -11,6 +11,12 @@ half-written entry; a damaged entry is rebuilt.
 The folder is ``$EDORIENT_CACHE`` if set, else ``$XDG_CACHE_HOME/edorient``, else
 ``~/.cache/edorient``. An unwritable folder only means no cache (the dictionary is built each
 time and a note says so).
+
+The folder is kept under a size budget (``$EDORIENT_CACHE_MAX_GB``, default
+:data:`DEFAULT_MAX_GB`): a dense dictionary is large (``edorient predict --grains 2``'s 6,400
+directions: ~0.9 GB per working frame, and each detector geometry has its own frame), so after a
+new entry is written the least recently used entries are deleted until the folder fits. A load
+marks its entry as used (its modification time).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+#: Size budget of the cache folder (GB) unless ``$EDORIENT_CACHE_MAX_GB`` says otherwise.
+DEFAULT_MAX_GB = 8.0
 
 #: Bump when the template recipe changes in a way the key does not see.
 RECIPE = 2  # 2: stored in the correlation layout (matching.correlation_layout)
@@ -68,6 +77,7 @@ def load_or_build(matcher, chunk: int = 64) -> tuple[np.ndarray, Path | None, bo
         try:
             fft = np.load(path, allow_pickle=False, mmap_mode=None)
             if fft.shape == shape and fft.dtype == np.complex64 and np.all(np.isfinite(fft.view(np.float32))):
+                _touch(path)
                 return fft, path, True
         except (OSError, ValueError):
             pass  # damaged: rebuilt below
@@ -81,4 +91,54 @@ def load_or_build(matcher, chunk: int = 64) -> tuple[np.ndarray, Path | None, bo
                 np.save(fh, fft, allow_pickle=False)
     except OSError:
         return fft, None, False
+    evict(path.parent, keep=path)
     return fft, path, False
+
+
+def max_cache_bytes() -> int:
+    """The cache folder's budget in bytes (``$EDORIENT_CACHE_MAX_GB``, else :data:`DEFAULT_MAX_GB`)."""
+    from edorient.errors import EdorientError
+
+    raw = os.environ.get("EDORIENT_CACHE_MAX_GB")
+    try:
+        gb = DEFAULT_MAX_GB if raw in (None, "") else float(raw)
+    except ValueError:
+        gb = float("nan")
+    if not gb >= 0:
+        raise EdorientError(f"EDORIENT_CACHE_MAX_GB must be a number of gigabytes >= 0, got {raw!r}")
+    return int(gb * 1e9)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def evict(folder: Path, keep: Path | None = None, budget: int | None = None) -> list[Path]:
+    """Delete the least recently used cached dictionaries of ``folder`` (oldest modification time
+    first, never ``keep``) until the folder's dictionaries fit in ``budget`` bytes (default
+    :func:`max_cache_bytes`). Returns the deleted files."""
+    budget = max_cache_bytes() if budget is None else int(budget)
+    entries = []
+    for f in Path(folder).glob("templates-*.npy"):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in entries)
+    gone = []
+    for _, size, f in sorted(entries, key=lambda e: e[0]):
+        if total <= budget:
+            break
+        if keep is not None and f == keep:
+            continue
+        try:
+            f.unlink()
+        except OSError:
+            continue
+        total -= size
+        gone.append(f)
+    return gone

@@ -103,6 +103,37 @@ def test_dictionary_cache_hit_is_identical_and_a_damaged_entry_is_rebuilt(tmp_pa
     assert d.cache_file != a.cache_file
 
 
+def test_dictionary_cache_keeps_to_its_budget_least_recently_used_first(tmp_path, monkeypatch):
+    import os
+
+    from edorient.indexing.dictionary import evict, max_cache_bytes
+    from edorient.indexing.matching import TemplateMatcher
+
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+    old, used = tmp_path / "templates-old.npy", tmp_path / "templates-used.npy"
+    for i, f in enumerate((old, used)):
+        f.write_bytes(b"x" * 1000)
+        os.utime(f, (1e9 + i, 1e9 + i))
+    (tmp_path / "notes.txt").write_bytes(b"y" * 5000)  # not a dictionary: never touched
+    # a budget for one of them: the older goes, the newer and the just-written stay
+    assert evict(tmp_path, keep=old, budget=1500) == [used]
+    assert old.exists() and (tmp_path / "notes.txt").exists()
+    assert evict(tmp_path, budget=1500) == [] and evict(tmp_path, budget=0) == [old]
+    # a new entry written under a budget smaller than itself is kept (the one in use), the rest go
+    used.write_bytes(b"x" * 1000)
+    os.utime(used, (1e9, 1e9))
+    monkeypatch.setenv("EDORIENT_CACHE_MAX_GB", "0")
+    a = TemplateMatcher(Simulator(anatase(), SimulationConfig(image_size=48)), n_directions=20, cache=True)
+    assert a.cache_file.exists() and not used.exists()
+    # a load marks the entry as used
+    os.utime(a.cache_file, (1e9, 1e9))
+    assert TemplateMatcher(Simulator(anatase(), SimulationConfig(image_size=48)), n_directions=20, cache=True).cache_hit
+    assert a.cache_file.stat().st_mtime > 1e9 + 10
+    monkeypatch.setenv("EDORIENT_CACHE_MAX_GB", "lots")
+    with pytest.raises(EdorientError, match="EDORIENT_CACHE_MAX_GB"):
+        max_cache_bytes()
+
+
 def test_low_index_zones_are_in_the_dictionary():
     from edorient.indexing.matching import TemplateMatcher, zone_axes
 
