@@ -71,7 +71,7 @@ def _pair_fit_margins(crystal, simulator, ref, image01: np.ndarray) -> tuple[flo
     from edorient.indexing.proposals import image_fit_choice
 
     x = image01[None]
-    _, fit, fits = image_fit_choice(simulator, ref, x, all_fits=True)
+    fits = image_fit_choice(simulator, ref, x, all_fits=True)[2]
     answer = ref.rotations[0]
     one = take_rows(ref, np.array([0]))
     one.hypothesis_rotations = answer[None, None]
@@ -124,9 +124,10 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     dose; docs/results.md).
 
     Returns the refined pair (grain 1 the one that scores higher on its own), its per-grain
-    uncertainties and flags, the grains' ratio, whether the fit explains the image's spots, and the second grain's score
-    on the image with the first grain's spots erased (reported), and whether the second grain is
-    real (:func:`~edorient.indexing.spots.second_grain_is_real`, the rule of ``edorient map``).
+    uncertainties, flags and whole-image fit margins (:func:`_pair_fit_margins`), the grains'
+    ratio, the share of the image's peaks it explains, the second grain's score on the image with
+    the first grain's spots erased (reported), and whether the second grain is real
+    (:func:`~edorient.indexing.spots.second_grain_is_real`, the rule of ``edorient map``).
     """
     from edorient.indexing.estimators import DictionaryRefined
     from edorient.indexing.matching import TemplateMatcher
@@ -161,8 +162,8 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
             "ratio": ratio, "real": real, "new_spots": new, "misorientation_deg": apart,
             "centre_offset_px": [round(float(v), 3) for v in ref.centre_px[0]],
             "calibration_scale": round(float(ref.calibration_scale[0]), 5), "fit_score": round(float(ref.scores[0]), 4),
-            "explained": explained,
-            "second_score_after_erasing": left, "image_fit": fit, "image_fit_margin": margins[order], "dictionary_directions": int(len(chain.matcher.directions))}
+            "explained": explained, "second_score_after_erasing": left, "image_fit": fit,
+            "image_fit_margin": margins[order], "dictionary_directions": int(len(chain.matcher.directions))}
 
 
 @dataclass(frozen=True)
@@ -457,7 +458,6 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     status = "off"
     refinement = None
     unc = inpl = [None] * len(rotations)
-    resolved = np.zeros(len(rotations), dtype=bool)
     fit = None
     if pair is not None:
         # the coarse answer of the grain nearer the search's best is that best (the other has none)
@@ -466,7 +466,6 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         status = ["kept", "kept"]
         unc = [float(v) for v in pair["uncertainty_deg"]]
         inpl = [float(v) for v in pair["inplane_uncertainty_deg"]]
-        resolved = ~pair["direction_ambiguous"]
         refinement = {"method": "bicrystal chain (dictionary + refinement, whole-image choice)",
                       "centre_offset_px": pair["centre_offset_px"], "calibration_scale": pair["calibration_scale"],
                       "grain_ratio": round(pair["ratio"], 4), "fit_score": pair["fit_score"],
@@ -531,8 +530,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             if fit is not None:
                 fm = np.inf if fit["image_fit_margin"] is None else fit["image_fit_margin"]
                 v = vd.verdict_fit(s, fit["image_fit"], fm, fit["uncertainty_deg"], agreement, scale_ok)
-            else:  # a refinement that pinned the grain and found no other zone as good settles a close call
-                v = vd.verdict(s, max(m, vd.MIN_MARGIN) if resolved[0] else m, agreement, scale_ok=scale_ok)
+            else:  # the search alone (no refinement)
+                v = vd.verdict(s, m, agreement, scale_ok=scale_ok)
         else:
             m, ru = float("nan"), []
             v = vd.verdict(s, np.inf, scale_ok=scale_ok) if second and second["real"] else "no match"
