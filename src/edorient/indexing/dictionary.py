@@ -55,10 +55,12 @@ def dictionary_key(matcher) -> str:
     cfg["calibration"] = sim.config.resolved_calibration
     grid = matcher.scorer.grid
     h = hashlib.sha256()
-    h.update(json.dumps({"recipe": RECIPE, "version": __version__, "config": cfg,
-                         "crystal": [cr.name, list(cr.cell), cr.space_group],
-                         "grid": [grid.size, grid.n_r, grid.n_phi, grid.r_min, grid.smooth_px]},
-                        sort_keys=True, default=float).encode())
+    what = {"recipe": RECIPE, "version": __version__, "config": cfg,
+            "crystal": [cr.name, list(cr.cell), cr.space_group],
+            "grid": [grid.size, grid.n_r, grid.n_phi, grid.r_min, grid.smooth_px]}
+    if getattr(matcher, "max_frequency", None) is not None:  # (absent: the full spectrum, the keys of before)
+        what["max_frequency"] = matcher.max_frequency
+    h.update(json.dumps(what, sort_keys=True, default=float).encode())
     for arr in (cr.numbers, cr.frac, cr.occupancy, cr.b_iso, matcher.directions):
         h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
     return h.hexdigest()[:32]
@@ -72,7 +74,7 @@ def load_or_build(matcher, chunk: int = 64) -> tuple[np.ndarray, Path | None, bo
 
     key = dictionary_key(matcher)
     path = cache_dir() / f"templates-{key}.npy"
-    shape = (matcher.scorer.grid.n_phi // 2 + 1, len(matcher.directions), matcher.scorer.grid.n_r)
+    shape = (matcher.n_frequencies, len(matcher.directions), matcher.scorer.grid.n_r)
     if path.is_file():
         try:
             fft = np.load(path, allow_pickle=False, mmap_mode=None)

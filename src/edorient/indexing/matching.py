@@ -182,11 +182,17 @@ class TemplateMatcher:
 
     def __init__(self, simulator: Simulator, n_directions: int = 400, n_r: int = 48, n_phi: int = 360,
                  chunk: int = 64, top_k: int = 4, mirror_family: bool = True, zone_max_index: int = 0,
-                 cache: bool = False) -> None:
+                 cache: bool = False, max_frequency: int | None = None) -> None:
         from edorient._utils.resources import check_matcher_directions
 
         check_matcher_directions(n_directions, "n_directions")  # before the dictionary is allocated
         self.scorer = PatternScorer(simulator, n_r=n_r, n_phi=n_phi)
+        # with max_frequency only the angular frequencies up to it are kept (stored, cached, and
+        # multiplied): every correlation is then low-passed to them, as
+        # :class:`~edorient.indexing.proposals.DictionaryProposals` reads it with its own
+        # ``max_frequency``; a third of the memory and the disk at 60 of 180 frequencies
+        self.n_frequencies = n_phi // 2 + 1 if max_frequency is None else min(int(max_frequency) + 1, n_phi // 2 + 1)
+        self.max_frequency = None if max_frequency is None else int(max_frequency)
         sector = sector_grid(simulator.crystal.laue, n_directions)
         if zone_max_index > 0:
             # exact low-index zone axes: the patterns people record; a grid alone misses them
@@ -212,13 +218,13 @@ class TemplateMatcher:
 
     @property
     def _fft(self) -> np.ndarray:
-        """The templates' FFTs along φ, (m, n_r, n_phi // 2 + 1) (a view of the stored layout)."""
+        """The templates' FFTs along φ, (m, n_r, n_frequencies) (a view of the stored layout)."""
         return np.conj(self._fft_t).transpose(1, 2, 0)
 
     def build(self, chunk: int = 64) -> np.ndarray:
-        """FFTs along φ of the dictionary's normalised polar templates (m, n_r, n_phi // 2 + 1)."""
+        """FFTs along φ of the dictionary's normalised polar templates (m, n_r, n_frequencies)."""
         parts = [self.scorer.template(self.directions[i : i + chunk]) for i in range(0, len(self.directions), chunk)]
-        return np.fft.rfft(np.concatenate(parts), axis=-1).astype(np.complex64)
+        return np.fft.rfft(np.concatenate(parts), axis=-1)[..., : self.n_frequencies].astype(np.complex64)
 
     def correlations(self, image01: np.ndarray) -> np.ndarray:
         """(m, n_phi) correlation of the image with every dictionary entry at every in-plane angle."""
@@ -228,7 +234,7 @@ class TemplateMatcher:
         """:meth:`correlations` of a normalised polar image (n_r, n_phi); with ``coarse``, of
         every third dictionary direction only (rows of :attr:`coarse_index`), for cheap scans
         (e.g. over calibration scales) that need the shape of the best score, not its argmax."""
-        fa = np.fft.rfft(a, axis=-1).astype(np.complex64)
+        fa = np.fft.rfft(a, axis=-1)[..., : self.n_frequencies].astype(np.complex64)
         if coarse and self._fft_t_coarse is None:
             self._fft_t_coarse = np.ascontiguousarray(self._fft_t[:, self.coarse_index])
         # (k, m, r) conjugated: one batched matrix-vector product per frequency k

@@ -129,7 +129,7 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     the first grain's spots erased (reported), and whether the second grain is real
     (:func:`~edorient.indexing.spots.second_grain_is_real`, the rule of ``edorient map``).
     """
-    from edorient.indexing.estimators import DictionaryRefined
+    from edorient.indexing.estimators import DICTIONARY_MAX_FREQUENCY, DictionaryRefined
     from edorient.indexing.matching import TemplateMatcher
     from edorient.indexing.proposals import erase_grain
     from edorient.indexing.refine import Refiner, misorientation_deg, proper_rotations
@@ -140,7 +140,8 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     n_dir = int(cfg.search.pair_directions)
     chain = _cached(cache, ("pair chain", id(crystal), wc, n_dir, cfg.search.cache, cfg.device), lambda: DictionaryRefined(
         TemplateMatcher(Simulator(crystal, wc), n_directions=n_dir, zone_max_index=cfg.search.zone_max_index,
-                        cache=cfg.search.cache), Refiner(crystal, wc, device=cfg.device), grains=2,
+                        cache=cfg.search.cache, max_frequency=DICTIONARY_MAX_FREQUENCY),
+        Refiner(crystal, wc, device=cfg.device), grains=2,
         unexplained_sigma_deg=None))
     est = chain.estimate(res.image01[None])
     ref = est.refinement

@@ -331,3 +331,30 @@ def test_partner_pass_from_the_chosen_answer_finds_the_missed_grain(sim, matcher
     assert np.all(out["guarded"][1] >= out["off"][1] - 2e-3)  # ... and with the guard never does
     with pytest.raises(EdorientError, match="chosen_partner_k 2"):
         DictionaryRefined(matcher300, refiner, grains=2, image_fit=False, chosen_partner_k=2)
+
+
+def test_a_dictionary_of_the_low_frequencies_gives_the_same_proposals(tmp_path, monkeypatch):
+    # the two-grain chain of predict keeps (and caches) only the frequencies its proposals read
+    from edorient.indexing.estimators import DICTIONARY_MAX_FREQUENCY
+    from edorient.indexing.matching import TemplateMatcher
+    from edorient.indexing.proposals import DictionaryProposals
+    from edorient.physics.orientation import random_rotations
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+    sim = Simulator(anatase(), SimulationConfig(image_size=64))
+    full = TemplateMatcher(sim, n_directions=60)
+    low = TemplateMatcher(sim, n_directions=60, max_frequency=DICTIONARY_MAX_FREQUENCY, cache=True)
+    assert low._fft_t.shape[0] == DICTIONARY_MAX_FREQUENCY + 1 < full._fft_t.shape[0]
+    x = sim.images(random_rotations(4, rng=5))
+    a = DictionaryProposals(full, k=3, max_frequency=DICTIONARY_MAX_FREQUENCY, n_angles=120).candidates(x)[0]
+    b = DictionaryProposals(low, k=3, max_frequency=DICTIONARY_MAX_FREQUENCY, n_angles=120).candidates(x)[0]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # a cached low-frequency entry is its own (not the full dictionary's) and loads back
+    again = TemplateMatcher(sim, n_directions=60, max_frequency=DICTIONARY_MAX_FREQUENCY, cache=True)
+    assert again.cache_hit and again.cache_file == low.cache_file
+    assert TemplateMatcher(sim, n_directions=60, cache=True).cache_file != low.cache_file
+    # its own correlations are the full ones low-passed: the best entry of a clean pattern agrees
+    c_full, c_low = full.correlations(x[0]), low.correlations(x[0])
+    assert c_low.shape == c_full.shape and np.argmax(c_low.max(1)) == np.argmax(c_full.max(1))
