@@ -62,7 +62,8 @@ class SearchConfig:
     dictionary (:func:`edorient.indexing.pipeline._refine_pair`). The accuracy benchmark's: 300
     noisy bicrystals each of tuning seeds 4040 / 4041, both grains < 2°, 800 directions 84.3 /
     82.3 %, 3,200 91.7 / 90.0 %, 6,400 90.7 / 93.0 % (before the later passes; docs/results.md).
-    Built once per working frame (~25 s for 6,400 on one core) and cached on disk."""
+    Built once per working frame (~25 s for 6,400 on one core) and cached on disk (~0.3 GB: only
+    the angular frequencies its proposals read, :data:`~edorient.indexing.estimators.DICTIONARY_MAX_FREQUENCY`)."""
     """Distinct solutions kept (the best and its runner-ups)."""
     cache: bool = True
     """Load / store the dictionary in the on-disk cache (:mod:`edorient.indexing.dictionary`)."""
