@@ -15,8 +15,9 @@ time and a note says so).
 The folder is kept under a size budget (``$EDORIENT_CACHE_MAX_GB``, default
 :data:`DEFAULT_MAX_GB`): a dense dictionary is large (``edorient predict --grains 2``'s 6,400
 directions: ~0.3 GB per working frame with the 61 angular frequencies it reads, ~0.9 GB with all
-181; each detector geometry has its own frame), so after a new entry is written the least recently used entries are deleted until the folder fits. A load
-marks its entry as used (its modification time).
+181; each detector geometry has its own frame), so after a new entry is written the least
+recently used entries are deleted until the folder fits. A load marks its entry as used (its
+modification time).
 """
 
 from __future__ import annotations
