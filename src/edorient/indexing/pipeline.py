@@ -33,7 +33,7 @@ import numpy as np
 
 from edorient.errors import EdorientError
 from edorient.indexing import verdict as vd
-from edorient.indexing.search import PatternSearch, SearchConfig, SearchResult, to_file_pixels
+from edorient.indexing.search import PatternSearch, SearchConfig, SearchResult, to_file_pixels, working_image
 
 #: One grain: the refinement starts from this many of the search's best distinct candidates
 #: (each with its other mirror family and their half turns).
@@ -109,7 +109,8 @@ def _pair_image_fit(crystal, cfg: IndexConfig, res: SearchResult, pair: dict, va
     return float(image_correlations(res.image01, models, valid).max())
 
 
-def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: dict | None) -> dict:
+def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: dict | None,
+                 spots_image: np.ndarray | None = None) -> dict:
     """Two grains: the bicrystal chain of the accuracy benchmark
     (:class:`~edorient.indexing.estimators.DictionaryRefined`: the dictionary's best first grains
     refined, each one's spots erased in turn and the dictionary asked for the other, the pairs
@@ -127,7 +128,9 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     uncertainties, flags and whole-image fit margins (:func:`_pair_fit_margins`), the grains'
     ratio, the share of the image's peaks it explains, the second grain's score on the image with
     the first grain's spots erased (reported), and whether the second grain is real
-    (:func:`~edorient.indexing.spots.second_grain_is_real`, the rule of ``edorient map``).
+    (:func:`~edorient.indexing.spots.second_grain_is_real`, the rule of ``edorient map``), judged
+    on the spots of ``spots_image`` where given (the working image at the usual noise floor, while
+    ``res.image01`` is the fit's, :data:`~edorient.indexing.preprocess.SEARCH_NOISE_SIGMAS`).
     """
     from edorient.indexing.estimators import DICTIONARY_MAX_FREQUENCY, DictionaryRefined
     from edorient.indexing.matching import TemplateMatcher
@@ -155,7 +158,7 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     fit, margins = _pair_fit_margins(crystal, chain.matcher.scorer.simulator, ref, res.image01)
     ratio = float(ref.ratio[0]) if order[0] == 0 else 1.0 - float(ref.ratio[0])
     apart = float(misorientation_deg(R[order[0]][None], R[order[1]][None], proper_rotations(crystal.laue))[0])
-    real, new = second_grain_is_real(chain.matcher.scorer.simulator, working_spots(res.image01), R[order[0]],
+    real, new = second_grain_is_real(chain.matcher.scorer.simulator, working_spots(res.image01 if spots_image is None else spots_image), R[order[0]],
                                      R[order[1]], 1.0 - ratio, apart, distinct_deg=cfg.search.distinct_deg)
     return {"rotations": R[order], "scores": alone[order], "uncertainty_deg": ref.uncertainty_deg[0][order],
             "inplane_uncertainty_deg": ref.inplane_uncertainty_deg[0][order], "ambiguous": ref.ambiguous[0][order],
@@ -411,6 +414,11 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     if not res.candidates:
         raise EdorientError("the template search found no candidate; check the calibration and the centre")
     scorer = PatternScorer(res.simulator)
+    # the refinement fits the orientation to the working image with the lower noise floor (weak
+    # spots just above the noise kept, :data:`~edorient.indexing.preprocess.SEARCH_NOISE_SIGMAS`);
+    # the search, the scores and the spot agreement of the verdict read the usual one
+    fit_res = res if pre.search_image is None else replace(res, image01=working_image(
+        replace(pre, image=pre.search_image), cfg.calibration * res.scale, cfg.search.size, searcher.working_calibration))
     best = res.candidates[0]
     runner = res.candidates[1:]
     margin = best.score - runner[0].score if runner else best.score
@@ -421,11 +429,11 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     t3 = time.perf_counter()
     one = other = None
     if cfg.grains == 2 and cfg.refine:
-        pair = _refine_pair(crystal, cfg, res, scorer, cache)
+        pair = _refine_pair(crystal, cfg, fit_res, scorer, cache, spots_image=res.image01)
         # two grains must explain the whole image better than the best single grain does (a
         # dynamical pattern's extra reflections are explained by a rotated copy of its own zone)
-        one = _refine_single(crystal, cfg, pre, res, scorer, cache)
-        pf = _pair_image_fit(crystal, cfg, res, pair, working_valid(pre, res, cfg.calibration), cache)
+        one = _refine_single(crystal, cfg, pre, fit_res, scorer, cache)
+        pf = _pair_image_fit(crystal, cfg, fit_res, pair, working_valid(pre, res, cfg.calibration), cache)
         real = bool(pair["real"] and pf > one["image_fit"])
         apart = float(crystal.laue.angle(pair["rotations"][0][2][None], pair["rotations"][1][2][None])[0])
         second = {"real": real, "score_after_erasing": round(float(pair["second_score_after_erasing"]), 4),
@@ -477,7 +485,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                       "image_fit_margin": [round(float(v), 4) if np.isfinite(v) else None for v in pair["image_fit_margin"]],
                       "dictionary_directions": pair["dictionary_directions"]}
     elif cfg.refine:
-        fit = one if one is not None else _refine_single(crystal, cfg, pre, res, scorer, cache)
+        fit = one if one is not None else _refine_single(crystal, cfg, pre, fit_res, scorer, cache)
         rotations = fit["rotation"][None]
         scores = [float(scorer.score(res.image01, rotations[0][2][None], both_families=False)[0][0])]
         status = ["kept"]

@@ -39,6 +39,16 @@ MIN_FLAT_AREA = 150
 RING_COVERAGE = 0.7
 #: Noise floor subtracted after the background, in robust standard deviations.
 NOISE_SIGMAS = 3.0
+#: The lower floor of :attr:`Preprocessed.search_image`, the image the refinement fits the
+#: orientation to (the search, the scores and the spot agreement keep ``NOISE_SIGMAS``). Measured
+#: on 40 simulated single-crystal files of seed 6062 (benchmarks/bench_predict_pairs.py's: linear
+#: counts 2e4 at the beam, 50 Å): with 3 sigmas the weak spots vanish and a thicker model (80 Å)
+#: wins the whole-image fit tilted 1-4° (< 1°: 67.5 %, median 0.37°); a floor of 2 sigmas for
+#: the fit: 82.5 %, median 0.09°; 1 sigma: 85 % but the real SAD figure cuni_110 with its
+#: calibration 10 % high became ``ambiguous`` (spot agreement 0.62), 2 keeps every development case
+#: ``confident``. On 100 files each of seed 5050 (docs/results.md): single crystals < 1° 69 -> 82 %,
+#: bicrystals both < 2° 63 -> 67 %.
+SEARCH_NOISE_SIGMAS = 2.0
 #: Percentile of the valid pixels (outside the direct beam) that is scaled to ``SPOT_LEVEL``.
 NORM_PERCENTILE = 99.5
 #: Linear intensity, relative to the direct beam (1), given to that percentile: a typical
@@ -62,6 +72,9 @@ class Preprocessed:
     """Robust standard deviation of the background-subtracted image (file units)."""
     steps: dict = field(default_factory=dict)
     """What was done, with its numbers (JSON-friendly)."""
+    search_image: np.ndarray | None = None
+    """``image`` with the lower noise floor :data:`SEARCH_NOISE_SIGMAS` (same mask and scale):
+    weak spots just above the noise survive for the fit (None: as ``image``)."""
 
 
 def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
@@ -219,6 +232,7 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
         stop = ndimage.binary_dilation(np.isin(lab, 1 + np.flatnonzero(big)), iterations=2)
     mask = mask & ~stop
     steps["mask"]["beam_stop_px"] = int(stop.sum())
+    soft = np.clip(y - SEARCH_NOISE_SIGMAS * noise, 0, None) if SEARCH_NOISE_SIGMAS != NOISE_SIGMAS else None
     y = np.clip(y - NOISE_SIGMAS * noise, 0, None)
     y[~mask] = 0.0
     # the direct beam is in every pattern of every crystal: left in, it alone would make pure
@@ -226,11 +240,15 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     # beam_radius_px) is cleared, and the search's templates have no direct beam either.
     beam_r = _beam_radius(y, centre, r, beam_radius_px)
     y[r <= beam_r] = 0.0
+    if soft is not None:
+        soft[~mask | (r <= beam_r)] = 0.0
     steps["direct_beam_radius_px"] = round(beam_r, 2)
     valid = mask & (r > beam_radius_px)
     scale = float(np.percentile(y[valid], NORM_PERCENTILE)) if valid.any() else 0.0
     steps["signal"] = bool(scale > 0)  # False: nothing above the noise floor (the search then finds no match)
     y = y / scale * SPOT_LEVEL if scale > 0 else y
+    if soft is not None and scale > 0:
+        soft = soft / scale * SPOT_LEVEL
     cov = _ring_coverage(x.shape, centre, mask, rings)
     ok = np.flatnonzero(cov >= RING_COVERAGE)
     radius = float(ok[-1]) if ok.size else 0.0
@@ -240,4 +258,5 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     steps.update({"noise_floor": round(NOISE_SIGMAS * noise, 6),
                   "normalisation": f"{NORM_PERCENTILE} percentile of valid pixels -> {SPOT_LEVEL}",
                   "data_radius_px": radius, "valid_share": round(float(mask.mean()), 4)})
-    return Preprocessed(y.astype(np.float32), mask, (float(centre[0]), float(centre[1])), radius, noise, steps)
+    return Preprocessed(y.astype(np.float32), mask, (float(centre[0]), float(centre[1])), radius, noise, steps,
+                        None if soft is None else soft.astype(np.float32))
