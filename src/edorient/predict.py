@@ -223,7 +223,8 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     for g in res.grains:
         d = _grain_json(crystal, g.rotation, g.label)
         d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
-                  "verdict": g.verdict, "spot_agreement": g.spot_agreement, "sharpness": g.sharpness,
+                  "verdict": g.verdict, "verdict_reasons": g.reasons, "spot_agreement": g.spot_agreement,
+                  "sharpness": g.sharpness,
                   "runner_ups": [{"direction": [round(float(v), 5) for v in lab], "score": round(float(sc), 4),
                                   "nearest_zone_axis": nearest_zone_axis(lab, crystal)[0]} for lab, sc in g.runner_ups],
                   "uncertainty_deg": None if g.uncertainty_deg is None else round(g.uncertainty_deg, 4),
@@ -326,8 +327,10 @@ def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, mod
     for g, (d, s, R) in enumerate(zip(est.directions[0], proposal.scores[0], est.rotations[0])):
         out = _grain_json(crystal, R, d)
         amb = bool(refined.direction_ambiguous[0, g]) if refined is not None else False
-        out.update({"score": round(float(s), 4), "verdict": "ambiguous" if amb and s >= vd.NO_MATCH_SCORE
-                    else vd.verdict(float(s), np.inf)})
+        v, why = vd.verdict_reasons(float(s), np.inf)
+        if amb and v != "no match":
+            v, why = "ambiguous", why + ["the refinement finds another direction that fits about as well"]
+        out.update({"score": round(float(s), 4), "verdict": v, "verdict_reasons": why})
         if refined is not None:
             out.update({"uncertainty_deg": round(float(refined.uncertainty_deg[0, g]), 4),
                         "inplane_uncertainty_deg": round(float(refined.inplane_uncertainty_deg[0, g]), 4),

@@ -93,6 +93,7 @@ def test_predict_two_grains_refined_with_uncertainty(xtal, tmp_path, capsys):
         # pattern: 0.48° on the 3-sigma working image, 0.50° on the 2-sigma fit image)
         assert g["refinement"] == "kept" and 0 < g["uncertainty_deg"] < 1.0, g
         assert g["verdict"] in ("confident", "ambiguous"), g
+        assert (g["verdict"] == "confident") == (g["verdict_reasons"] == []), g
         R = np.array(g["orientation_matrix"])
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-5)
     assert res["grains"][1]["real"] is True and res["grains"][1]["new_spots_explained"] >= 2

@@ -48,6 +48,10 @@ def test_two_grains_refined_on_a_single_crystal_give_its_one_grain_answer(tmp_pa
     assert first["verdict"] == one["grains"][0]["verdict"] == "confident"
     assert first["direction"] == pytest.approx(one["grains"][0]["direction"], abs=1e-4)
     assert second["real"] is False and second["verdict"] == "no match"
+    # and says why: a confident grain has no reason against it, the second grain the rule it failed
+    assert first["verdict_reasons"] == []
+    assert len(second["verdict_reasons"]) >= 1 and any(
+        "fit the whole image worse" in r or "unexplained" in r for r in second["verdict_reasons"]), second
 
 
 def test_pure_noise_is_no_match(tmp_path):
@@ -58,6 +62,7 @@ def test_pure_noise_is_no_match(tmp_path):
     rc, res = _run([tmp_path / "noise.npy", "--calibration", 0.012, "--centre", 79.5, 79.5, "--no-refine"], tmp_path)
     assert rc == 0
     assert res["grains"][0]["verdict"] == "no match", res["grains"][0]
+    assert any("pattern score" in r for r in res["grains"][0]["verdict_reasons"]), res["grains"][0]
 
 
 def test_anatase_cnn_refuses_another_crystal(tmp_path, capsys):

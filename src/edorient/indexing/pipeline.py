@@ -92,6 +92,24 @@ def _pair_fit_margins(crystal, simulator, ref, image01: np.ndarray) -> tuple[flo
     return f_answer, margins
 
 
+def _not_real_reasons(second: dict | None) -> list[str]:
+    """Why a second grain is not real, from ``index_pattern``'s ``second_grain`` record."""
+    if not second:
+        return ["no second grain was looked for"]
+    why = []
+    if "new_spots_explained" in second:  # the refined pair
+        if second["new_spots_explained"] < 2:
+            why.append(f"it explains {second['new_spots_explained']} of the image's spots that the first grain leaves "
+                       "unexplained (at least 2 needed)")
+        if second["pair_image_fit"] <= second["one_grain_image_fit"]:
+            why.append(f"two grains fit the whole image worse ({second['pair_image_fit']:.3f}) than one grain does "
+                       f"({second['one_grain_image_fit']:.3f})")
+    else:
+        why.append(f"with the first grain's spots erased it scores {second['score_after_erasing']:.3f} (below "
+                   f"{vd.SECOND_GRAIN_SCORE}) or lies within the distinct angle of the first")
+    return why or ["it carries too little of the intensity or lies within 5° of the first grain"]
+
+
 def _pair_image_fit(crystal, cfg: IndexConfig, res: SearchResult, pair: dict, valid: np.ndarray,
                     cache: dict | None) -> float:
     """The refined pair's whole-image fit on the ``valid`` working pixels, as the one-grain answer's
@@ -210,6 +228,8 @@ class Grain:
     image_fit_margin: float | None = None
     """``image_fit`` minus that of the best hypothesis whose direction is more than
     :data:`~edorient.indexing.verdict.DISTINCT_DEG` away (None: no such hypothesis)."""
+    reasons: list = field(default_factory=list)
+    """Why the verdict is not ``confident``: one sentence per failed check (empty when it is)."""
 
 
 @dataclass
@@ -528,28 +548,32 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             pair_fit, pair_margin = round(pair["image_fit"], 4), (round(fm, 4) if np.isfinite(fm) else None)
             m, ru = (fm if np.isfinite(fm) else float("nan")), []
             if g == 1 and not second["real"]:
-                v = "no match"
+                v, why = "no match", _not_real_reasons(second)
             else:
-                v = vd.verdict_fit(s, pair["image_fit"], fm if np.isfinite(fm) else -np.inf, unc[g], agreement,
-                                   scale_ok)
-                if v == "confident" and pair["ambiguous"][g]:
+                v, why = vd.fit_verdict_reasons(s, pair["image_fit"], fm if np.isfinite(fm) else -np.inf, unc[g],
+                                                agreement, scale_ok)
+                if v != "no match" and pair["ambiguous"][g]:
                     v = "ambiguous"
+                    why.append("the refinement finds another in-plane angle or direction that fits about as well")
         elif g == 0:
             m, ru = margin, [(c.label, c.score) for c in runner]
             if fit is not None:
                 fm = np.inf if fit["image_fit_margin"] is None else fit["image_fit_margin"]
-                v = vd.verdict_fit(s, fit["image_fit"], fm, fit["uncertainty_deg"], agreement, scale_ok)
+                v, why = vd.fit_verdict_reasons(s, fit["image_fit"], fm, fit["uncertainty_deg"], agreement, scale_ok)
             else:  # the search alone (no refinement)
-                v = vd.verdict(s, m, agreement, scale_ok=scale_ok)
+                v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok)
         else:
             m, ru = float("nan"), []
-            v = vd.verdict(s, np.inf, scale_ok=scale_ok) if second and second["real"] else "no match"
+            if second and second["real"]:
+                v, why = vd.verdict_reasons(s, np.inf, scale_ok=scale_ok)
+            else:
+                v, why = "no match", _not_real_reasons(second)
         if fit is not None and g == 0:
             pair_fit, pair_margin = fit["image_fit"], fit["image_fit_margin"]
         grains.append(Grain(R, label, float(s), float(m), v, ru, unc[g], inpl[g],
                             status if isinstance(status, str) else status[g], coarse[g],
                             round(agreement, 4) if g == 0 else None, round(sharpness, 4) if g == 0 else None,
-                            pair_fit, pair_margin))
+                            pair_fit, pair_margin, why))
     return PatternResult(grains, pre, res, second, refinement, calibration_scale=float(scale_fitted), timings=
                          {"preprocess_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3),
                           "second_grain_s": round(t3 - t2, 3), "refine_s": round(t4 - t3, 3), "spots_used": n_spots, **res.timings})

@@ -34,6 +34,8 @@ than 1 % of simulated grains were more than 2° off.
 
 from __future__ import annotations
 
+import numpy as np
+
 #: Below this best score the grain is ``no match``.
 NO_MATCH_SCORE = 0.30
 #: Below this margin over the runner-up the grain is ``ambiguous``.
@@ -91,20 +93,75 @@ def scale_allowed(fitted_scale: float, tolerance: float) -> bool:
     return bool(abs(float(fitted_scale) - 1.0) <= float(tolerance) + SCALE_SLACK)
 
 
+def _no_match_reasons(score: float, agreement: float, scale_ok: bool, no_match_score: float = NO_MATCH_SCORE,
+                      fit: float | None = None) -> list[str]:
+    out = []
+    if not score >= no_match_score:  # NaN fails too
+        out.append(f"the pattern score {score:.3f} is below {no_match_score} (noise, another crystal, or no zone of it)")
+    if not agreement >= NO_MATCH_AGREEMENT:
+        out.append(f"only {agreement:.0%} of the image's bright spots lie on the answer's (below {NO_MATCH_AGREEMENT:.0%})")
+    if fit is not None and not fit >= NO_MATCH_FIT:
+        out.append(f"the whole-image fit {fit:.3f} is below {NO_MATCH_FIT}")
+    if not scale_ok:
+        out.append("it fits only at a calibration outside the stated tolerance (give a better --calibration or "
+                   "widen --calibration-tolerance if the calibration is uncertain)")
+    return out
+
+
+def verdict_reasons(score: float, margin: float, agreement: float = 1.0, no_match_score: float = NO_MATCH_SCORE,
+                    min_margin: float = MIN_MARGIN, scale_ok: bool = True) -> tuple[str, list[str]]:
+    """(:func:`verdict`, why: one sentence per failed check, empty when ``confident``).
+
+    >>> verdict_reasons(0.8, 0.001)
+    ('ambiguous', ['another zone scores within 0.001 of it (below 0.02)'])
+    """
+    no = _no_match_reasons(score, agreement, scale_ok, no_match_score)
+    if no:
+        return "no match", no
+    why = []
+    if not margin >= min_margin:
+        why.append(f"another zone scores within {margin:.3f} of it (below {min_margin})")
+    if agreement < CONFIDENT_AGREEMENT:
+        why.append(f"{agreement:.0%} of the image's bright spots lie on the answer's (below {CONFIDENT_AGREEMENT:.0%})")
+    return ("ambiguous", why) if why else ("confident", [])
+
+
 def verdict(score: float, margin: float, agreement: float = 1.0, no_match_score: float = NO_MATCH_SCORE,
             min_margin: float = MIN_MARGIN, scale_ok: bool = True) -> str:
     """``no match`` below ``no_match_score`` or ``NO_MATCH_AGREEMENT`` or outside the calibration
     tolerance (``scale_ok`` False, :func:`scale_allowed`), else ``ambiguous`` below
-    ``min_margin`` or ``CONFIDENT_AGREEMENT``, else ``confident``.
+    ``min_margin`` or ``CONFIDENT_AGREEMENT``, else ``confident`` (why: :func:`verdict_reasons`).
 
     >>> verdict(0.8, 0.1), verdict(0.8, 0.001), verdict(0.1, 0.5), verdict(0.8, 0.1, agreement=0.2)
     ('confident', 'ambiguous', 'no match', 'no match')
     """
-    if not (score >= no_match_score and agreement >= NO_MATCH_AGREEMENT and scale_ok):  # NaN counts as no match
-        return "no match"
-    if margin < min_margin or agreement < CONFIDENT_AGREEMENT:
-        return "ambiguous"
-    return "confident"
+    return verdict_reasons(score, margin, agreement, no_match_score, min_margin, scale_ok)[0]
+
+
+def fit_verdict_reasons(score: float, fit: float, fit_margin: float, uncertainty_deg: float | None,
+                        agreement: float = 1.0, scale_ok: bool = True) -> tuple[str, list[str]]:
+    """(:func:`verdict_fit`, why: one sentence per failed check, empty when ``confident``). A
+    ``fit_margin`` of -inf means no distinct alternative was refined, so none was ruled out.
+
+    >>> verdict_fit(0.8, 0.9, -np.inf, 0.1), fit_verdict_reasons(0.8, 0.9, -np.inf, 0.1)[1][0][:40]
+    ('ambiguous', 'no alternative with this grain elsewhere')
+    """
+    no = _no_match_reasons(score, agreement, scale_ok, fit=fit)
+    if no:
+        return "no match", no
+    why = []
+    if uncertainty_deg is None:
+        why.append("the refinement did not converge (no uncertainty)")
+    elif not uncertainty_deg <= MAX_UNCERTAINTY_DEG:
+        why.append(f"the uncertainty {uncertainty_deg:.2f}° is above {MAX_UNCERTAINTY_DEG}°")
+    if fit_margin == -np.inf:
+        why.append("no alternative with this grain elsewhere (> 1° away) was refined, so none is ruled out")
+    elif not fit_margin >= MIN_FIT_MARGIN:
+        why.append(f"another direction more than {DISTINCT_DEG:g}° away fits the whole image within {fit_margin:.3f} "
+                   f"(below {MIN_FIT_MARGIN})")
+    if agreement < FIT_CONFIDENT_AGREEMENT:
+        why.append(f"{agreement:.0%} of the image's bright spots lie on the answer's (below {FIT_CONFIDENT_AGREEMENT:.0%})")
+    return ("ambiguous", why) if why else ("confident", [])
 
 
 def verdict_fit(score: float, fit: float, fit_margin: float, uncertainty_deg: float | None,
@@ -114,16 +171,11 @@ def verdict_fit(score: float, fit: float, fit_margin: float, uncertainty_deg: fl
     False); ``ambiguous`` when the answer is not a converged
     refinement whose one-sigma uncertainty is at most ``MAX_UNCERTAINTY_DEG``, when another
     direction more than ``DISTINCT_DEG`` away fits the whole image within ``MIN_FIT_MARGIN``, or
-    below ``FIT_CONFIDENT_AGREEMENT``; else ``confident``.
+    below ``FIT_CONFIDENT_AGREEMENT``; else ``confident`` (why: :func:`fit_verdict_reasons`).
 
     >>> verdict_fit(0.8, 0.9, 0.1, 0.1), verdict_fit(0.8, 0.9, 0.001, 0.1), verdict_fit(0.8, 0.9, 0.1, None)
     ('confident', 'ambiguous', 'ambiguous')
     >>> verdict_fit(0.8, 0.9, 0.1, 0.1, agreement=0.62), verdict(0.8, 0.1, agreement=0.62)
     ('ambiguous', 'confident')
     """
-    if not (score >= NO_MATCH_SCORE and agreement >= NO_MATCH_AGREEMENT and fit >= NO_MATCH_FIT and scale_ok):
-        return "no match"
-    if (uncertainty_deg is None or not uncertainty_deg <= MAX_UNCERTAINTY_DEG or not fit_margin >= MIN_FIT_MARGIN
-            or agreement < FIT_CONFIDENT_AGREEMENT):
-        return "ambiguous"
-    return "confident"
+    return fit_verdict_reasons(score, fit, fit_margin, uncertainty_deg, agreement, scale_ok)[0]
