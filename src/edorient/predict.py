@@ -237,6 +237,8 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
         grains[1]["score_after_erasing_first"] = res.second_grain["score_after_erasing"]
         if "new_spots_explained" in res.second_grain:  # the refined pair: the spot rule decides
             grains[1]["new_spots_explained"] = res.second_grain["new_spots_explained"]
+        if "one_grain_to_pair_deg" in res.second_grain:  # pair not taken: how far its grains lie from grain 1
+            grains[1]["one_grain_to_pair_deg"] = res.second_grain["one_grain_to_pair_deg"]
     for d, g in zip(grains, res.grains):
         if g.image_fit is not None:
             d["image_fit"] = g.image_fit

@@ -48,6 +48,10 @@ def test_two_grains_refined_on_a_single_crystal_give_its_one_grain_answer(tmp_pa
     assert first["verdict"] == one["grains"][0]["verdict"] == "confident"
     assert first["direction"] == pytest.approx(one["grains"][0]["direction"], abs=1e-4)
     assert second["real"] is False and second["verdict"] == "no match"
+    # the pair's grains, not taken, still put one on grain 1 (else grain 1 could not be confident)
+    from edorient.indexing.pipeline import PAIR_AGREE_DEG
+
+    assert second["one_grain_to_pair_deg"] <= PAIR_AGREE_DEG
     # and says why: a confident grain has no reason against it, the second grain the rule it failed
     assert first["verdict_reasons"] == []
     assert len(second["verdict_reasons"]) >= 1 and any(

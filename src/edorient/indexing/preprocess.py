@@ -39,7 +39,7 @@ MIN_FLAT_AREA = 150
 RING_COVERAGE = 0.7
 #: Noise floor subtracted after the background, in robust standard deviations.
 NOISE_SIGMAS = 3.0
-#: The lower floor of :attr:`Preprocessed.search_image`, the image the refinement fits the
+#: The lower floor of :attr:`Preprocessed.fit_image`, the image the refinement fits the
 #: orientation to (the search, the scores and the spot agreement keep ``NOISE_SIGMAS``). Measured
 #: on 40 simulated single-crystal files of seed 6062 (benchmarks/bench_predict_pairs.py's: linear
 #: counts 2e4 at the beam, 50 Å): with 3 sigmas the weak spots vanish and a thicker model (80 Å)
@@ -48,7 +48,7 @@ NOISE_SIGMAS = 3.0
 #: calibration 10 % high became ``ambiguous`` (spot agreement 0.62), 2 keeps every development case
 #: ``confident``. On 100 files each of seed 5050 (docs/results.md): single crystals < 1° 69 -> 82 %,
 #: bicrystals both < 2° 63 -> 67 %.
-SEARCH_NOISE_SIGMAS = 2.0
+FIT_NOISE_SIGMAS = 2.0
 #: Percentile of the valid pixels (outside the direct beam) that is scaled to ``SPOT_LEVEL``.
 NORM_PERCENTILE = 99.5
 #: Linear intensity, relative to the direct beam (1), given to that percentile: a typical
@@ -72,8 +72,8 @@ class Preprocessed:
     """Robust standard deviation of the background-subtracted image (file units)."""
     steps: dict = field(default_factory=dict)
     """What was done, with its numbers (JSON-friendly)."""
-    search_image: np.ndarray | None = None
-    """``image`` with the lower noise floor :data:`SEARCH_NOISE_SIGMAS` (same mask and scale):
+    fit_image: np.ndarray | None = None
+    """``image`` with the lower noise floor :data:`FIT_NOISE_SIGMAS` (same mask and scale):
     weak spots just above the noise survive for the fit (None: as ``image``)."""
 
 
@@ -193,12 +193,14 @@ def _beam_radius(y: np.ndarray, centre, r: np.ndarray, minimum: float) -> float:
 
 
 def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: float = 4.0,
-               background: bool = True, validity: tuple[np.ndarray, dict] | None = None) -> Preprocessed:
+               background: bool = True, validity: tuple[np.ndarray, dict] | None = None,
+               fit_image: bool = False) -> Preprocessed:
     """Mask, background, noise floor and normalisation of a pattern whose beam is at ``centre``.
 
     ``beam_radius_px`` (file pixels) is the disc around the direct beam left out of the
     normalisation and of the beam-stop search; ``validity`` is :func:`validity_mask`'s result
-    where the caller has it already (e.g. from finding the centre).
+    where the caller has it already (e.g. from finding the centre); ``fit_image`` also makes
+    :attr:`Preprocessed.fit_image` (the refinement's, :data:`FIT_NOISE_SIGMAS`).
     """
     x = np.asarray(image, dtype=np.float64)
     if x.ndim != 2:
@@ -232,7 +234,7 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
         stop = ndimage.binary_dilation(np.isin(lab, 1 + np.flatnonzero(big)), iterations=2)
     mask = mask & ~stop
     steps["mask"]["beam_stop_px"] = int(stop.sum())
-    soft = np.clip(y - SEARCH_NOISE_SIGMAS * noise, 0, None) if SEARCH_NOISE_SIGMAS != NOISE_SIGMAS else None
+    soft = np.clip(y - FIT_NOISE_SIGMAS * noise, 0, None) if fit_image and FIT_NOISE_SIGMAS != NOISE_SIGMAS else None
     y = np.clip(y - NOISE_SIGMAS * noise, 0, None)
     y[~mask] = 0.0
     # the direct beam is in every pattern of every crystal: left in, it alone would make pure

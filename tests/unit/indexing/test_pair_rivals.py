@@ -33,7 +33,7 @@ def test_a_grain_tilted_off_its_truth_loses_to_a_rival_and_the_truth_does_not():
     assert min(max(d[0][0], d[1][1]), max(d[0][1], d[1][0])) < 1.0, d
     f_right = pl._pair_fit_margins(xt, chain.matcher.scorer.simulator, ref, x)[0]
     # the right pair fits the whole image better than every rival more than 2° from either grain
-    rivals = pl._rival_fits(chain, ref, x, A)
+    rivals = pl._rival_fits(chain, ref, x)
     assert np.all(np.isfinite(rivals)) and np.all(rivals < f_right), (rivals, f_right)
     # grain 0 tilted 4° off its truth: a rival (its truth, > 2° from the tilted grain) fits better,
     # so its margin is negative and the grain cannot be confident
@@ -43,4 +43,4 @@ def test_a_grain_tilted_off_its_truth_loses_to_a_rival_and_the_truth_does_not():
     bad.rotations = wrong[None]
     f_wrong = pl._pair_fit_margins(xt, chain.matcher.scorer.simulator, bad, x)[0]
     assert f_wrong < f_right
-    assert pl._rival_fits(chain, bad, x, wrong)[0] > f_wrong
+    assert pl._rival_fits(chain, bad, x)[0] > f_wrong

@@ -194,15 +194,16 @@ def test_a_calibration_outside_the_stated_tolerance_is_no_match(tmp_path, monkey
 
 
 def test_the_fit_image_keeps_the_weak_spots_the_noise_floor_cuts():
-    # preprocess's search_image: the same pattern with a floor of SEARCH_NOISE_SIGMAS instead of
+    # preprocess's fit_image: the same pattern with a floor of FIT_NOISE_SIGMAS instead of
     # NOISE_SIGMAS, on the same mask and scale: everywhere at least the usual image, zero where it
     # is masked or on the direct beam, and nonzero on more pixels (the weak spots)
     R = random_rotations(1, rng=4)[0]
     sim = Simulator(anatase(), SimulationConfig(image_size=128, calibration=0.016, spot_sigma_px=1.5))
     img = np.random.default_rng(2).poisson(sim.linear_images(R[None])[0] * 2e4 + 20).astype(float)
-    pre = pp.preprocess(img, (64.0, 64.0))
-    assert pp.SEARCH_NOISE_SIGMAS < pp.NOISE_SIGMAS and pre.search_image is not None
-    assert np.all(pre.search_image >= pre.image - 1e-7)
-    assert np.all(pre.search_image[~pre.mask] == 0)
-    assert (pre.search_image > 0).sum() > 1.2 * (pre.image > 0).sum()
-    np.testing.assert_array_equal(pre.search_image[62:67, 62:67], 0)  # the direct beam's disc
+    assert pp.preprocess(img, (64.0, 64.0)).fit_image is None  # only on request
+    pre = pp.preprocess(img, (64.0, 64.0), fit_image=True)
+    assert pp.FIT_NOISE_SIGMAS < pp.NOISE_SIGMAS and pre.fit_image is not None
+    assert np.all(pre.fit_image >= pre.image - 1e-7)
+    assert np.all(pre.fit_image[~pre.mask] == 0)
+    assert (pre.fit_image > 0).sum() > 1.2 * (pre.image > 0).sum()
+    np.testing.assert_array_equal(pre.fit_image[62:67, 62:67], 0)  # the direct beam's disc
