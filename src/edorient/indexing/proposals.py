@@ -215,6 +215,16 @@ def explained_peaks(refiner, result, images01: np.ndarray, radius_px: float = 2.
 IMAGE_FIT_RATIOS = (0.3, 0.5, 0.7)
 
 
+def fit_valid(size: int, beam_radius_px: float = 5.0) -> np.ndarray:
+    """(size, size) pixels of a working image that the whole-image fit reads: all but the direct
+    beam's disc (the models draw no direct beam)."""
+    from edorient import conventions as cv
+
+    r0, c0 = cv.centre_pixel(size)
+    rr, cc = np.indices((size, size))
+    return np.hypot(rr - r0, cc - c0) > beam_radius_px
+
+
 def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: float = 5.0,
                      all_fits: bool = False) -> tuple[np.ndarray, ...]:
     """(n,) index of the refined hypothesis whose model fits each whole image best, and (n,) that fit.
@@ -234,15 +244,12 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
 
     With ``all_fits`` also (n, h) every hypothesis' fit (NaN for the empty slots).
     """
-    from edorient import conventions as cv
     from edorient.indexing.matching import image_correlations, model_linear_images
     from edorient.render import display_transform
 
     x = np.asarray(images01, dtype=np.float32)
     size = x.shape[-1]
-    r0, c0 = cv.centre_pixel(size)
-    rr, cc = np.indices((size, size))
-    valid = np.hypot(rr - r0, cc - c0) > beam_radius_px
+    valid = fit_valid(size, beam_radius_px)
     G = result.rotations.shape[1]
     best = np.zeros(len(x), dtype=int)
     fit = np.full(len(x), np.nan)
