@@ -169,22 +169,27 @@ def _rival_fits(chain, ref, image01: np.ndarray, k: int = RIVAL_K) -> np.ndarray
     return out
 
 
-def _not_real_reasons(second: dict | None) -> list[str]:
-    """Why a second grain is not real, from ``index_pattern``'s ``second_grain`` record."""
+def _not_real_reasons(second: dict | None, distinct_deg: float) -> list[str]:
+    """Why a second grain is not real, from ``index_pattern``'s ``second_grain`` record, in the
+    terms of the rule that decided (:func:`~edorient.indexing.spots.second_grain_is_real` with its
+    defaults and ``distinct_deg``; for the search's pair, :data:`~edorient.indexing.verdict.SECOND_GRAIN_SCORE`)."""
+    from edorient.indexing.spots import SECOND_GRAIN_MIN_NEW_SPOTS, SECOND_GRAIN_MIN_SHARE
+
     if not second:
         return ["no second grain was looked for"]
     why = []
     if "new_spots_explained" in second:  # the refined pair
-        if second["new_spots_explained"] < 2:
+        if second["new_spots_explained"] < SECOND_GRAIN_MIN_NEW_SPOTS:
             why.append(f"it explains {second['new_spots_explained']} of the image's spots that the first grain leaves "
-                       "unexplained (at least 2 needed)")
+                       f"unexplained (at least {SECOND_GRAIN_MIN_NEW_SPOTS} needed)")
         if second["pair_image_fit"] <= second["one_grain_image_fit"]:
             why.append(f"two grains fit the whole image worse ({second['pair_image_fit']:.3f}) than one grain does "
                        f"({second['one_grain_image_fit']:.3f})")
     else:
         why.append(f"with the first grain's spots erased it scores {second['score_after_erasing']:.3f} (below "
-                   f"{vd.SECOND_GRAIN_SCORE}) or lies within the distinct angle of the first")
-    return why or ["it carries too little of the intensity or lies within 5° of the first grain"]
+                   f"{vd.SECOND_GRAIN_SCORE}) or lies within {distinct_deg:g}° of the first")
+    return why or [f"it carries less than {SECOND_GRAIN_MIN_SHARE:.0%} of the intensity or lies within "
+                   f"{distinct_deg:g}° of the first grain"]
 
 
 def _pair_image_fit(crystal, cfg: IndexConfig, res: SearchResult, pair: dict, valid: np.ndarray,
@@ -632,7 +637,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             pair_fit, pair_margin = round(pair["image_fit"], 4), (round(fm, 4) if np.isfinite(fm) else None)
             m, ru = (fm if np.isfinite(fm) else float("nan")), []
             if g == 1 and not second["real"]:
-                v, why = "no match", _not_real_reasons(second)
+                v, why = "no match", _not_real_reasons(second, cfg.search.distinct_deg)
             else:
                 v, why = vd.fit_verdict_reasons(s, pair["image_fit"], fm if np.isfinite(fm) else -np.inf, unc[g],
                                                 agreement, scale_ok)
@@ -657,7 +662,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             if second and second["real"]:
                 v, why = vd.verdict_reasons(s, np.inf, scale_ok=scale_ok)
             else:
-                v, why = "no match", _not_real_reasons(second)
+                v, why = "no match", _not_real_reasons(second, cfg.search.distinct_deg)
         if fit is not None and g == 0:
             pair_fit, pair_margin = fit["image_fit"], fit["image_fit_margin"]
         grains.append(Grain(R, label, float(s), float(m), v, ru, unc[g], inpl[g],

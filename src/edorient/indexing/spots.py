@@ -495,8 +495,15 @@ def spots_explained_by(simulator, peaks: np.ndarray, rotation: np.ndarray, weigh
     return ((np.asarray(peaks)[:, None, :] - pix[None]) ** 2).sum(-1).min(1) <= match_px**2
 
 
+#: :func:`second_grain_is_real`'s defaults: the new spots a real second grain explains, and its
+#: least share of the intensity.
+SECOND_GRAIN_MIN_NEW_SPOTS = 2
+SECOND_GRAIN_MIN_SHARE = 0.1
+
+
 def second_grain_is_real(simulator, peaks: np.ndarray, first: np.ndarray, second: np.ndarray, share: float,
-                         misorientation_deg: float, min_new_spots: int = 2, min_share: float = 0.1,
+                         misorientation_deg: float, min_new_spots: int = SECOND_GRAIN_MIN_NEW_SPOTS,
+                         min_share: float = SECOND_GRAIN_MIN_SHARE,
                          distinct_deg: float = 5.0, match_px: float = 2.5) -> tuple[bool, int]:
     """(whether a fitted second grain is real, the spots it explains that the first leaves
     unexplained). Real when it explains at least ``min_new_spots`` of the image's spots
