@@ -77,10 +77,33 @@ class Preprocessed:
     weak spots just above the noise survive for the fit (None: as ``image``)."""
 
 
+def _flat_windows(image: np.ndarray, half: int = 2) -> np.ndarray:
+    """True where the (2 half + 1)² window around the pixel is constant, the window reflected at
+    the border as ``ndimage``'s filters reflect it: the same booleans as
+    ``maximum_filter(image, 5) - minimum_filter(image, 5) == 0``, from neighbour equalities (a
+    few boolean passes instead of four running min/max filters: 0.1 against 0.75 ms a 128 px
+    pattern, the map prepares every pattern of a scan)."""
+    h, w = image.shape
+    k = 2 * half + 1
+    p = np.pad(image, half, mode="symmetric")  # scipy's "reflect": d c b a | a b c d
+    eq_h = p[:, 1:] == p[:, :-1]  # (h + 2 half, w + 2 half - 1)
+    rows = eq_h[:, 0:w].copy()
+    for j in range(1, k - 1):
+        rows &= eq_h[:, j : j + w]  # rows[i, c]: the k pixels of padded row i from column c are equal
+    eq_v = p[1:, half : half + w] == p[:-1, half : half + w]  # the window's middle column, down
+    flat = rows[0:h].copy()
+    for i in range(1, k):
+        flat &= rows[i : i + h]
+    for i in range(0, k - 1):
+        flat &= eq_v[i : i + h]
+    return flat
+
+
 def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
     """True on constant-valued connected patches of at least ``min_area`` pixels."""
-    span = ndimage.maximum_filter(image, 5) - ndimage.minimum_filter(image, 5)
-    flat = span == 0
+    flat = _flat_windows(image)
+    if int(flat.sum()) < min_area:  # no connected patch can be large enough (the common case)
+        return np.zeros_like(flat)
     lab, n = ndimage.label(flat)
     if n == 0:
         return np.zeros_like(flat)
@@ -224,14 +247,19 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     # a beam stop: a large connected region far below the background (a rod with its holder)
     # (only where there is noise to be below, and reaching the centre: a stop covers the beam)
     dark = (y < med - 5 * noise) & mask if noise > 0 else np.zeros_like(mask)
-    lab, n = ndimage.label(ndimage.binary_opening(dark, iterations=1))
+    min_stop = max(30, 0.002 * x.size)
     stop = np.zeros_like(mask)
+    # (fewer dark pixels than a stop's least size: no region can be one, nothing to label)
+    lab, n = ndimage.label(ndimage.binary_opening(dark, iterations=1)) if dark.sum() >= min_stop else (None, 0)
     if n:
-        idx = np.arange(1, n + 1)
-        sizes = ndimage.sum(dark, lab, idx)
-        reach = ndimage.minimum(r, lab, idx)
-        big = (sizes >= max(30, 0.002 * x.size)) & (reach <= max(3 * beam_radius_px, 0.1 * min(x.shape)))
-        stop = ndimage.binary_dilation(np.isin(lab, 1 + np.flatnonzero(big)), iterations=2)
+        # each region's size (the opening keeps only dark pixels), then the distance from the
+        # centre only of those large enough (usually none: dark noise makes small regions)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+        large = 1 + np.flatnonzero(sizes >= min_stop)
+        reach_px = max(3 * beam_radius_px, 0.1 * min(x.shape))
+        big = [k for k in large if float(r[lab == k].min()) <= reach_px]
+        if big:
+            stop = ndimage.binary_dilation(np.isin(lab, big), iterations=2)
     mask = mask & ~stop
     steps["mask"]["beam_stop_px"] = int(stop.sum())
     soft = np.clip(y - FIT_NOISE_SIGMAS * noise, 0, None) if fit_image and FIT_NOISE_SIGMAS != NOISE_SIGMAS else None

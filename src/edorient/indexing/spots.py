@@ -167,13 +167,15 @@ def find_spots(
     bg_px = _auto_background_px(img.shape) if background_px is None else int(background_px)
     if bg_px < 3:
         raise EdorientError(f"background_px must be >= 3 pixels, got {background_px}")
-    fill = float(np.median(img[valid]))
-    work = np.where(valid, img, fill)
+    every = bool(valid.all())  # (a working image: nothing to fill or to clear)
+    work = img if every else np.where(valid, img, float(np.median(img[valid])))
     sm = ndimage.gaussian_filter(work, sigma) if sigma > 0 else work
     top = sm - ndimage.grey_opening(sm, size=(bg_px, bg_px))
-    top[~valid] = 0.0
-    med = float(np.median(top[valid]))
-    mad = 1.4826 * float(np.median(np.abs(top[valid] - med))) + 1e-12 * max(float(np.abs(top).max()), 1e-300)
+    if not every:
+        top[~valid] = 0.0
+    tv = top.ravel() if every else top[valid]
+    med = float(np.median(tv))
+    mad = 1.4826 * float(np.median(np.abs(tv - med))) + 1e-12 * max(float(np.abs(top).max()), 1e-300)
     size = 2 * int(min_distance) + 1
     peaks = (top == ndimage.maximum_filter(top, size=size, mode="nearest")) & (top > med + threshold * mad)
     # a mask's edge and the image border make false maxima
@@ -206,19 +208,27 @@ def find_spots(
 
 
 def _centroids(top, valid, rows, cols, height, radius) -> np.ndarray:
-    """Centroid of ``top`` above half of each spot's peak, in a (2 radius + 1)² window."""
-    h, w = top.shape
-    out = np.empty((len(rows), 2))
-    for k, (r, c, pk) in enumerate(zip(rows, cols, height)):
-        r0, r1, c0, c1 = max(r - radius, 0), min(r + radius + 1, h), max(c - radius, 0), min(c + radius + 1, w)
-        win = top[r0:r1, c0:c1] - 0.5 * pk
-        win = np.where(valid[r0:r1, c0:c1] & (win > 0), win, 0.0)
-        s = win.sum()
-        if s <= 0:
-            out[k] = (r, c)
-            continue
-        rr, cc = np.mgrid[r0:r1, c0:c1]
-        out[k] = ((win * rr).sum() / s, (win * cc).sum() / s)
+    """Centroid of ``top`` above half of each spot's peak, in a (2 radius + 1)² window (cut at
+    the image border); all spots at once (the windows gathered from a zero-padded copy)."""
+    n = len(rows)
+    if n == 0:
+        return np.zeros((0, 2))
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    side = 2 * radius + 1
+    tp = np.pad(top, radius)
+    vp = np.pad(valid, radius)  # outside the image: not valid, weight 0
+    d = np.arange(side)
+    ri = rows[:, None] + d[None, :]  # padded coordinates of each window's rows / columns
+    ci = cols[:, None] + d[None, :]
+    win = tp[ri[:, :, None], ci[:, None, :]] - 0.5 * np.asarray(height, dtype=np.float64)[:, None, None]
+    win = np.where(vp[ri[:, :, None], ci[:, None, :]] & (win > 0), win, 0.0)
+    s = win.sum(axis=(1, 2))
+    rr = (ri - radius).astype(np.float64)  # image coordinates
+    cc = (ci - radius).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.stack([(win.sum(2) * rr).sum(1) / s, (win.sum(1) * cc).sum(1) / s], 1)
+    flat = s <= 0
+    out[flat] = np.stack([rows[flat], cols[flat]], 1)
     return out
 
 

@@ -65,6 +65,23 @@ def test_mask_finds_painted_patch_and_border_padding_but_not_dark_background():
     assert rep["flat_patches_px"] > 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_flat_windows_are_the_min_max_filters_definition(seed):
+    # the fast neighbour-equality test must give exactly the booleans of a 5 x 5 running
+    # max - min == 0 with ndimage's border reflection, on images from 3 px (window larger than
+    # the image) to non-square ones with many equal neighbours
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        h, w = rng.integers(3, 50, 2)
+        x = rng.integers(0, rng.integers(1, 4), (h, w)).astype(np.float64)
+        if rng.random() < 0.5:
+            x[: h // 2, : w // 3] = 7.0
+        ref = (ndimage.maximum_filter(x, 5) - ndimage.minimum_filter(x, 5)) == 0
+        np.testing.assert_array_equal(pp._flat_windows(x), ref)
+
+
 def test_saturated_pixels_are_masked():
     rng = np.random.default_rng(1)
     x = rng.poisson(20, size=(64, 64)).astype(float)

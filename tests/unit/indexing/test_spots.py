@@ -45,6 +45,27 @@ def test_find_spots_subpixel_and_mask():
         find_spots(img, mask[:10])
 
 
+def test_centroids_are_each_windows_centre_of_mass():
+    # all windows at once (gathered from a padded copy) against the centroid written out window
+    # by window, the windows cut at the image border and by the mask
+    from edorient.indexing.spots import _centroids
+
+    rng = np.random.default_rng(4)
+    top = rng.random((30, 40))
+    valid = rng.random((30, 40)) > 0.1
+    rows = np.array([0, 1, 29, 15, 3, 28, 10])
+    cols = np.array([0, 39, 20, 0, 38, 39, 12])
+    height = top[rows, cols] + np.array([0, 0, 0, 0, 0, 0, 5.0])  # the last: nothing above half
+    got = _centroids(top, valid, rows, cols, height, 3)
+    for k, (r, c, pk) in enumerate(zip(rows, cols, height)):
+        r0, r1, c0, c1 = max(r - 3, 0), min(r + 4, 30), max(c - 3, 0), min(c + 4, 40)
+        win = np.where(valid[r0:r1, c0:c1], np.clip(top[r0:r1, c0:c1] - 0.5 * pk, 0, None), 0.0)
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        want = (r, c) if win.sum() <= 0 else ((win * rr).sum() / win.sum(), (win * cc).sum() / win.sum())
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-12)
+    assert _centroids(top, valid, rows[:0], cols[:0], height[:0], 3).shape == (0, 2)
+
+
 @pytest.mark.parametrize("uvw, beam_stop", [([0, 0, 1], False), ([1, 0, 0], True), ([1, 1, 1], True),
                                              ([1, 0, 1], False), ([2, 0, 1], True), ([1, 1, 0], True)])
 def test_centre_of_simulated_patterns(sim, uvw, beam_stop):
