@@ -50,6 +50,10 @@ class Map(Subcommand):
                             help="after the two-grain search, search each chosen grain's partner again among the "
                                  "dictionary's K best (better pairs at grain boundaries, ~20 %% slower; default off; "
                                  "docs/mapping.md)")
+        parser.add_argument("--neighbour-radius", type=nonneg_int, default=None, metavar="N",
+                            help="after every chunk, pair each one-grain pattern that leaves spots unexplained with the "
+                                 "grains reported within N probe steps (a boundary's other grain; default 3, 0: off; "
+                                 "scans only, docs/mapping.md)")
         parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                             help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
         parser.add_argument("--workers", type=nonneg_int, default=None,
@@ -72,13 +76,16 @@ class Map(Subcommand):
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions,
                                chosen_partner_k=args.partner_again,
-                               **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}))
+                               **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}),
+                               **({} if args.neighbour_radius is None else {"neighbour_radius": args.neighbour_radius}))
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)
         run = run_map(args.scan, args.out, settings, compute, calibration=args.calibration, seed=args.seed)
         n = len(run.results["status"])
         two = int((run.results["n_grains"] == 2).sum())
-        print(f"mapped {n} patterns ({two} with two grains) into {run.out}; "
+        nb = run.neighbours.get("second_grains_added")
+        print(f"mapped {n} patterns ({two} with two grains"
+              + (f", {nb} of them from the neighbour pass" if nb else "") + f") into {run.out}; "
               f"{run.patterns_computed} indexed in {run.compute_s:.1f} s; see {run.out / 'report.md'}")
         return 0
 

@@ -73,6 +73,17 @@ log = logging.getLogger(__name__)
 SECOND_GRAIN_MIN_SPOTS = 2
 #: Spot finding threshold (in noise sigmas, :func:`edorient.indexing.spots.find_spots`).
 SPOT_THRESHOLD = 6.0
+#: At most this many spots of a pattern (the brightest) count for the second-grain decision;
+#: they are kept per pattern (``spots_working_px``) for the neighbour pass.
+MAX_PATTERN_SPOTS = 40
+#: The neighbour pass's pool: grains reported within this misorientation (degrees) count as one
+#: grain when the window's grains are ranked by how many probes report them.
+NEIGHBOUR_SAME_DEG = 2.0
+#: At most this many of the window's grains (the most reported first) are tried as a pattern's
+#: second grain; only those explaining at least ``min_new_spots`` of its unexplained spots at
+#: half weight before any refinement are refined.
+NEIGHBOUR_POOL = 8
+NEIGHBOUR_TRIED = 2
 
 #: Anchor stride of a scan (:meth:`Indexer.index_prepared`): tuning scans (32 x 32, seeds 1 and
 #: 2) as accurate as 4 and faster; 12 and 16 slower (more patterns fail their pool) and less accurate.
@@ -121,6 +132,8 @@ FIELDS: dict[str, tuple[tuple[int, ...], str, object]] = {
     "image_fit": ((), "float64", np.nan),
     "model_fit": ((), "float64", np.nan),
     "anchor": ((), "bool", False),
+    "neighbour_pass": ((), "bool", False),
+    "spots_working_px": ((MAX_PATTERN_SPOTS, 2), "float32", np.nan),
 }
 
 #: The fields :meth:`Indexer.index_prepared` fills (the rest come from the raw pattern).
@@ -202,6 +215,14 @@ class MapSettings:
     """Bound of the refinement's direct-beam offset (pixels): the map measures each pattern's
     direct beam, and with 4 px free a few-spot pattern's fit slid the centre by 2 px to a wrong
     orientation 15-17 deg off (tuning scan, seed 1)."""
+    neighbour_radius: int = 3
+    """The neighbour pass of a scan (:func:`neighbour_candidates`, :func:`index_neighbours`):
+    after every chunk is indexed, a one-grain pattern whose fit leaves at least ``min_new_spots``
+    of its spots unexplained is paired with the grains reported within this many probe steps in
+    the 2-D scan (a boundary's other grain is the neighbouring grain, but a chunk is one stretch
+    of a scan row and its anchors need not see it); the pair is kept where it is real by the
+    rule above and fits the whole image better. 0: off. Measured on the two tuning scans
+    (docs/mapping.md)."""
     device: str = "cpu"
     """Torch device of the CNN and refinement."""
     torch_threads: int | None = None
@@ -224,6 +245,8 @@ class MapSettings:
             raise EdorientError(f"max_centre_px must be > 0 pixels, got {self.max_centre_px}")
         if self.chosen_partner_k is not None and self.chosen_partner_k < 1:
             raise EdorientError(f"--partner-again must be >= 1 candidate, got {self.chosen_partner_k}")
+        if self.neighbour_radius < 0:
+            raise EdorientError(f"--neighbour-radius must be >= 0 probe steps (0: off), got {self.neighbour_radius}")
         if self.second_grain not in (None, "model"):
             raise EdorientError(f"second_grain must be None (the partner of the one-grain fit) or 'model', "
                                 f"got {self.second_grain!r}")
@@ -232,6 +255,11 @@ class MapSettings:
     def partner(self) -> bool:
         """Whether 'auto' finds the second grain as the partner of the one-grain fit."""
         return self.grains == "auto" and self.second_grain is None and self.refine and self.explained_below is None
+
+    def neighbours_for(self, source_kind: str) -> int:
+        """The neighbour pass's radius on a source of this kind (0: none; a folder of files has
+        no 2-D neighbourhood, and the pass pairs only the partner chain's one-grain fits)."""
+        return int(self.neighbour_radius) if self.partner and source_kind != "files" else 0
 
     def stride_for(self, source_kind: str) -> int:
         """The anchor stride used on a source of this kind (see ``anchor_stride``)."""
@@ -347,7 +375,7 @@ class Indexer:
         (:func:`edorient.indexing.spots.working_spots`)."""
         from edorient.indexing.spots import working_spots
 
-        return working_spots(x, threshold=SPOT_THRESHOLD, max_spots=40)
+        return working_spots(x, threshold=SPOT_THRESHOLD, max_spots=MAX_PATTERN_SPOTS)
 
     def explained(self, peaks: np.ndarray, R: np.ndarray, weight: float) -> np.ndarray:
         """(k,) whether each pattern spot has a spot of orientation ``R`` (peak x ``weight`` >=
@@ -527,6 +555,7 @@ class Indexer:
                 peaks.append(pk)
                 h1s.append(h1)
                 res["spots"][j] = len(pk)
+                res["spots_working_px"][j, : len(pk)] = pk[:MAX_PATTERN_SPOTS]
                 if len(pk):
                     res["explained1"][j] = h1.mean()
             sub = np.flatnonzero([(~h).sum() >= self.settings.min_new_spots for h in h1s])
@@ -657,3 +686,94 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
     res["read_s"] = np.float64(t1 - t0)
     res["index_s"] = np.float64(time.perf_counter() - t1)
     return res
+
+
+# -- the neighbour pass: a boundary's other grain from the 2-D neighbourhood --------------------
+def neighbour_candidates(results: dict, shape: tuple[int, int], settings: MapSettings, proper) -> tuple[np.ndarray, list]:
+    """(indices, pools) of the neighbour pass (see :attr:`MapSettings.neighbour_radius`).
+
+    A candidate is a one-grain pattern whose fit leaves at least ``min_new_spots`` of its spots
+    unexplained; its pool (h, 3, 3) is its own grain 1 followed by the grains reported at the
+    probes within ``neighbour_radius`` steps (rows and columns of the scan ``shape``), those
+    within :data:`NEIGHBOUR_SAME_DEG` of each other counted as one, ranked by how many probes
+    report them, without those within ``distinct_deg`` of grain 1, at most
+    :data:`NEIGHBOUR_POOL`. Candidates whose window reports no other grain are left out."""
+    from edorient.indexing.refine import misorientation_deg
+
+    radius = int(settings.neighbour_radius)
+    ny, nx = shape
+    n = len(results["status"])
+    ok = results["status"] == STATUS_OK
+    ng = results["n_grains"].astype(int)
+    R = results["rotations"]
+    unexplained = results["spots"] - np.round(np.nan_to_num(results["explained1"]) * results["spots"])
+    cand = np.flatnonzero(ok & (ng == 1) & (unexplained >= settings.min_new_spots))
+    rows, cols = np.divmod(np.arange(n), nx)
+    out_i, pools = [], []
+    for i in cand:
+        rr = np.arange(max(rows[i] - radius, 0), min(rows[i] + radius + 1, ny))
+        cc = np.arange(max(cols[i] - radius, 0), min(cols[i] + radius + 1, nx))
+        win = (rr[:, None] * nx + cc[None, :]).ravel()
+        win = win[ok[win] & (win != i)]
+        rots = [R[j, g] for j in win for g in range(ng[j])]
+        if not rots:
+            continue
+        A = np.stack(rots)
+        left = np.ones(len(A), dtype=bool)
+        grains, counts = [], []
+        while left.any():  # greedy: each remaining grain with those within NEIGHBOUR_SAME_DEG of it
+            q = int(np.flatnonzero(left)[0])
+            same = left & (misorientation_deg(A, np.broadcast_to(A[q], A.shape), proper) < NEIGHBOUR_SAME_DEG)
+            grains.append(A[q])
+            counts.append(int(same.sum()))
+            left &= ~same
+        G = np.stack(grains)[np.argsort(-np.asarray(counts), kind="stable")]
+        G = G[misorientation_deg(G, np.broadcast_to(R[i, 0], G.shape), proper) > settings.distinct_deg][:NEIGHBOUR_POOL]
+        if len(G):
+            out_i.append(int(i))
+            pools.append(np.concatenate([R[i, :1], G]))
+    return np.asarray(out_i, dtype=np.int64), pools
+
+
+def index_neighbours(source, indices: np.ndarray, pools: list, spots: np.ndarray, settings: MapSettings) -> dict:
+    """The neighbour pass on the patterns ``indices`` of ``source`` (a task of
+    :func:`edorient.mapping.run_map`): per pattern its pool (:func:`neighbour_candidates`) and its
+    spots (``spots_working_px`` rows, NaN-padded). The pool's grains that explain at least
+    ``min_new_spots`` of the spots grain 1 leaves unexplained, drawn at half weight as they are
+    (at most :data:`NEIGHBOUR_TRIED`), are refined with grain 1 as one grain and as its pair
+    (:meth:`Indexer.index_full` with the pool); patterns where none does are not read. Returns
+    ``{"index": (m,) the patterns refined, **their index_full results}``."""
+    ix = get_indexer(settings)
+    keep, pool, peaks = [], [], []
+    for i, P, S in zip(indices, pools, spots):
+        pk = np.asarray(S, dtype=np.float64)
+        pk = pk[np.isfinite(pk[:, 0])]
+        h1 = ix.explained(pk, P[0], 1.0)
+        others = [B for B in P[1:] if int((ix.explained(pk, B, 0.5) & ~h1).sum()) >= settings.min_new_spots]
+        if others:
+            keep.append(int(i))
+            pool.append([P[0]] + others[:NEIGHBOUR_TRIED])
+            peaks.append(pk)
+    out = {"index": np.asarray(keep, dtype=np.int64)}
+    if not keep:
+        return out
+    cal_out = ix.sim.config.resolved_calibration
+    xs = np.stack([prepare_pattern(source.read(i, i + 1)[0], source.calibration, ix.size, cal_out)[0] for i in keep])
+    out.update(ix.index_full(xs, pool=pool, spots=peaks))
+    return out
+
+
+def merge_neighbours(results: dict, found: dict) -> int:
+    """Take the neighbour pass's results ``found`` (:func:`index_neighbours`, ``index`` into
+    ``results``) where they report two grains that fit the whole image better than the pattern's
+    answer; in place. Returns how many patterns changed."""
+    idx = found["index"]
+    if not len(idx):
+        return 0
+    take = (found["n_grains"] == 2) & (found["model_fit"] >= results["model_fit"][idx])
+    rows = idx[take]
+    for k in PREPARED_FIELDS:
+        if k in found and k not in ("anchor", "neighbour_pass"):
+            results[k][rows] = found[k][take]
+    results["neighbour_pass"][rows] = True
+    return int(take.sum())

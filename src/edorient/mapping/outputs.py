@@ -256,6 +256,15 @@ def _colour_key(ax, crystal) -> None:
     ax.set_axis_off()
 
 
+def _neighbours_line(run) -> str:
+    nb = getattr(run, "neighbours", {}) or {}
+    if not nb:
+        return "- neighbour pass: off (a folder of files, --neighbour-radius 0, or not the partner chain)"
+    return (f"- neighbour pass (radius {nb['radius']} probe steps): {nb['candidates']} one-grain patterns with unexplained "
+            f"spots and another grain nearby, {nb['refined']} refined with it, {nb['second_grains_added']} given "
+            "a second grain")
+
+
 def _report(run, settings, compute, seed, written: list[str]) -> str:
     r = run.results
     n = len(r["status"])
@@ -274,13 +283,15 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
         (f"- second grain when it explains >= {settings.min_new_spots} spots the one-grain fit leaves, share >= {settings.min_share:g}, "
          f"misorientation > {settings.distinct_deg:g}° (docs/mapping.md)"),
         _anchors_line(run, settings),
+        _neighbours_line(run),
         (f"- compute: {'Dask scheduler ' + compute.scheduler if compute.scheduler else ('this process' if compute.workers == 0 else f'LocalCluster, {run.workers} worker process(es)')}; "
          f"chunk {compute.chunk} patterns; {run.n_chunks} chunks ({run.chunks_done_before} done before this run)"),
         f"- seed: {seed}", "",
         "## Timings", "",
         (f"- patterns indexed in this run: {run.patterns_computed} in {run.compute_s:.1f} s "
          f"({rate:.2f} patterns/s, wall clock incl. cluster start)"),
-        f"- summed over workers: reading {run.timings['read_s']:.1f} s, indexing {run.timings['index_s']:.1f} s", "",
+        (f"- summed over workers: reading {run.timings['read_s']:.1f} s, indexing {run.timings['index_s']:.1f} s"
+         + (f"; neighbour pass {run.timings['neighbour_s']:.1f} s (wall clock)" if "neighbour_s" in run.timings else "")), "",
         "## Results", "",
         f"- patterns: {n}; indexed: {int(ok.sum())}; no direct beam: {int((~ok).sum())}",
         f"- two grains: {int(two.sum())} ({100 * two.mean():.1f} %)",
@@ -326,7 +337,8 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
         history = []
     history.append({"compute_s": round(run.compute_s, 3), "patterns_computed": run.patterns_computed,
                     "workers": run.workers, "chunks_done_before": run.chunks_done_before, **{
-                        k: round(v, 3) for k, v in run.timings.items()}})
+                        k: round(v, 3) for k, v in run.timings.items()},
+                    "neighbour_pass": getattr(run, "neighbours", {})})
     summary = {"patterns": len(run.results["status"]), "two_grains": int((run.results["n_grains"] == 2).sum()),
                "runs": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

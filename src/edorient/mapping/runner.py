@@ -24,13 +24,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edorient.errors import EdorientError
-from edorient.mapping.index import MapSettings, index_chunk
+from edorient.mapping.index import MapSettings, index_chunk, index_neighbours, merge_neighbours, neighbour_candidates
 from edorient.mapping.scan import ScanSource, open_scan
 
 __all__ = ["ComputeSettings", "MapRun", "chunk_ranges", "run_map"]
@@ -69,6 +69,8 @@ class MapRun:
     patterns_computed: int
     workers: int
     timings: dict
+    neighbours: dict = field(default_factory=dict)
+    """The neighbour pass: candidates, patterns refined, patterns given a second grain."""
 
 
 def chunk_ranges(n: int, chunk: int) -> list[tuple[int, int]]:
@@ -130,6 +132,63 @@ def _client(compute: ComputeSettings):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+def _neighbour_path(out: Path, k: int) -> Path:
+    return out / "chunks" / f"neighbours_{k:05d}.npz"
+
+
+def _neighbour_pass(out: Path, source: ScanSource, settings: MapSettings, compute: ComputeSettings, results: dict,
+                    client) -> dict:
+    """The neighbour pass (:attr:`MapSettings.neighbour_radius`) over the finished chunks'
+    ``results``, in place: candidates planned here, refined in parts of ``compute.chunk``
+    candidates (on the cluster's workers where there is one), each part written atomically
+    (``chunks/neighbours_NNNNN.npz``, with its candidates: a rerun reuses the parts whose
+    candidates are unchanged), then merged (:func:`merge_neighbours`)."""
+    from edorient.indexing.refine import proper_rotations
+    from edorient.structures import get_crystal
+
+    idx, pools = neighbour_candidates(results, source.shape, settings, proper_rotations(get_crystal(settings.crystal).laue))
+    parts = [(a, min(a + compute.chunk, len(idx))) for a in range(0, len(idx), compute.chunk)]
+
+    def args(a: int, b: int) -> tuple:
+        return source, idx[a:b], pools[a:b], results["spots_working_px"][idx[a:b]], replace(settings, torch_threads=1)
+
+    found: dict[int, dict] = {}
+    for k, (a, b) in enumerate(parts):
+        old = _load_chunk(_neighbour_path(out, k)) if _neighbour_path(out, k).is_file() else None
+        if old is not None and np.array_equal(old.get("candidates"), idx[a:b]):
+            found[k] = old
+    todo = [k for k in range(len(parts)) if k not in found]
+
+    def finish(k: int, res: dict) -> None:
+        res["candidates"] = idx[parts[k][0] : parts[k][1]]
+        _write_chunk(_neighbour_path(out, k), res)
+        found[k] = res
+
+    if client is None and todo and not (compute.workers == 0 and not compute.scheduler):
+        client_, cluster_ = _client(compute)
+    else:
+        client_, cluster_ = client, None
+    try:
+        if client_ is None:
+            for k in todo:
+                finish(k, index_neighbours(*args(*parts[k])))
+        elif todo:
+            from dask.distributed import as_completed
+
+            futures = {client_.submit(index_neighbours, *args(*parts[k]), key=f"edorient-neighbours-{k}-{os.getpid()}",
+                                      pure=False): k for k in todo}
+            for fut in as_completed(futures):
+                finish(futures[fut], fut.result())
+                fut.release()
+    finally:
+        if cluster_ is not None:
+            client_.close()
+            cluster_.close()
+    taken = sum(merge_neighbours(results, found[k]) for k in range(len(parts)))
+    return {"radius": int(settings.neighbour_radius), "candidates": int(len(idx)),
+            "refined": int(sum(len(found[k]["index"]) for k in found)), "second_grains_added": taken}
 
 
 def worker_environ() -> dict:
@@ -201,6 +260,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         if fail_after and written >= fail_after and len(done) + written < len(ranges):
             raise RuntimeError(f"injected failure after {written} chunks ({FAIL_AFTER_ENV})")
 
+    client = cluster = None
     try:
         if todo and compute.workers == 0 and not compute.scheduler:
             workers = 1
@@ -210,27 +270,32 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             from dask.distributed import as_completed
 
             client, cluster = _client(compute)
-            try:
-                workers = len(client.scheduler_info().get("workers", {})) or 1
-                wsettings = replace(settings, torch_threads=1)
-                futures = {client.submit(index_chunk, source, *ranges[k], wsettings, key=f"edorient-map-{k}-{os.getpid()}",
-                                         pure=False): k for k in todo}
-                for fut in as_completed(futures):
-                    k = futures[fut]
-                    finish(k, fut.result())
-                    fut.release()
-            finally:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+            workers = len(client.scheduler_info().get("workers", {})) or 1
+            wsettings = replace(settings, torch_threads=1)
+            futures = {client.submit(index_chunk, source, *ranges[k], wsettings, key=f"edorient-map-{k}-{os.getpid()}",
+                                     pure=False): k for k in todo}
+            for fut in as_completed(futures):
+                k = futures[fut]
+                finish(k, fut.result())
+                fut.release()
+        bar.close()
+        chunks = [_load_chunk(_chunk_path(out, k)) for k in range(len(ranges))]
+        if any(c is None for c in chunks):
+            raise EdorientError(f"some chunks of {out} are missing; rerun the same command to finish the map")
+        results = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if np.ndim(chunks[0][k]) >= 1}
+        neighbours = {}
+        if settings.neighbours_for(source.kind) and "spots_working_px" in results:
+            t1 = time.perf_counter()
+            neighbours = _neighbour_pass(out, source, settings, compute, results, client)
+            timings["neighbour_s"] = time.perf_counter() - t1
     finally:
         bar.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
     compute_s = time.perf_counter() - t0
-    chunks = [_load_chunk(_chunk_path(out, k)) for k in range(len(ranges))]
-    if any(c is None for c in chunks):
-        raise EdorientError(f"some chunks of {out} are missing; rerun the same command to finish the map")
-    results = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if np.ndim(chunks[0][k]) >= 1}
-    run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings)
+    run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings, neighbours)
     if assemble:
         from edorient.mapping.outputs import write_outputs
 

@@ -1,0 +1,109 @@
+"""The neighbour pass (``MapSettings.neighbour_radius``): a one-grain pattern that leaves spots
+unexplained is paired with the grains reported around it in the 2-D scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edorient.errors import EdorientError
+from edorient.mapping import MapSettings, default_runs
+from edorient.mapping.index import (FIELDS, NEIGHBOUR_POOL, _filled, get_indexer, index_neighbours,
+                                    merge_neighbours, neighbour_candidates, prepare_pattern)
+from edorient.mapping.scan import open_scan
+from edorient.physics.orientation import random_rotations
+
+
+def _settings(**kw):
+    single, bi = default_runs("anatase")
+    return MapSettings(run_single=single, run_bicrystal=bi, **kw)
+
+
+def _results(ny, nx):
+    res = _filled(ny * nx)
+    res["status"][:] = 0
+    res["n_grains"][:] = 1
+    res["spots"][:] = 6
+    res["explained1"][:] = 1.0
+    return res
+
+
+def test_candidates_are_one_grain_patterns_with_unexplained_spots_and_another_grain_near():
+    from edorient.indexing.refine import proper_rotations
+    from edorient.structures import anatase
+
+    proper = proper_rotations(anatase().laue)
+    A, B, C = random_rotations(3, rng=7)
+    ny, nx = 5, 8
+    res = _results(ny, nx)
+    cols = np.arange(ny * nx) % nx
+    res["rotations"][:, 0] = np.where((cols < 4)[:, None, None], A, B)
+    res["rotations"][nx * 4 + 7, 0] = C  # one probe of a third grain, far from the first
+    res["explained1"][[nx * 2 + 3, nx * 2 + 0, nx * 0 + 3]] = 0.5  # 3 of 6 spots unexplained
+    res["n_grains"][nx * 0 + 3] = 2  # already two grains: not a candidate
+    res["rotations"][nx * 0 + 3, 1] = B
+    idx, pools = neighbour_candidates(res, (ny, nx), _settings(neighbour_radius=2), proper)
+    # (2, 3) sees grain B within 2 steps; (2, 0) sees only A; (0, 3) has two grains already
+    assert idx.tolist() == [nx * 2 + 3]
+    P = pools[0]
+    assert len(P) == 2 and len(P) <= NEIGHBOUR_POOL + 1
+    np.testing.assert_allclose(P[0], A)
+    np.testing.assert_allclose(P[1], B)
+    # with a wider window the other probe sees B too; C stays out of every window but its own
+    idx, pools = neighbour_candidates(res, (ny, nx), _settings(neighbour_radius=4), proper)
+    assert idx.tolist() == [nx * 2 + 0, nx * 2 + 3]
+    # B is reported by more probes than C: ranked first
+    res["explained1"][nx * 4 + 3] = 0.5
+    idx, pools = neighbour_candidates(res, (ny, nx), _settings(neighbour_radius=4), proper)
+    k = idx.tolist().index(nx * 4 + 3)
+    np.testing.assert_allclose(pools[k][1], B)
+    np.testing.assert_allclose(pools[k][2], C)
+
+
+def test_merge_takes_only_real_pairs_that_fit_better():
+    res = _results(1, 3)
+    res["model_fit"][:] = 0.7
+    found = {"index": np.array([0, 1, 2])}
+    found.update({k: v for k, v in _filled(3).items() if k != "status"})
+    found["n_grains"][:] = [2, 2, 1]
+    found["model_fit"][:] = [0.8, 0.6, 0.9]
+    found["rotations"][:] = 1.0
+    assert merge_neighbours(res, found) == 1
+    assert res["n_grains"].tolist() == [2, 1, 1] and res["neighbour_pass"].tolist() == [True, False, False]
+    assert res["model_fit"][0] == 0.8 and np.isnan(res["rotations"][1]).all()
+
+
+def test_a_boundary_pattern_gets_its_neighbours_grain(tmp_path):
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    A, B, C = random_rotations(3, rng=11)
+    sim = Simulator(anatase(), SimulationConfig(image_size=128, calibration=0.02, spot_sigma_px=1.2))
+    lin = np.stack([sim.linear_images(A[None])[0], 0.5 * (sim.linear_images(A[None])[0] + sim.linear_images(B[None])[0])])
+    raw = np.random.default_rng(0).poisson(lin * 2e4).astype(np.float32)
+    np.save(tmp_path / "scan.npy", raw[None])  # (1 row, 2 probes, H, W)
+    src = open_scan(tmp_path / "scan.npy", calibration=0.02)
+    settings = _settings()
+    ix = get_indexer(settings)
+    x = prepare_pattern(raw[1], 0.02, ix.size, ix.sim.config.resolved_calibration)[0]
+    spots = np.full((1,) + FIELDS["spots_working_px"][0], np.nan, dtype=np.float32)
+    pk = ix.pattern_spots(x)
+    spots[0, : len(pk)] = pk
+    laue = anatase().laue
+    # a pool grain whose spots land on none of the unexplained ones is not refined (the pattern is not read)
+    out = index_neighbours(src, np.array([1]), [np.stack([A, C])], spots, settings)
+    assert out["index"].size == 0
+    out = index_neighbours(src, np.array([1]), [np.stack([A, C, B])], spots, settings)
+    assert out["index"].tolist() == [1] and out["n_grains"][0] == 2
+    truth, found = laue.reduce(np.stack([A[2], B[2]])), out["directions"][0]
+    err = np.minimum(np.maximum(laue.angle(found[0], truth[0]), laue.angle(found[1], truth[1])),
+                     np.maximum(laue.angle(found[0], truth[1]), laue.angle(found[1], truth[0])))
+    assert err < 1.0, err
+
+
+def test_negative_radius_is_refused_and_files_have_no_neighbours():
+    with pytest.raises(EdorientError, match="neighbour-radius"):
+        MapSettings(neighbour_radius=-1)
+    s = _settings()
+    assert s.neighbours_for("files") == 0 and s.neighbours_for("rsciio") == 3
+    assert _settings(grains="1").neighbours_for("rsciio") == 0
