@@ -107,3 +107,29 @@ def test_negative_radius_is_refused_and_files_have_no_neighbours():
     s = _settings()
     assert s.neighbours_for("files") == 0 and s.neighbours_for("rsciio") == 3
     assert _settings(grains="1").neighbours_for("rsciio") == 0
+
+
+@pytest.mark.parametrize("seed, weight_a", [(0, 0.4), (3, 0.5), (4, 0.4)])
+def test_a_pair_whose_new_grain_is_the_stronger_one_is_two_grains(seed, weight_a):
+    # grain A on a zone axis (many spots) is the one-grain fit even where B carries more of the
+    # intensity; the pair then has B as its stronger grain, and its new spots are B's (the rule
+    # once counted the weaker grain's, A's, and found none: one grain)
+    from edorient.physics.orientation import rotation_from_direction
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    xt = anatase()
+    ix = get_indexer(_settings())
+    sim = Simulator(xt, SimulationConfig(image_size=128, calibration=0.02, spot_sigma_px=1.2))
+    A = rotation_from_direction(xt.zone_axis_direction([0, 0, 1]), 10.0)
+    B = random_rotations(1, rng=seed)[0]
+    lin = weight_a * sim.linear_images(A[None])[0] + (1 - weight_a) * sim.linear_images(B[None])[0]
+    raw = np.random.default_rng(0).poisson(lin * 2e4).astype(np.float32)
+    x = prepare_pattern(raw, 0.02, ix.size, ix.sim.config.resolved_calibration)[0]
+    out = ix.index_full(x[None], pool=[[A, B]])
+    assert out["n_grains"][0] == 2 and out["new_spots"][0] >= 2
+    laue = xt.laue
+    found, truth = out["directions"][0], laue.reduce(np.stack([A[2], B[2]]))
+    err = min(max(laue.angle(found[0], truth[0]), laue.angle(found[1], truth[1])),
+              max(laue.angle(found[0], truth[1]), laue.angle(found[1], truth[0])))
+    assert err < 1.0, err
