@@ -699,8 +699,9 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
 def neighbour_candidates(results: dict, shape: tuple[int, int], settings: MapSettings, proper) -> tuple[np.ndarray, list]:
     """(indices, pools) of the neighbour pass (see :attr:`MapSettings.neighbour_radius`).
 
-    A candidate is a one-grain pattern whose fit leaves at least ``min_new_spots`` of its spots
-    unexplained; its pool (h, 3, 3) is its own grain 1 followed by the grains reported at the
+    A candidate is a pattern whose one-grain fit leaves at least ``min_new_spots`` of its spots
+    unexplained (reported with one grain or two: a pair can be repaired too); its pool (h, 3, 3)
+    is its own grain 1 followed by the grains reported at the
     probes within ``neighbour_radius`` steps (rows and columns of the scan ``shape``), those
     within :data:`NEIGHBOUR_SAME_DEG` of each other counted as one, ranked by how many probes
     report them, without those within ``distinct_deg`` of grain 1, at most
@@ -714,7 +715,7 @@ def neighbour_candidates(results: dict, shape: tuple[int, int], settings: MapSet
     ng = results["n_grains"].astype(int)
     R = results["rotations"]
     unexplained = results["spots"] - np.round(np.nan_to_num(results["explained1"]) * results["spots"])
-    cand = np.flatnonzero(ok & (ng == 1) & (unexplained >= settings.min_new_spots))
+    cand = np.flatnonzero(ok & (ng >= 1) & (unexplained >= settings.min_new_spots))
     rows, cols = np.divmod(np.arange(n), nx)
     out_i, pools = [], []
     for i in cand:
@@ -773,11 +774,13 @@ def index_neighbours(source, indices: np.ndarray, pools: list, spots: np.ndarray
 def merge_neighbours(results: dict, found: dict) -> int:
     """Take the neighbour pass's results ``found`` (:func:`index_neighbours`, ``index`` into
     ``results``) where they report two grains that fit the whole image better than the pattern's
-    answer; in place. Returns how many patterns changed."""
+    answer (by :data:`CONSENSUS_GAIN` where that answer is a pair already, as an anchor takes its
+    neighbours' pair); in place. Returns how many patterns changed."""
     idx = found["index"]
     if not len(idx):
         return 0
-    take = (found["n_grains"] == 2) & (found["model_fit"] >= results["model_fit"][idx])
+    gain = np.where(results["n_grains"][idx] == 2, CONSENSUS_GAIN, 0.0)
+    take = (found["n_grains"] == 2) & (found["model_fit"] >= results["model_fit"][idx] + gain)
     rows = idx[take]
     for k in PREPARED_FIELDS:
         if k in found and k not in ("anchor", "neighbour_pass"):

@@ -40,18 +40,20 @@ def test_candidates_are_one_grain_patterns_with_unexplained_spots_and_another_gr
     res["rotations"][:, 0] = np.where((cols < 4)[:, None, None], A, B)
     res["rotations"][nx * 4 + 7, 0] = C  # one probe of a third grain, far from the first
     res["explained1"][[nx * 2 + 3, nx * 2 + 0, nx * 0 + 3]] = 0.5  # 3 of 6 spots unexplained
-    res["n_grains"][nx * 0 + 3] = 2  # already two grains: not a candidate
+    res["n_grains"][nx * 0 + 3] = 2  # two grains already: its pair may be repaired, a candidate too
     res["rotations"][nx * 0 + 3, 1] = B
+    res["explained1"][nx * 3 + 3] = 5 / 6  # one spot unexplained: not a candidate
     idx, pools = neighbour_candidates(res, (ny, nx), _settings(neighbour_radius=2), proper)
-    # (2, 3) sees grain B within 2 steps; (2, 0) sees only A; (0, 3) has two grains already
-    assert idx.tolist() == [nx * 2 + 3]
+    # (2, 3) and (0, 3) see grain B within 2 steps; (2, 0) sees only A
+    assert idx.tolist() == [nx * 0 + 3, nx * 2 + 3]
+    pools = pools[1:]
     P = pools[0]
     assert len(P) == 2 and len(P) <= NEIGHBOUR_POOL + 1
     np.testing.assert_allclose(P[0], A)
     np.testing.assert_allclose(P[1], B)
     # with a wider window the other probe sees B too; C stays out of every window but its own
     idx, pools = neighbour_candidates(res, (ny, nx), _settings(neighbour_radius=4), proper)
-    assert idx.tolist() == [nx * 2 + 0, nx * 2 + 3]
+    assert idx.tolist() == [nx * 0 + 3, nx * 2 + 0, nx * 2 + 3]
     # B is reported by more probes than C: ranked first
     res["explained1"][nx * 4 + 3] = 0.5
     idx, pools = neighbour_candidates(res, (ny, nx), _settings(neighbour_radius=4), proper)
@@ -61,16 +63,20 @@ def test_candidates_are_one_grain_patterns_with_unexplained_spots_and_another_gr
 
 
 def test_merge_takes_only_real_pairs_that_fit_better():
-    res = _results(1, 3)
+    from edorient.mapping.index import CONSENSUS_GAIN
+
+    res = _results(1, 5)
     res["model_fit"][:] = 0.7
-    found = {"index": np.array([0, 1, 2])}
-    found.update({k: v for k, v in _filled(3).items() if k != "status"})
-    found["n_grains"][:] = [2, 2, 1]
-    found["model_fit"][:] = [0.8, 0.6, 0.9]
+    res["n_grains"][3:] = 2  # pairs already: replaced only by a pair better by CONSENSUS_GAIN
+    found = {"index": np.arange(5)}
+    found.update({k: v for k, v in _filled(5).items() if k != "status"})
+    found["n_grains"][:] = [2, 2, 1, 2, 2]
+    found["model_fit"][:] = [0.8, 0.6, 0.9, 0.7 + CONSENSUS_GAIN / 2, 0.7 + 2 * CONSENSUS_GAIN]
     found["rotations"][:] = 1.0
-    assert merge_neighbours(res, found) == 1
-    assert res["n_grains"].tolist() == [2, 1, 1] and res["neighbour_pass"].tolist() == [True, False, False]
-    assert res["model_fit"][0] == 0.8 and np.isnan(res["rotations"][1]).all()
+    assert merge_neighbours(res, found) == 2
+    assert res["n_grains"].tolist() == [2, 1, 1, 2, 2]
+    assert res["neighbour_pass"].tolist() == [True, False, False, False, True]
+    assert res["model_fit"][0] == 0.8 and np.isnan(res["rotations"][1]).all() and res["model_fit"][3] == 0.7
 
 
 def test_a_boundary_pattern_gets_its_neighbours_grain(tmp_path):
