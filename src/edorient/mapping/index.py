@@ -28,13 +28,18 @@ Per pattern (:func:`index_chunk`):
    are found (:func:`edorient.indexing.spots.find_spots`, away from the direct beam) and each
    is *explained* by a model when one of the model's simulated spots (bright enough at the
    grain's refined share) lies within ``match_px`` of it. Two grains when the two-grain fit's
-   grain 2 explains at least ``min_new_spots`` spots that the one-grain fit leaves unexplained,
-   carries at least ``min_share`` of the intensity, and differs from grain 1 by more than
-   ``distinct_deg``. (A full-pattern correlation of the two fits was tried first and did not
+   new grain (the one farther from the one-grain fit) explains at least ``min_new_spots`` spots
+   that the one-grain fit leaves unexplained, the weaker grain carries at least ``min_share`` of
+   the intensity, and the two differ by more than ``distinct_deg``. (A full-pattern correlation of the two fits was tried first and did not
    separate one- from two-grain patterns, ROC AUC 0.49 on the calibration scan; the refined
    score only samples the image at each model's own spots, so it cannot see spots a model
    lacks.) The thresholds were measured on a simulated scan of another seed than the
    benchmark's (docs/mapping.md).
+
+5. **The neighbour pass** (a scan, after every chunk: :func:`neighbour_candidates`,
+   :func:`index_neighbours`, :func:`merge_neighbours`): patterns whose one-grain fit leaves spots
+   unexplained are paired with the grains reported around them in the 2-D scan
+   (:attr:`MapSettings.neighbour_radius`).
 
 Grain 1 is the stronger one. Each grain: orientation ``R`` (crystal -> lab,
 :mod:`edorient.conventions`), label (sector-reduced beam direction), in-plane angle, the
