@@ -151,8 +151,10 @@ def _neighbour_pass(out: Path, source: ScanSource, settings: MapSettings, comput
     idx, pools = neighbour_candidates(results, source.shape, settings, proper_rotations(get_crystal(settings.crystal).laue))
     parts = [(a, min(a + compute.chunk, len(idx))) for a in range(0, len(idx), compute.chunk)]
 
-    def args(a: int, b: int) -> tuple:
-        return source, idx[a:b], pools[a:b], results["spots_working_px"][idx[a:b]], replace(settings, torch_threads=1)
+    def args(a: int, b: int, on_cluster: bool) -> tuple:
+        # the same settings as the chunks' (a worker's, or this process's): the Indexer is reused
+        s = replace(settings, torch_threads=1) if on_cluster else settings
+        return source, idx[a:b], pools[a:b], results["spots_working_px"][idx[a:b]], s
 
     found: dict[int, dict] = {}
     for k, (a, b) in enumerate(parts):
@@ -173,11 +175,11 @@ def _neighbour_pass(out: Path, source: ScanSource, settings: MapSettings, comput
     try:
         if client_ is None:
             for k in todo:
-                finish(k, index_neighbours(*args(*parts[k])))
+                finish(k, index_neighbours(*args(*parts[k], False)))
         elif todo:
             from dask.distributed import as_completed
 
-            futures = {client_.submit(index_neighbours, *args(*parts[k]), key=f"edorient-neighbours-{k}-{os.getpid()}",
+            futures = {client_.submit(index_neighbours, *args(*parts[k], True), key=f"edorient-neighbours-{k}-{os.getpid()}",
                                       pure=False): k for k in todo}
             for fut in as_completed(futures):
                 finish(futures[fut], fut.result())

@@ -147,3 +147,44 @@ def test_local_workers_keep_one_thread_but_not_the_malloc_trim_threshold(monkeyp
     assert str(env.get("OMP_NUM_THREADS")) == "1"
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 1, "FOO": "2"}}):
         assert worker_environ() == {"FOO": "2"}
+
+
+def test_neighbour_pass_parts_are_written_and_reused(tmp_path, monkeypatch):
+    # a 6 x 8 scan of three grains: boundaries whose second grain the neighbour pass looks for
+    from edorient.mapping import runner
+    from edorient.mapping.simulate import ScanSimConfig, write_scan
+
+    scan, _ = write_scan(tmp_path / "s.hspy", ScanSimConfig(probes=(6, 8), n_grains=3, seed=3, dose=20000.0))
+    cs = ComputeSettings(workers=0, chunk=16, progress=False)
+    first = run_map(scan, tmp_path / "m", _settings("auto"), cs, assemble=False)
+    nb = first.neighbours
+    assert nb["candidates"] > 0 and nb["refined"] > 0 and nb["second_grains_added"] > 0, nb
+    assert first.results["neighbour_pass"].sum() == nb["second_grains_added"]
+    assert (first.results["n_grains"][first.results["neighbour_pass"]] == 2).all()
+    parts = sorted((tmp_path / "m" / "chunks").glob("neighbours_*.npz"))
+    assert len(parts) == 1 and "neighbour_s" in first.timings
+    # a rerun reuses the written part ...
+    monkeypatch.setattr(runner, "index_neighbours", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = run_map(scan, tmp_path / "m", _settings("auto"), cs, assemble=False)
+    for k, v in first.results.items():
+        np.testing.assert_array_equal(again.results[k], v, err_msg=k)
+    # ... and recomputes a missing one to the same results
+    monkeypatch.undo()
+    parts[0].unlink()
+    third = run_map(scan, tmp_path / "m", _settings("auto"), cs, assemble=False)
+    assert parts[0].is_file()
+    for k, v in first.results.items():
+        np.testing.assert_array_equal(third.results[k], v, err_msg=k)
+    # off: no pass, the first pass's answers
+    off = run_map(scan, tmp_path / "off", replace_radius(_settings("auto"), 0), cs, assemble=False)
+    assert off.neighbours == {} and not off.results["neighbour_pass"].any()
+    untouched = ~first.results["neighbour_pass"]
+    for k in ("n_grains", "rotations", "model_fit"):
+        np.testing.assert_array_equal(off.results[k][untouched], first.results[k][untouched], err_msg=k)
+    assert (off.results["model_fit"][~untouched] < first.results["model_fit"][~untouched]).all()
+
+
+def replace_radius(settings, radius):
+    from dataclasses import replace
+
+    return replace(settings, neighbour_radius=radius)
