@@ -45,6 +45,19 @@ def test_local_cluster_two_workers_equals_one(scan, tmp_path):
         np.testing.assert_array_equal(runs[1].results[k], v, err_msg=k)
 
 
+def test_neighbour_pass_on_two_workers_equals_this_process(tmp_path):
+    # --grains auto on a scan with boundaries: the pass's parts run on the cluster's workers
+    single, bi = default_runs("anatase")
+    settings = MapSettings(run_single=single, run_bicrystal=bi)
+    scan = write_scan(tmp_path / "b.hspy", ScanSimConfig(probes=(6, 8), n_grains=3, seed=3, dose=20000.0))[0]
+    runs = [run_map(scan, tmp_path / f"w{n}", settings, ComputeSettings(workers=n, chunk=16, progress=False),
+                    assemble=False) for n in (0, 2)]
+    assert runs[1].workers == 2 and runs[0].neighbours == runs[1].neighbours
+    assert runs[0].neighbours["second_grains_added"] > 0
+    for k, v in runs[0].results.items():
+        np.testing.assert_array_equal(runs[1].results[k], v, err_msg=k)
+
+
 def test_killed_map_resumes_to_the_same_output(scan, tmp_path):
     args = [str(scan), "--grains", "1", "--workers", "0", "--chunk", "2", "--no-progress"]
     assert main(["map", *args, "--out", str(tmp_path / "whole")]) == 0

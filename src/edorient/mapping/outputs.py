@@ -260,9 +260,9 @@ def _neighbours_line(run) -> str:
     nb = getattr(run, "neighbours", {}) or {}
     if not nb:
         return "- neighbour pass: off (a folder of files, --neighbour-radius 0, or not the partner chain)"
-    return (f"- neighbour pass (radius {nb['radius']} probe steps): {nb['candidates']} one-grain patterns with unexplained "
-            f"spots and another grain nearby, {nb['refined']} refined with it, {nb['second_grains_added']} given "
-            "a second grain")
+    return (f"- neighbour pass (radius {nb['radius']} probe steps): {nb['candidates']} patterns with spots their one-grain "
+            f"fit leaves unexplained and another grain nearby, {nb['refined']} refined with it, "
+            f"{nb['second_grains_added']} given a second grain or a better pair (docs/mapping.md)")
 
 
 def _report(run, settings, compute, seed, written: list[str]) -> str:
