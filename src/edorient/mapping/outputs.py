@@ -128,6 +128,8 @@ def _csv(run, crystal) -> str:
         cols[f"{p}ambiguous"] = np.where(present, r["ambiguous"][:, g], False).astype(int)
         cols[f"{p}zone_ambiguous"] = np.where(present, r["direction_ambiguous"][:, g], False).astype(int)
         cols[f"{p}share"] = r["share"][:, g]
+        if "support" in r:
+            cols[f"{p}support"] = np.where(present, r["support"][:, g], -1)
     for k in ("score", "image_fit", "model_fit", "spots", "explained1", "explained2", "new_spots", "calibration_scale", "vbf"):
         if k in r:
             cols[k] = r[k]
@@ -256,6 +258,18 @@ def _colour_key(ax, crystal) -> None:
     ax.set_axis_off()
 
 
+def _support_line(r: dict) -> str:
+    from edorient.mapping.index import SUPPORT_MIN, SUPPORT_RADIUS
+
+    if "support" not in r or not (r["support"] >= 0).any():
+        return "- support: not computed (a folder of files has no neighbourhood)"
+    two = r["n_grains"] == 2
+    weak = (r["support"] >= 0) & (r["support"] < SUPPORT_MIN)
+    return (f"- grains reported alone by fewer than {SUPPORT_MIN} probes within {SUPPORT_RADIUS} steps (`g*_support`, "
+            f"worth doubting): {int(weak[two].sum())} of {int(2 * two.sum())} paired grains, "
+            f"{int(weak[~two, 0].sum())} of {int((~two & (r['support'][:, 0] >= 0)).sum())} single grains")
+
+
 def _neighbours_line(run) -> str:
     nb = getattr(run, "neighbours", {}) or {}
     if not nb:
@@ -296,7 +310,8 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
         f"- patterns: {n}; indexed: {int(ok.sum())}; no direct beam: {int((~ok).sum())}",
         f"- two grains: {int(two.sum())} ({100 * two.mean():.1f} %)",
         f"- median score: {med(r['score']):.4f}; median uncertainty of grain 1: {med(r['uncertainty_deg'][:, 0]):.3f}°",
-        f"- ambiguous grain 1 (another orientation fits about as well): {int(r['ambiguous'][:, 0].sum())}", "",
+        f"- ambiguous grain 1 (another orientation fits about as well): {int(r['ambiguous'][:, 0].sum())}",
+        _support_line(r), "",
         "## Files", "",
     ] + [f"- `{w}`" for w in written]
     return "\n".join(lines) + "\n"

@@ -290,6 +290,14 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             t1 = time.perf_counter()
             neighbours = _neighbour_pass(out, source, settings, compute, results, client)
             timings["neighbour_s"] = time.perf_counter() - t1
+        if source.kind != "files" and "rotations" in results:
+            from edorient.indexing.refine import proper_rotations
+            from edorient.mapping.index import neighbour_support
+            from edorient.structures import get_crystal
+
+            t1 = time.perf_counter()
+            results["support"] = neighbour_support(results, source.shape, proper_rotations(get_crystal(settings.crystal).laue))
+            timings["support_s"] = time.perf_counter() - t1
     finally:
         bar.close()
         if client is not None:

@@ -139,3 +139,26 @@ def test_a_pair_whose_new_grain_is_the_stronger_one_is_two_grains(seed, weight_a
     err = min(max(laue.angle(found[0], truth[0]), laue.angle(found[1], truth[1])),
               max(laue.angle(found[0], truth[1]), laue.angle(found[1], truth[0])))
     assert err < 1.0, err
+
+
+def test_support_counts_the_probes_reporting_a_grain_alone_nearby():
+    from edorient.indexing.refine import proper_rotations
+    from edorient.mapping.index import neighbour_support
+    from edorient.structures import anatase
+
+    proper = proper_rotations(anatase().laue)
+    A, B, C = random_rotations(3, rng=5)
+    ny, nx = 4, 6
+    res = _results(ny, nx)
+    cols = np.arange(ny * nx) % nx
+    res["rotations"][:, 0] = np.where((cols < 3)[:, None, None], A, B)  # columns 0-2 grain A, 3-5 grain B
+    k = nx * 1 + 2  # probe (1, 2): a pair of A with C, a grain no probe reports alone
+    res["n_grains"][k] = 2
+    res["rotations"][k, 1] = C
+    res["status"][nx * 3 + 5] = 1  # a probe without a beam: never counted, no support
+    sup = neighbour_support(res, (ny, nx), proper, radius=1)
+    # (1, 2)'s window: rows 0-2, columns 1-3 without itself: 5 one-grain A probes, 3 B, none C
+    assert sup[k].tolist() == [5, 0]
+    assert sup[0].tolist() == [3, -1]  # (0, 0): (0, 1), (1, 0), (1, 1) report A alone
+    assert sup[nx * 2 + 4].tolist() == [7, -1]  # (2, 4): 8 neighbours, all B, one without a beam
+    assert (sup[res["status"] == 1] == -1).all()
