@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from edorient.errors import EdorientError
-from edorient.mapping.index import MapSettings, index_chunk, index_neighbours, merge_neighbours, neighbour_candidates
+from edorient.mapping.index import (MapSettings, index_chunk, index_neighbours, merge_neighbours, neighbour_candidates,
+                                    neighbour_support)
 from edorient.mapping.scan import ScanSource, open_scan
 
 __all__ = ["ComputeSettings", "MapRun", "chunk_ranges", "run_map"]
@@ -134,21 +135,29 @@ def _client(compute: ComputeSettings):
     return Client(cluster), cluster
 
 
+def _run_on_cluster(client, fn, tasks: dict, key: str, finish) -> None:
+    """Submit ``fn(*tasks[k])`` for every k to the Dask ``client`` and ``finish(k, result)`` each as
+    it completes (its result released then: the driver holds one at a time)."""
+    from dask.distributed import as_completed
+
+    futures = {client.submit(fn, *args, key=f"{key}-{k}-{os.getpid()}", pure=False): k for k, args in tasks.items()}
+    for fut in as_completed(futures):
+        finish(futures[fut], fut.result())
+        fut.release()
+
+
 def _neighbour_path(out: Path, k: int) -> Path:
     return out / "chunks" / f"neighbours_{k:05d}.npz"
 
 
 def _neighbour_pass(out: Path, source: ScanSource, settings: MapSettings, compute: ComputeSettings, results: dict,
-                    client) -> dict:
+                    client, proper: np.ndarray) -> dict:
     """The neighbour pass (:attr:`MapSettings.neighbour_radius`) over the finished chunks'
     ``results``, in place: candidates planned here, refined in parts of ``compute.chunk``
     candidates (on the cluster's workers where there is one), each part written atomically
     (``chunks/neighbours_NNNNN.npz``, with its candidates: a rerun reuses the parts whose
     candidates are unchanged), then merged (:func:`merge_neighbours`)."""
-    from edorient.indexing.refine import proper_rotations
-    from edorient.structures import get_crystal
-
-    idx, pools = neighbour_candidates(results, source.shape, settings, proper_rotations(get_crystal(settings.crystal).laue))
+    idx, pools = neighbour_candidates(results, source.shape, settings, proper)
     parts = [(a, min(a + compute.chunk, len(idx))) for a in range(0, len(idx), compute.chunk)]
 
     def args(a: int, b: int, on_cluster: bool) -> tuple:
@@ -177,13 +186,7 @@ def _neighbour_pass(out: Path, source: ScanSource, settings: MapSettings, comput
             for k in todo:
                 finish(k, index_neighbours(*args(*parts[k], False)))
         elif todo:
-            from dask.distributed import as_completed
-
-            futures = {client_.submit(index_neighbours, *args(*parts[k], True), key=f"edorient-neighbours-{k}-{os.getpid()}",
-                                      pure=False): k for k in todo}
-            for fut in as_completed(futures):
-                finish(futures[fut], fut.result())
-                fut.release()
+            _run_on_cluster(client_, index_neighbours, {k: args(*parts[k], True) for k in todo}, "edorient-neighbours", finish)
     finally:
         if cluster_ is not None:
             client_.close()
@@ -269,34 +272,27 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             for k in todo:
                 finish(k, index_chunk(source, *ranges[k], settings))
         elif todo:
-            from dask.distributed import as_completed
-
             client, cluster = _client(compute)
             workers = len(client.scheduler_info().get("workers", {})) or 1
             wsettings = replace(settings, torch_threads=1)
-            futures = {client.submit(index_chunk, source, *ranges[k], wsettings, key=f"edorient-map-{k}-{os.getpid()}",
-                                     pure=False): k for k in todo}
-            for fut in as_completed(futures):
-                k = futures[fut]
-                finish(k, fut.result())
-                fut.release()
+            _run_on_cluster(client, index_chunk, {k: (source, *ranges[k], wsettings) for k in todo}, "edorient-map", finish)
         bar.close()
         chunks = [_load_chunk(_chunk_path(out, k)) for k in range(len(ranges))]
         if any(c is None for c in chunks):
             raise EdorientError(f"some chunks of {out} are missing; rerun the same command to finish the map")
         results = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if np.ndim(chunks[0][k]) >= 1}
         neighbours = {}
-        if settings.neighbours_for(source.kind) and "spots_working_px" in results:
-            t1 = time.perf_counter()
-            neighbours = _neighbour_pass(out, source, settings, compute, results, client)
-            timings["neighbour_s"] = time.perf_counter() - t1
-        if source.kind != "files" and "rotations" in results:
+        if source.kind != "files":  # the 2-D neighbourhood: the neighbour pass, each grain's support
             from edorient.indexing.refine import proper_rotations
-            from edorient.mapping.index import neighbour_support
             from edorient.structures import get_crystal
 
+            proper = proper_rotations(get_crystal(settings.crystal).laue)
+            if settings.neighbours_for(source.kind) and "spots_working_px" in results:
+                t1 = time.perf_counter()
+                neighbours = _neighbour_pass(out, source, settings, compute, results, client, proper)
+                timings["neighbour_s"] = time.perf_counter() - t1
             t1 = time.perf_counter()
-            results["support"] = neighbour_support(results, source.shape, proper_rotations(get_crystal(settings.crystal).laue))
+            results["support"] = neighbour_support(results, source.shape, proper)
             timings["support_s"] = time.perf_counter() - t1
     finally:
         bar.close()
