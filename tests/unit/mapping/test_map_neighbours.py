@@ -28,16 +28,29 @@ def _results(ny, nx):
     return res
 
 
-def test_candidates_are_one_grain_patterns_with_unexplained_spots_and_another_grain_near():
+def _two_columns(ny, nx, split, rng):
+    """(results, (A, B, C), proper rotations): one-grain probes of grain A in columns < ``split``,
+    B in the others; C a third orientation."""
     from edorient.indexing.refine import proper_rotations
     from edorient.structures import anatase
 
-    proper = proper_rotations(anatase().laue)
-    A, B, C = random_rotations(3, rng=7)
-    ny, nx = 5, 8
+    A, B, C = random_rotations(3, rng=rng)
     res = _results(ny, nx)
-    cols = np.arange(ny * nx) % nx
-    res["rotations"][:, 0] = np.where((cols < 4)[:, None, None], A, B)
+    res["rotations"][:, 0] = np.where((np.arange(ny * nx) % nx < split)[:, None, None], A, B)
+    return res, (A, B, C), proper_rotations(anatase().laue)
+
+
+def _pair_error(laue, found, A, B):
+    """The worse beam-direction error of two found grains against A and B, order-free."""
+    from edorient.evaluation.metrics import grain_errors
+
+    e, _ = grain_errors(np.asarray(found)[None], laue.reduce(np.stack([A[2], B[2]]))[None], laue)
+    return float(e.max())
+
+
+def test_candidates_are_one_grain_patterns_with_unexplained_spots_and_another_grain_near():
+    ny, nx = 5, 8
+    res, (A, B, C), proper = _two_columns(ny, nx, 4, 7)
     res["rotations"][nx * 4 + 7, 0] = C  # one probe of a third grain, far from the first
     res["explained1"][[nx * 2 + 3, nx * 2 + 0, nx * 0 + 3]] = 0.5  # 3 of 6 spots unexplained
     res["n_grains"][nx * 0 + 3] = 2  # two grains already: its pair may be repaired, a candidate too
@@ -101,9 +114,7 @@ def test_a_boundary_pattern_gets_its_neighbours_grain(tmp_path):
     assert out["index"].size == 0
     out = index_neighbours(src, np.array([1]), [np.stack([A, C, B])], spots, settings)
     assert out["index"].tolist() == [1] and out["n_grains"][0] == 2
-    truth, found = laue.reduce(np.stack([A[2], B[2]])), out["directions"][0]
-    err = np.minimum(np.maximum(laue.angle(found[0], truth[0]), laue.angle(found[1], truth[1])),
-                     np.maximum(laue.angle(found[0], truth[1]), laue.angle(found[1], truth[0])))
+    err = _pair_error(laue, out["directions"][0], A, B)
     assert err < 1.0, err
 
 
@@ -134,24 +145,15 @@ def test_a_pair_whose_new_grain_is_the_stronger_one_is_two_grains(seed, weight_a
     x = prepare_pattern(raw, 0.02, ix.size, ix.sim.config.resolved_calibration)[0]
     out = ix.index_full(x[None], pool=[[A, B]])
     assert out["n_grains"][0] == 2 and out["new_spots"][0] >= 2
-    laue = xt.laue
-    found, truth = out["directions"][0], laue.reduce(np.stack([A[2], B[2]]))
-    err = min(max(laue.angle(found[0], truth[0]), laue.angle(found[1], truth[1])),
-              max(laue.angle(found[0], truth[1]), laue.angle(found[1], truth[0])))
+    err = _pair_error(xt.laue, out["directions"][0], A, B)
     assert err < 1.0, err
 
 
 def test_support_counts_the_probes_reporting_a_grain_alone_nearby():
-    from edorient.indexing.refine import proper_rotations
     from edorient.mapping.index import neighbour_support
-    from edorient.structures import anatase
 
-    proper = proper_rotations(anatase().laue)
-    A, B, C = random_rotations(3, rng=5)
     ny, nx = 4, 6
-    res = _results(ny, nx)
-    cols = np.arange(ny * nx) % nx
-    res["rotations"][:, 0] = np.where((cols < 3)[:, None, None], A, B)  # columns 0-2 grain A, 3-5 grain B
+    res, (A, B, C), proper = _two_columns(ny, nx, 3, 5)  # columns 0-2 grain A, 3-5 grain B
     k = nx * 1 + 2  # probe (1, 2): a pair of A with C, a grain no probe reports alone
     res["n_grains"][k] = 2
     res["rotations"][k, 1] = C
