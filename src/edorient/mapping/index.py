@@ -231,12 +231,12 @@ class MapSettings:
     orientation 15-17 deg off (tuning scan, seed 1)."""
     neighbour_radius: int = 3
     """The neighbour pass of a scan (:func:`neighbour_candidates`, :func:`index_neighbours`):
-    after every chunk is indexed, a one-grain pattern whose fit leaves at least ``min_new_spots``
+    after every chunk is indexed, a pattern whose one-grain fit leaves at least ``min_new_spots``
     of its spots unexplained is paired with the grains reported within this many probe steps in
     the 2-D scan (a boundary's other grain is the neighbouring grain, but a chunk is one stretch
     of a scan row and its anchors need not see it); the pair is kept where it is real by the
-    rule above and fits the whole image better. 0: off. Measured on the two tuning scans
-    (docs/mapping.md)."""
+    rule above and fits the whole image better (a reported pair: by ``CONSENSUS_GAIN``). 0: off.
+    Measured on the tuning scans (docs/mapping.md)."""
     device: str = "cpu"
     """Torch device of the CNN and refinement."""
     torch_threads: int | None = None
@@ -710,6 +710,17 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
 
 
 # -- the neighbour pass: a boundary's other grain from the 2-D neighbourhood --------------------
+def _window(i: int, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """Row-major indices of the probes within ``radius`` steps (rows and columns) of probe ``i``
+    of a scan of ``shape``, probe ``i`` itself left out."""
+    ny, nx = shape
+    r, c = divmod(int(i), nx)
+    rr = np.arange(max(r - radius, 0), min(r + radius + 1, ny))
+    cc = np.arange(max(c - radius, 0), min(c + radius + 1, nx))
+    win = (rr[:, None] * nx + cc[None, :]).ravel()
+    return win[win != i]
+
+
 def neighbour_candidates(results: dict, shape: tuple[int, int], settings: MapSettings, proper) -> tuple[np.ndarray, list]:
     """(indices, pools) of the neighbour pass (see :attr:`MapSettings.neighbour_radius`).
 
@@ -722,21 +733,15 @@ def neighbour_candidates(results: dict, shape: tuple[int, int], settings: MapSet
     :data:`NEIGHBOUR_POOL`. Candidates whose window reports no other grain are left out."""
     from edorient.indexing.refine import misorientation_deg
 
-    radius = int(settings.neighbour_radius)
-    ny, nx = shape
-    n = len(results["status"])
     ok = results["status"] == STATUS_OK
     ng = results["n_grains"].astype(int)
     R = results["rotations"]
     unexplained = results["spots"] - np.round(np.nan_to_num(results["explained1"]) * results["spots"])
     cand = np.flatnonzero(ok & (ng >= 1) & (unexplained >= settings.min_new_spots))
-    rows, cols = np.divmod(np.arange(n), nx)
     out_i, pools = [], []
     for i in cand:
-        rr = np.arange(max(rows[i] - radius, 0), min(rows[i] + radius + 1, ny))
-        cc = np.arange(max(cols[i] - radius, 0), min(cols[i] + radius + 1, nx))
-        win = (rr[:, None] * nx + cc[None, :]).ravel()
-        win = win[ok[win] & (win != i)]
+        win = _window(i, shape, int(settings.neighbour_radius))
+        win = win[ok[win]]
         rots = [R[j, g] for j in win for g in range(ng[j])]
         if not rots:
             continue
@@ -812,19 +817,14 @@ def neighbour_support(results: dict, shape: tuple[int, int], proper, radius: int
     uncertainty does not show."""
     from edorient.indexing.refine import misorientation_deg
 
-    ny, nx = shape
-    n = len(results["status"])
-    out = np.full((n, 2), -1, dtype=np.int16)
+    out = np.full((len(results["status"]), 2), -1, dtype=np.int16)
     ok = results["status"] == STATUS_OK
     ng = np.where(ok, results["n_grains"], 0).astype(int)
     alone = ok & (ng == 1)
     R = results["rotations"]
-    rows, cols = np.divmod(np.arange(n), nx)
     for i in np.flatnonzero(ng > 0):
-        rr = np.arange(max(rows[i] - radius, 0), min(rows[i] + radius + 1, ny))
-        cc = np.arange(max(cols[i] - radius, 0), min(cols[i] + radius + 1, nx))
-        win = (rr[:, None] * nx + cc[None, :]).ravel()
-        win = win[alone[win] & (win != i)]
+        win = _window(i, shape, radius)
+        win = win[alone[win]]
         for g in range(ng[i]):
             if not len(win):
                 out[i, g] = 0
