@@ -625,7 +625,7 @@ def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int
 
 
 def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarray | None = None, levels=None,
-                          keep_worse: bool = True):
+                          keep_worse: bool = True, valid: np.ndarray | None = None):
     """``res`` with each image's answer replaced by the refined hypothesis that fits the whole
     image best (:func:`~edorient.indexing.proposals.image_fit_choice`), refined once more where
     that is not the refinement's own best; ``expl`` (the explained share of spots, or None)
@@ -634,15 +634,17 @@ def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarr
     Without ``keep_worse`` an image whose answer, refined once more, fits the whole image worse
     than its answer before did keeps the answer before (the refinement from a hypothesis can
     leave its basin: a pair that fitted 0.85 went to 0.78, 17° off); the fit returned is then
-    the final answer's."""
+    the final answer's. ``valid`` (n, H, W), optional: the pixels that hold data, for the fits and
+    the refinement."""
     from edorient.indexing.proposals import explained_peaks, image_fit_choice
 
-    best, fit, fits = image_fit_choice(simulator, res, x, all_fits=True)
+    best, fit, fits = image_fit_choice(simulator, res, x, all_fits=True, valid=valid)
     change = np.flatnonzero(best != res.best)
     if len(change):
-        again = refiner.refine(x[change], res.hypothesis_rotations[change, best[change]][:, None], levels=levels)
+        vc = None if valid is None else valid[change]
+        again = refiner.refine(x[change], res.hypothesis_rotations[change, best[change]][:, None], levels=levels, valid=vc)
         if not keep_worse:
-            _, fa = image_fit_choice(simulator, again, x[change])
+            _, fa = image_fit_choice(simulator, again, x[change], valid=vc)
             old = fits[change, res.best[change]]
             worse = fa < old  # (NaN on either side: kept)
             fit = fit.copy()

@@ -226,7 +226,7 @@ def fit_valid(size: int, beam_radius_px: float = 5.0) -> np.ndarray:
 
 
 def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: float = 5.0,
-                     all_fits: bool = False) -> tuple[np.ndarray, ...]:
+                     all_fits: bool = False, valid: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(n,) index of the refined hypothesis whose model fits each whole image best, and (n,) that fit.
 
     The fit is :func:`~edorient.indexing.matching.image_correlations` over every pixel outside
@@ -242,14 +242,15 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
     best hypothesis available: 98.5 %); bicrystals (seed 4040, 100) both < 2° 71 % against 75 %
     (best available 77 %); 3-10 ms an image.
 
-    With ``all_fits`` also (n, h) every hypothesis' fit (NaN for the empty slots).
+    With ``all_fits`` also (n, h) every hypothesis' fit (NaN for the empty slots). ``valid``
+    (n, H, W) bool, optional: the pixels that hold data; only those are compared.
     """
     from edorient.indexing.matching import image_correlations, model_linear_images
     from edorient.render import display_transform
 
     x = np.asarray(images01, dtype=np.float32)
     size = x.shape[-1]
-    valid = fit_valid(size, beam_radius_px)
+    base = fit_valid(size, beam_radius_px)
     G = result.rotations.shape[1]
     best = np.zeros(len(x), dtype=int)
     fit = np.full(len(x), np.nan)
@@ -267,7 +268,7 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
         L = model_linear_images(simulator, H.reshape(-1, 3, 3), cen, k).reshape(len(H), G, size, size)
         W = np.array([[r, 1.0 - r] for r in IMAGE_FIT_RATIOS] if G == 2 else [[1.0]], dtype=np.float32)
         c = image_correlations(x[i], display_transform(np.einsum("hgij,wg->hwij", L, W).reshape(-1, size, size)),
-                               valid).reshape(len(H), len(W)).max(axis=1)
+                               base if valid is None else base & valid[i]).reshape(len(H), len(W)).max(axis=1)
         j = int(np.argmax(c))
         best[i], fit[i] = ok[j], c[j]
         fits[i, ok] = c
@@ -418,7 +419,7 @@ def distinct_best(refiner, result, m: int) -> np.ndarray:
 
 
 def refine_partners(refiner, proposer: DictionaryProposals, images01: np.ndarray, single, k: int | None = None,
-                    extra: np.ndarray | None = None, ratio: float = 0.5, firsts: int = 1, levels=None):
+                    extra: np.ndarray | None = None, ratio: float = 0.5, firsts: int = 1, levels=None, valid=None):
     """Second grains for refined single-grain fits ``single`` (a one-grain
     :class:`~edorient.indexing.refine.RefineResult` of ``images01``): for each of its ``firsts``
     best distinct fits (:func:`distinct_best`), that grain's spots erased, the dictionary's top
@@ -440,7 +441,7 @@ def refine_partners(refiner, proposer: DictionaryProposals, images01: np.ndarray
         hyps.append(pairs_with(firstR[:, f], with_half_turns(partners)))
     if extra is not None:
         hyps.append(extra)
-    return refiner.refine(x, np.concatenate(hyps, axis=1), ratio=ratio, levels=levels)
+    return refiner.refine(x, np.concatenate(hyps, axis=1), ratio=ratio, levels=levels, valid=valid)
 
 
 def dictionary_partner_hypotheses(refiner, proposer: DictionaryProposals, images01: np.ndarray, res,

@@ -636,7 +636,8 @@ class Refiner:
         pcol = col[..., None] + off[:, 1]
         grid = torch.stack([2 * pcol / (W - 1) - 1, 2 * prow / (H - 1) - 1], -1).reshape(n_img, 1, h * Ks * S, 2)
         smp = F.grid_sample(lv.feats, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        smp = smp.reshape(n_img, 3, h, Ks, S).permute(0, 2, 1, 3, 4).reshape(B, 3, Ks, S)
+        C = lv.feats.shape[1]  # 4 with a validity channel
+        smp = smp.reshape(n_img, C, h, Ks, S).permute(0, 2, 1, 3, 4).reshape(B, C, Ks, S)
         y, ty = _display(smp[:, 0])
         # model: own Gaussian + neighbours' tails + background
         inv_s2 = 1.0 / lv.sigma**2
@@ -665,6 +666,8 @@ class Refiner:
         m, tm = _display(Mlin)
         valid = torch.cat([lv.valid.reshape(B, -1), torch.full((B, 1), self.use_direct_beam, dtype=torch.bool, device=self.device)], 1)
         wts = valid[..., None] & (prow >= 0) & (prow <= H - 1) & (pcol >= 0) & (pcol <= W - 1)
+        if C == 4:
+            wts = wts & (smp[:, 3] > 0.5)
         wts = wts.to(self.dtype)
         dy = (ty * smp[:, 1])[..., None] * drow[:, :, None] + (ty * smp[:, 2])[..., None] * dcol[:, :, None]
         dm = tm[..., None] * dM
@@ -696,8 +699,11 @@ class Refiner:
             row, col, Q = self._geometry(lv, R, p)
             Q = Q * lv.amp
             grid = torch.stack([2 * col / (W - 1) - 1, 2 * row / (H - 1) - 1], -1).reshape(n_img, 1, -1, 2)
-            y = F.grid_sample(lv.feats[:, :1], grid, mode="bilinear", padding_mode="border", align_corners=True)
-            y = _display(y.reshape(B, -1))[0]
+            masked = lv.feats.shape[1] == 4
+            ys = F.grid_sample(lv.feats[:, [0, 3]] if masked else lv.feats[:, :1], grid, mode="bilinear",
+                               padding_mode="border", align_corners=True)
+            y = _display(ys[:, 0].reshape(B, -1))[0]
+            inside = ys[:, 1].reshape(B, -1) > 0.5 if masked else None
             # what the others add at each spot: neighbours' tails (with their current peaks) + background
             Nn = lv.nb.shape[-1]
             flat = lv.nb.reshape(B, -1)
@@ -707,8 +713,10 @@ class Refiner:
             sl = slice(gi * K, (gi + 1) * K)
             other = (tails + p[:, 4, None])[:, sl]
             yg = y[:, sl]
-            wts = (lv.valid[:, gi] & (row[:, sl] > 0) & (row[:, sl] < H - 1) & (col[:, sl] > 0)
-                   & (col[:, sl] < W - 1)).to(self.dtype)
+            wts = lv.valid[:, gi] & (row[:, sl] > 0) & (row[:, sl] < H - 1) & (col[:, sl] > 0) & (col[:, sl] < W - 1)
+            if inside is not None:
+                wts = wts & inside[:, sl]
+            wts = wts.to(self.dtype)
             nw = wts.sum(-1, keepdim=True).clamp(min=2)
             yc = wts * (yg - (wts * yg).sum(-1, keepdim=True) / nw)
             gl = torch.einsum("bij,bkj->bki", R[:, gi], lv.gsel[:, gi])
@@ -751,11 +759,13 @@ class Refiner:
         return lv
 
     # -- public API ----------------------------------------------------------------------------
-    def refine(self, images01, starts, ratio: float = 0.5, levels=None) -> RefineResult:
+    def refine(self, images01, starts, ratio: float = 0.5, levels=None, valid=None) -> RefineResult:
         """Refine hypotheses ``starts`` (n, h, g, 3, 3) against display images (n, H, W) in [0, 1].
 
         ``starts[i, j]`` is hypothesis j of image i (one orientation per grain; g = 1 or 2);
         (n, h, 3, 3) means one grain. ``ratio`` is the start value of grain A's weight.
+        ``valid`` (n, H, W) bool, optional: the pixels that hold data (e.g. the detector's area
+        inside a wider working frame); spots sampled elsewhere do not count.
         Returns the best hypothesis per image with scores, margins and uncertainties.
         """
         imgs = np.asarray(images01, dtype=np.float32)
@@ -771,11 +781,16 @@ class Refiner:
             raise EdorientError(f"images must be {size} x {size}, got {imgs.shape[1:]}")
         if S.shape[2] not in (1, 2):
             raise EdorientError(f"one or two grains per hypothesis, got {S.shape[2]}")
-        parts = [self._refine_chunk(imgs[i : i + self.chunk], S[i : i + self.chunk], ratio, levels or self.levels)
+        if valid is not None:
+            valid = np.asarray(valid, dtype=bool)
+            if valid.shape != imgs.shape:
+                raise EdorientError(f"valid must be (n, {size}, {size}) like the images, got {valid.shape}")
+        parts = [self._refine_chunk(imgs[i : i + self.chunk], S[i : i + self.chunk], ratio, levels or self.levels,
+                                    None if valid is None else valid[i : i + self.chunk])
                  for i in range(0, len(imgs), self.chunk)]
         return self._finish(parts, S.shape)
 
-    def _refine_chunk(self, imgs: np.ndarray, S: np.ndarray, ratio: float, levels) -> dict:
+    def _refine_chunk(self, imgs: np.ndarray, S: np.ndarray, ratio: float, levels, valid=None) -> dict:
         n, h, G = S.shape[:3]
         dev, dt = self.device, self.dtype
         lin = _to_linear(torch.as_tensor(imgs, dtype=dt, device=dev))
@@ -790,7 +805,12 @@ class Refiner:
         freef = free.to(dt)
         eye = torch.eye(nP, dtype=dt, device=dev)
         # background: the median of the linear image
-        p[:, 4] = lin.reshape(n, -1).median(dim=1).values.repeat_interleave(h)
+        if valid is None:
+            p[:, 4] = lin.reshape(n, -1).median(dim=1).values.repeat_interleave(h)
+        else:  # over the pixels that hold data only
+            vt = torch.as_tensor(np.ascontiguousarray(valid), device=dev)
+            p[:, 4] = torch.stack([lin[i][vt[i]].median() if bool(vt[i].any()) else lin.new_zeros(())
+                                   for i in range(n)]).repeat_interleave(h)
         # every hypothesis' latest state (pruned ones keep theirs from the level they left at)
         out_R = S.reshape(n, h, G, 3, 3).copy()
         out_p = p.double().cpu().numpy().reshape(n, h, 5).copy()
@@ -802,7 +822,10 @@ class Refiner:
             k = alive.shape[1]
             B = n * k
             if spec.blur_px not in filtered:
-                filtered[spec.blur_px] = self._filtered(lin, spec.blur_px)
+                f = self._filtered(lin, spec.blur_px)
+                if valid is not None:  # a fourth channel: where the image holds data
+                    f = torch.cat([f, torch.as_tensor(np.ascontiguousarray(valid), dtype=dt, device=dev)[:, None]], 1)
+                filtered[spec.blur_px] = f
             lv = self._make_level(spec, filtered[spec.blur_px], R, p)
             if spec.search_deg > 0:
                 R = self._tilt_search(lv, R, p, n)

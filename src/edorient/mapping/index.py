@@ -324,6 +324,31 @@ def prepare_pattern(image: np.ndarray, calibration: float, size: int,
     return prepare_for_model(image, centre, calibration, size, calibration_out)[0], centre
 
 
+def detector_area(shape: tuple[int, int], centre: tuple[float, float], calibration: float, size: int,
+                  calibration_out: float) -> np.ndarray:
+    """(size, size) bool: the pixels of a working image (:func:`prepare_pattern`'s frame, the
+    direct beam on its centre pixel) that fall on the detector of ``shape``. A detector narrower
+    than the working frame leaves an outer ring that holds no data, not dark data: the fits must
+    not read it (a pattern's spots there would be missing, and orientations with fewer spots in the
+    ring would be preferred)."""
+    from edorient import conventions as cv
+
+    scale = calibration_out / calibration  # detector pixels per working pixel
+    r0, c0 = cv.centre_pixel(size)
+    k = np.arange(size, dtype=np.float64)
+    rows = centre[0] + (k - r0) * scale
+    cols = centre[1] + (k - c0) * scale
+    in_r = (rows >= 0) & (rows <= shape[0] - 1)
+    in_c = (cols >= 0) & (cols <= shape[1] - 1)
+    return in_r[:, None] & in_c[None, :]
+
+
+def _masks_or_none(masks: np.ndarray) -> np.ndarray | None:
+    """The working images' detector areas, or None where every pixel of every image is on the
+    detector (then the fits read the whole frame, as without a mask)."""
+    return None if masks.all() else masks
+
+
 class Indexer:
     """The estimators of one :class:`MapSettings`, built once per process."""
 
@@ -402,15 +427,15 @@ class Indexer:
         """The estimator chain for ``g`` grains on display images x (n, H, W)."""
         return self._run(x, g)[0]
 
-    def _run(self, x: np.ndarray, g: int) -> tuple[dict, object]:
+    def _run(self, x: np.ndarray, g: int, valid=None) -> tuple[dict, object]:
         """:meth:`run` and the RefineResult behind it (None unrefined)."""
         if g == 1 and self.settings.dictionary_starts and self.proposer is not None and self.settings.explained_below is None:
-            res, fit = self.one_grain(x)
+            res, fit = self.one_grain(x, valid)
             return self._fit_outputs(res, fit), res
         est = self.estimators[str(g)].estimate(x)
         return self._outputs(est.rotations, est.directions, est.scores, est.refinement, g), est.refinement
 
-    def one_grain(self, x: np.ndarray):
+    def one_grain(self, x: np.ndarray, valid=None):
         """(one-grain RefineResult, (n,) whole-image fit) of display images x (n, H, W): the
         one-grain chain's starts (the proposal, its other mirror family, their half turns) and the
         template dictionary's ``dictionary_candidates`` best distinct entries (each family, half
@@ -421,15 +446,16 @@ class Indexer:
         est = self.estimators["1"]
         starts = est.hypotheses(x, est.base.estimate(x))
         cand, _ = self.proposer.candidates(x, k=self.settings.dictionary_candidates, other_family=True)
-        return self._choose(est.refiner.refine(x, np.concatenate([starts, with_half_turns(cand)[:, :, None]], axis=1)), x)
+        return self._choose(est.refiner.refine(x, np.concatenate([starts, with_half_turns(cand)[:, :, None]], axis=1), valid=valid),
+                            x, valid=valid)
 
-    def run_partner(self, x: np.ndarray, single) -> dict:
+    def run_partner(self, x: np.ndarray, single, valid=None) -> dict:
         """Two grains of display images x (n, H, W) from their refined one-grain fits ``single``
         (a RefineResult): the fit and its partner (see :attr:`MapSettings.second_grain`)."""
         from edorient.indexing.proposals import refine_partners
 
         refiner = self.estimators["1"].refiner
-        res, fit = self._choose(refine_partners(refiner, self.proposer, x, single), x)
+        res, fit = self._choose(refine_partners(refiner, self.proposer, x, single, valid=valid), x, valid=valid)
         if self.settings.chosen_partner_k and len(x):
             from edorient.indexing.estimators import chosen_partner_pass
 
@@ -472,6 +498,7 @@ class Indexer:
             raise EdorientError(f"pattern {first_index + int(np.flatnonzero(bad)[0])} (row-major probe index) holds "
                                 "NaN or infinite pixels; clean the scan first")
         x = np.zeros((n, self.size, self.size), dtype=np.float32)
+        area = np.ones((n, self.size, self.size), dtype=bool)
         ok = np.zeros(n, dtype=bool)
         cal_out = self.sim.config.resolved_calibration
         for i, im in enumerate(raw):
@@ -480,17 +507,18 @@ class Indexer:
             except EdorientError:  # no direct beam (vacuum, a blank frame): flagged, not fatal
                 res["status"][i] = STATUS_NO_BEAM
                 continue
+            area[i] = detector_area(im.shape, centre, calibration, self.size, cal_out)
             ok[i] = True
             res["centre_px"][i] = centre
             rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
             res["vbf"][i] = float(im[(rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 16.0].sum())
         idx = np.flatnonzero(ok)
         if idx.size:
-            for k, v in self.index_prepared(x[idx], anchor_stride).items():
+            for k, v in self.index_prepared(x[idx], anchor_stride, valid=_masks_or_none(area[idx])).items():
                 res[k][idx] = v
         return res
 
-    def index_prepared(self, xs: np.ndarray, anchor_stride: int | None = None) -> dict:
+    def index_prepared(self, xs: np.ndarray, anchor_stride: int | None = None, valid: np.ndarray | None = None) -> dict:
         """Per-pattern results of prepared display images xs (n, size, size), in order.
 
         With an anchor stride s > 1 (``anchor_stride``, else the settings', else
@@ -506,7 +534,7 @@ class Indexer:
         n = len(xs)
         s = int(anchor_stride or self.settings.anchor_stride or DEFAULT_ANCHOR_STRIDE)
         if s <= 1 or not self.settings.refine or n < 3 or self.settings.grains == "2":
-            return self.index_full(xs)
+            return self.index_full(xs, valid=valid)
         anc = np.unique(np.r_[np.arange(0, n, s), n - 1])
         rest = np.setdiff1d(np.arange(n), anc)
         out = _filled(n, PREPARED_FIELDS)
@@ -516,23 +544,26 @@ class Indexer:
         def pk(rows):
             return None if peaks is None else [peaks[i] for i in rows]
 
-        ra = self.index_full(xs[anc], spots=pk(anc))
+        def vk(rows):
+            return None if valid is None else valid[rows]
+
+        ra = self.index_full(xs[anc], spots=pk(anc), valid=vk(anc))
         # each anchor against its neighbouring anchors' grains too: where one of those fits its
         # whole image better, a search that failed on this pattern alone is repaired
         near_a = np.clip(np.arange(len(anc))[:, None] + np.array([0, -1, 1, -2, 2]), 0, len(anc) - 1)
-        rc = self.index_full(xs[anc], pool=self._pools(ra, near_a), spots=pk(anc))
+        rc = self.index_full(xs[anc], pool=self._pools(ra, near_a), spots=pk(anc), valid=vk(anc))
         better = np.flatnonzero(rc["model_fit"] > ra["model_fit"] + CONSENSUS_GAIN)
         for k in ra:
             if k != "anchor":
                 ra[k][better] = rc[k][better]
         pos = np.searchsorted(anc, rest)
         near = np.stack([np.clip(pos + d, 0, len(anc) - 1) for d in (-1, 0, -2, 1)], 1)  # (r, 4) anchor rows
-        rr = self.index_full(xs[rest], pool=self._pools(ra, near), spots=pk(rest))
+        rr = self.index_full(xs[rest], pool=self._pools(ra, near), spots=pk(rest), valid=vk(rest))
         floor = np.nanmax(ra["image_fit"][near], axis=1) * self.settings.pool_fit_ratio
         again = np.flatnonzero(~(rr["image_fit"] >= floor))  # NaN (no pool) too
         rr["anchor"][:] = False
         if again.size:
-            rb = self.index_full(xs[rest[again]], spots=pk(rest[again]))
+            rb = self.index_full(xs[rest[again]], spots=pk(rest[again]), valid=vk(rest[again]))
             take = again[~(rb["image_fit"] <= rr["image_fit"][again])]  # the whole chain unless the pool fits better
             rows = np.flatnonzero(np.isin(again, take))
             for k in rr:
@@ -542,7 +573,8 @@ class Indexer:
             out[k][rest] = rr[k]
         return out
 
-    def index_full(self, xs: np.ndarray, pool: list | None = None, spots: list | None = None) -> dict:
+    def index_full(self, xs: np.ndarray, pool: list | None = None, spots: list | None = None,
+                   valid: np.ndarray | None = None) -> dict:
         """Per-pattern results of prepared images xs (n, size, size) by the whole chain; with
         ``pool`` (per image a list of orientations (3, 3), e.g. its neighbours' grains) only those
         are refined: as one grain, and for a second grain each paired with the one-grain fit.
@@ -551,9 +583,9 @@ class Indexer:
         res = _filled(n, PREPARED_FIELDS)
         res["anchor"][:] = pool is None
         if pool is not None:
-            one, single = self._pooled_one(xs, pool)
+            one, single = self._pooled_one(xs, pool, valid)
         elif self._needs(1):
-            one, single = self._run(xs, 1)
+            one, single = self._run(xs, 1, valid)
         else:
             one, single = None, None
         if one is not None and "image_fit" in one:
@@ -578,11 +610,11 @@ class Indexer:
         if not sub.size:
             two = None
         elif pool is not None:
-            two, sub = self._pooled_pairs(xs, single, pool, sub)
+            two, sub = self._pooled_pairs(xs, single, pool, sub, valid)
         elif self.settings.partner and single is not None:
             from edorient.indexing.estimators import take_rows
 
-            two = self.run_partner(xs[sub], take_rows(single, sub))
+            two = self.run_partner(xs[sub], take_rows(single, sub), None if valid is None else valid[sub])
         else:
             two = self.run(xs[sub], 2)
         pair_fit = None if two is None else two.pop("model_fit", None)
@@ -647,15 +679,15 @@ class Indexer:
                 kept.append(R)
         return kept
 
-    def _pooled_one(self, xs: np.ndarray, pool: list) -> tuple[dict, object]:
+    def _pooled_one(self, xs: np.ndarray, pool: list, valid=None) -> tuple[dict, object]:
         """One grain from each image's pool (refined, the best whole-image fit)."""
         h = max(len(p) for p in pool)
         H = np.stack([np.stack([p[min(i, len(p) - 1)] for i in range(h)]) for p in pool])[:, :, None]
         ref = self.estimators["1"].refiner
-        res, fit = self._choose(ref.refine(xs, H, levels=POOL_LEVELS), xs, POOL_LEVELS)
+        res, fit = self._choose(ref.refine(xs, H, levels=POOL_LEVELS, valid=valid), xs, POOL_LEVELS, valid)
         return self._fit_outputs(res, fit), res
 
-    def _pooled_pairs(self, xs: np.ndarray, single, pool: list, sub: np.ndarray) -> tuple[dict | None, np.ndarray]:
+    def _pooled_pairs(self, xs: np.ndarray, single, pool: list, sub: np.ndarray, valid=None) -> tuple[dict | None, np.ndarray]:
         """Two grains for images ``sub``: the one-grain fit paired with each pool orientation
         distinct from it (refined, the best whole-image fit); images with none are dropped from ``sub``."""
         from edorient.indexing.refine import misorientation_deg
@@ -672,15 +704,17 @@ class Indexer:
         h = max(len(p) for p in pairs)
         H = np.stack([np.concatenate([p, np.repeat(p[-1:], h - len(p), 0)]) for p in pairs])
         keep = np.asarray(keep)
-        res, fit = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS), xs[keep], POOL_LEVELS)
+        vk = None if valid is None else valid[keep]
+        res, fit = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS, valid=vk), xs[keep],
+                                POOL_LEVELS, vk)
         return self._fit_outputs(res, fit), keep
 
-    def _choose(self, res, xs: np.ndarray, levels=None):
+    def _choose(self, res, xs: np.ndarray, levels=None, valid=None):
         """(res with each image's answer the refined hypothesis that fits the whole image best,
         refined again where that changed; (n,) its whole-image fit)."""
         from edorient.indexing.estimators import rechoose_by_image_fit
 
-        res, _, fit = rechoose_by_image_fit(self.estimators["1"].refiner, self.sim, res, xs, levels=levels)
+        res, _, fit = rechoose_by_image_fit(self.estimators["1"].refiner, self.sim, res, xs, levels=levels, valid=valid)
         return res, fit
 
 
@@ -785,8 +819,13 @@ def index_neighbours(source, indices: np.ndarray, pools: list, spots: np.ndarray
     if not keep:
         return out
     cal_out = ix.sim.config.resolved_calibration
-    xs = np.stack([prepare_pattern(source.read(i, i + 1)[0], source.calibration, ix.size, cal_out)[0] for i in keep])
-    out.update(ix.index_full(xs, pool=pool, spots=peaks))
+    xs, area = [], []
+    for i in keep:
+        raw = source.read(i, i + 1)[0]
+        x, centre = prepare_pattern(raw, source.calibration, ix.size, cal_out)
+        xs.append(x)
+        area.append(detector_area(raw.shape, centre, source.calibration, ix.size, cal_out))
+    out.update(ix.index_full(np.stack(xs), pool=pool, spots=peaks, valid=_masks_or_none(np.stack(area))))
     return out
 
 

@@ -115,3 +115,27 @@ def test_verdict_fit_rules(monkeypatch):
     assert verdict_fit(0.8, 0.9, 0.1, 0.1, agreement=0.1) == "no match"
     assert verdict_fit(0.8, 0.1, 0.1, 0.1) == "no match"
     assert verdict_fit(float("nan"), 0.9, 0.1, 0.1) == "no match"
+
+
+def test_image_fit_choice_reads_only_the_valid_pixels():
+    # the whole-image choice with `valid`: pixels outside it (a detector narrower than the frame)
+    # change nothing, whatever they hold
+    from edorient.indexing.proposals import image_fit_choice
+    from edorient.indexing.refine import Refiner
+
+    sim = _sim(size=96)
+    R = random_rotations(2, rng=8)
+    lin = sim.linear_images(R)
+    rr, cc = np.indices((96, 96))
+    inside = (np.abs(rr - 47.5) <= 30) & (np.abs(cc - 47.5) <= 30)
+    from edorient.render import display_transform
+
+    a = display_transform(np.where(inside, lin, 0.0))
+    b = display_transform(np.where(inside, lin, lin[::-1]))  # the other pattern in the ring
+    res = Refiner(anatase(), sim.config).refine(a, np.stack([R, R[::-1]], 1)[:, :, None])
+    valid = np.broadcast_to(inside, a.shape)
+    ba, fa = image_fit_choice(sim, res, a, valid=valid)
+    bb, fb = image_fit_choice(sim, res, b, valid=valid)
+    np.testing.assert_array_equal(ba, bb)
+    np.testing.assert_allclose(fa, fb, atol=1e-6)
+    assert not np.allclose(image_fit_choice(sim, res, a)[1], image_fit_choice(sim, res, b)[1], atol=1e-3)
