@@ -4,7 +4,9 @@ Per pattern (:func:`index_chunk`):
 
 1. **Prepare** it as ``edorient predict`` prepares a pattern for a model (:func:`prepare_pattern`:
    direct beam, background, resampling to the estimator's calibration around the beam, the
-   display transform), calling predict's own steps, so improvements there reach the map.
+   display transform), calling predict's own steps, so improvements there reach the map. Where
+   the detector is narrower than that frame, only its area (:func:`detector_area`) is read by
+   the refinement and the whole-image fits: the rest holds no data.
 2. **One grain**: the starts of ``edorient predict``'s one-grain chain
    (:func:`edorient.indexing.estimators.build_estimator`: a CNN or template-matching proposal)
    and the template dictionary's best entries, refined together (the refined centre within
