@@ -805,10 +805,10 @@ class Refiner:
         freef = free.to(dt)
         eye = torch.eye(nP, dtype=dt, device=dev)
         # background: the median of the linear image
-        if valid is None:
+        vt = None if valid is None else torch.as_tensor(np.ascontiguousarray(valid), device=dev)
+        if vt is None:
             p[:, 4] = lin.reshape(n, -1).median(dim=1).values.repeat_interleave(h)
         else:  # over the pixels that hold data only
-            vt = torch.as_tensor(np.ascontiguousarray(valid), device=dev)
             p[:, 4] = torch.stack([lin[i][vt[i]].median() if bool(vt[i].any()) else lin.new_zeros(())
                                    for i in range(n)]).repeat_interleave(h)
         # every hypothesis' latest state (pruned ones keep theirs from the level they left at)
@@ -823,8 +823,8 @@ class Refiner:
             B = n * k
             if spec.blur_px not in filtered:
                 f = self._filtered(lin, spec.blur_px)
-                if valid is not None:  # a fourth channel: where the image holds data
-                    f = torch.cat([f, torch.as_tensor(np.ascontiguousarray(valid), dtype=dt, device=dev)[:, None]], 1)
+                if vt is not None:  # a fourth channel: where the image holds data
+                    f = torch.cat([f, vt.to(dt)[:, None]], 1)
                 filtered[spec.blur_px] = f
             lv = self._make_level(spec, filtered[spec.blur_px], R, p)
             if spec.search_deg > 0:

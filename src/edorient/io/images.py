@@ -395,6 +395,19 @@ def find_direct_beam(image: np.ndarray, sigma: float = 3.0) -> tuple[float, floa
     return float((w * rr).sum() / w.sum()), float((w * cc).sum() / w.sum())
 
 
+def model_axes(centre: tuple[float, float], calibration_in: float, size: int,
+               calibration_out: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols), each (size,): where the rows and columns of a ``size`` working image whose
+    calibration is ``calibration_out`` (the direct beam on its centre pixel) fall in an input image
+    of calibration ``calibration_in`` whose beam is at ``centre`` (input pixels, float64)."""
+    from edorient.conventions import centre_pixel
+
+    scale = calibration_out / calibration_in  # input pixels per output pixel
+    r0, c0 = centre_pixel(size)
+    k = np.arange(size, dtype=np.float64)
+    return centre[0] + (k - r0) * scale, centre[1] + (k - c0) * scale
+
+
 def resample_to_model(
     image: np.ndarray,
     centre: tuple[float, float],
@@ -406,12 +419,9 @@ def resample_to_model(
     calibration is ``calibration_out`` (Å⁻¹/px); pixels outside the input become 0."""
     from scipy import ndimage
 
-    from edorient.conventions import centre_pixel
-
     scale = calibration_out / calibration_in  # input pixels per output pixel
-    r0, c0 = centre_pixel(size)
-    rr, cc = np.mgrid[0:size, 0:size].astype(np.float64)
-    coords = np.stack([centre[0] + (rr - r0) * scale, centre[1] + (cc - c0) * scale])
+    rows, cols = model_axes(centre, calibration_in, size, calibration_out)
+    coords = np.stack(np.broadcast_arrays(rows[:, None], cols[None, :]))
     src = np.asarray(image, dtype=np.float64)
     if scale > 1.5:  # shrinking: low-pass first so spots are not lost between samples
         src = ndimage.gaussian_filter(src, 0.5 * scale)

@@ -333,16 +333,19 @@ def detector_area(shape: tuple[int, int], centre: tuple[float, float], calibrati
     than the working frame leaves an outer ring that holds no data, not dark data: the fits must
     not read it (a pattern's spots there would be missing, and orientations with fewer spots in the
     ring would be preferred)."""
-    from edorient import conventions as cv
+    from edorient.io.images import model_axes
 
-    scale = calibration_out / calibration  # detector pixels per working pixel
-    r0, c0 = cv.centre_pixel(size)
-    k = np.arange(size, dtype=np.float64)
-    rows = centre[0] + (k - r0) * scale
-    cols = centre[1] + (k - c0) * scale
+    rows, cols = model_axes(centre, calibration, size, calibration_out)  # resample_to_model's mapping
     in_r = (rows >= 0) & (rows <= shape[0] - 1)
     in_c = (cols >= 0) & (cols <= shape[1] - 1)
     return in_r[:, None] & in_c[None, :]
+
+
+def _prepared_with_area(raw: np.ndarray, calibration: float, size: int,
+                        calibration_out: float) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
+    """:func:`prepare_pattern` of one detector pattern, with its :func:`detector_area`."""
+    x, centre = prepare_pattern(raw, calibration, size, calibration_out)
+    return x, centre, detector_area(raw.shape, centre, calibration, size, calibration_out)
 
 
 def _masks_or_none(masks: np.ndarray) -> np.ndarray | None:
@@ -505,11 +508,10 @@ class Indexer:
         cal_out = self.sim.config.resolved_calibration
         for i, im in enumerate(raw):
             try:
-                x[i], centre = prepare_pattern(im, calibration, self.size, cal_out)
+                x[i], centre, area[i] = _prepared_with_area(im, calibration, self.size, cal_out)
             except EdorientError:  # no direct beam (vacuum, a blank frame): flagged, not fatal
                 res["status"][i] = STATUS_NO_BEAM
                 continue
-            area[i] = detector_area(im.shape, centre, calibration, self.size, cal_out)
             ok[i] = True
             res["centre_px"][i] = centre
             rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
@@ -821,13 +823,9 @@ def index_neighbours(source, indices: np.ndarray, pools: list, spots: np.ndarray
     if not keep:
         return out
     cal_out = ix.sim.config.resolved_calibration
-    xs, area = [], []
-    for i in keep:
-        raw = source.read(i, i + 1)[0]
-        x, centre = prepare_pattern(raw, source.calibration, ix.size, cal_out)
-        xs.append(x)
-        area.append(detector_area(raw.shape, centre, source.calibration, ix.size, cal_out))
-    out.update(ix.index_full(np.stack(xs), pool=pool, spots=peaks, valid=_masks_or_none(np.stack(area))))
+    prepared = [_prepared_with_area(source.read(i, i + 1)[0], source.calibration, ix.size, cal_out) for i in keep]
+    xs, area = np.stack([q[0] for q in prepared]), np.stack([q[2] for q in prepared])
+    out.update(ix.index_full(xs, pool=pool, spots=peaks, valid=_masks_or_none(area)))
     return out
 
 
