@@ -225,6 +225,27 @@ def fit_valid(size: int, beam_radius_px: float = 5.0) -> np.ndarray:
     return np.hypot(rr - r0, cc - c0) > beam_radius_px
 
 
+#: Hypotheses :func:`image_fit_choice` draws and compares in one batch (bounds its memory).
+_FIT_BLOCK = 32
+
+
+def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n, w) Pearson correlation of each image (n, p) with its models (n, w, p) over that image's
+    ``valid`` pixels (n, p) (:func:`~edorient.indexing.matching.image_correlations` of many images
+    at once; 0 where either side is flat)."""
+    v = valid.astype(np.float64)
+    nv = np.maximum(v.sum(1), 1.0)
+
+    def unit(a, vv):
+        a = (a - (a * vv).sum(-1, keepdims=True) / nv.reshape((-1,) + (1,) * (a.ndim - 1))) * vv
+        nrm = np.sqrt((a * a).sum(-1, keepdims=True))
+        return a / np.where(nrm > 0, nrm, 1.0)
+
+    yu = unit(np.asarray(y, dtype=np.float64), v)
+    mu = unit(np.asarray(models, dtype=np.float64), v[:, None])
+    return np.einsum("nwp,np->nw", mu, yu)
+
+
 def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: float = 5.0,
                      all_fits: bool = False, valid: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(n,) index of the refined hypothesis whose model fits each whole image best, and (n,) that fit.
@@ -245,33 +266,33 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
     With ``all_fits`` also (n, h) every hypothesis' fit (NaN for the empty slots). ``valid``
     (n, H, W) bool, optional: the pixels that hold data; only those are compared.
     """
-    from edorient.indexing.matching import image_correlations, model_linear_images
+    from edorient.indexing.matching import model_linear_images
     from edorient.render import display_transform
 
     x = np.asarray(images01, dtype=np.float32)
     size = x.shape[-1]
     base = fit_valid(size, beam_radius_px)
     G = result.rotations.shape[1]
+    W = np.array([[r, 1.0 - r] for r in IMAGE_FIT_RATIOS] if G == 2 else [[1.0]], dtype=np.float32)
     best = np.zeros(len(x), dtype=int)
     fit = np.full(len(x), np.nan)
     fits = np.full(result.hypothesis_scores.shape, np.nan)
-    for i in range(len(x)):
-        ok = np.flatnonzero(np.isfinite(result.hypothesis_scores[i]))
-        if not len(ok):
-            continue
-        H = result.hypothesis_rotations[i, ok]  # (h, G, 3, 3)
-        if getattr(result, "hypothesis_centre_px", None) is not None:  # each hypothesis with its own fit
-            cen = np.repeat(result.hypothesis_centre_px[i, ok], G, axis=0)
-            k = np.repeat(result.hypothesis_calibration_scale[i, ok], G)
-        else:
-            cen, k = result.centre_px[i], result.calibration_scale[i]
-        L = model_linear_images(simulator, H.reshape(-1, 3, 3), cen, k).reshape(len(H), G, size, size)
-        W = np.array([[r, 1.0 - r] for r in IMAGE_FIT_RATIOS] if G == 2 else [[1.0]], dtype=np.float32)
-        c = image_correlations(x[i], display_transform(np.einsum("hgij,wg->hwij", L, W).reshape(-1, size, size)),
-                               base if valid is None else base & valid[i]).reshape(len(H), len(W)).max(axis=1)
-        j = int(np.argmax(c))
-        best[i], fit[i] = ok[j], c[j]
-        fits[i, ok] = c
+    own = getattr(result, "hypothesis_centre_px", None) is not None  # each hypothesis with its own fit
+    img, hyp = np.nonzero(np.isfinite(result.hypothesis_scores))  # every hypothesis of every image, by image
+    for lo in range(0, len(img), _FIT_BLOCK):
+        i, j = img[lo : lo + _FIT_BLOCK], hyp[lo : lo + _FIT_BLOCK]
+        cen = result.hypothesis_centre_px[i, j] if own else result.centre_px[i]
+        k = result.hypothesis_calibration_scale[i, j] if own else result.calibration_scale[i]
+        L = model_linear_images(simulator, result.hypothesis_rotations[i, j].reshape(-1, 3, 3),
+                                np.repeat(cen, G, axis=0), np.repeat(k, G)).reshape(len(i), G, size, size)
+        models = display_transform(np.einsum("hgij,wg->hwij", L, W)).reshape(len(i), len(W), -1)
+        v = np.broadcast_to(base, (len(i), size, size)) if valid is None else base & np.asarray(valid)[i]
+        c = _masked_correlations(x[i].reshape(len(i), -1), models, v.reshape(len(i), -1)).max(axis=1)
+        fits[i, j] = c
+    for m in np.unique(img):
+        ok = np.flatnonzero(np.isfinite(result.hypothesis_scores[m]))
+        q = int(np.argmax(fits[m, ok]))
+        best[m], fit[m] = ok[q], fits[m, ok[q]]
     return (best, fit, fits) if all_fits else (best, fit)
 
 

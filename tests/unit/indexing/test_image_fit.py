@@ -139,3 +139,39 @@ def test_image_fit_choice_reads_only_the_valid_pixels():
     np.testing.assert_array_equal(ba, bb)
     np.testing.assert_allclose(fa, fb, atol=1e-6)
     assert not np.allclose(image_fit_choice(sim, res, a)[1], image_fit_choice(sim, res, b)[1], atol=1e-3)
+
+
+def test_image_fit_choice_batched_over_images_equals_one_image_at_a_time():
+    # every hypothesis of every image is drawn and compared in batches that cross image borders;
+    # each fit must still be the Pearson correlation of that image with that hypothesis' model over
+    # that image's own valid pixels (numpy's corrcoef here), empty slots left out
+    from edorient.indexing import proposals
+    from edorient.indexing.matching import model_linear_images
+    from edorient.indexing.refine import Refiner
+    from edorient.render import display_transform
+
+    sim = _sim(size=96)
+    R = random_rotations(5, rng=21)
+    imgs = display_transform(sim.linear_images(R) + 0.02 * np.random.default_rng(4).random((5, 96, 96)))
+    starts = np.stack([R, np.roll(R, 1, axis=0), np.roll(R, 2, axis=0)], 1)[:, :, None]  # the truth first
+    res = Refiner(anatase(), sim.config).refine(imgs, starts)
+    res.hypothesis_scores[1, 2] = -np.inf  # an empty slot: never drawn, never chosen
+    valid = np.random.default_rng(5).random(imgs.shape) > 0.2
+    old = proposals._FIT_BLOCK
+    try:
+        proposals._FIT_BLOCK = 4  # blocks of 4 hypotheses split images 1, 2 and 4 across two batches
+        best, fit, fits = proposals.image_fit_choice(sim, res, imgs, all_fits=True, valid=valid)
+    finally:
+        proposals._FIT_BLOCK = old
+    base = proposals.fit_valid(96)
+    for i in range(5):
+        for j in range(3):
+            if not np.isfinite(res.hypothesis_scores[i, j]):
+                assert np.isnan(fits[i, j])
+                continue
+            m = display_transform(model_linear_images(sim, res.hypothesis_rotations[i, j], res.hypothesis_centre_px[i, j],
+                                                      res.hypothesis_calibration_scale[i, j])[0])
+            v = base & valid[i]
+            np.testing.assert_allclose(fits[i, j], np.corrcoef(imgs[i][v], m[v])[0, 1], atol=1e-6)
+    np.testing.assert_array_equal(best, 0)  # each image's own orientation fits it best
+    np.testing.assert_allclose(fit, fits[:, 0])
