@@ -224,3 +224,44 @@ def test_the_fit_image_keeps_the_weak_spots_the_noise_floor_cuts():
     assert np.all(pre.fit_image[~pre.mask] == 0)
     assert (pre.fit_image > 0).sum() > 1.2 * (pre.image > 0).sum()
     np.testing.assert_array_equal(pre.fit_image[62:67, 62:67], 0)  # the direct beam's disc
+
+
+def _scan_patterns(n=3):
+    """Patterns of the simulated 4D-STEM scan (a bright, sharp direct beam over a low background,
+    ~15,000 counts on ~20)."""
+    from edorient.mapping.simulate import ScanSimConfig, simulate_scan
+
+    counts, _ = simulate_scan(ScanSimConfig(probes=(1, n), n_grains=1, dose=20000.0, seed=5))
+    return counts.reshape(n, *counts.shape[-2:]).astype(np.float64)
+
+
+def test_no_beam_stop_is_found_on_the_flank_of_a_bright_direct_beam():
+    # one side of a sharp beam whose centre lies off the ring centre by a fraction of a pixel is far
+    # below its ring's median; that crescent is not a beam stop (it was reported as a ~156 px stop)
+    from edorient.io.images import find_direct_beam
+
+    for x in _scan_patterns():
+        pre = pp.preprocess(x, find_direct_beam(x))
+        assert pre.steps["mask"]["beam_stop_px"] == 0
+        assert pre.mask.all()
+
+
+def test_a_beam_stop_over_the_direct_beam_is_masked():
+    # a rod from the beam to the edge (3 px wide, a 7 px disc at its end) on patterns with a halo:
+    # all of it within 25 px of the beam is masked (before: 47 %, the disc's inner part was not
+    # dark against its rings), and little around it (the dilation's rim and the beam's disc)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _measured import measured
+
+    sim = Simulator(anatase(), SimulationConfig(image_size=160, calibration=0.02))
+    for s in range(3):
+        img, valid, c = measured(sim, random_rotations(1, rng=s)[0], beam_stop=True, rng=s)
+        pre = pp.preprocess(img, c)
+        stop = ~valid
+        near = stop & (np.hypot(*(np.indices(img.shape) - np.reshape(c, (2, 1, 1)))) < 25)
+        assert (near & ~pre.mask).sum() == near.sum()
+        assert (~pre.mask & ~stop).sum() <= 0.4 * stop.sum()
+        assert pre.steps["mask"]["beam_stop_px"] == int((~pre.mask).sum())
