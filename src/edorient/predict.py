@@ -71,6 +71,10 @@ class PredictConfig:
     distortion: tuple[float, float] | None = None
     """(ellipticity, axis angle in degrees) of the detector, e.g. from a calibration file of
     ``edorient calibrate``; the image is resampled to an isotropic calibration first."""
+    mask: str | None = None
+    """An image file of the detector's size, nonzero at the pixels to ignore (dead, hot, gaps, a
+    beam stop; :func:`edorient.io.images.read_detector_mask`): they are set to 0 and left out of
+    the centre finding, the background and every fit."""
 
 
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
@@ -181,16 +185,27 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     image = pattern.image
     if config.intensity == "display":  # a figure: bright spots on dark, any scale
         image = image - image.min()
-    from edorient.indexing.preprocess import validity_mask
+    from edorient.indexing.preprocess import validity_mask, with_bad_pixels
 
-    validity = validity_mask(image)
+    bad = None
+    if config.mask is not None:
+        from edorient.io.images import read_detector_mask
+
+        bad = read_detector_mask(config.mask, image.shape)
+        image, validity = with_bad_pixels(image, bad)
+    else:
+        validity = validity_mask(image)
     centre, centre_info = _find_centre(image, config, validity)
     if config.distortion is not None and config.distortion[0] != 1.0:
         from edorient.indexing.calibration import Calibration, undistort_image
 
         ell, angle = config.distortion
-        image = undistort_image(image, Calibration(calibration, ellipticity=float(ell), angle_deg=float(angle)), centre)
-        validity = validity_mask(image)
+        cal = Calibration(calibration, ellipticity=float(ell), angle_deg=float(angle))
+        image = undistort_image(image, cal, centre)
+        if bad is not None:  # the ignored pixels follow the image (any resampled sample touching one)
+            image, validity = with_bad_pixels(image, undistort_image(bad.astype(np.float32), cal, centre) > 0.01)
+        else:
+            validity = validity_mask(image)
         centre_info["undistorted"] = {"ellipticity": ell, "angle_deg": angle}
     result: dict[str, Any] = {"file": str(path), "source": pattern.source_note, "crystal": crystal.name}
     if run is not None:

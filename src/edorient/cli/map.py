@@ -35,6 +35,11 @@ class Map(Subcommand):
                             help="1/Å per detector pixel (default: from the file's axes; required for .npy, .zarr, folders)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (no sub-degree orientations, no uncertainty)")
+        parser.add_argument("--mask", type=Path, default=None,
+                            help="an image of the detector's size, nonzero at pixels to ignore (dead, hot, gaps, a beam "
+                                 "stop), joined with the defects found; written as OUT/detector_mask.npy")
+        parser.add_argument("--no-defects", dest="find_defects", action="store_false",
+                            help="do not look for dead and hot pixels in a sample of the scan (on by default)")
         parser.add_argument("--min-new-spots", type=positive_int, default=SECOND_GRAIN_MIN_SPOTS,
                             help="a second grain must explain at least this many of the pattern's spots that the "
                                  f"one-grain fit leaves unexplained (default {SECOND_GRAIN_MIN_SPOTS}; docs/mapping.md)")
@@ -75,7 +80,8 @@ class Map(Subcommand):
                                min_new_spots=args.min_new_spots, explained_below=args.second_chance, refine=args.refine,
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions,
-                               chosen_partner_k=args.partner_again,
+                               chosen_partner_k=args.partner_again, find_defects=args.find_defects,
+                               detector_mask=None if args.mask is None else str(args.mask),
                                **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}),
                                **({} if args.neighbour_radius is None else {"neighbour_radius": args.neighbour_radius}))
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
@@ -109,6 +115,11 @@ class SimulateScan(Subcommand):
                             help="boundary shift through the thickness, in probe steps (default 3)")
         parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
         parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+        parser.add_argument("--hot-pixels", type=nonneg_int, default=0,
+                            help="detector defects: pixels counting ~5000 in every pattern (default 0)")
+        parser.add_argument("--dead-pixels", type=nonneg_int, default=0, help="pixels that never count (default 0)")
+        parser.add_argument("--gap", type=nonneg_int, default=0, metavar="PX",
+                            help="a cross of dead rows and columns PX wide between four chips (default 0: none)")
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
@@ -117,7 +128,8 @@ class SimulateScan(Subcommand):
 
         check_output_file(args.out, "--out")
         cfg = ScanSimConfig(probes=tuple(args.probes), n_grains=args.grains, detector_px=args.detector,
-                            calibration=args.calibration, dose=args.dose, incline_px=args.incline, seed=args.seed)
+                            calibration=args.calibration, dose=args.dose, incline_px=args.incline, seed=args.seed,
+                            hot_pixels=args.hot_pixels, dead_pixels=args.dead_pixels, gap_px=args.gap)
         path, truth = write_scan(args.out, cfg, args.crystal)
         print(f"wrote {path} and {truth}")
         return 0

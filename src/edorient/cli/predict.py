@@ -57,6 +57,9 @@ class Predict(Subcommand):
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
                             help="direct-beam position in the file (default: found automatically)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
+        parser.add_argument("--mask", type=Path, default=None,
+                            help="an image of the detector's size, nonzero at pixels to ignore (dead, hot, gaps, a beam "
+                                 "stop); they are left out of the centre finding, the background and the fits")
         parser.add_argument("--intensity", choices=["linear", "display"], default="linear",
                             help="linear: detector counts (default); display: an already contrast-adjusted image")
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
@@ -90,7 +93,7 @@ class Predict(Subcommand):
         cfg = PredictConfig(calibration=calibration, grains=args.grains, distortion=distortion,
                             calibration_tolerance=args.calibration_tolerance, voltage_kv=kv,
                             background=args.background, size=args.size,
-                            centre=centre, frame=args.frame,
+                            centre=centre, frame=args.frame, mask=None if args.mask is None else str(args.mask),
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
                             pair_directions=args.pair_directions, refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)

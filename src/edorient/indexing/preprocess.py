@@ -128,6 +128,82 @@ def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
     return ndimage.binary_dilation(bad, iterations=3)
 
 
+#: A hot pixel of a scan (:func:`detector_defects`): in the scan's mean pattern at least this many
+#: times brighter than the median of its 5 x 5 neighbourhood, and its cluster (hot pixels touching
+#: each other, at most ``HOT_MAX_CLUSTER``) this many times brighter than every pixel around it
+#: (the peak pixel of a spot or of the direct beam drawn with sigma >= 0.6 px is at most ~4x its
+#: brightest neighbour) ...
+HOT_RATIO = 4.0
+HOT_MAX_CLUSTER = 4
+#: ... and above the neighbourhood's median by this many robust standard deviations of the mean
+#: pattern's pixel-to-pixel differences.
+HOT_SIGMAS = 8.0
+
+
+def detector_defects(sample: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(H, W) bool, True at the defective pixels of a detector, from a sample of its patterns
+    (n, H, W) (e.g. spread over a 4D-STEM scan), and a report of what was found.
+
+    - **dead** (or in a gap between detector chips): 0 in every pattern of the sample while some
+      of its eight neighbours hold counts; NaN or infinite in every pattern of the sample (a gap
+      as some readers fill it; in some patterns only, the pattern is broken, not the detector);
+    - **hot**: a spike of one to :data:`HOT_MAX_CLUSTER` touching pixels that every pattern
+      shares: in the sample's mean pattern each at least :data:`HOT_RATIO` times the median of its
+      5 x 5 neighbourhood and :data:`HOT_SIGMAS` robust standard deviations above it, and the
+      cluster's faintest pixel :data:`HOT_RATIO` times the brightest pixel around the cluster.
+      Spots and the direct beam are blobs of several pixels and move from pattern to pattern
+      (grains, descan), so their peak pixels are not hot; a diffraction spot one pixel wide
+      present in every pattern (a single-crystal scan with very sharp spots) would be, which is
+      why the map reports the count and takes ``--no-defects``.
+    """
+    x = np.asarray(sample, dtype=np.float64)
+    if x.ndim != 3 or x.shape[0] < 1:
+        raise EdorientError(f"detector_defects needs a sample of patterns (n, H, W), got shape {x.shape}")
+    invalid = (~np.isfinite(x)).all(0)  # NaN or infinite in every pattern of the sample (a reader's gap)
+    x = np.where(np.isfinite(x), x, 0.0)
+    total = x.sum(0)
+    foot = np.ones((3, 3), dtype=bool)
+    foot[1, 1] = False  # the eight neighbours, not the pixel itself
+    # (the neighbours that exist: at the border the missing ones count as nothing)
+    dead = (x == 0).all(0) & (ndimage.maximum_filter(total, footprint=foot, mode="constant", cval=0.0) > 0)
+    mean = total / x.shape[0]
+    local = ndimage.median_filter(mean, size=5, mode="nearest")
+    diff = mean - ndimage.median_filter(mean, size=3, mode="nearest")
+    noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
+    cand = (mean > HOT_RATIO * np.maximum(local, 0.0)) & (mean - local > HOT_SIGMAS * noise) & (mean > 0)
+    hot = np.zeros_like(cand)
+    lab, n = ndimage.label(cand, structure=np.ones((3, 3)))
+    if n:
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+            if sizes[k] > HOT_MAX_CLUSTER:
+                continue
+            grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+            mine = lab[grown] == k
+            ring = ndimage.binary_dilation(mine, structure=np.ones((3, 3))) & ~mine
+            m = mean[grown]
+            if not ring.any() or m[mine].min() > HOT_RATIO * max(float(m[ring].max()), 0.0):
+                hot[grown] |= mine
+    return invalid | dead | hot, {"dead_px": int(dead.sum()), "hot_px": int(hot.sum()), "not_finite_px": int(invalid.sum()),
+                                  "sample_patterns": int(x.shape[0])}
+
+
+def with_bad_pixels(image: np.ndarray, bad: np.ndarray | None) -> tuple[np.ndarray, tuple[np.ndarray, dict]]:
+    """(the image with its ``bad`` pixels set to 0, its :func:`validity_mask` with them invalid):
+    the detector's defects or a user's mask (True = ignore) kept out of the centre finding (a hot
+    pixel can outshine the direct beam), the background and the fits."""
+    x = np.asarray(image, dtype=np.float64)
+    if bad is None or not bad.any():
+        return x, validity_mask(x)
+    if bad.shape != x.shape:
+        raise EdorientError(f"the detector mask is {bad.shape[0]} x {bad.shape[1]} px but the pattern is "
+                            f"{x.shape[0]} x {x.shape[1]}; give a mask of the detector's size")
+    x = np.where(bad, 0.0, x)
+    mask, report = validity_mask(x)
+    report["detector_mask_px"] = int(bad.sum())
+    return x, (mask & ~bad, report)
+
+
 def validity_mask(image: np.ndarray, min_flat_area: int = MIN_FLAT_AREA) -> tuple[np.ndarray, dict]:
     """Mask (True = signal) of flat patches and saturated pixels, and a report of each."""
     x = np.asarray(image, dtype=np.float64)

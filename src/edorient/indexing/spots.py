@@ -476,17 +476,35 @@ def find_centre(
     return CentreResult(float(c[0]), float(c[1]), round(score, 4), int(n_pairs), bool(ok), note, method)
 
 
+def fill_masked(image: np.ndarray, valid: np.ndarray, sigma: float = 1.0, min_weight: float = 0.3) -> np.ndarray:
+    """``image`` with its invalid pixels filled from their valid neighbours (a normalised Gaussian
+    convolution of ``sigma`` px) where at least ``min_weight`` of the kernel's weight is valid (a
+    masked hot pixel, a detector gap a few pixels wide); elsewhere (a wide masked region) 0."""
+    from scipy import ndimage
+
+    x = np.asarray(image, dtype=np.float64)
+    v = np.asarray(valid, dtype=np.float64)
+    w = ndimage.gaussian_filter(v, sigma)
+    num = ndimage.gaussian_filter(x * v, sigma)
+    fill = np.where(w >= min_weight, num / np.maximum(w, 1e-12), 0.0)
+    return np.where(valid, x, fill)
+
+
 def working_spots(image01: np.ndarray, threshold: float = 6.0, max_spots: int = 40,
-                  beam_radius_px: float = 5.0) -> np.ndarray:
+                  beam_radius_px: float = 5.0, valid: np.ndarray | None = None) -> np.ndarray:
     """(k, 2) spots (row, col) of a working display image (``[0, 1]``, the direct beam on the
     frame's centre pixel), found in its linear intensity (:func:`find_spots`, ``threshold``
     noise sigmas), more than ``beam_radius_px`` from the centre. The spots a second-grain
-    decision counts (:func:`second_grain_is_real`)."""
+    decision counts (:func:`second_grain_is_real`). ``valid`` (the pixels that hold data): the
+    others are filled from their neighbours first (:func:`fill_masked`), so that a masked pixel
+    or a gap through a spot does not cut it into two."""
     from edorient import conventions as cv
     from edorient.render import inverse_display_transform
 
-    sp = find_spots(inverse_display_transform(np.asarray(image01, dtype=np.float32)), threshold=threshold,
-                    max_spots=max_spots)
+    lin = inverse_display_transform(np.asarray(image01, dtype=np.float32))
+    if valid is not None and not np.all(valid):
+        lin = fill_masked(lin, valid)
+    sp = find_spots(lin, threshold=threshold, max_spots=max_spots)
     r0, c0 = cv.centre_pixel(image01.shape[-1])
     return sp.positions[(sp.positions[:, 0] - r0) ** 2 + (sp.positions[:, 1] - c0) ** 2 > beam_radius_px**2]
 

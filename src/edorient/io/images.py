@@ -364,6 +364,37 @@ def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
     return Pattern(image=data, calibration=raw.calibration, source_note="; ".join(notes), voltage_kv=raw.voltage_kv)
 
 
+def read_detector_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels to ignore of a detector of ``shape`` (H, W), from an image file of that size
+    (any format of :data:`READERS`): (H, W) bool, True where the file is nonzero (or NaN), i.e. a
+    dead, hot or gap pixel, a beam stop, an annotation.
+
+    A mask marking more than half of the detector is refused: it almost surely marks the good
+    pixels instead (the other convention, e.g. py4DSTEM's), and would leave too little to index.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise EdorientError(f"detector mask not found: {p} (check --mask)")
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        raise EdorientError(f"unsupported mask format {p.suffix!r} of {p}: use one of {', '.join(sorted(READERS))}")
+    raw = reader(p)
+    data = raw.data
+    if raw.colour_last_axis and data.ndim >= 3 and data.shape[-1] in (3, 4):
+        data = to_gray(np.asarray(data))
+    data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+    if data.ndim != 2:
+        raise EdorientError(f"the mask {p} is not one 2-D image (shape {data.shape}); give the detector's mask")
+    if tuple(data.shape) != tuple(shape):
+        raise EdorientError(f"the mask {p} is {data.shape[0]} x {data.shape[1]} px but the detector is "
+                            f"{shape[0]} x {shape[1]}; give a mask of the detector's size")
+    bad = ~np.isfinite(data) | (np.nan_to_num(data) != 0) if data.dtype.kind == "f" else data != 0
+    if bad.mean() > 0.5:
+        raise EdorientError(f"the mask {p} marks {bad.mean():.0%} of the detector to be ignored; a mask is nonzero "
+                            "at the pixels to ignore: if yours marks the good pixels, invert it")
+    return bad
+
+
 def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
     """Read a diffraction image as a 2-D float32 array (:func:`read_pattern` without its metadata).
 

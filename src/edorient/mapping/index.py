@@ -239,6 +239,14 @@ class MapSettings:
     of a scan row and its anchors need not see it); the pair is kept where it is real by the
     rule above and fits the whole image better (a reported pair: by ``CONSENSUS_GAIN``). 0: off.
     Measured on the tuning scans (docs/mapping.md)."""
+    detector_mask: str | None = None
+    """An image file of the detector's size, nonzero at the pixels to ignore (dead, hot, gaps, a
+    beam stop: :func:`edorient.io.images.read_detector_mask`), joined with the defects found
+    (``find_defects``): they are set to 0 and left out of the centre finding, the background and
+    every fit. The map writes the mask it used as ``detector_mask.npy`` in its folder."""
+    find_defects: bool = True
+    """Find dead and hot pixels from a sample of the scan's patterns
+    (:func:`edorient.indexing.preprocess.detector_defects`; at least ``DEFECT_MIN_PATTERNS``)."""
     device: str = "cpu"
     """Torch device of the CNN and refinement."""
     torch_threads: int | None = None
@@ -310,20 +318,27 @@ def resolve_runs(runs: list[str] | tuple[str, ...] | None, crystal: str) -> tupl
 
 
 def prepare_pattern(image: np.ndarray, calibration: float, size: int,
-                    calibration_out: float) -> tuple[np.ndarray, tuple[float, float]]:
+                    calibration_out: float, validity=None) -> tuple[np.ndarray, tuple[float, float]]:
     """One detector pattern -> the estimator's display image (size, size) and the direct beam's
     (row, col), prepared the way ``edorient predict`` prepares a pattern for a model.
 
     The direct beam of a scan pattern is its brightest blob
     (:func:`edorient.io.images.find_direct_beam`); the rest is
     :func:`edorient.predict.prepare_for_model`, so the map follows the single-pattern
-    preprocessing as it improves.
+    preprocessing as it improves. ``validity``: :func:`~edorient.indexing.preprocess.validity_mask`'s
+    result where the caller has it (e.g. with the detector's bad pixels).
     """
+    return _prepare(image, calibration, size, calibration_out, validity)[:2]
+
+
+def _prepare(image, calibration, size, calibration_out, validity=None):
+    """:func:`prepare_pattern` and the preprocessing behind it."""
     from edorient.io.images import find_direct_beam
     from edorient.predict import prepare_for_model
 
     centre = find_direct_beam(image)
-    return prepare_for_model(image, centre, calibration, size, calibration_out)[0], centre
+    x, pre = prepare_for_model(image, centre, calibration, size, calibration_out, validity=validity)
+    return x, centre, pre
 
 
 def detector_area(shape: tuple[int, int], centre: tuple[float, float], calibration: float, size: int,
@@ -341,11 +356,23 @@ def detector_area(shape: tuple[int, int], centre: tuple[float, float], calibrati
     return in_r[:, None] & in_c[None, :]
 
 
-def _prepared_with_area(raw: np.ndarray, calibration: float, size: int,
-                        calibration_out: float) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
-    """:func:`prepare_pattern` of one detector pattern, with its :func:`detector_area`."""
-    x, centre = prepare_pattern(raw, calibration, size, calibration_out)
-    return x, centre, detector_area(raw.shape, centre, calibration, size, calibration_out)
+def _prepared_with_area(raw: np.ndarray, calibration: float, size: int, calibration_out: float,
+                        bad: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float], np.ndarray, np.ndarray]:
+    """:func:`prepare_pattern` of one detector pattern with its ``bad`` pixels (True: ignore; None:
+    none) set to 0 and left out; returns (image, centre, the working pixels that hold data, the
+    detector pattern as prepared). Those pixels are the :func:`detector_area` where the
+    preprocessing found every pixel valid; else also its mask (the bad pixels, flat patches,
+    saturated pixels, a beam stop) resampled like the image, as ``edorient predict``'s fits read."""
+    from edorient.indexing.preprocess import with_bad_pixels
+
+    image, validity = with_bad_pixels(raw, bad) if bad is not None else (raw, None)
+    x, centre, pre = _prepare(image, calibration, size, calibration_out, validity)
+    area = detector_area(raw.shape, centre, calibration, size, calibration_out)
+    if not pre.mask.all():
+        from edorient.io.images import resample_to_model
+
+        area &= resample_to_model(pre.mask.astype(np.float32), centre, calibration, size, calibration_out) > 0.99
+    return x, centre, area, image
 
 
 def _masks_or_none(masks: np.ndarray) -> np.ndarray | None:
@@ -409,17 +436,31 @@ class Indexer:
         from edorient.indexing.refine import proper_rotations
 
         self.proper = proper_rotations(self.crystal.laue)
+        self._bad: np.ndarray | None = None  # the detector mask, read at the first pattern (its shape)
+
+    def bad_pixels(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The detector's pixels to ignore (:attr:`MapSettings.detector_mask`) for patterns of
+        ``shape``, or None."""
+        if self.settings.detector_mask is None:
+            return None
+        if self._bad is None or self._bad.shape != tuple(shape):
+            from edorient.io.images import read_detector_mask
+
+            self._bad = read_detector_mask(self.settings.detector_mask, tuple(shape))
+        return self._bad
 
     def _needs(self, g: int) -> bool:
         return self.settings.grains == "auto" or self.settings.grains == str(g)
 
     # -- the per-chunk work ------------------------------------------------------------------
-    def pattern_spots(self, x: np.ndarray) -> np.ndarray:
+    def pattern_spots(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """(k, 2) spots (row, col) of a display image, away from the direct beam
-        (:func:`edorient.indexing.spots.working_spots`)."""
+        (:func:`edorient.indexing.spots.working_spots`); with ``valid`` (the pixels that hold data)
+        none within 3 px of a pixel that does not (a gap or a masked hot pixel cutting a spot in
+        two would make two spots, one of them unexplained)."""
         from edorient.indexing.spots import working_spots
 
-        return working_spots(x, threshold=SPOT_THRESHOLD, max_spots=MAX_PATTERN_SPOTS)
+        return working_spots(x, threshold=SPOT_THRESHOLD, max_spots=MAX_PATTERN_SPOTS, valid=valid)
 
     def explained(self, peaks: np.ndarray, R: np.ndarray, weight: float) -> np.ndarray:
         """(k,) whether each pattern spot has a spot of orientation ``R`` (peak x ``weight`` >=
@@ -498,17 +539,19 @@ class Indexer:
         :meth:`index_prepared`)."""
         n = len(raw)
         res = _filled(n)
-        bad = ~np.isfinite(raw.reshape(n, -1)).all(1)
-        if bad.any():
-            raise EdorientError(f"pattern {first_index + int(np.flatnonzero(bad)[0])} (row-major probe index) holds "
-                                "NaN or infinite pixels; clean the scan first")
+        ignore = self.bad_pixels(raw.shape[1:])
+        use = slice(None) if ignore is None else ~ignore  # NaN in the pixels to ignore (a reader's gap) is fine
+        broken = ~np.isfinite(raw[:, use].reshape(n, -1)).all(1)
+        if broken.any():
+            raise EdorientError(f"pattern {first_index + int(np.flatnonzero(broken)[0])} (row-major probe index) holds "
+                                "NaN or infinite pixels; clean the scan first, or give them in --mask")
         x = np.zeros((n, self.size, self.size), dtype=np.float32)
         area = np.ones((n, self.size, self.size), dtype=bool)
         ok = np.zeros(n, dtype=bool)
         cal_out = self.sim.config.resolved_calibration
         for i, im in enumerate(raw):
             try:
-                x[i], centre, area[i] = _prepared_with_area(im, calibration, self.size, cal_out)
+                x[i], centre, area[i], im = _prepared_with_area(im, calibration, self.size, cal_out, ignore)
             except EdorientError:  # no direct beam (vacuum, a blank frame): flagged, not fatal
                 res["status"][i] = STATUS_NO_BEAM
                 continue
@@ -543,7 +586,8 @@ class Indexer:
         rest = np.setdiff1d(np.arange(n), anc)
         out = _filled(n, PREPARED_FIELDS)
         # each pattern's spots once (anchors and re-indexed patterns are fitted twice)
-        peaks = [self.pattern_spots(x) for x in xs] if self.settings.grains == "auto" else None
+        peaks = ([self.pattern_spots(x, None if valid is None else valid[i]) for i, x in enumerate(xs)]
+                 if self.settings.grains == "auto" else None)
 
         def pk(rows):
             return None if peaks is None else [peaks[i] for i in rows]
@@ -600,7 +644,7 @@ class Indexer:
         if self.settings.grains == "auto":
             peaks, h1s = [], []
             for j in range(n):
-                pk = self.pattern_spots(xs[j]) if spots is None else spots[j]
+                pk = self.pattern_spots(xs[j], None if valid is None else valid[j]) if spots is None else spots[j]
                 h1 = self.explained(pk, one["rotations"][j, 0], 1.0)
                 peaks.append(pk)
                 h1s.append(h1)
@@ -823,7 +867,8 @@ def index_neighbours(source, indices: np.ndarray, pools: list, spots: np.ndarray
     if not keep:
         return out
     cal_out = ix.sim.config.resolved_calibration
-    prepared = [_prepared_with_area(source.read(i, i + 1)[0], source.calibration, ix.size, cal_out) for i in keep]
+    prepared = [_prepared_with_area(raw, source.calibration, ix.size, cal_out, ix.bad_pixels(raw.shape))
+                for raw in (source.read(i, i + 1)[0] for i in keep)]
     xs, area = np.stack([q[0] for q in prepared]), np.stack([q[2] for q in prepared])
     out.update(ix.index_full(xs, pool=pool, spots=peaks, valid=_masks_or_none(area)))
     return out

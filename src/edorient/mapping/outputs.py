@@ -279,6 +279,22 @@ def _neighbours_line(run) -> str:
             f"{nb['second_grains_added']} given a second grain or a better pair (docs/mapping.md)")
 
 
+def _detector_line(run) -> str:
+    d = getattr(run, "detector", {}) or {}
+    parts = []
+    if "mask_px" in d:
+        parts.append(f"{d['mask_px']} px from `{d['mask_file']}`")
+    if "sample_patterns" in d:
+        parts.append(f"{d['dead_px']} dead and {d['hot_px']} hot px found in {d['sample_patterns']} patterns"
+                     + (f", {d['not_finite_px']} not finite" if d.get("not_finite_px") else ""))
+    elif "defects" in d:
+        parts.append(f"defects {d['defects']}")
+    else:
+        parts.append("defects not looked for (--no-defects)")
+    where = f"; `{Path(d['written']).name}`" if d.get("written") else ""
+    return f"- detector pixels ignored: {d.get('ignored_px', 0)} ({'; '.join(parts)}{where})"
+
+
 def _report(run, settings, compute, seed, written: list[str]) -> str:
     r = run.results
     n = len(r["status"])
@@ -291,6 +307,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
         (f"- scan: `{run.source.path}` ({run.source.kind}; {run.source.shape[0]} x {run.source.shape[1]} probes, "
          f"patterns {run.source.pattern_shape[0]} x {run.source.pattern_shape[1]} px)"),
         f"- calibration: {run.source.calibration:.6g} 1/Å per pixel (from {run.source.calibration_source})",
+        _detector_line(run),
         (f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
          f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "
          f"refinement: {'on' if settings.refine else 'off'}"),
@@ -353,7 +370,7 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
     history.append({"compute_s": round(run.compute_s, 3), "patterns_computed": run.patterns_computed,
                     "workers": run.workers, "chunks_done_before": run.chunks_done_before, **{
                         k: round(v, 3) for k, v in run.timings.items()},
-                    "neighbour_pass": getattr(run, "neighbours", {})})
+                    "neighbour_pass": getattr(run, "neighbours", {}), "detector": getattr(run, "detector", {})})
     summary = {"patterns": len(run.results["status"]), "two_grains": int((run.results["n_grains"] == 2).sum()),
                "runs": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -5,6 +5,8 @@ Layout of the output folder (``--out``)::
 
     .edorient-output.json   marker (kind "map")
     config.json             the resolved settings, the scan's description, the seed
+    detector_mask.npy       the detector's pixels the map ignored (the defects found, the user's
+                            --mask), where there were any
     chunks/chunk_00000.npz  one per chunk (written atomically: a killed map leaves none half-written)
     results.csv, results.zarr, maps/*.png, orientations.ang, orientations.h5, report.md
                             assembled from the chunks when all are done (:mod:`.outputs`)
@@ -72,6 +74,57 @@ class MapRun:
     timings: dict
     neighbours: dict = field(default_factory=dict)
     """The neighbour pass: candidates, patterns refined, patterns given a second grain."""
+    detector: dict = field(default_factory=dict)
+    """The detector's pixels ignored (:func:`_detector_mask`'s report)."""
+
+
+#: The detector's defects are looked for (:attr:`MapSettings.find_defects`) in at most this many
+#: patterns, in four stretches spread over the scan ...
+DEFECT_SAMPLE = 128
+#: ... where the scan has at least this many.
+DEFECT_MIN_PATTERNS = 16
+
+
+def _detector_mask(out: Path, source: ScanSource, settings: MapSettings) -> tuple[MapSettings, dict]:
+    """The pixels of the detector the map ignores: the user's ``detector_mask`` and, with
+    ``find_defects``, the dead and hot pixels of a sample of the scan
+    (:func:`~edorient.indexing.preprocess.detector_defects`). Where there are any they are written
+    to ``out/detector_mask.npy`` (atomically; 1 = ignored) and the returned settings point there
+    (what the chunks use); else the settings come back unchanged. Also a report (JSON-friendly)."""
+    from edorient._utils.atomic import atomic_path
+
+    shape = tuple(source.pattern_shape)
+    bad = np.zeros(shape, dtype=bool)
+    report: dict = {}
+    if settings.detector_mask is not None:
+        from edorient.io.images import read_detector_mask
+
+        user = read_detector_mask(settings.detector_mask, shape)
+        bad |= user
+        report.update(mask_file=str(settings.detector_mask), mask_px=int(user.sum()))
+    n = source.n_patterns
+    if settings.find_defects and n >= DEFECT_MIN_PATTERNS:
+        from edorient.indexing.preprocess import detector_defects
+
+        if n <= DEFECT_SAMPLE:
+            sample = source.read(0, n)
+        else:
+            size = DEFECT_SAMPLE // 4
+            starts = np.linspace(0, n - size, 4).astype(int)
+            sample = np.concatenate([source.read(int(a), int(a) + size) for a in starts])
+        found, rep = detector_defects(sample)
+        bad |= found
+        report.update(rep)
+    elif settings.find_defects:
+        report["defects"] = f"not looked for (fewer than {DEFECT_MIN_PATTERNS} patterns)"
+    report["ignored_px"] = int(bad.sum())
+    if not bad.any():
+        return replace(settings, detector_mask=None, find_defects=False), report
+    path = out / "detector_mask.npy"
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, bad.astype(np.uint8))
+    report["written"] = str(path)
+    return replace(settings, detector_mask=str(path), find_defects=False), report
 
 
 def chunk_ranges(n: int, chunk: int) -> list[tuple[int, int]]:
@@ -240,6 +293,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
               "compute": asdict(compute), "seed": int(seed)}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str) + "\n")
 
+    used, detector = _detector_mask(out, source, settings)  # the settings every chunk and pass below uses
     ranges = chunk_ranges(source.n_patterns, compute.chunk)
     done = {k for k in range(len(ranges)) if _chunk_path(out, k).is_file() and _load_chunk(_chunk_path(out, k)) is not None}
     todo = [k for k in range(len(ranges)) if k not in done]
@@ -270,11 +324,11 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         if todo and compute.workers == 0 and not compute.scheduler:
             workers = 1
             for k in todo:
-                finish(k, index_chunk(source, *ranges[k], settings))
+                finish(k, index_chunk(source, *ranges[k], used))
         elif todo:
             client, cluster = _client(compute)
             workers = len(client.scheduler_info().get("workers", {})) or 1
-            wsettings = replace(settings, torch_threads=1)
+            wsettings = replace(used, torch_threads=1)
             _run_on_cluster(client, index_chunk, {k: (source, *ranges[k], wsettings) for k in todo}, "edorient-map", finish)
         bar.close()
         chunks = [_load_chunk(_chunk_path(out, k)) for k in range(len(ranges))]
@@ -289,7 +343,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             proper = proper_rotations(get_crystal(settings.crystal).laue)
             if settings.neighbours_for(source.kind) and "spots_working_px" in results:
                 t1 = time.perf_counter()
-                neighbours = _neighbour_pass(out, source, settings, compute, results, client, proper)
+                neighbours = _neighbour_pass(out, source, used, compute, results, client, proper)
                 timings["neighbour_s"] = time.perf_counter() - t1
             t1 = time.perf_counter()
             results["support"] = neighbour_support(results, source.shape, proper)
@@ -301,7 +355,8 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         if cluster is not None:
             cluster.close()
     compute_s = time.perf_counter() - t0
-    run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings, neighbours)
+    run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings, neighbours,
+                 detector)
     if assemble:
         from edorient.mapping.outputs import write_outputs
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from edorient.errors import EdorientError
 
-__all__ = ["ScanSimConfig", "grain_shares", "simulate_scan", "write_hspy"]
+__all__ = ["ScanSimConfig", "detector_defects", "grain_shares", "simulate_scan", "write_hspy"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ class ScanSimConfig:
     """Specimen thickness (Å) of the relrod (the patterns), as the shipped models' training."""
     seed: int = 0
     """Seed of every random stream."""
+    hot_pixels: int = 0
+    """Detector defects: pixels that count ``hot_counts`` (Poisson) in every pattern ..."""
+    hot_counts: float = 5000.0
+    dead_pixels: int = 0
+    """... pixels that never count ..."""
+    gap_px: int = 0
+    """... and a cross of dead rows and columns this wide between four detector chips (0: none),
+    through the detector 3/4 of the way along each axis (off the direct beam, as on a quad
+    detector whose beam is placed on one chip). Where the defects are is in the truth
+    (``defects``); they come after the random streams of the patterns, so a scan with defects
+    is the same scan as without them on every other pixel."""
 
     def __post_init__(self) -> None:
         ny, nx = self.probes
@@ -68,6 +79,31 @@ class ScanSimConfig:
             raise EdorientError(f"n_grains must be >= 1, got {self.n_grains}")
         if self.detector_px < 32:
             raise EdorientError(f"detector must be at least 32 px, got {self.detector_px}")
+        if min(self.hot_pixels, self.dead_pixels, self.gap_px) < 0 or self.hot_counts <= 0:
+            raise EdorientError("hot_pixels, dead_pixels and gap_px must be >= 0 and hot_counts > 0")
+        if self.hot_pixels + self.dead_pixels > self.detector_px**2 // 10:
+            raise EdorientError(f"at most {self.detector_px ** 2 // 10} defective pixels on a "
+                                f"{self.detector_px} px detector")
+
+
+def detector_defects(cfg: ScanSimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(hot, dead) (H, W) bool: where :class:`ScanSimConfig`'s defects are (dead includes the gap)."""
+    from edorient._utils.rng import seeded_rng
+
+    H = cfg.detector_px
+    rng = seeded_rng(cfg.seed, 123)
+    pick = rng.choice(H * H, cfg.hot_pixels + cfg.dead_pixels, replace=False)
+    hot = np.zeros(H * H, dtype=bool)
+    dead = np.zeros(H * H, dtype=bool)
+    hot[pick[: cfg.hot_pixels]] = True
+    dead[pick[cfg.hot_pixels :]] = True
+    hot, dead = hot.reshape(H, H), dead.reshape(H, H)
+    if cfg.gap_px:
+        g = (3 * H) // 4
+        dead[g : g + cfg.gap_px] = True
+        dead[:, g : g + cfg.gap_px] = True
+        hot &= ~dead
+    return hot, dead
 
 
 def grain_shares(cfg: ScanSimConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,6 +165,12 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
             lin = ndimage.shift(lin, drift[i, j], order=1, mode="constant")
             lam = cfg.dose * (np.clip(lin, 0, None) + cfg.background)
             counts[i, j] = np.minimum(noise.poisson(lam), np.iinfo(np.uint16).max)
+    hot, dead = detector_defects(cfg)
+    if hot.any() or dead.any():  # after the patterns' noise: the other pixels are those of the scan without defects
+        defect_noise = seeded_rng(cfg.seed, 124)
+        counts[:, :, hot] = np.minimum(defect_noise.poisson(cfg.hot_counts, (ny, nx, int(hot.sum()))),
+                                       np.iinfo(np.uint16).max)
+        counts[:, :, dead] = 0
     rot = np.full((ny, nx, 2, 3, 3), np.nan)
     rot[..., 0, :, :] = grain_R[ids[..., 0]]
     two = ids[..., 1] >= 0
@@ -140,6 +182,7 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
         "centre_px": np.stack([H // 2 + drift[..., 0], H // 2 + drift[..., 1]], -1),
         "calibration": np.float64(cfg.calibration),
         "config": np.array(json.dumps(asdict(cfg))),
+        "defects": hot | dead,
     }
     return counts, truth
 
