@@ -64,3 +64,25 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def calibration_or_file(text: str):
+    """``--calibration`` as a number (1/Å per pixel) or a calibration file of ``edorient
+    calibrate``: (calibration, the file's :class:`~edorient.indexing.calibration.Calibration` or
+    None for a number)."""
+    from pathlib import Path
+
+    from edorient.errors import EdorientError
+
+    try:
+        return finite_float(text), None
+    except (argparse.ArgumentTypeError, ValueError):
+        pass
+    path = Path(text)
+    if not path.is_file():
+        raise EdorientError(f"--calibration {text!r} is neither a number (1/Å per pixel) nor a calibration "
+                            "file; give one, e.g. --calibration 0.0190 or --calibration cal.json")
+    from edorient.indexing.calibration import load_calibration
+
+    cal = load_calibration(path)
+    return float(cal.calibration), cal

@@ -31,8 +31,10 @@ class Map(Subcommand):
                             help="a trained run folder or pretrained:NAME giving the proposals; once for a one-grain and "
                                  "once for a two-grain model (default for anatase: both shipped models; for a CIF: "
                                  "template matching, ~100x slower)")
-        parser.add_argument("--calibration", type=finite_float, default=None,
-                            help="1/Å per detector pixel (default: from the file's axes; required for .npy, .zarr, folders)")
+        parser.add_argument("--calibration", default=None,
+                            help="1/Å per detector pixel, or a calibration file of `edorient calibrate` (its ellipticity is "
+                                 "then undone in every pattern; default: from the file's axes; required for .npy, .zarr, "
+                                 "folders)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (no sub-degree orientations, no uncertainty)")
         parser.add_argument("--mask", type=Path, default=None,
@@ -86,7 +88,15 @@ class Map(Subcommand):
                                **({} if args.neighbour_radius is None else {"neighbour_radius": args.neighbour_radius}))
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)
-        run = run_map(args.scan, args.out, settings, compute, calibration=args.calibration, seed=args.seed)
+        calibration, distortion = None, None
+        if args.calibration is not None:
+            from edorient.cli._base import calibration_or_file
+
+            calibration, cal = calibration_or_file(args.calibration)
+            if cal is not None and cal.ellipticity != 1.0:
+                distortion = (float(cal.ellipticity), float(cal.angle_deg))
+        run = run_map(args.scan, args.out, settings, compute, calibration=calibration, seed=args.seed,
+                      distortion=distortion)
         n = len(run.results["status"])
         two = int((run.results["n_grains"] == 2).sum())
         nb = run.neighbours.get("second_grains_added")
@@ -120,6 +130,9 @@ class SimulateScan(Subcommand):
         parser.add_argument("--dead-pixels", type=nonneg_int, default=0, help="pixels that never count (default 0)")
         parser.add_argument("--gap", type=nonneg_int, default=0, metavar="PX",
                             help="a cross of dead rows and columns PX wide between four chips (default 0: none)")
+        parser.add_argument("--ellipticity", type=finite_float, nargs=2, default=(1.0, 0.0), metavar=("E", "DEG"),
+                            help="the detector's elliptical distortion: major / minor axis of a ring and the major "
+                                 "axis' angle from +col (default 1 0: none)")
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
@@ -129,7 +142,8 @@ class SimulateScan(Subcommand):
         check_output_file(args.out, "--out")
         cfg = ScanSimConfig(probes=tuple(args.probes), n_grains=args.grains, detector_px=args.detector,
                             calibration=args.calibration, dose=args.dose, incline_px=args.incline, seed=args.seed,
-                            hot_pixels=args.hot_pixels, dead_pixels=args.dead_pixels, gap_px=args.gap)
+                            hot_pixels=args.hot_pixels, dead_pixels=args.dead_pixels, gap_px=args.gap,
+                            ellipticity=args.ellipticity[0], ellipticity_angle_deg=args.ellipticity[1])
         path, truth = write_scan(args.out, cfg, args.crystal)
         print(f"wrote {path} and {truth}")
         return 0

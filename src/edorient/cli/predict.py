@@ -10,25 +10,17 @@ from edorient.cli._base import Subcommand, finite_float, positive_int
 
 def _calibration_arg(args: argparse.Namespace):
     """--calibration as a number or a calibration file: (calibration, centre, kV, distortion)."""
-    from edorient.errors import EdorientError
+    from edorient.cli._base import calibration_or_file
 
     centre = None if args.centre is None else tuple(args.centre)
     if args.calibration is None:
         return None, centre, args.kv, None
-    try:
-        return finite_float(args.calibration), centre, args.kv, None
-    except (argparse.ArgumentTypeError, ValueError):
-        pass
-    path = Path(args.calibration)
-    if not path.is_file():
-        raise EdorientError(f"--calibration {args.calibration!r} is neither a number (1/Å per pixel) nor a calibration "
-                            "file; give one, e.g. --calibration 0.0190 or --calibration cal.json")
-    from edorient.indexing.calibration import load_calibration
-
-    cal = load_calibration(path)
+    calibration, cal = calibration_or_file(args.calibration)
+    if cal is None:
+        return calibration, centre, args.kv, None
     kv = args.kv if args.kv is not None else getattr(cal, "voltage_kv", None)
     distortion = (float(cal.ellipticity), float(cal.angle_deg)) if cal.ellipticity != 1.0 else None
-    return float(cal.calibration), centre, kv, distortion
+    return calibration, centre, kv, distortion
 
 
 class Predict(Subcommand):

@@ -559,6 +559,24 @@ def _load_file(p: Path) -> Calibration:
                        date=d.get("date"), residual_px=d.get("residual_px"), n_spots=d.get("n_spots"))
 
 
+def distort_image(image: np.ndarray, ellipticity: float, angle_deg: float, centre: tuple[float, float]) -> np.ndarray:
+    """The inverse of :func:`undistort_image`: an isotropic pattern (beam at ``centre``) as a
+    detector with this elliptical distortion records it (a spot at detector vector ``u`` from the
+    centre moves to ``D u``, :func:`distortion_matrix`); outside the input, 0. For simulations."""
+    from scipy import ndimage
+
+    img = np.asarray(image)
+    if ellipticity == 1.0:
+        return img
+    Dinv = np.linalg.inv(distortion_matrix(ellipticity, angle_deg))
+    h, w = img.shape
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
+    v = np.stack([cc - centre[1], -(rr - centre[0])])  # (2, h, w) lab x, y on the detector
+    u = np.tensordot(Dinv, v, axes=1)
+    coords = np.stack([centre[0] - u[1], centre[1] + u[0]])
+    return ndimage.map_coordinates(img.astype(np.float64), coords, order=1, mode="constant").astype(img.dtype)
+
+
 def undistort_image(image: np.ndarray, cal: Calibration, centre: tuple[float, float]) -> np.ndarray:
     """Resample ``image`` so that its calibration is isotropic (``cal.calibration`` Å⁻¹ per
     pixel in every direction), keeping its shape and the direct beam at ``centre`` (row, col).

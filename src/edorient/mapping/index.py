@@ -331,12 +331,12 @@ def prepare_pattern(image: np.ndarray, calibration: float, size: int,
     return _prepare(image, calibration, size, calibration_out, validity)[:2]
 
 
-def _prepare(image, calibration, size, calibration_out, validity=None):
-    """:func:`prepare_pattern` and the preprocessing behind it."""
+def _prepare(image, calibration, size, calibration_out, validity=None, centre=None):
+    """:func:`prepare_pattern` and the preprocessing behind it (``centre``: the direct beam where known)."""
     from edorient.io.images import find_direct_beam
     from edorient.predict import prepare_for_model
 
-    centre = find_direct_beam(image)
+    centre = find_direct_beam(image) if centre is None else centre
     x, pre = prepare_for_model(image, centre, calibration, size, calibration_out, validity=validity)
     return x, centre, pre
 
@@ -357,16 +357,29 @@ def detector_area(shape: tuple[int, int], centre: tuple[float, float], calibrati
 
 
 def _prepared_with_area(raw: np.ndarray, calibration: float, size: int, calibration_out: float,
-                        bad: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float], np.ndarray, np.ndarray]:
+                        bad: np.ndarray | None = None, distortion: tuple[float, float] | None = None
+                        ) -> tuple[np.ndarray, tuple[float, float], np.ndarray, np.ndarray]:
     """:func:`prepare_pattern` of one detector pattern with its ``bad`` pixels (True: ignore; None:
-    none) set to 0 and left out; returns (image, centre, the working pixels that hold data, the
-    detector pattern as prepared). Those pixels are the :func:`detector_area` where the
-    preprocessing found every pixel valid; else also its mask (the bad pixels, flat patches,
-    saturated pixels, a beam stop) resampled like the image, as ``edorient predict``'s fits read."""
+    none) set to 0 and left out, and the detector's elliptical ``distortion`` (ellipticity, angle)
+    undone about its direct beam (:func:`~edorient.indexing.calibration.undistort_image`, as
+    ``edorient predict`` does with a calibration file); returns (image, centre, the working pixels
+    that hold data, the detector pattern as prepared). Those pixels are the :func:`detector_area`
+    where the preprocessing found every pixel valid; else also its mask (the bad pixels, flat
+    patches, saturated pixels, a beam stop) resampled like the image, as predict's fits read."""
     from edorient.indexing.preprocess import with_bad_pixels
 
     image, validity = with_bad_pixels(raw, bad) if bad is not None else (raw, None)
-    x, centre, pre = _prepare(image, calibration, size, calibration_out, validity)
+    centre = None
+    if distortion is not None and distortion[0] != 1.0:
+        from edorient.indexing.calibration import Calibration, undistort_image
+        from edorient.io.images import find_direct_beam
+
+        centre = find_direct_beam(image)
+        cal = Calibration(calibration, ellipticity=float(distortion[0]), angle_deg=float(distortion[1]))
+        image = undistort_image(image, cal, centre)
+        if bad is not None:  # the ignored pixels follow the image (any resampled sample touching one)
+            image, validity = with_bad_pixels(image, undistort_image(bad.astype(np.float32), cal, centre) > 0.01)
+    x, centre, pre = _prepare(image, calibration, size, calibration_out, validity, centre)
     area = detector_area(raw.shape, centre, calibration, size, calibration_out)
     if not pre.mask.all():
         from edorient.io.images import resample_to_model
@@ -534,9 +547,10 @@ class Indexer:
         out["share"] = share
         return out
 
-    def index(self, raw: np.ndarray, calibration: float, first_index: int = 0, anchor_stride: int | None = None) -> dict:
+    def index(self, raw: np.ndarray, calibration: float, first_index: int = 0, anchor_stride: int | None = None,
+              distortion: tuple[float, float] | None = None) -> dict:
         """Results (see :data:`FIELDS`) of raw detector patterns (n, H, W) (``anchor_stride``: see
-        :meth:`index_prepared`)."""
+        :meth:`index_prepared`; ``distortion``: the detector's (ellipticity, angle), undone first)."""
         n = len(raw)
         res = _filled(n)
         ignore = self.bad_pixels(raw.shape[1:])
@@ -551,7 +565,7 @@ class Indexer:
         cal_out = self.sim.config.resolved_calibration
         for i, im in enumerate(raw):
             try:
-                x[i], centre, area[i], im = _prepared_with_area(im, calibration, self.size, cal_out, ignore)
+                x[i], centre, area[i], im = _prepared_with_area(im, calibration, self.size, cal_out, ignore, distortion)
             except EdorientError:  # no direct beam (vacuum, a blank frame): flagged, not fatal
                 res["status"][i] = STATUS_NO_BEAM
                 continue
@@ -785,7 +799,7 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
     raw = source.read(start, stop)
     t1 = time.perf_counter()
     res = get_indexer(settings).index(raw, source.calibration, first_index=start,
-                                      anchor_stride=settings.stride_for(source.kind))
+                                      anchor_stride=settings.stride_for(source.kind), distortion=source.distortion)
     res["read_s"] = np.float64(t1 - t0)
     res["index_s"] = np.float64(time.perf_counter() - t1)
     return res
@@ -867,7 +881,7 @@ def index_neighbours(source, indices: np.ndarray, pools: list, spots: np.ndarray
     if not keep:
         return out
     cal_out = ix.sim.config.resolved_calibration
-    prepared = [_prepared_with_area(raw, source.calibration, ix.size, cal_out, ix.bad_pixels(raw.shape))
+    prepared = [_prepared_with_area(raw, source.calibration, ix.size, cal_out, ix.bad_pixels(raw.shape), source.distortion)
                 for raw in (source.read(i, i + 1)[0] for i in keep)]
     xs, area = np.stack([q[0] for q in prepared]), np.stack([q[2] for q in prepared])
     out.update(ix.index_full(xs, pool=pool, spots=peaks, valid=_masks_or_none(area)))

@@ -306,7 +306,10 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
         "# edorient map", "",
         (f"- scan: `{run.source.path}` ({run.source.kind}; {run.source.shape[0]} x {run.source.shape[1]} probes, "
          f"patterns {run.source.pattern_shape[0]} x {run.source.pattern_shape[1]} px)"),
-        f"- calibration: {run.source.calibration:.6g} 1/Å per pixel (from {run.source.calibration_source})",
+        (f"- calibration: {run.source.calibration:.6g} 1/Å per pixel (from {run.source.calibration_source})"
+         + ("" if getattr(run.source, "distortion", None) is None else
+            f"; the detector's ellipticity {run.source.distortion[0]:.4f} (major axis at {run.source.distortion[1]:.1f}°) "
+            "undone in every pattern")),
         _detector_line(run),
         (f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
          f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "

@@ -73,6 +73,9 @@ class ScanSource:
     """Array inside a zarr group."""
     files: tuple[str, ...] = field(default=(), repr=False)
     """The pattern files (kind ``files``)."""
+    distortion: tuple[float, float] | None = None
+    """The detector's elliptical distortion (ellipticity, major-axis angle in degrees) of a
+    calibration file (``edorient calibrate``), undone in every pattern about its direct beam; None: none."""
 
     @property
     def n_patterns(self) -> int:

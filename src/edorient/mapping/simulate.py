@@ -71,7 +71,15 @@ class ScanSimConfig:
     (``defects``); they come after the random streams of the patterns, so a scan with defects
     is the same scan as without them on every other pixel."""
 
+    ellipticity: float = 1.0
+    """Elliptical distortion of the detector (major / minor axis of a ring; 1: none), about the
+    direct beam, its major axis at ``ellipticity_angle_deg`` (from +col, anticlockwise on screen;
+    :func:`edorient.indexing.calibration.distortion_matrix`), as ``edorient calibrate`` measures it."""
+    ellipticity_angle_deg: float = 0.0
+
     def __post_init__(self) -> None:
+        if not 1.0 <= self.ellipticity <= 1.5:
+            raise EdorientError(f"ellipticity must lie in [1, 1.5], got {self.ellipticity}")
         ny, nx = self.probes
         if ny < 1 or nx < 1:
             raise EdorientError(f"scan size must be at least 1 x 1 probes, got {ny} x {nx}")
@@ -152,6 +160,10 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
     grain_R = random_rotations(cfg.n_grains, rng=seeded_rng(cfg.seed, 121))
     ids, shares, crossed = grain_shares(cfg)
     singles = sim.linear_images(grain_R)  # (k, H, W) each grain's pattern, direct beam 1
+    if cfg.ellipticity != 1.0:  # the detector's distortion, about the beam (before the descan moves it)
+        from edorient.indexing.calibration import distort_image
+
+        singles = np.stack([distort_image(x, cfg.ellipticity, cfg.ellipticity_angle_deg, (H // 2, H // 2)) for x in singles])
     noise = seeded_rng(cfg.seed, 122)
     counts = np.empty((ny, nx, H, H), dtype=np.uint16)
     rr, cc = np.mgrid[0:ny, 0:nx]

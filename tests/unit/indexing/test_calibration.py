@@ -154,3 +154,26 @@ def test_bad_calibration_files(tmp_path, content, match):
         load_calibration(path)
     with pytest.raises(EdorientError, match="positive"):
         load_calibration("-0.01")
+
+
+def test_distort_image_is_undone_by_undistort_image():
+    # a simulated detector's distortion (the scan simulator's) and predict's / the map's correction
+    # are inverses: the round trip returns the pattern inside the frame (bilinear twice: a blur)
+    from edorient.indexing.calibration import distort_image
+
+    rng = np.random.default_rng(0)
+    rr, cc = np.indices((96, 96))
+    img = sum(np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / 18.0) for r, c in rng.uniform(15, 81, (12, 2)))
+    centre = (47.0, 49.0)
+    d = distort_image(img, 1.05, 30.0, centre)
+    inner = np.hypot(rr - centre[0], cc - centre[1]) < 35
+    moved = np.abs(d - img)[inner].max()  # 0.15: it moved the spots
+    back = undistort_image(d, Calibration(0.02, 1.05, 30.0), centre)
+    assert np.abs(back - img)[inner].max() < 0.4 * moved  # 0.05 left: two bilinear resamplings
+    # the correction about the other axis doubles the distortion instead
+    assert np.abs(undistort_image(d, Calibration(0.02, 1.05, 120.0), centre) - img)[inner].max() > 1.5 * moved
+    # a spot at detector vector u (lab x, y) lands at D u
+    one = np.exp(-((rr - (centre[0] - 20.0)) ** 2 + (cc - centre[1]) ** 2) / 2.0)  # u = (0, 20)
+    r, c = np.unravel_index(np.argmax(distort_image(one, 1.05, 30.0, centre)), one.shape)
+    v = distortion_matrix(1.05, 30.0) @ [0.0, 20.0]
+    assert abs(r - (centre[0] - v[1])) <= 0.5 and abs(c - (centre[1] + v[0])) <= 0.5
