@@ -185,14 +185,19 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     image = pattern.image
     if config.intensity == "display":  # a figure: bright spots on dark, any scale
         image = image - image.min()
-    from edorient.indexing.preprocess import validity_mask, with_bad_pixels
+    from edorient.indexing.preprocess import bright_spikes, validity_mask, with_bad_pixels
 
     bad = None
     if config.mask is not None:
         from edorient.io.images import read_detector_mask
 
         bad = read_detector_mask(config.mask, image.shape)
+    spikes = bright_spikes(image if bad is None else np.where(bad, 0.0, image))  # hot pixels brighter than the beam
+    if spikes.any():
+        bad = spikes if bad is None else bad | spikes
+    if bad is not None:
         image, validity = with_bad_pixels(image, bad)
+        validity[1]["bright_spikes_px"] = int(spikes.sum())
     else:
         validity = validity_mask(image)
     centre, centre_info = _find_centre(image, config, validity)

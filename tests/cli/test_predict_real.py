@@ -92,10 +92,11 @@ def test_calibration_typed_in_inverse_nanometres_is_refused(tmp_path, capsys):
     assert "1/nm" in capsys.readouterr().err  # the hint names the unit mix-up
 
 
-def test_a_detector_mask_keeps_hot_pixels_out(tmp_path, capsys):
-    # the al_001 SPED pattern with five hot pixels 50x its maximum: the centre finding takes one of
-    # them for the direct beam and the pattern is refused; with --mask naming them the known zone
-    # is found, confidently, and the JSON says how many pixels the mask took out
+def test_hot_pixels_brighter_than_the_beam_are_found_and_a_mask_takes_any(tmp_path, capsys):
+    # the al_001 SPED pattern with five hot pixels 50x its maximum (the centre finding took one of
+    # them for the direct beam and the pattern was refused): they are found by themselves (one
+    # pixel, 4x everything around, brighter than the beam) and the known zone is found; a --mask
+    # naming them does the same, and the JSON says how many pixels each took out
     x = np.load(REAL / "images" / "al_001_sped.npy").astype(np.float32)
     bad = np.zeros(x.shape, np.uint8)
     for r, c in [(10, 70), (75, 12), (30, 80), (80, 80), (5, 5)]:
@@ -104,13 +105,12 @@ def test_a_detector_mask_keeps_hot_pixels_out(tmp_path, capsys):
     np.save(tmp_path / "hot.npy", x)
     np.save(tmp_path / "mask.npy", bad)
     args = [tmp_path / "hot.npy", "--crystal", REAL / "cif" / "Al.cif", "--calibration", 0.01901]
-    rc, _ = _run(args, tmp_path)
-    assert rc != 0 and "direct beam" in capsys.readouterr().err
-    rc, res = _run([*args, "--mask", tmp_path / "mask.npy"], tmp_path)
-    assert rc == 0
-    g = res["grains"][0]
-    assert g["nearest_zone_axis"] == [0, 0, 1] and g["angle_to_zone_axis_deg"] < 1.0 and g["verdict"] == "confident"
-    assert res["preprocessing"]["mask"]["detector_mask_px"] == 5
-    assert res["centre"] == pytest.approx([43.5, 43.5], abs=1.0)
+    for extra, key in (([], "bright_spikes_px"), (["--mask", tmp_path / "mask.npy"], "detector_mask_px")):
+        rc, res = _run([*args, *extra], tmp_path)
+        assert rc == 0
+        g = res["grains"][0]
+        assert g["nearest_zone_axis"] == [0, 0, 1] and g["angle_to_zone_axis_deg"] < 1.0 and g["verdict"] == "confident"
+        assert res["preprocessing"]["mask"][key] == 5
+        assert res["centre"] == pytest.approx([43.5, 43.5], abs=1.0)
     rc, _ = _run([*args, "--mask", tmp_path / "nothere.npy"], tmp_path)
     assert rc != 0 and "detector mask not found" in capsys.readouterr().err

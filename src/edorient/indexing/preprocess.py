@@ -166,12 +166,22 @@ def detector_defects(sample: np.ndarray) -> tuple[np.ndarray, dict]:
     foot[1, 1] = False  # the eight neighbours, not the pixel itself
     # (the neighbours that exist: at the border the missing ones count as nothing)
     dead = (x == 0).all(0) & (ndimage.maximum_filter(total, footprint=foot, mode="constant", cval=0.0) > 0)
-    mean = total / x.shape[0]
-    local = ndimage.median_filter(mean, size=5, mode="nearest")
-    diff = mean - ndimage.median_filter(mean, size=3, mode="nearest")
+    hot = _spikes(total / x.shape[0])
+    return invalid | dead | hot, {"dead_px": int(dead.sum()), "hot_px": int(hot.sum()), "not_finite_px": int(invalid.sum()),
+                                  "sample_patterns": int(x.shape[0])}
+
+
+def _spikes(image: np.ndarray) -> np.ndarray:
+    """(H, W) bool: clusters of one to :data:`HOT_MAX_CLUSTER` touching pixels, each at least
+    :data:`HOT_RATIO` times the median of its 5 x 5 neighbourhood and :data:`HOT_SIGMAS` robust
+    standard deviations above it, the faintest of them :data:`HOT_RATIO` times the brightest pixel
+    around the cluster."""
+    x = np.asarray(image, dtype=np.float64)
+    local = ndimage.median_filter(x, size=5, mode="nearest")
+    diff = x - ndimage.median_filter(x, size=3, mode="nearest")
     noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
-    cand = (mean > HOT_RATIO * np.maximum(local, 0.0)) & (mean - local > HOT_SIGMAS * noise) & (mean > 0)
-    hot = np.zeros_like(cand)
+    cand = (x > HOT_RATIO * np.maximum(local, 0.0)) & (x - local > HOT_SIGMAS * noise) & (x > 0)
+    out = np.zeros_like(cand)
     lab, n = ndimage.label(cand, structure=np.ones((3, 3)))
     if n:
         sizes = np.bincount(lab.ravel(), minlength=n + 1)
@@ -181,11 +191,26 @@ def detector_defects(sample: np.ndarray) -> tuple[np.ndarray, dict]:
             grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
             mine = lab[grown] == k
             ring = ndimage.binary_dilation(mine, structure=np.ones((3, 3))) & ~mine
-            m = mean[grown]
+            m = x[grown]
             if not ring.any() or m[mine].min() > HOT_RATIO * max(float(m[ring].max()), 0.0):
-                hot[grown] |= mine
-    return invalid | dead | hot, {"dead_px": int(dead.sum()), "hot_px": int(hot.sum()), "not_finite_px": int(invalid.sum()),
-                                  "sample_patterns": int(x.shape[0])}
+                out[grown] |= mine
+    return out
+
+
+def bright_spikes(image: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the hot pixels one pattern betrays by itself: spikes (:func:`_spikes`'s
+    clusters of at most :data:`HOT_MAX_CLUSTER` pixels, :data:`HOT_RATIO` times everything around
+    them) at least half as bright as the brightest pixel that is not one. No diffraction spot is
+    that sharp *and* that bright next to the direct beam; a spike that is would be taken for the
+    beam and every spot after it (a real SPED pattern with five: refused). Fainter spikes stay
+    (they may be sharp spots); a detector's mask (``--mask``, or the map's, which finds them
+    across a scan) removes those too."""
+    x = np.asarray(image, dtype=np.float64)
+    sp = _spikes(x)
+    if not sp.any() or sp.all():
+        return np.zeros_like(sp)
+    top = float(x[~sp].max())
+    return sp & (x >= 0.5 * top)
 
 
 def with_bad_pixels(image: np.ndarray, bad: np.ndarray | None) -> tuple[np.ndarray, tuple[np.ndarray, dict]]:

@@ -123,3 +123,19 @@ def test_the_map_ignores_the_defects_it_finds(tmp_path):
     user, _ = mapped("user", find_defects=False, detector_mask=str(tmp_path / "user.npy"))
     assert user.detector["mask_px"] == int(mask.sum()) and "hot_px" not in user.detector
     np.testing.assert_allclose(user.results["rotations"], on.results["rotations"], atol=1e-9)
+
+
+def test_bright_spikes_are_only_the_spikes_brighter_than_the_beam():
+    # a scan pattern with a hot pixel above the beam's peak, a hot pair, and a faint hot pixel:
+    # the first two are taken, the faint one (it could be a sharp spot) is left to a mask
+    from edorient.indexing.preprocess import bright_spikes
+
+    counts, _ = simulate_scan(ScanSimConfig(probes=(1, 1), n_grains=1, seed=7, dose=20000.0))
+    x = counts[0, 0].astype(np.float64)
+    peak = x.max()
+    assert not bright_spikes(x).any()
+    x[10, 20] = 2 * peak
+    x[100, 30] = x[100, 31] = 1.5 * peak
+    x[90, 90] = 0.1 * peak
+    found = bright_spikes(x)
+    assert found[10, 20] and found[100, 30] and found[100, 31] and not found[90, 90] and found.sum() == 3
