@@ -490,6 +490,14 @@ def fill_masked(image: np.ndarray, valid: np.ndarray, sigma: float = 1.0, min_we
     return np.where(valid, x, fill)
 
 
+def _holes(valid: np.ndarray) -> bool:
+    """Whether ``valid`` has invalid pixels inside the rectangle its valid rows and columns span
+    (a detector narrower than the frame leaves only an outer band: nothing to fill)."""
+    v = np.asarray(valid, dtype=bool)
+    rows, cols = v.any(1), v.any(0)
+    return bool((rows[:, None] & cols[None, :] & ~v).any())
+
+
 def working_spots(image01: np.ndarray, threshold: float = 6.0, max_spots: int = 40,
                   beam_radius_px: float = 5.0, valid: np.ndarray | None = None) -> np.ndarray:
     """(k, 2) spots (row, col) of a working display image (``[0, 1]``, the direct beam on the
@@ -502,7 +510,7 @@ def working_spots(image01: np.ndarray, threshold: float = 6.0, max_spots: int = 
     from edorient.render import inverse_display_transform
 
     lin = inverse_display_transform(np.asarray(image01, dtype=np.float32))
-    if valid is not None and not np.all(valid):
+    if valid is not None and _holes(valid):
         lin = fill_masked(lin, valid)
     sp = find_spots(lin, threshold=threshold, max_spots=max_spots)
     r0, c0 = cv.centre_pixel(image01.shape[-1])
