@@ -42,6 +42,9 @@ class Map(Subcommand):
                                  "stop), joined with the defects found; written as OUT/detector_mask.npy")
         parser.add_argument("--no-defects", dest="find_defects", action="store_false",
                             help="do not look for dead and hot pixels in a sample of the scan (on by default)")
+        parser.add_argument("--thickness", type=finite_float, default=None, metavar="A",
+                            help="effective specimen thickness in Å for the models' relrods (default: fitted on 32 "
+                                 "patterns of the scan among 20-120 Å; the shipped models were trained at 50)")
         parser.add_argument("--min-new-spots", type=positive_int, default=SECOND_GRAIN_MIN_SPOTS,
                             help="a second grain must explain at least this many of the pattern's spots that the "
                                  f"one-grain fit leaves unexplained (default {SECOND_GRAIN_MIN_SPOTS}; docs/mapping.md)")
@@ -83,6 +86,7 @@ class Map(Subcommand):
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions,
                                chosen_partner_k=args.partner_again, find_defects=args.find_defects,
+                               thickness=args.thickness,
                                detector_mask=None if args.mask is None else str(args.mask),
                                **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}),
                                **({} if args.neighbour_radius is None else {"neighbour_radius": args.neighbour_radius}))

@@ -239,6 +239,9 @@ class MapSettings:
     of a scan row and its anchors need not see it); the pair is kept where it is real by the
     rule above and fits the whole image better (a reported pair: by ``CONSENSUS_GAIN``). 0: off.
     Measured on the tuning scans (docs/mapping.md)."""
+    thickness: float | None = None
+    """Effective specimen thickness (Å) of the models' relrods (the dictionary, the refinement,
+    the whole-image fits); None: the simulator's default (the shipped models' 50 Å)."""
     detector_mask: str | None = None
     """An image file of the detector's size, nonzero at the pixels to ignore (dead, hot, gaps, a
     beam stop: :func:`edorient.io.images.read_detector_mask`), joined with the defects found
@@ -422,7 +425,8 @@ class Indexer:
                 raise EdorientError(f"the one- and two-grain models take different image sizes ({size}, {s})")
             models[key], size = model, s
         self.size = int(size or settings.size)
-        self.sim = Simulator(self.crystal, SimulationConfig(image_size=self.size))
+        self.sim = Simulator(self.crystal, SimulationConfig(image_size=self.size) if settings.thickness is None else
+                             SimulationConfig(image_size=self.size, thickness=float(settings.thickness)))
         extra = {}
         if settings.explained_below is not None:
             import inspect
@@ -551,8 +555,20 @@ class Indexer:
               distortion: tuple[float, float] | None = None) -> dict:
         """Results (see :data:`FIELDS`) of raw detector patterns (n, H, W) (``anchor_stride``: see
         :meth:`index_prepared`; ``distortion``: the detector's (ellipticity, angle), undone first)."""
+        res = _filled(len(raw))
+        x, area, ok = self.prepare(raw, calibration, first_index, distortion, res)
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            for k, v in self.index_prepared(x[idx], anchor_stride, valid=_masks_or_none(area[idx])).items():
+                res[k][idx] = v
+        return res
+
+    def prepare(self, raw: np.ndarray, calibration: float, first_index: int = 0,
+                distortion: tuple[float, float] | None = None, res: dict | None = None):
+        """(working images (n, size, size), the pixels of each that hold data, (n,) whether it has
+        a direct beam) of raw detector patterns (n, H, W); ``res`` (a :data:`FIELDS` result), where
+        given, gets each pattern's status, direct-beam position and virtual bright field."""
         n = len(raw)
-        res = _filled(n)
         ignore = self.bad_pixels(raw.shape[1:])
         use = slice(None) if ignore is None else ~ignore  # NaN in the pixels to ignore (a reader's gap) is fine
         broken = ~np.isfinite(raw[:, use].reshape(n, -1)).all(1)
@@ -567,17 +583,37 @@ class Indexer:
             try:
                 x[i], centre, area[i], im = _prepared_with_area(im, calibration, self.size, cal_out, ignore, distortion)
             except EdorientError:  # no direct beam (vacuum, a blank frame): flagged, not fatal
-                res["status"][i] = STATUS_NO_BEAM
+                if res is not None:
+                    res["status"][i] = STATUS_NO_BEAM
                 continue
             ok[i] = True
-            res["centre_px"][i] = centre
-            rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
-            res["vbf"][i] = float(im[(rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 16.0].sum())
-        idx = np.flatnonzero(ok)
-        if idx.size:
-            for k, v in self.index_prepared(x[idx], anchor_stride, valid=_masks_or_none(area[idx])).items():
-                res[k][idx] = v
-        return res
+            if res is not None:
+                res["centre_px"][i] = centre
+                rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
+                res["vbf"][i] = float(im[(rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 16.0].sum())
+        return x, area, ok
+
+    def thickness_fits(self, xs: np.ndarray, valid: np.ndarray | None, thicknesses) -> dict[float, float]:
+        """The median whole-image fit of prepared images xs at each effective thickness (Å): their
+        one-grain answers at this indexer's thickness, refined again at each (the default schedule:
+        its tilt search reaches the ~1° by which a wrong thickness tilts the answer) and fitted to
+        the whole image (:func:`~edorient.indexing.proposals.image_fit_choice`) with that thickness'
+        relrods. See :func:`edorient.mapping.runner._fit_thickness`."""
+        from dataclasses import replace as dc_replace
+
+        from edorient.indexing.proposals import image_fit_choice
+        from edorient.indexing.refine import DEFAULT_LEVELS, Refiner
+        from edorient.render import Simulator
+
+        start = self._run(xs, 1, valid)[0]["rotations"][:, 0]
+        out = {}
+        for t in thicknesses:
+            cfg = dc_replace(self.sim.config, thickness=float(t))
+            ref = Refiner(self.crystal, cfg, device=self.settings.device)
+            ref.max_centre_px = float(self.settings.max_centre_px)
+            res = ref.refine(xs, start[:, None, None], levels=DEFAULT_LEVELS, valid=valid)
+            out[float(t)] = float(np.nanmedian(image_fit_choice(Simulator(self.crystal, cfg), res, xs, valid=valid)[1]))
+        return out
 
     def index_prepared(self, xs: np.ndarray, anchor_stride: int | None = None, valid: np.ndarray | None = None) -> dict:
         """Per-pattern results of prepared display images xs (n, size, size), in order.

@@ -295,6 +295,17 @@ def _detector_line(run) -> str:
     return f"- detector pixels ignored: {d.get('ignored_px', 0)} ({'; '.join(parts)}{where})"
 
 
+def _thickness_line(run) -> str:
+    t = getattr(run, "thickness", {}) or {}
+    if t.get("fitted"):
+        curve = ", ".join(f"{k} Å {v:.3f}" for k, v in t["median_fit"].items())
+        return (f"- effective thickness: {t['thickness_A']:g} Å, fitted on {t['patterns']} patterns in {t.get('seconds', 0):g} s "
+                f"(median whole-image fit: {curve}; docs/mapping.md)")
+    used = t.get("used_A")
+    return (f"- effective thickness: {used:g} Å (given)" if used is not None else
+            "- effective thickness: the models' (not fitted" + (f": {t['why']})" if t.get("why") else ")"))
+
+
 def _report(run, settings, compute, seed, written: list[str]) -> str:
     r = run.results
     n = len(r["status"])
@@ -311,6 +322,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
             f"; the detector's ellipticity {run.source.distortion[0]:.4f} (major axis at {run.source.distortion[1]:.1f}°) "
             "undone in every pattern")),
         _detector_line(run),
+        _thickness_line(run),
         (f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
          f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "
          f"refinement: {'on' if settings.refine else 'off'}"),
@@ -373,7 +385,8 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
     history.append({"compute_s": round(run.compute_s, 3), "patterns_computed": run.patterns_computed,
                     "workers": run.workers, "chunks_done_before": run.chunks_done_before, **{
                         k: round(v, 3) for k, v in run.timings.items()},
-                    "neighbour_pass": getattr(run, "neighbours", {}), "detector": getattr(run, "detector", {})})
+                    "neighbour_pass": getattr(run, "neighbours", {}), "detector": getattr(run, "detector", {}),
+                    "thickness": getattr(run, "thickness", {})})
     summary = {"patterns": len(run.results["status"]), "two_grains": int((run.results["n_grains"] == 2).sum()),
                "runs": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
