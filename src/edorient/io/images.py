@@ -306,6 +306,21 @@ READERS: dict[str, Callable[[Path], _Raw]] = {
 }
 
 
+def _read_raw(p: Path, what: str, kind: str, check: str):
+    """(the reader's raw result, its data with colour turned gray) of the file ``p``; a missing
+    file or an unknown format is one line naming ``what`` / ``kind`` and what to ``check``."""
+    if not p.is_file():
+        raise EdorientError(f"{what} not found: {p} (check {check})")
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        raise EdorientError(f"unsupported {kind} format {p.suffix!r} of {p}: use one of {', '.join(sorted(READERS))}")
+    raw = reader(p)
+    data = raw.data
+    if raw.colour_last_axis and data.ndim >= 3 and data.shape[-1] in (3, 4):
+        data = to_gray(np.asarray(data))
+    return raw, data
+
+
 def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
     """Read a diffraction pattern and, where the file has one, its calibration.
 
@@ -323,16 +338,9 @@ def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
         voltage (kV) if stated.
     """
     p = Path(path)
-    if not p.is_file():
-        raise EdorientError(f"image file not found: {p} (check the path)")
-    reader = READERS.get(p.suffix.lower())
-    if reader is None:
-        raise EdorientError(f"unsupported image format {p.suffix!r} of {p}: use one of {', '.join(sorted(READERS))}")
-    raw = reader(p)
-    data = raw.data
+    raw, data = _read_raw(p, "image file", "image", "the path")
     notes = list(raw.notes)
-    if raw.colour_last_axis and data.ndim >= 3 and data.shape[-1] in (3, 4):
-        data = to_gray(np.asarray(data))
+    if data is not raw.data:
         notes.append("colour converted to gray by luminance")
     nav = tuple(data.shape[:-2]) if data.ndim > 2 else ()
     if nav:
@@ -373,15 +381,7 @@ def read_detector_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     pixels instead (the other convention, e.g. py4DSTEM's), and would leave too little to index.
     """
     p = Path(path)
-    if not p.is_file():
-        raise EdorientError(f"detector mask not found: {p} (check --mask)")
-    reader = READERS.get(p.suffix.lower())
-    if reader is None:
-        raise EdorientError(f"unsupported mask format {p.suffix!r} of {p}: use one of {', '.join(sorted(READERS))}")
-    raw = reader(p)
-    data = raw.data
-    if raw.colour_last_axis and data.ndim >= 3 and data.shape[-1] in (3, 4):
-        data = to_gray(np.asarray(data))
+    data = _read_raw(p, "detector mask", "mask", "--mask")[1]
     data = np.asarray(data.compute() if hasattr(data, "compute") else data)
     if data.ndim != 2:
         raise EdorientError(f"the mask {p} is not one 2-D image (shape {data.shape}); give the detector's mask")
