@@ -7,6 +7,7 @@ Layout of the output folder (``--out``)::
     config.json             the resolved settings, the scan's description, the seed
     detector_mask.npy       the detector's pixels the map ignored (the defects found, the user's
                             --mask), where there were any
+    thickness.json          the effective thickness fitted on a sample of the scan (reused on resume)
     chunks/chunk_00000.npz  one per chunk (written atomically: a killed map leaves none half-written)
     results.csv, results.zarr, maps/*.png, orientations.ang, orientations.h5, report.md
                             assembled from the chunks when all are done (:mod:`.outputs`)
@@ -340,9 +341,17 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str) + "\n")
 
     used, detector = _detector_mask(out, source, settings)  # the settings every chunk and pass below uses
-    t_fit = time.perf_counter()
-    used, thickness = _fit_thickness(source, used)
-    thickness["seconds"] = round(time.perf_counter() - t_fit, 2)
+    # the fitted thickness is kept beside the chunks: a resumed map goes on with the chunks' own
+    t_path = out / "thickness.json"
+    try:
+        thickness = json.loads(t_path.read_text())
+        if thickness.get("fitted"):
+            used = replace(used, thickness=float(thickness["thickness_A"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        t_fit = time.perf_counter()
+        used, thickness = _fit_thickness(source, used)
+        thickness["seconds"] = round(time.perf_counter() - t_fit, 2)
+        atomic_write_text(t_path, json.dumps(thickness, indent=2) + "\n")
     ranges = chunk_ranges(source.n_patterns, compute.chunk)
     done = {k for k in range(len(ranges)) if _chunk_path(out, k).is_file() and _load_chunk(_chunk_path(out, k)) is not None}
     todo = [k for k in range(len(ranges)) if k not in done]

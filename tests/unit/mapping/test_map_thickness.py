@@ -29,6 +29,15 @@ def test_a_thin_specimens_thickness_is_fitted_and_fixes_the_tilt(tmp_path):
     assert max(curve, key=curve.get) == f"{fitted.thickness['thickness_A']:g}" and curve["20"] > curve["50"] + 0.05
     assert "effective thickness: 2" in (tmp_path / "fit" / "report.md").read_text()
     assert np.median(grain1_error(fitted)) < 0.3
+    # kept beside the chunks: a rerun (a resumed map) takes it, not a new fit
+    import json
+
+    kept = json.loads((tmp_path / "fit" / "thickness.json").read_text())
+    assert kept == {k: v for k, v in fitted.thickness.items() if k != "used_A"}
+    again = run_map(scan, tmp_path / "fit", MapSettings(run_single=single, run_bicrystal=bi, neighbour_radius=0), compute,
+                    assemble=False)
+    assert again.thickness["seconds"] == kept["seconds"] and again.patterns_computed == 0
+    np.testing.assert_array_equal(again.results["rotations"], fitted.results["rotations"])
     given = run_map(scan, tmp_path / "given", MapSettings(run_single=single, run_bicrystal=bi, neighbour_radius=0,
                                                            thickness=50.0), compute, assemble=False)
     assert not given.thickness["fitted"] and given.thickness["used_A"] == 50.0
