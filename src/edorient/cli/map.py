@@ -134,6 +134,9 @@ class SimulateScan(Subcommand):
         parser.add_argument("--dead-pixels", type=nonneg_int, default=0, help="pixels that never count (default 0)")
         parser.add_argument("--gap", type=nonneg_int, default=0, metavar="PX",
                             help="a cross of dead rows and columns PX wide between four chips (default 0: none)")
+        parser.add_argument("--disc", type=finite_float, default=0.0, metavar="PX",
+                            help="spots and direct beam as discs of this radius in detector pixels (a convergent "
+                                 "probe; default 0: Gaussian spots)")
         parser.add_argument("--ellipticity", type=finite_float, nargs=2, default=(1.0, 0.0), metavar=("E", "DEG"),
                             help="the detector's elliptical distortion: major / minor axis of a ring and the major "
                                  "axis' angle from +col (default 1 0: none)")
@@ -147,7 +150,8 @@ class SimulateScan(Subcommand):
         cfg = ScanSimConfig(probes=tuple(args.probes), n_grains=args.grains, detector_px=args.detector,
                             calibration=args.calibration, dose=args.dose, incline_px=args.incline, seed=args.seed,
                             hot_pixels=args.hot_pixels, dead_pixels=args.dead_pixels, gap_px=args.gap,
-                            ellipticity=args.ellipticity[0], ellipticity_angle_deg=args.ellipticity[1])
+                            ellipticity=args.ellipticity[0], ellipticity_angle_deg=args.ellipticity[1],
+                            disc_px=args.disc)
         path, truth = write_scan(args.out, cfg, args.crystal)
         print(f"wrote {path} and {truth}")
         return 0

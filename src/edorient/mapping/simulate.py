@@ -76,8 +76,14 @@ class ScanSimConfig:
     direct beam, its major axis at ``ellipticity_angle_deg`` (from +col, anticlockwise on screen;
     :func:`edorient.indexing.calibration.distortion_matrix`), as ``edorient calibrate`` measures it."""
     ellipticity_angle_deg: float = 0.0
+    disc_px: float = 0.0
+    """Radius (detector pixels) of the diffraction discs of a convergent probe: every spot and
+    the direct beam drawn as a disc of this radius (the pattern convolved with it; 0: the
+    simulator's Gaussian spots)."""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.disc_px <= 16.0:
+            raise EdorientError(f"disc_px must lie in [0, 16] pixels, got {self.disc_px}")
         if not 1.0 <= self.ellipticity <= 1.5:
             raise EdorientError(f"ellipticity must lie in [1, 1.5], got {self.ellipticity}")
         ny, nx = self.probes
@@ -160,6 +166,12 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
     grain_R = random_rotations(cfg.n_grains, rng=seeded_rng(cfg.seed, 121))
     ids, shares, crossed = grain_shares(cfg)
     singles = sim.linear_images(grain_R)  # (k, H, W) each grain's pattern, direct beam 1
+    if cfg.disc_px > 0:  # a convergent probe's discs: each spot spread over a disc, its integral kept
+        k = int(np.ceil(cfg.disc_px))
+        yy, xx = np.mgrid[-k : k + 1, -k : k + 1]
+        disc = (np.hypot(yy, xx) <= cfg.disc_px).astype(float)
+        disc /= disc.sum()
+        singles = np.stack([ndimage.convolve(x, disc, mode="constant") for x in singles])
     if cfg.ellipticity != 1.0:  # the detector's distortion, about the beam (before the descan moves it)
         from edorient.indexing.calibration import distort_image
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edorient.mapping.simulate import ScanSimConfig, grain_shares, simulate_scan
 
@@ -27,3 +28,17 @@ def test_simulate_scan_truth():
     # the direct beam carries the dose and sits where the truth says
     r, c = np.unravel_index(counts[1, 2].argmax(), (64, 64))
     assert abs(r - truth["centre_px"][1, 2, 0]) <= 1 and abs(c - truth["centre_px"][1, 2, 1]) <= 1
+
+
+def test_discs_of_a_convergent_probe_keep_each_spots_counts():
+    # discs of 4 px: the direct beam's counts (a Gaussian of sigma 1.2 px, ~9 px wide) spread over
+    # the disc's ~50 px (its peak ~5x lower), their sum kept, its half-maximum radius the disc's
+    base = dict(probes=(1, 1), n_grains=1, detector_px=64, calibration=0.04, seed=2, dose=20000.0, background=0.0,
+                descan_px=0.0)
+    sharp, _ = simulate_scan(ScanSimConfig(**base))
+    disc, _ = simulate_scan(ScanSimConfig(**base, disc_px=4.0))
+    a, b = sharp[0, 0].astype(float), disc[0, 0].astype(float)
+    near = np.hypot(*(np.indices(a.shape) - 32)) <= 7
+    assert b[near].sum() == pytest.approx(a[near].sum(), rel=0.02)
+    assert b.max() < a.max() / 3
+    assert 3.0 <= np.sqrt((b[near] > 0.5 * b.max()).sum() / np.pi) <= 5.0
