@@ -93,6 +93,8 @@ THICKNESS_CANDIDATES = (20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0, 120.0)
 #: ... on this many patterns spread over the scan (where it has at least ``THICKNESS_MIN_PATTERNS``).
 THICKNESS_SAMPLE = 32
 THICKNESS_MIN_PATTERNS = 8
+#: ... then at most this many thicknesses between them (the best's parabola, :func:`_parabola_vertex`).
+THICKNESS_REFINE_STEPS = 2
 
 
 def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettings, dict]:
@@ -120,9 +122,29 @@ def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettin
         return settings, {"fitted": False, "why": "too few patterns with a direct beam in the sample"}
     valid = area[ok] if not area[ok].all() else None
     fits = ix.thickness_fits(xs[ok], valid, THICKNESS_CANDIDATES)
+    for _ in range(THICKNESS_REFINE_STEPS):  # between the grid's values: the vertex of a parabola in log t
+        t = _parabola_vertex(fits)
+        if t is None or any(abs(t - u) < 0.5 for u in fits):
+            break
+        fits.update(ix.thickness_fits(xs[ok], valid, (t,)))
     best = max(fits, key=lambda t: fits[t])
     return replace(settings, thickness=best), {"fitted": True, "thickness_A": best, "patterns": int(ok.sum()),
-                                               "median_fit": {f"{t:g}": round(f, 4) for t, f in fits.items()}}
+                                               "median_fit": {f"{t:g}": round(f, 4) for t, f in sorted(fits.items())}}
+
+
+def _parabola_vertex(fits: dict[float, float]) -> float | None:
+    """The thickness (rounded to 0.5 Å) at the vertex of the parabola in log thickness through the
+    best fit of ``fits`` (thickness -> median fit) and its two neighbours; None where the best
+    lies at an end of the thicknesses tried or the three do not bend down."""
+    ts = sorted(fits)
+    k = max(range(len(ts)), key=lambda i: fits[ts[i]])
+    if k == 0 or k == len(ts) - 1:
+        return None
+    x = np.log(ts[k - 1 : k + 2])
+    a, b, _ = np.polyfit(x, [fits[t] for t in ts[k - 1 : k + 2]], 2)
+    if a >= 0:
+        return None
+    return float(np.round(2 * np.exp(np.clip(-b / (2 * a), x[0], x[2]))) / 2)
 
 
 def _detector_mask(out: Path, source: ScanSource, settings: MapSettings) -> tuple[MapSettings, dict]:
