@@ -6,7 +6,11 @@ Per pattern (:func:`index_chunk`):
    direct beam, background, resampling to the estimator's calibration around the beam, the
    display transform), calling predict's own steps, so improvements there reach the map. Where
    the detector is narrower than that frame, only its area (:func:`detector_area`) is read by
-   the refinement and the whole-image fits: the rest holds no data.
+   the refinement and the whole-image fits: the rest holds no data. The detector's pixels to
+   ignore (:attr:`MapSettings.detector_mask`: the defects the runner found, the user's mask) are
+   set to 0 and left out the same way, and a calibration file's ellipticity is undone first
+   (:func:`_prepared_with_area`). The models' relrods are those of :attr:`MapSettings.thickness`
+   (the runner fits it on a sample of the scan).
 2. **One grain**: the starts of ``edorient predict``'s one-grain chain
    (:func:`edorient.indexing.estimators.build_estimator`: a CNN or template-matching proposal)
    and the template dictionary's best entries, refined together (the refined centre within
