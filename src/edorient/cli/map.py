@@ -44,7 +44,7 @@ class Map(Subcommand):
                             help="do not look for dead and hot pixels in a sample of the scan (on by default)")
         parser.add_argument("--thickness", type=finite_float, default=None, metavar="A",
                             help="effective specimen thickness in Å for the models' relrods (default: fitted on 32 "
-                                 "patterns of the scan among 20-120 Å; the shipped models were trained at 50)")
+                                 "patterns of the scan among 15-120 Å; the shipped models were trained at 50)")
         parser.add_argument("--min-new-spots", type=positive_int, default=SECOND_GRAIN_MIN_SPOTS,
                             help="a second grain must explain at least this many of the pattern's spots that the "
                                  f"one-grain fit leaves unexplained (default {SECOND_GRAIN_MIN_SPOTS}; docs/mapping.md)")

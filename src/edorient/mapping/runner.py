@@ -89,7 +89,7 @@ DEFECT_MIN_PATTERNS = 16
 
 
 #: Effective thicknesses (Å) the map tries (:func:`_fit_thickness`) ...
-THICKNESS_CANDIDATES = (20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0, 120.0)
+THICKNESS_CANDIDATES = (15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0, 120.0)
 #: ... on this many patterns spread over the scan (where it has at least ``THICKNESS_MIN_PATTERNS``).
 THICKNESS_SAMPLE = 32
 THICKNESS_MIN_PATTERNS = 8

@@ -10,7 +10,7 @@ from edorient.structures import anatase
 
 
 def test_a_thin_specimens_thickness_is_fitted_and_fixes_the_tilt(tmp_path):
-    # a 4 x 6 scan of a 20 Å specimen (the models' relrods are 50 Å): the fit picks 20-25 Å and
+    # a 4 x 6 scan of a 20 Å specimen (the models' relrods are 50 Å): the fit picks 17.5-25 Å and
     # grain 1 comes out within 0.3°; the map at the models' 50 Å tilts it by about a degree
     single, bi = default_runs("anatase")
     scan, truth_path = write_scan(tmp_path / "thin.hspy", ScanSimConfig(probes=(4, 6), n_grains=2, seed=7, dose=20000.0,
@@ -23,7 +23,7 @@ def test_a_thin_specimens_thickness_is_fitted_and_fixes_the_tilt(tmp_path):
         return anatase().laue.angle(run.results["directions"][:, 0], truth["directions"].reshape(-1, 2, 3)[:, 0])[one]
 
     fitted = run_map(scan, tmp_path / "fit", MapSettings(run_single=single, run_bicrystal=bi, neighbour_radius=0), compute)
-    assert fitted.thickness["fitted"] and fitted.thickness["thickness_A"] in (20.0, 25.0)
+    assert fitted.thickness["fitted"] and 17.5 <= fitted.thickness["thickness_A"] <= 25.0
     assert fitted.thickness["used_A"] == fitted.thickness["thickness_A"]
     curve = fitted.thickness["median_fit"]
     assert max(curve, key=curve.get) == f"{fitted.thickness['thickness_A']:g}" and curve["20"] > curve["50"] + 0.05
