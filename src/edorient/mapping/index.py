@@ -375,7 +375,7 @@ def _prepared_with_area(raw: np.ndarray, calibration: float, size: int, calibrat
     patches, saturated pixels, a beam stop) resampled like the image, as predict's fits read."""
     from edorient.indexing.preprocess import with_bad_pixels
 
-    image, validity = with_bad_pixels(raw, bad) if bad is not None else (raw, None)
+    image = raw if bad is None else np.where(bad, 0.0, np.asarray(raw, dtype=np.float64))
     centre = None
     if distortion is not None and distortion[0] != 1.0:
         from edorient.indexing.calibration import Calibration, undistort_image
@@ -385,7 +385,8 @@ def _prepared_with_area(raw: np.ndarray, calibration: float, size: int, calibrat
         cal = Calibration(calibration, ellipticity=float(distortion[0]), angle_deg=float(distortion[1]))
         image = undistort_image(image, cal, centre)
         if bad is not None:  # the ignored pixels follow the image (any resampled sample touching one)
-            image, validity = with_bad_pixels(image, undistort_image(bad.astype(np.float32), cal, centre) > 0.01)
+            bad = undistort_image(bad.astype(np.float32), cal, centre) > 0.01
+    image, validity = with_bad_pixels(image, bad) if bad is not None else (image, None)
     x, centre, pre = _prepare(image, calibration, size, calibration_out, validity, centre)
     area = detector_area(raw.shape, centre, calibration, size, calibration_out)
     if not pre.mask.all():
