@@ -478,8 +478,8 @@ class Indexer:
     def pattern_spots(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """(k, 2) spots (row, col) of a display image, away from the direct beam
         (:func:`edorient.indexing.spots.working_spots`); with ``valid`` (the pixels that hold data)
-        none within 3 px of a pixel that does not (a gap or a masked hot pixel cutting a spot in
-        two would make two spots, one of them unexplained)."""
+        the others are filled from their neighbours first (a gap or a masked hot pixel cutting a
+        spot in two would make two spots, one of them unexplained)."""
         from edorient.indexing.spots import working_spots
 
         return working_spots(x, threshold=SPOT_THRESHOLD, max_spots=MAX_PATTERN_SPOTS, valid=valid)

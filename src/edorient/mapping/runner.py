@@ -152,7 +152,8 @@ def _detector_mask(out: Path, source: ScanSource, settings: MapSettings) -> tupl
     ``find_defects``, the dead and hot pixels of a sample of the scan
     (:func:`~edorient.indexing.preprocess.detector_defects`). Where there are any they are written
     to ``out/detector_mask.npy`` (atomically; 1 = ignored) and the returned settings point there
-    (what the chunks use); else the settings come back unchanged. Also a report (JSON-friendly)."""
+    (what the chunks use); else the returned settings have no mask. Either way the search is done
+    (``find_defects`` off in them). Also a report (JSON-friendly)."""
     from edorient._utils.atomic import atomic_path
 
     shape = tuple(source.pattern_shape)

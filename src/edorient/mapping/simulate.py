@@ -28,7 +28,7 @@ import numpy as np
 
 from edorient.errors import EdorientError
 
-__all__ = ["ScanSimConfig", "detector_defects", "grain_shares", "simulate_scan", "write_hspy"]
+__all__ = ["ScanSimConfig", "grain_shares", "simulate_scan", "simulated_defects", "write_hspy"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ScanSimConfig:
                                 f"{self.detector_px} px detector")
 
 
-def detector_defects(cfg: ScanSimConfig) -> tuple[np.ndarray, np.ndarray]:
+def simulated_defects(cfg: ScanSimConfig) -> tuple[np.ndarray, np.ndarray]:
     """(hot, dead) (H, W) bool: where :class:`ScanSimConfig`'s defects are (dead includes the gap)."""
     from edorient._utils.rng import seeded_rng
 
@@ -189,7 +189,7 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
             lin = ndimage.shift(lin, drift[i, j], order=1, mode="constant")
             lam = cfg.dose * (np.clip(lin, 0, None) + cfg.background)
             counts[i, j] = np.minimum(noise.poisson(lam), np.iinfo(np.uint16).max)
-    hot, dead = detector_defects(cfg)
+    hot, dead = simulated_defects(cfg)
     if hot.any() or dead.any():  # after the patterns' noise: the other pixels are those of the scan without defects
         defect_noise = seeded_rng(cfg.seed, 124)
         counts[:, :, hot] = np.minimum(defect_noise.poisson(cfg.hot_counts, (ny, nx, int(hot.sum()))),

@@ -9,7 +9,7 @@ from edorient.errors import EdorientError
 from edorient.indexing.preprocess import detector_defects, with_bad_pixels
 from edorient.io.images import read_detector_mask
 from edorient.mapping.simulate import ScanSimConfig
-from edorient.mapping.simulate import detector_defects as simulated_defects
+from edorient.mapping.simulate import simulated_defects
 from edorient.mapping.simulate import simulate_scan
 
 
