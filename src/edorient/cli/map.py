@@ -9,6 +9,18 @@ from pathlib import Path
 from edorient.cli._base import Subcommand, finite_float, nonneg_int, positive_int
 
 
+def disc_radius(text: str) -> float | None:
+    """argparse type of ``--disc``: ``auto`` (None: measured), ``off`` (0) or a radius in (0, 16] px."""
+    if text.strip().lower() == "auto":
+        return None
+    if text.strip().lower() == "off":
+        return 0.0
+    value = finite_float(text)
+    if not 0 < value <= 16:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a radius in (0, 16] detector pixels, got {text!r}")
+    return value
+
+
 class Map(Subcommand):
     COMMAND = "map"
     HELP = "orientation map (one or two grains per pattern) of a 4D-STEM scan or a folder of patterns; resumable"
@@ -45,6 +57,10 @@ class Map(Subcommand):
         parser.add_argument("--thickness", type=finite_float, default=None, metavar="A",
                             help="effective specimen thickness in Å for the models' relrods (default: fitted on 32 "
                                  "patterns of the scan among 15-120 Å; the shipped models were trained at 50)")
+        parser.add_argument("--disc", type=disc_radius, default=None, metavar="auto|off|PX",
+                            help="radius in detector pixels of the probe's diffraction discs (nano-beam data), "
+                                 "deconvolved from every pattern (default auto: measured on the direct beam of 32 "
+                                 "patterns, deconvolved where at least 1.5 px; off: none)")
         parser.add_argument("--min-new-spots", type=positive_int, default=SECOND_GRAIN_MIN_SPOTS,
                             help="a second grain must explain at least this many of the pattern's spots that the "
                                  f"one-grain fit leaves unexplained (default {SECOND_GRAIN_MIN_SPOTS}; docs/mapping.md)")
@@ -86,7 +102,7 @@ class Map(Subcommand):
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions,
                                chosen_partner_k=args.partner_again, find_defects=args.find_defects,
-                               thickness=args.thickness,
+                               thickness=args.thickness, disc_px=args.disc,
                                detector_mask=None if args.mask is None else str(args.mask),
                                **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}),
                                **({} if args.neighbour_radius is None else {"neighbour_radius": args.neighbour_radius}))

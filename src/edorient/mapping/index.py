@@ -246,6 +246,11 @@ class MapSettings:
     thickness: float | None = None
     """Effective specimen thickness (Å) of the models' relrods (the dictionary, the refinement,
     the whole-image fits); None: the simulator's default (the shipped models' 50 Å)."""
+    disc_px: float | None = None
+    """Radius (detector pixels) of the probe's diffraction discs, deconvolved from every pattern
+    before anything else (:func:`edorient.indexing.discs.deconvolve_discs`: a nano-beam scan's
+    discs become the compact spots the models draw); None: measured on the direct beam of a
+    sample of the scan (:func:`edorient.mapping.runner._fit_disc`), 0: none."""
     detector_mask: str | None = None
     """An image file of the detector's size, nonzero at the pixels to ignore (dead, hot, gaps, a
     beam stop: :func:`edorient.io.images.read_detector_mask`), joined with the defects found
@@ -278,6 +283,8 @@ class MapSettings:
             raise EdorientError(f"--partner-again must be >= 1 candidate, got {self.chosen_partner_k}")
         if self.neighbour_radius < 0:
             raise EdorientError(f"--neighbour-radius must be >= 0 probe steps (0: off), got {self.neighbour_radius}")
+        if self.disc_px is not None and not 0 <= self.disc_px <= 16:
+            raise EdorientError(f"--disc must be auto, off or a radius in (0, 16] detector pixels, got {self.disc_px}")
         if self.second_grain not in (None, "model"):
             raise EdorientError(f"second_grain must be None (the partner of the one-grain fit) or 'model', "
                                 f"got {self.second_grain!r}")
@@ -580,6 +587,10 @@ class Indexer:
         if broken.any():
             raise EdorientError(f"pattern {first_index + int(np.flatnonzero(broken)[0])} (row-major probe index) holds "
                                 "NaN or infinite pixels; clean the scan first, or give them in --mask")
+        if self.settings.disc_px:  # a convergent probe's discs back to spots (the ignored pixels left out)
+            from edorient.indexing.discs import deconvolve_discs
+
+            raw = deconvolve_discs(raw, float(self.settings.disc_px), valid=None if ignore is None else ~ignore)
         x = np.zeros((n, self.size, self.size), dtype=np.float32)
         area = np.ones((n, self.size, self.size), dtype=bool)
         ok = np.zeros(n, dtype=bool)

@@ -306,6 +306,19 @@ def _thickness_line(run) -> str:
             "- effective thickness: the models' (not fitted" + (f": {t['why']})" if t.get("why") else ")"))
 
 
+def _disc_line(run) -> str:
+    d = getattr(run, "discs", {}) or {}
+    if d.get("measured"):
+        what = (f"a disc of {d['radius_px']:g} px deconvolved from every pattern" if d.get("deconvolved") else
+                "no disc deconvolved")
+        return (f"- probe's diffraction discs: {what} (direct beam of {d['patterns']} patterns fitted by a disc of "
+                f"{d['radius_px']:g} px blurred by {d['sigma_px']:g} px; docs/mapping.md)")
+    used = d.get("used_px", d.get("radius_px"))
+    if used:
+        return f"- probe's diffraction discs: a disc of {used:g} px deconvolved from every pattern (given)"
+    return "- probe's diffraction discs: none deconvolved" + (f" ({d['why']})" if d.get("why") else "")
+
+
 def _report(run, settings, compute, seed, written: list[str]) -> str:
     r = run.results
     n = len(r["status"])
@@ -322,6 +335,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
             f"; the detector's ellipticity {run.source.distortion[0]:.4f} (major axis at {run.source.distortion[1]:.1f}°) "
             "undone in every pattern")),
         _detector_line(run),
+        _disc_line(run),
         _thickness_line(run),
         (f"- crystal: {settings.crystal}; grains: {settings.grains}; proposals: "
          f"{settings.run_single or 'template matching'} / {settings.run_bicrystal or 'template matching'}; "
@@ -386,7 +400,7 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
                     "workers": run.workers, "chunks_done_before": run.chunks_done_before, **{
                         k: round(v, 3) for k, v in run.timings.items()},
                     "neighbour_pass": getattr(run, "neighbours", {}), "detector": getattr(run, "detector", {}),
-                    "thickness": getattr(run, "thickness", {})})
+                    "thickness": getattr(run, "thickness", {}), "discs": getattr(run, "discs", {})})
     summary = {"patterns": len(run.results["status"]), "two_grains": int((run.results["n_grains"] == 2).sum()),
                "runs": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

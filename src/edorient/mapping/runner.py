@@ -7,6 +7,7 @@ Layout of the output folder (``--out``)::
     config.json             the resolved settings, the scan's description, the seed
     detector_mask.npy       the detector's pixels the map ignored (the defects found, the user's
                             --mask), where there were any
+    discs.json              the probe's disc radius measured on the direct beam (reused on resume)
     thickness.json          the effective thickness fitted on a sample of the scan (reused on resume)
     chunks/chunk_00000.npz  one per chunk (written atomically: a killed map leaves none half-written)
     results.csv, results.zarr, maps/*.png, orientations.ang, orientations.h5, report.md
@@ -79,6 +80,8 @@ class MapRun:
     """The detector's pixels ignored (:func:`_detector_mask`'s report)."""
     thickness: dict = field(default_factory=dict)
     """The effective thickness used (:func:`_fit_thickness`'s report; ``used_A`` None: the models')."""
+    discs: dict = field(default_factory=dict)
+    """The probe's diffraction discs (:func:`_fit_disc`'s report; ``used_px`` 0: none deconvolved)."""
 
 
 #: The detector's defects are looked for (:attr:`MapSettings.find_defects`) in at most this many
@@ -130,6 +133,48 @@ def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettin
     best = max(fits, key=lambda t: fits[t])
     return replace(settings, thickness=best), {"fitted": True, "thickness_A": best, "patterns": int(ok.sum()),
                                                "median_fit": {f"{t:g}": round(f, 4) for t, f in sorted(fits.items())}}
+
+
+#: The probe's discs are measured (:func:`_fit_disc`) on the direct beam of this many patterns
+#: spread over the scan.
+DISC_SAMPLE = 32
+
+
+def _fit_disc(source: ScanSource, settings: MapSettings) -> tuple[MapSettings, dict]:
+    """The radius of the probe's diffraction discs where ``settings`` leave it open (``disc_px``
+    None): the direct beam of :data:`DISC_SAMPLE` patterns spread over the scan, averaged about
+    each one's centre (:func:`~edorient.indexing.discs.mean_beam`), is fitted by a disc blurred
+    by a Gaussian (:func:`~edorient.indexing.discs.fit_disc`). A disc
+    (:func:`~edorient.indexing.discs.is_disc`: at least 1.5 px and at least its blur) is
+    deconvolved from every pattern (the returned settings' ``disc_px``; else 0). Returns the
+    settings and a report."""
+    from edorient.indexing.discs import fit_disc, is_disc, mean_beam
+    from edorient.io.images import find_direct_beam
+
+    if settings.disc_px is not None:
+        return settings, {"measured": False, "radius_px": float(settings.disc_px)}
+    n = source.n_patterns
+    idx = np.unique(np.linspace(0, n - 1, min(n, DISC_SAMPLE)).astype(int))
+    raw = np.stack([source.read(int(i), int(i) + 1)[0] for i in idx]).astype(np.float64)
+    if settings.detector_mask is not None:
+        from edorient.io.images import read_detector_mask
+
+        raw[:, read_detector_mask(settings.detector_mask, raw.shape[1:])] = 0.0
+    raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+    patterns, centres = [], []
+    for x in raw:
+        try:
+            centres.append(find_direct_beam(x))
+            patterns.append(x)
+        except EdorientError:  # no direct beam (vacuum, a blank frame)
+            continue
+    beam = mean_beam(patterns, centres) if patterns else None
+    if beam is None:
+        return replace(settings, disc_px=0.0), {"measured": False, "why": "no direct beam in the sample", "radius_px": 0.0}
+    fit = fit_disc(beam)
+    use = fit["radius_px"] if is_disc(fit) else 0.0
+    return replace(settings, disc_px=use), {"measured": True, "patterns": len(patterns), **fit,
+                                            "deconvolved": bool(use > 0)}
 
 
 def _parabola_vertex(fits: dict[float, float]) -> float | None:
@@ -364,7 +409,16 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str) + "\n")
 
     used, detector = _detector_mask(out, source, settings)  # the settings every chunk and pass below uses
-    # the fitted thickness is kept beside the chunks: a resumed map goes on with the chunks' own
+    # the probe's discs, then the thickness (fitted on deconvolved patterns), each kept beside the
+    # chunks: a resumed map goes on with the chunks' own
+    d_path = out / "discs.json"
+    try:
+        disc = json.loads(d_path.read_text())
+        used = replace(used, disc_px=float(disc["used_px"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        used, disc = _fit_disc(source, used)
+        disc["used_px"] = float(used.disc_px)
+        atomic_write_text(d_path, json.dumps(disc, indent=2) + "\n")
     t_path = out / "thickness.json"
     try:
         thickness = json.loads(t_path.read_text())
@@ -437,7 +491,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             cluster.close()
     compute_s = time.perf_counter() - t0
     run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings, neighbours,
-                 detector, {**thickness, "used_A": used.thickness})
+                 detector, {**thickness, "used_A": used.thickness}, disc)
     if assemble:
         from edorient.mapping.outputs import write_outputs
 
