@@ -56,10 +56,17 @@ def disc_kernel(radius_px: float, sigma_px: float = 0.0, half: int | None = None
     return k / k.sum()
 
 
-def mean_beam(patterns: np.ndarray, centres, half: int = BEAM_HALF_PX) -> np.ndarray | None:
-    """(2 half + 1, 2 half + 1) the mean direct beam of ``patterns`` (n, H, W) about their
+#: A direct beam with at least this many pixels at exactly its window's maximum is clipped
+#: (saturated): its flat top is the detector's, not the probe's, and it is left out.
+SATURATED_PX = 4
+
+
+def mean_beam(patterns, centres, half: int = BEAM_HALF_PX) -> tuple[np.ndarray | None, int]:
+    """(the mean direct beam (2 half + 1, 2 half + 1) of ``patterns`` (n, H, W) about their
     ``centres`` ((n, 2) row, col; sub-pixel, each window shifted onto it), each window's border
-    median subtracted and its sum scaled to 1; None where no window fits inside its pattern."""
+    median subtracted and its sum scaled to 1; the number of patterns in it). Left out: windows
+    that do not fit inside their pattern, and saturated beams (:data:`SATURATED_PX`). None where
+    none is left."""
     acc = []
     for x, (r, c) in zip(patterns, centres):
         ri, ci = int(round(r)), int(round(c))
@@ -67,17 +74,19 @@ def mean_beam(patterns: np.ndarray, centres, half: int = BEAM_HALF_PX) -> np.nda
         if lo_r < 0 or lo_c < 0 or ri + half + 3 > x.shape[0] or ci + half + 3 > x.shape[1]:
             continue
         win = np.asarray(x[lo_r : ri + half + 3, lo_c : ci + half + 3], dtype=np.float64)
+        if int((win == win.max()).sum()) >= SATURATED_PX:
+            continue
         win = ndimage.shift(win, (ri - r, ci - c), order=1)[2:-2, 2:-2]
         win = win - np.median(np.r_[win[0], win[-1], win[:, 0], win[:, -1]])
         total = win.sum()
         if total > 0:
             acc.append(win / total)
-    return np.mean(acc, axis=0) if acc else None
+    return (np.mean(acc, axis=0) if acc else None), len(acc)
 
 
 def fit_disc(beam: np.ndarray) -> dict:
     """The disc (radius R) blurred by a Gaussian (width s) that fits the mean direct beam
-    ``beam`` (:func:`mean_beam`) best in least squares, on the grid of :data:`DISC_RADII` x
+    ``beam`` (:func:`mean_beam`'s) best in least squares, on the grid of :data:`DISC_RADII` x
     :data:`DISC_SIGMAS`: ``{"radius_px", "sigma_px", "residual"}`` (the residual's share of the
     beam's power).
 

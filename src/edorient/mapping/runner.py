@@ -168,13 +168,15 @@ def _fit_disc(source: ScanSource, settings: MapSettings) -> tuple[MapSettings, d
             patterns.append(x)
         except EdorientError:  # no direct beam (vacuum, a blank frame)
             continue
-    beam = mean_beam(patterns, centres) if patterns else None
+    beam, used = mean_beam(patterns, centres) if patterns else (None, 0)
     if beam is None:
-        return replace(settings, disc_px=0.0), {"measured": False, "why": "no direct beam in the sample", "radius_px": 0.0}
+        why = ("no direct beam in the sample" if not patterns else
+               f"the direct beam is saturated (or at the edge) in all {len(patterns)} patterns sampled; give --disc PX "
+               "for nano-beam data")
+        return replace(settings, disc_px=0.0), {"measured": False, "why": why, "radius_px": 0.0}
     fit = fit_disc(beam)
     use = fit["radius_px"] if is_disc(fit) else 0.0
-    return replace(settings, disc_px=use), {"measured": True, "patterns": len(patterns), **fit,
-                                            "deconvolved": bool(use > 0)}
+    return replace(settings, disc_px=use), {"measured": True, "patterns": used, **fit, "deconvolved": bool(use > 0)}
 
 
 def _parabola_vertex(fits: dict[float, float]) -> float | None:

@@ -27,7 +27,7 @@ def _beams(radius, sigma, n=32, seed=0, dose=2e4):
 
 @pytest.mark.parametrize("radius,sigma", [(3.0, 1.0), (4.0, 2.0), (6.0, 1.5)])
 def test_a_discs_radius_is_measured_on_the_direct_beam(radius, sigma):
-    fit = fit_disc(mean_beam(*_beams(radius, sigma)))
+    fit = fit_disc(mean_beam(*_beams(radius, sigma))[0])
     assert is_disc(fit)
     assert abs(fit["radius_px"] - radius) <= 0.25
     assert abs(fit["sigma_px"] - sigma) <= 0.3
@@ -37,13 +37,22 @@ def test_a_discs_radius_is_measured_on_the_direct_beam(radius, sigma):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gaussian_spots_of_any_width_are_not_taken_for_discs(sigma, seed):
     # a Gaussian is a disc of radius 0: a fitted disc stays narrower than its blur, or than 1.5 px
-    assert not is_disc(fit_disc(mean_beam(*_beams(0.0, sigma, seed=seed))))
+    assert not is_disc(fit_disc(mean_beam(*_beams(0.0, sigma, seed=seed))[0]))
 
 
 def test_a_beam_too_close_to_the_edge_is_left_out_and_none_left_gives_none():
     pats, centres = _beams(3.0, 1.0, n=2)
-    assert mean_beam(pats, [(3.0, 40.0), (40.0, 78.0)]) is None
-    assert mean_beam(pats, [(3.0, 40.0), centres[1]]) is not None
+    assert mean_beam(pats, [(3.0, 40.0), (40.0, 78.0)]) == (None, 0)
+    beam, used = mean_beam(pats, [(3.0, 40.0), centres[1]])
+    assert beam is not None and used == 1
+
+
+def test_a_saturated_direct_beam_is_not_taken_for_a_disc():
+    # a Gaussian beam clipped by the detector has a flat top: left out, not measured as a disc
+    pats, centres = _beams(0.0, 1.5, n=8)
+    clipped = [np.minimum(p, 0.3 * p.max()) for p in pats]
+    assert mean_beam(clipped, centres) == (None, 0)
+    assert mean_beam(clipped[:4] + pats[4:], centres)[1] == 4
 
 
 def _second_moment(img, at):

@@ -68,3 +68,15 @@ def test_the_disc_option_reads_auto_off_or_a_radius():
     for bad in ("0", "-2", "20", "nan", "wide"):
         with pytest.raises(argparse.ArgumentTypeError):
             disc_radius(bad)
+
+
+def test_a_saturated_direct_beam_is_reported_not_measured(tmp_path):
+    # at this dose the direct beam clips at the uint16 maximum in every pattern: its flat top is
+    # the detector's, so no disc is measured from it and the report says how to give one
+    from edorient.mapping.runner import _fit_disc
+    from edorient.mapping.scan import open_scan
+
+    scan, _ = write_scan(tmp_path / "bright.hspy", ScanSimConfig(probes=(2, 4), n_grains=1, seed=3, dose=2e5))
+    settings, report = _fit_disc(open_scan(scan), MapSettings())
+    assert settings.disc_px == 0.0 and not report["measured"]
+    assert "saturated" in report["why"] and "--disc PX" in report["why"]
