@@ -114,3 +114,31 @@ def test_hot_pixels_brighter_than_the_beam_are_found_and_a_mask_takes_any(tmp_pa
         assert res["centre"] == pytest.approx([43.5, 43.5], abs=1.0)
     rc, _ = _run([*args, "--mask", tmp_path / "nothere.npy"], tmp_path)
     assert rc != 0 and "detector mask not found" in capsys.readouterr().err
+
+
+def test_a_nano_beam_patterns_discs_are_measured_and_deconvolved_when_asked(tmp_path):
+    # an anatase pattern whose spots and direct beam are 4 px discs (a convergent probe), Poisson
+    # noise: --disc auto measures the disc on the direct beam and deconvolves it, --disc 4 takes
+    # it as given, and the default (off) leaves the pattern as it is
+    from scipy import ndimage
+
+    from edorient.indexing.discs import disc_kernel
+    from edorient.physics.orientation import random_rotations
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    R = random_rotations(1, rng=20261205)[0]
+    sim = Simulator(anatase(), SimulationConfig(image_size=192, calibration=0.0125, spot_sigma_px=1.2))
+    lin = ndimage.convolve(sim.linear_images(R[None])[0], disc_kernel(4.0), mode="constant")
+    counts = np.random.default_rng(5).poisson(lin * 2e5 + 2.0).astype(np.float32)
+    np.save(tmp_path / "nbed.npy", counts)
+    args = [tmp_path / "nbed.npy", "--calibration", 0.0125]
+    for extra, measured in ((["--disc", "auto"], True), (["--disc", "4"], False)):
+        rc, res = _run([*args, *extra], tmp_path)
+        assert rc == 0
+        assert res["discs"]["deconvolved"] and res["discs"]["measured"] is measured
+        assert abs(res["discs"]["radius_px"] - 4.0) <= 0.25
+        err = anatase().laue.angle(R[2][None], np.array(res["grains"][0]["direction"])[None])[0]
+        assert err < 0.5, (extra, err)
+    rc, res = _run(args, tmp_path)
+    assert rc == 0 and "discs" not in res

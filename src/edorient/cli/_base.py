@@ -66,6 +66,18 @@ def finite_float(text: str) -> float:
     return value
 
 
+def disc_radius(text: str) -> float | None:
+    """argparse type of ``--disc``: ``auto`` (None: measured), ``off`` (0) or a radius in (0, 16] px."""
+    if text.strip().lower() == "auto":
+        return None
+    if text.strip().lower() == "off":
+        return 0.0
+    value = finite_float(text)
+    if not 0 < value <= 16:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a radius in (0, 16] detector pixels, got {text!r}")
+    return value
+
+
 def calibration_or_file(text: str):
     """``--calibration`` as a number (1/Å per pixel) or a calibration file of ``edorient
     calibrate``: (calibration, the file's :class:`~edorient.indexing.calibration.Calibration` or

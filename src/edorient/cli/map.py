@@ -6,19 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edorient.cli._base import Subcommand, finite_float, nonneg_int, positive_int
-
-
-def disc_radius(text: str) -> float | None:
-    """argparse type of ``--disc``: ``auto`` (None: measured), ``off`` (0) or a radius in (0, 16] px."""
-    if text.strip().lower() == "auto":
-        return None
-    if text.strip().lower() == "off":
-        return 0.0
-    value = finite_float(text)
-    if not 0 < value <= 16:
-        raise argparse.ArgumentTypeError(f"expected auto, off or a radius in (0, 16] detector pixels, got {text!r}")
-    return value
+from edorient.cli._base import Subcommand, disc_radius, finite_float, nonneg_int, positive_int
 
 
 class Map(Subcommand):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edorient.cli._base import Subcommand, finite_float, positive_int
+from edorient.cli._base import Subcommand, disc_radius, finite_float, positive_int
 
 
 def _calibration_arg(args: argparse.Namespace):
@@ -49,6 +49,9 @@ class Predict(Subcommand):
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
                             help="direct-beam position in the file (default: found automatically)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
+        parser.add_argument("--disc", type=disc_radius, default=0.0, metavar="auto|off|PX",
+                            help="radius in pixels of the probe's diffraction discs (nano-beam data), deconvolved from "
+                                 "the pattern first (auto: measured on its direct beam; default off)")
         parser.add_argument("--mask", type=Path, default=None,
                             help="an image of the detector's size, nonzero at pixels to ignore (dead, hot, gaps, a beam "
                                  "stop); they are left out of the centre finding, the background and the fits")
@@ -86,6 +89,7 @@ class Predict(Subcommand):
                             calibration_tolerance=args.calibration_tolerance, voltage_kv=kv,
                             background=args.background, size=args.size,
                             centre=centre, frame=args.frame, mask=None if args.mask is None else str(args.mask),
+                            disc_px=args.disc,
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
                             pair_directions=args.pair_directions, refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)

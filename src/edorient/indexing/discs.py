@@ -56,6 +56,10 @@ def disc_kernel(radius_px: float, sigma_px: float = 0.0, half: int | None = None
     return k / k.sum()
 
 
+#: A fit whose residual (share of the beam's power) is above this is no disc (nor a blob): a
+#: structured or clipped beam, e.g. a figure's (the real SAD figure cuni_110: 0.29; simulated
+#: beams and the real SPED pattern al_001_T1: 0.0001-0.007).
+MAX_RESIDUAL = 0.05
 #: A direct beam with at least this many pixels at exactly its window's maximum is clipped
 #: (saturated): its flat top is the detector's, not the probe's, and it is left out.
 SATURATED_PX = 4
@@ -109,12 +113,16 @@ def fit_disc(beam: np.ndarray) -> dict:
 
 def is_disc(fit: dict) -> bool:
     """Whether :func:`fit_disc`'s ``fit`` is a disc worth deconvolving: a radius of at least
-    :data:`MIN_DISC_PX` and at least the blur's width (a flat top; a Gaussian is not).
+    :data:`MIN_DISC_PX` and at least the blur's width (a flat top; a Gaussian is not), fitted
+    to within :data:`MAX_RESIDUAL`.
 
-    >>> is_disc({"radius_px": 4.0, "sigma_px": 1.3}), is_disc({"radius_px": 2.25, "sigma_px": 3.0})
-    (True, False)
+    >>> is_disc({"radius_px": 4.0, "sigma_px": 1.3, "residual": 0.001})
+    True
+    >>> is_disc({"radius_px": 2.25, "sigma_px": 3.0, "residual": 0.001}), is_disc({"radius_px": 3.25, "sigma_px": 0.5, "residual": 0.29})
+    (False, False)
     """
-    return bool(fit["radius_px"] >= MIN_DISC_PX and fit["radius_px"] >= fit["sigma_px"])
+    return bool(fit["radius_px"] >= MIN_DISC_PX and fit["radius_px"] >= fit["sigma_px"]
+                and fit["residual"] <= MAX_RESIDUAL)
 
 
 def _otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

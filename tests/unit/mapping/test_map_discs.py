@@ -62,7 +62,7 @@ def test_an_impossible_disc_radius_is_refused(bad):
 def test_the_disc_option_reads_auto_off_or_a_radius():
     import argparse
 
-    from edorient.cli.map import disc_radius
+    from edorient.cli._base import disc_radius
 
     assert disc_radius("auto") is None and disc_radius("OFF") == 0.0 and disc_radius("3.5") == 3.5
     for bad in ("0", "-2", "20", "nan", "wide"):
