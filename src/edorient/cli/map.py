@@ -35,6 +35,9 @@ class Map(Subcommand):
                             help="1/Å per detector pixel, or a calibration file of `edorient calibrate` (its ellipticity is "
                                  "then undone in every pattern; default: from the file's axes; required for .npy, .zarr, "
                                  "folders)")
+        parser.add_argument("--scan-shape", type=positive_int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                            help="lay the file's patterns, in the order stored, out on this grid of probes (a stack "
+                                 "of patterns, a Merlin .mib without its .hdr, a scan stored as one line)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (no sub-degree orientations, no uncertainty)")
         parser.add_argument("--mask", type=Path, default=None,
@@ -104,7 +107,7 @@ class Map(Subcommand):
             if cal is not None and cal.ellipticity != 1.0:
                 distortion = (float(cal.ellipticity), float(cal.angle_deg))
         run = run_map(args.scan, args.out, settings, compute, calibration=calibration, seed=args.seed,
-                      distortion=distortion)
+                      distortion=distortion, scan_shape=None if args.scan_shape is None else tuple(args.scan_shape))
         n = len(run.results["status"])
         two = int((run.results["n_grains"] == 2).sum())
         nb = run.neighbours.get("second_grains_added")

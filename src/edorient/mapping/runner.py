@@ -376,10 +376,11 @@ def worker_environ() -> dict:
 
 def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: ComputeSettings | None = None,
             calibration: float | None = None, seed: int = 0, assemble: bool = True,
-            distortion: tuple[float, float] | None = None) -> MapRun:
+            distortion: tuple[float, float] | None = None, scan_shape: tuple[int, int] | None = None) -> MapRun:
     """Index every pattern of ``scan`` into ``out`` (see the module docstring); resumable.
     ``distortion``: the detector's (ellipticity, major-axis angle in degrees), e.g. of a
-    calibration file of ``edorient calibrate``, undone in every pattern."""
+    calibration file of ``edorient calibrate``, undone in every pattern. ``scan_shape``: (rows,
+    cols) of the probes where the file does not say (:func:`~edorient.mapping.scan.open_scan`)."""
     from edorient import __version__
     from edorient._utils.atomic import atomic_write_text
     from edorient._utils.outputs import claim_output_dir
@@ -390,7 +391,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         raise EdorientError(f"--chunk must be >= 1 pattern, got {compute.chunk}")
     if compute.workers is not None and compute.workers < 0:
         raise EdorientError(f"--workers must be >= 0, got {compute.workers}")
-    source = open_scan(scan, calibration)
+    source = open_scan(scan, calibration, scan_shape)
     if distortion is not None and float(distortion[0]) != 1.0:
         if not 1.0 <= float(distortion[0]) <= 1.5:
             raise EdorientError(f"the calibration's ellipticity {distortion[0]} lies outside 1-1.5; check the calibration file")

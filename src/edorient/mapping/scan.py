@@ -10,11 +10,14 @@ Inputs
 - 4D-STEM files through rosettasciio's readers, lazily (Dask arrays): ``.hspy`` (HyperSpy,
   HDF5), ``.zspy``, ``.mib`` (Quantum Detectors Merlin), ``.blo`` (blockfile), ``.dm4``/``.dm3``
   (Gatan), ``.emd``, ``.tvips``. The first signal with two navigation and two signal axes is
-  used. Its calibration comes from the signal axes: ``1/nm`` (divided by 10), ``1/Å``, or
+  used (else the first stack of patterns with one navigation axis: a line of probes, e.g. a
+  Merlin .mib without its .hdr). Its calibration comes from the signal axes: ``1/nm`` (divided by 10), ``1/Å``, or
   ``mrad`` (converted with the beam energy of the metadata); uncalibrated axes (``px``, none)
   need ``--calibration``.
 - ``.npy`` (4-D ``(rows, cols, H, W)`` or 3-D ``(n, H, W)``; memory-mapped) and ``.zarr``
   (a zarr array, or a group holding one 4-D array): ``--calibration`` required.
+- ``--scan-shape ROWS COLS`` (``open_scan(scan_shape=)``) lays any of these files' patterns, in
+  the order stored, out on that grid of probes.
 - A folder, or a glob pattern (``'frames/*.tif'``), of single-pattern image files
   (:data:`edorient.io.images.READERS`): one row per file, in sorted name order; calibration
   required.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import functools
 import glob as _glob
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +117,11 @@ class ScanSource:
 def _open_array(src: ScanSource):
     """The scan as a 4-D array-like (lazy), opened once per process."""
     if src.kind == "rsciio":
-        return _rsciio_signals(src.path, src.plugin)[src.signal_index]["data"]
+        a = _rsciio_signals(src.path, src.plugin)[src.signal_index]["data"]
+        if a.ndim == 4 and tuple(a.shape[:2]) == tuple(src.shape):
+            return a
+        # a stack of patterns, or a scan laid out anew (open_scan's scan_shape): row-major probes
+        return _Reshaped(a.reshape((-1,) + tuple(a.shape[-2:])), src.shape)
     if src.kind == "npy":
         a = np.load(src.path, mmap_mode="r")
         return a.reshape(src.shape + a.shape[-2:])
@@ -123,8 +130,26 @@ def _open_array(src: ScanSource):
 
         z = zarr.open(src.path, mode="r")
         a = z[src.dataset] if src.dataset else z
-        return a if a.ndim == 4 else _Reshaped(a, src.shape)
+        if a.ndim == 4 and tuple(a.shape[:2]) == tuple(src.shape):
+            return a
+        return _Reshaped(a if a.ndim == 3 else _Flat(a), src.shape)
     raise ValueError(src.kind)
+
+
+class _Flat:
+    """A 4-D (rows, cols, H, W) array-like sliced as the 3-D stack (rows x cols, H, W) of its
+    probes in row-major order (for a scan laid out anew; reads whole stored rows)."""
+
+    def __init__(self, a):
+        self.a, self.nx = a, a.shape[1]
+
+    def __getitem__(self, key: slice):
+        start, stop = key.start, key.stop
+        parts = []
+        for row in range(start // self.nx, (stop - 1) // self.nx + 1):
+            c0, c1 = max(start - row * self.nx, 0), min(stop - row * self.nx, self.nx)
+            parts.append(np.asarray(self.a[row, c0:c1]))
+        return np.concatenate(parts)
 
 
 class _Reshaped:
@@ -198,13 +223,31 @@ def _beam_energy(md: dict) -> float | None:
         return None
 
 
-def open_scan(path: str | Path, calibration: float | None = None) -> ScanSource:
+def open_scan(path: str | Path, calibration: float | None = None, scan_shape: tuple[int, int] | None = None
+              ) -> ScanSource:
     """Look at ``path`` once and describe it (see the module docstring).
 
     ``calibration`` (1/Å per pixel) overrides the file's; it is required where the file has
-    none. Bad input (missing file, wrong dimensions, no calibration, an implausible one) raises
-    :class:`EdorientError` with one line naming the fix.
+    none. ``scan_shape`` (rows, cols) lays the patterns, in the order stored, out on that grid of
+    probes (a stack of patterns, a Merlin .mib without its .hdr, a scan stored as one line); it
+    must hold every pattern. Bad input (missing file, wrong dimensions, no calibration, an
+    implausible one, a scan shape that does not fit) raises :class:`EdorientError` with one line
+    naming the fix.
     """
+    src = _open_scan(path, calibration)
+    if scan_shape is None:
+        return src
+    rows, cols = (int(v) for v in scan_shape)
+    if rows < 1 or cols < 1 or rows * cols != src.n_patterns:
+        raise EdorientError(f"--scan-shape {rows} {cols} lays out {rows * cols} probes but {path} holds "
+                            f"{src.n_patterns} patterns; give ROWS COLS whose product is {src.n_patterns}")
+    if src.kind == "files":
+        raise EdorientError("--scan-shape needs one scan file; a folder or glob of pattern files is mapped file by file")
+    return replace(src, shape=(rows, cols))
+
+
+def _open_scan(path: str | Path, calibration: float | None = None) -> ScanSource:
+    """:func:`open_scan` without a scan shape: the file's own."""
     from edorient.io.images import READERS
 
     text = str(path)
@@ -294,12 +337,18 @@ def _rsciio_source(text: str, plugin: str, calibration: float | None) -> ScanSou
         axes = s.get("axes", [])
         nav = [a for a in axes if a.get("navigate")]
         sig = [a for a in axes if not a.get("navigate")]
-        if np.ndim(s["data"]) == 4 and len(nav) == 2 and len(sig) == 2:
-            found = i, s, sig
-            break
+        if not nav and len(axes) in (3, 4) and np.ndim(s["data"]) == len(axes):
+            # a format that does not mark its scan axes (NCEM .emd): (scan..., detector row, col)
+            order = sorted(axes, key=lambda a: a.get("index_in_array", 0))
+            nav, sig = order[:-2], order[-2:]
+        if np.ndim(s["data"]) == len(nav) + 2 and len(nav) in (1, 2) and len(sig) == 2:
+            found = i, s, sig  # (a stack of patterns, one scan axis: a line of probes, or --scan-shape)
+            if len(nav) == 2:
+                break
     if found is None:
         shapes = ", ".join(str(tuple(np.shape(s["data"]))) for s in signals) or "none"
-        raise EdorientError(f"{text} holds no 4D-STEM signal (2 scan and 2 detector axes); found {shapes}")
+        raise EdorientError(f"{text} holds no 4D-STEM signal (2 scan and 2 detector axes, or a stack of patterns); "
+                            f"found {shapes}")
     i, s, sig = found
     nav_shape, sig_shape = _shape_of(text, tuple(np.shape(s["data"])))
     if np.dtype(s["data"].dtype).kind not in "uif":
