@@ -144,6 +144,11 @@ class SimulateScan(Subcommand):
         parser.add_argument("--disc", type=finite_float, default=0.0, metavar="PX",
                             help="spots and direct beam as discs of this radius in detector pixels (a convergent "
                                  "probe; default 0: Gaussian spots)")
+        parser.add_argument("--thickness", type=finite_float, default=50.0, metavar="A",
+                            help="specimen thickness in Å of the relrods (default 50, the shipped models')")
+        parser.add_argument("--wedge", type=finite_float, nargs=2, default=None, metavar=("A", "B"),
+                            help="a wedge: the thickness in Å at the first and the last scan column, linear in "
+                                 "between (overrides --thickness)")
         parser.add_argument("--ellipticity", type=finite_float, nargs=2, default=(1.0, 0.0), metavar=("E", "DEG"),
                             help="the detector's elliptical distortion: major / minor axis of a ring and the major "
                                  "axis' angle from +col (default 1 0: none)")
@@ -158,7 +163,8 @@ class SimulateScan(Subcommand):
                             calibration=args.calibration, dose=args.dose, incline_px=args.incline, seed=args.seed,
                             hot_pixels=args.hot_pixels, dead_pixels=args.dead_pixels, gap_px=args.gap,
                             ellipticity=args.ellipticity[0], ellipticity_angle_deg=args.ellipticity[1],
-                            disc_px=args.disc)
+                            disc_px=args.disc, thickness=args.thickness,
+                            wedge=None if args.wedge is None else tuple(args.wedge))
         path, truth = write_scan(args.out, cfg, args.crystal)
         print(f"wrote {path} and {truth}")
         return 0

@@ -31,6 +31,10 @@ from edorient.errors import EdorientError
 __all__ = ["ScanSimConfig", "grain_shares", "simulate_scan", "simulated_defects", "write_hspy"]
 
 
+#: The thicknesses a wedge's patterns are drawn at (:attr:`ScanSimConfig.wedge`), between its ends.
+WEDGE_LEVELS = 9
+
+
 @dataclass(frozen=True)
 class ScanSimConfig:
     """Parameters of :func:`simulate_scan`."""
@@ -57,6 +61,10 @@ class ScanSimConfig:
     """Probe step (nm), written in the scan axes."""
     thickness: float = 50.0
     """Specimen thickness (Å) of the relrod (the patterns), as the shipped models' training."""
+    wedge: tuple[float, float] | None = None
+    """A wedge: the thickness (Å) at the first and the last scan column, linear in between (the
+    patterns drawn at :data:`WEDGE_LEVELS` thicknesses and interpolated); None: ``thickness``
+    everywhere. The truth holds each probe's thickness."""
     seed: int = 0
     """Seed of every random stream."""
     hot_pixels: int = 0
@@ -82,6 +90,8 @@ class ScanSimConfig:
     simulator's Gaussian spots)."""
 
     def __post_init__(self) -> None:
+        if self.wedge is not None and not (len(self.wedge) == 2 and all(5.0 <= float(t) <= 1000.0 for t in self.wedge)):
+            raise EdorientError(f"a wedge is two thicknesses in 5-1000 Å, got {self.wedge}")
         if not 0.0 <= self.disc_px <= 16.0:
             raise EdorientError(f"disc_px must lie in [0, 16] pixels, got {self.disc_px}")
         if not 1.0 <= self.ellipticity <= 1.5:
@@ -162,30 +172,43 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
     crystal = get_crystal(crystal_name)
     ny, nx = cfg.probes
     H = cfg.detector_px
-    sim = Simulator(crystal, SimulationConfig(image_size=H, calibration=cfg.calibration, thickness=cfg.thickness))
     grain_R = random_rotations(cfg.n_grains, rng=seeded_rng(cfg.seed, 121))
     ids, shares, crossed = grain_shares(cfg)
-    singles = sim.linear_images(grain_R)  # (k, H, W) each grain's pattern, direct beam 1
+    # the thickness of each probe, and the thicknesses the patterns are drawn at
+    levels = np.array([cfg.thickness]) if cfg.wedge is None else np.linspace(*sorted(map(float, cfg.wedge)), WEDGE_LEVELS)
+    col = np.arange(nx) / max(nx - 1, 1)
+    t_col = np.full(nx, cfg.thickness) if cfg.wedge is None else cfg.wedge[0] + (cfg.wedge[1] - cfg.wedge[0]) * col
+    singles = np.stack([Simulator(crystal, SimulationConfig(image_size=H, calibration=cfg.calibration, thickness=float(t)))
+                        .linear_images(grain_R) for t in levels])  # (levels, k, H, W) each grain's pattern, direct beam 1
     if cfg.disc_px > 0:  # a convergent probe's discs: each spot spread over a disc, its integral kept
         k = int(np.ceil(cfg.disc_px))
         yy, xx = np.mgrid[-k : k + 1, -k : k + 1]
         disc = (np.hypot(yy, xx) <= cfg.disc_px).astype(float)
         disc /= disc.sum()
-        singles = np.stack([ndimage.convolve(x, disc, mode="constant") for x in singles])
+        singles = np.stack([[ndimage.convolve(x, disc, mode="constant") for x in lv] for lv in singles])
     if cfg.ellipticity != 1.0:  # the detector's distortion, about the beam (before the descan moves it)
         from edorient.indexing.calibration import distort_image
 
-        singles = np.stack([distort_image(x, cfg.ellipticity, cfg.ellipticity_angle_deg, (H // 2, H // 2)) for x in singles])
+        singles = np.stack([[distort_image(x, cfg.ellipticity, cfg.ellipticity_angle_deg, (H // 2, H // 2)) for x in lv]
+                            for lv in singles])
     noise = seeded_rng(cfg.seed, 122)
     counts = np.empty((ny, nx, H, H), dtype=np.uint16)
     rr, cc = np.mgrid[0:ny, 0:nx]
     drift = np.stack([(rr / max(ny - 1, 1) - 0.5), (cc / max(nx - 1, 1) - 0.5)], -1) * 2 * cfg.descan_px
+    # each column's patterns: linear between the two nearest thicknesses drawn
+    pos = np.interp(t_col, levels, np.arange(len(levels)))
+    lo = np.minimum(pos.astype(int), len(levels) - 1)
+    frac = pos - lo
+
+    def pattern(g: int, j: int) -> np.ndarray:
+        return singles[lo[j], g] if frac[j] == 0 else (1 - frac[j]) * singles[lo[j], g] + frac[j] * singles[lo[j] + 1, g]
+
     for i in range(ny):
         for j in range(nx):
             a, b = ids[i, j]
-            lin = shares[i, j, 0] * singles[a]
+            lin = shares[i, j, 0] * pattern(a, j)
             if b >= 0 and shares[i, j, 1] > 0:
-                lin = lin + shares[i, j, 1] * singles[b]
+                lin = lin + shares[i, j, 1] * pattern(b, j)
             lin = ndimage.shift(lin, drift[i, j], order=1, mode="constant")
             lam = cfg.dose * (np.clip(lin, 0, None) + cfg.background)
             counts[i, j] = np.minimum(noise.poisson(lam), np.iinfo(np.uint16).max)
@@ -207,6 +230,7 @@ def simulate_scan(cfg: ScanSimConfig, crystal_name: str = "anatase") -> tuple[np
         "calibration": np.float64(cfg.calibration),
         "config": np.array(json.dumps(asdict(cfg))),
         "defects": hot | dead,
+        "thickness": np.broadcast_to(t_col, (ny, nx)).astype(np.float32),
     }
     return counts, truth
 

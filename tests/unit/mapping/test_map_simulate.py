@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edorient.errors import EdorientError
+
 from edorient.mapping.simulate import ScanSimConfig, grain_shares, simulate_scan
 
 
@@ -42,3 +44,22 @@ def test_discs_of_a_convergent_probe_keep_each_spots_counts():
     assert b[near].sum() == pytest.approx(a[near].sum(), rel=0.02)
     assert b.max() < a.max() / 3
     assert 3.0 <= np.sqrt((b[near] > 0.5 * b.max()).sum() / np.pi) <= 5.0
+
+
+def test_a_wedge_scan_has_each_columns_thickness():
+    # a wedge 20 -> 80 Å over 3 columns: its first probe is the uniform 20 Å scan's (the same noise:
+    # the probes after it draw other counts, so the streams part), the reversed wedge's first probe
+    # the 80 Å scan's; the middle column is neither; the truth holds every probe's thickness
+    from edorient.mapping.simulate import ScanSimConfig, simulate_scan
+
+    base = dict(probes=(2, 3), n_grains=2, detector_px=64, dose=2000.0, seed=4)
+    wedge, truth = simulate_scan(ScanSimConfig(**base, wedge=(20.0, 80.0)))
+    back, _ = simulate_scan(ScanSimConfig(**base, wedge=(80.0, 20.0)))
+    thin, _ = simulate_scan(ScanSimConfig(**base, thickness=20.0))
+    thick, _ = simulate_scan(ScanSimConfig(**base, thickness=80.0))
+    np.testing.assert_array_equal(wedge[0, 0], thin[0, 0])
+    np.testing.assert_array_equal(back[0, 0], thick[0, 0])
+    assert not np.array_equal(wedge[0, 0], thick[0, 0])
+    np.testing.assert_allclose(truth["thickness"], [[20, 50, 80], [20, 50, 80]])
+    with pytest.raises(EdorientError, match="wedge"):
+        ScanSimConfig(wedge=(0.0, 50.0))
