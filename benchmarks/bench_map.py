@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--dose", type=float, default=20000.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=None, help="patterns per chunk (default: the map's, runner.resolve_chunk)")
     ap.add_argument("--throughput-probes", type=int, default=16, help="side of the throughput scan (0: skip)")
     ap.add_argument("--py4dstem-n", type=int, default=200, help="one-grain probes for py4DSTEM ACOM (0: skip)")
     ap.add_argument("--second-grain", default=None, choices=["model"],

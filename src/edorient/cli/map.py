@@ -63,6 +63,9 @@ class Map(Subcommand):
                                  "neighbouring anchors' grains (a pattern they do not fit gets the whole chain); 1: "
                                  "every pattern the whole chain (slower; default 8 for a scan, 1 for a folder of files, "
                                  "docs/mapping.md)")
+        parser.add_argument("--anchor-rows", type=positive_int, default=None, metavar="N",
+                            help="where a chunk holds whole scan rows, only every N-th row (and its last) holds anchors, "
+                                 "the others refine the grains of the nearest anchors in 2-D (default 4; 1: every row)")
         parser.add_argument("--partner-again", type=positive_int, default=None, metavar="K",
                             help="after the two-grain search, search each chosen grain's partner again among the "
                                  "dictionary's K best (better pairs at grain boundaries, ~20 %% slower; default off; "
@@ -75,7 +78,9 @@ class Map(Subcommand):
                             help="an existing dask.distributed scheduler (tcp://HOST:PORT); default: a local cluster")
         parser.add_argument("--workers", type=nonneg_int, default=None,
                             help="local worker processes (default: every core; 0: no Dask, this process)")
-        parser.add_argument("--chunk", type=positive_int, default=64, help="patterns per chunk (default 64)")
+        parser.add_argument("--chunk", type=positive_int, default=None,
+                            help="patterns per chunk, rounded down to whole scan rows where it holds two or more (then "
+                                 "each chunk's anchors form a 2-D lattice; default 512, at most a quarter of the scan)")
         parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda; default cpu)")
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
                             help="template dictionary size (template matching)")
@@ -96,6 +101,7 @@ class Map(Subcommand):
                                thickness=args.thickness, disc_px=args.disc,
                                detector_mask=None if args.mask is None else str(args.mask),
                                **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}),
+                               **({} if args.anchor_rows is None else {"anchor_rows": args.anchor_rows}),
                                **({} if args.neighbour_radius is None else {"neighbour_radius": args.neighbour_radius}))
         compute = ComputeSettings(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk,
                                   progress=args.progress)

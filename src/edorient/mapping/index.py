@@ -221,6 +221,13 @@ class MapSettings:
     neighbouring anchors' grains (:meth:`Indexer.index_prepared`); 1: every pattern the whole
     chain. None: :data:`DEFAULT_ANCHOR_STRIDE` for a scan, 1 for a folder of files (neighbouring
     files need not be neighbouring probes)."""
+    anchor_rows: int = 4
+    """Where a chunk holds whole scan rows (two or more): only every this-many-th row of it (and
+    its last) holds anchors, every ``anchor_stride``-th pattern of those rows (and the row's
+    last); every other pattern refines the grains of its four nearest anchors in the 2-D scan
+    (:meth:`Indexer.index_prepared`). The anchors of adjacent rows see the same grains, so a
+    lattice of them costs less for the same coverage. 1: every row holds anchors (the version
+    before, as a chunk of one row does)."""
     pool_fit_ratio: float = 0.8
     """A pattern indexed from its anchors' grains whose whole-image fit is below this share of
     the best of those anchors' gets the whole chain too (the better fit is kept)."""
@@ -269,6 +276,8 @@ class MapSettings:
             raise EdorientError(f"--grains must be auto, 1 or 2, got {self.grains!r}")
         if not 0 <= self.min_share < 0.5:
             raise EdorientError(f"min_share must lie in [0, 0.5), got {self.min_share}")
+        if self.anchor_rows < 1:
+            raise EdorientError(f"--anchor-rows must be >= 1 (1: anchors in every row), got {self.anchor_rows}")
         if self.anchor_stride is not None and self.anchor_stride < 1:
             raise EdorientError(f"--anchor-stride must be >= 1 (1: every pattern the whole chain), got {self.anchor_stride}")
         if self.dictionary_candidates < 1:
@@ -564,14 +573,19 @@ class Indexer:
         return out
 
     def index(self, raw: np.ndarray, calibration: float, first_index: int = 0, anchor_stride: int | None = None,
-              distortion: tuple[float, float] | None = None) -> dict:
+              distortion: tuple[float, float] | None = None, row_length: int | None = None) -> dict:
         """Results (see :data:`FIELDS`) of raw detector patterns (n, H, W) (``anchor_stride``: see
-        :meth:`index_prepared`; ``distortion``: the detector's (ellipticity, angle), undone first)."""
+        :meth:`index_prepared`; ``distortion``: the detector's (ellipticity, angle), undone first;
+        ``row_length``: the scan's row length, where the patterns are probes of a scan from probe
+        ``first_index`` on)."""
         res = _filled(len(raw))
         x, area, ok = self.prepare(raw, calibration, first_index, distortion, res)
         idx = np.flatnonzero(ok)
+        rows = None
+        if row_length and first_index % row_length == 0 and len(raw) % row_length == 0 and len(raw) >= 2 * row_length:
+            rows = np.stack(divmod(idx, int(row_length)), 1)  # (row in the chunk, col) of each
         if idx.size:
-            for k, v in self.index_prepared(x[idx], anchor_stride, valid=_masks_or_none(area[idx])).items():
+            for k, v in self.index_prepared(x[idx], anchor_stride, valid=_masks_or_none(area[idx]), grid=rows).items():
                 res[k][idx] = v
         return res
 
@@ -631,7 +645,8 @@ class Indexer:
             out[float(t)] = float(np.nanmedian(image_fit_choice(Simulator(self.crystal, cfg), res, xs, valid=valid)[1]))
         return out
 
-    def index_prepared(self, xs: np.ndarray, anchor_stride: int | None = None, valid: np.ndarray | None = None) -> dict:
+    def index_prepared(self, xs: np.ndarray, anchor_stride: int | None = None, valid: np.ndarray | None = None,
+                       grid: np.ndarray | None = None) -> dict:
         """Per-pattern results of prepared display images xs (n, size, size), in order.
 
         With an anchor stride s > 1 (``anchor_stride``, else the settings', else
@@ -643,12 +658,17 @@ class Indexer:
         pool), and one whose best whole-image fit falls below ``pool_fit_ratio`` of those
         anchors' best is indexed by the whole chain too (a grain no anchor saw); the better
         whole-image fit of the two is kept (``anchor`` True where the whole chain's).
+
+        ``grid`` ((n, 2) row in the chunk and column of each pattern, where the chunk holds whole
+        scan rows): the anchors form a lattice, every ``anchor_rows``-th row of the chunk (and its
+        last) at the stride above, and "nearest" is in the 2-D scan (:func:`_anchor_lattice`).
         """
         n = len(xs)
         s = int(anchor_stride or self.settings.anchor_stride or DEFAULT_ANCHOR_STRIDE)
         if s <= 1 or not self.settings.refine or n < 3 or self.settings.grains == "2":
             return self.index_full(xs, valid=valid)
-        anc = np.unique(np.r_[np.arange(0, n, s), n - 1])
+        lattice = grid is not None and self.settings.anchor_rows > 1
+        anc = _anchor_lattice(grid, s, self.settings.anchor_rows) if lattice else np.unique(np.r_[np.arange(0, n, s), n - 1])
         rest = np.setdiff1d(np.arange(n), anc)
         out = _filled(n, PREPARED_FIELDS)
         # each pattern's spots once (anchors and re-indexed patterns are fitted twice)
@@ -664,14 +684,18 @@ class Indexer:
         ra = self.index_full(xs[anc], spots=pk(anc), valid=vk(anc))
         # each anchor against its neighbouring anchors' grains too: where one of those fits its
         # whole image better, a search that failed on this pattern alone is repaired
-        near_a = np.clip(np.arange(len(anc))[:, None] + np.array([0, -1, 1, -2, 2]), 0, len(anc) - 1)
+        near_a = (np.c_[np.arange(len(anc)), _nearest(grid[anc], grid[anc], 5)[:, 1:]] if lattice else
+                  np.clip(np.arange(len(anc))[:, None] + np.array([0, -1, 1, -2, 2]), 0, len(anc) - 1))
         rc = self.index_full(xs[anc], pool=self._pools(ra, near_a), spots=pk(anc), valid=vk(anc))
         better = np.flatnonzero(rc["model_fit"] > ra["model_fit"] + CONSENSUS_GAIN)
         for k in ra:
             if k != "anchor":
                 ra[k][better] = rc[k][better]
-        pos = np.searchsorted(anc, rest)
-        near = np.stack([np.clip(pos + d, 0, len(anc) - 1) for d in (-1, 0, -2, 1)], 1)  # (r, 4) anchor rows
+        if lattice:
+            near = _nearest(grid[rest], grid[anc], 4)
+        else:
+            pos = np.searchsorted(anc, rest)
+            near = np.stack([np.clip(pos + d, 0, len(anc) - 1) for d in (-1, 0, -2, 1)], 1)  # (r, 4) anchor rows
         rr = self.index_full(xs[rest], pool=self._pools(ra, near), spots=pk(rest), valid=vk(rest))
         floor = np.nanmax(ra["image_fit"][near], axis=1) * self.settings.pool_fit_ratio
         again = np.flatnonzero(~(rr["image_fit"] >= floor))  # NaN (no pool) too
@@ -832,6 +856,32 @@ class Indexer:
         return res, fit
 
 
+def _anchor_lattice(grid: np.ndarray, stride: int, row_stride: int) -> np.ndarray:
+    """Indices into ``grid`` ((n, 2) row in the chunk, column) of the anchors: in every
+    ``row_stride``-th row of the chunk and its last row, every ``stride``-th column and the row's
+    last pattern."""
+    rows = np.unique(grid[:, 0])
+    keep_rows = np.unique(np.r_[rows[::row_stride], rows[-1]])
+    out = []
+    for r in keep_rows:
+        here = np.flatnonzero(grid[:, 0] == r)
+        cols = grid[here, 1]
+        pick = (cols - cols.min()) % stride == 0
+        pick[np.argmax(cols)] = True
+        out.append(here[pick])
+    return np.unique(np.concatenate(out))
+
+
+def _nearest(points: np.ndarray, anchors: np.ndarray, k: int) -> np.ndarray:
+    """(len(points), k) indices into ``anchors`` of each point's ``k`` nearest (2-D distance,
+    ties by the anchors' order; repeated where there are fewer)."""
+    d = ((points[:, None, :].astype(float) - anchors[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    if order.shape[1] < k:
+        order = np.concatenate([order, np.repeat(order[:, -1:], k - order.shape[1], 1)], 1)
+    return order
+
+
 def _filled(n: int, names=None) -> dict:
     """Result arrays of ``n`` patterns at their fill values: every field of :data:`FIELDS`, or ``names``."""
     return {k: np.full((n,) + shp, fill, dtype=dt) for k, (shp, dt, fill) in FIELDS.items()
@@ -851,7 +901,8 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
     raw = source.read(start, stop)
     t1 = time.perf_counter()
     res = get_indexer(settings).index(raw, source.calibration, first_index=start,
-                                      anchor_stride=settings.stride_for(source.kind), distortion=source.distortion)
+                                      anchor_stride=settings.stride_for(source.kind), distortion=source.distortion,
+                                      row_length=None if source.kind == "files" else int(source.shape[1]))
     res["read_s"] = np.float64(t1 - t0)
     res["index_s"] = np.float64(time.perf_counter() - t1)
     return res

@@ -49,14 +49,16 @@ KIND = "map"
 
 @dataclass(frozen=True)
 class ComputeSettings:
-    """Where and how the chunks run (nothing here changes the results)."""
+    """Where and how the chunks run (the workers and the scheduler change nothing in the results;
+    the chunk sets where a chunk's anchors lie, :func:`resolve_chunk`)."""
 
     workers: int | None = None
     """Dask worker processes of the local cluster (None: every core; 0: no Dask, this process)."""
     scheduler: str | None = None
     """Address of an existing dask.distributed scheduler (then ``workers`` is ignored)."""
-    chunk: int = 64
-    """Patterns per chunk (bounds each worker's memory; the unit of resuming)."""
+    chunk: int | None = None
+    """Patterns per chunk (bounds each worker's memory; the unit of resuming); None:
+    :data:`DEFAULT_CHUNK`, at most a quarter of the scan (:func:`resolve_chunk`)."""
     progress: bool = True
     """A progress bar (only on a terminal: :mod:`edorient._utils.progress`)."""
 
@@ -237,6 +239,29 @@ def _detector_mask(out: Path, source: ScanSource, settings: MapSettings) -> tupl
     return replace(settings, detector_mask=str(path), find_defects=False), report
 
 
+#: Patterns per chunk by default (:func:`resolve_chunk`): eight rows of a 64-wide scan, whose
+#: anchors then form a 2-D lattice (:attr:`MapSettings.anchor_rows`; docs/mapping.md).
+DEFAULT_CHUNK = 512
+#: The neighbour pass refines its candidates in parts of at most this many.
+NEIGHBOUR_PART = 64
+
+
+def resolve_chunk(chunk: int | None, shape: tuple[int, int], kind: str = "rsciio") -> int:
+    """The patterns per chunk of a map of a scan of ``shape`` (rows, cols): ``chunk``, or (None)
+    :data:`DEFAULT_CHUNK` but at most a quarter of the scan (not below 64: every worker gets
+    work); rounded down to whole scan rows where that holds two rows or more (then each chunk's
+    anchors form a 2-D lattice). A folder of files is not rounded.
+
+    >>> resolve_chunk(None, (64, 64)), resolve_chunk(None, (16, 16)), resolve_chunk(64, (64, 64)), resolve_chunk(200, (10, 64))
+    (512, 64, 64, 192)
+    """
+    rows, cols = (int(v) for v in shape)
+    c = int(chunk) if chunk is not None else min(DEFAULT_CHUNK, max(64, -(-rows * cols // 4)))
+    if kind != "files" and c >= 2 * cols:
+        c -= c % cols
+    return c
+
+
 def chunk_ranges(n: int, chunk: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n)`` in pieces of ``chunk``.
 
@@ -316,12 +341,13 @@ def _neighbour_path(out: Path, k: int) -> Path:
 def _neighbour_pass(out: Path, source: ScanSource, settings: MapSettings, compute: ComputeSettings, results: dict,
                     client, proper: np.ndarray) -> dict:
     """The neighbour pass (:attr:`MapSettings.neighbour_radius`) over the finished chunks'
-    ``results``, in place: candidates planned here, refined in parts of ``compute.chunk``
+    ``results``, in place: candidates planned here, refined in parts of ``NEIGHBOUR_PART``
     candidates (on the cluster's workers where there is one), each part written atomically
     (``chunks/neighbours_NNNNN.npz``, with its candidates: a rerun reuses the parts whose
     candidates are unchanged), then merged (:func:`merge_neighbours`)."""
     idx, pools = neighbour_candidates(results, source.shape, settings, proper)
-    parts = [(a, min(a + compute.chunk, len(idx))) for a in range(0, len(idx), compute.chunk)]
+    step = min(int(compute.chunk), NEIGHBOUR_PART)
+    parts = [(a, min(a + step, len(idx))) for a in range(0, len(idx), step)]
 
     def args(a: int, b: int, on_cluster: bool) -> tuple:
         # the same settings as the chunks' (a worker's, or this process's): the Indexer is reused
@@ -387,7 +413,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     from edorient._utils.progress import progress_bar
 
     compute = compute or ComputeSettings()
-    if compute.chunk < 1:
+    if compute.chunk is not None and compute.chunk < 1:
         raise EdorientError(f"--chunk must be >= 1 pattern, got {compute.chunk}")
     if compute.workers is not None and compute.workers < 0:
         raise EdorientError(f"--workers must be >= 0, got {compute.workers}")
@@ -397,6 +423,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             raise EdorientError(f"the calibration's ellipticity {distortion[0]} lies outside 1-1.5; check the calibration file")
         source = replace(source, distortion=(float(distortion[0]), float(distortion[1])))
     out = claim_output_dir(out, KIND)
+    compute = replace(compute, chunk=resolve_chunk(compute.chunk, source.shape, source.kind))
     ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))
     cfg_path = out / "config.json"
     if cfg_path.is_file():
