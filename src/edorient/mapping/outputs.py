@@ -34,11 +34,15 @@ log = logging.getLogger(__name__)
 __all__ = ["orix_crystal_map", "orix_symmetry", "write_outputs"]
 
 
-def _anchors_line(run, settings) -> str:
+def _anchors_line(run, settings, chunk: int) -> str:
     r = run.results
     stride = settings.stride_for(run.source.kind)
     whole = int(np.sum(r["anchor"])) if "anchor" in r else len(r["status"])
-    return (f"- anchors: every {stride}th pattern of a chunk by the whole chain, the others from their anchors' grains; "
+    width = int(run.source.shape[1])
+    lattice = (run.source.kind != "files" and settings.anchor_rows > 1 and chunk % width == 0 and chunk >= 2 * width)
+    where = (f"every {stride}th pattern of every {settings.anchor_rows}th row of a chunk (and the last of each)"
+             if lattice else f"every {stride}th pattern of a chunk")
+    return (f"- anchors: {where} by the whole chain, the others from their nearest anchors' grains; "
             f"{whole} of {len(r['status'])} patterns by the whole chain (docs/mapping.md)"
             if stride > 1 and settings.refine else "- every pattern by the whole chain (no anchors)")
 
@@ -342,7 +346,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
          f"refinement: {'on' if settings.refine else 'off'}"),
         (f"- second grain when it explains >= {settings.min_new_spots} spots the one-grain fit leaves, share >= {settings.min_share:g}, "
          f"misorientation > {settings.distinct_deg:g}° (docs/mapping.md)"),
-        _anchors_line(run, settings),
+        _anchors_line(run, settings, int(compute.chunk)),
         _neighbours_line(run),
         (f"- compute: {'Dask scheduler ' + compute.scheduler if compute.scheduler else ('this process' if compute.workers == 0 else f'LocalCluster, {run.workers} worker process(es)')}; "
          f"chunk {compute.chunk} patterns; {run.n_chunks} chunks ({run.chunks_done_before} done before this run)"),
