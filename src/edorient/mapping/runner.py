@@ -246,17 +246,26 @@ DEFAULT_CHUNK = 512
 NEIGHBOUR_PART = 64
 
 
-def resolve_chunk(chunk: int | None, shape: tuple[int, int], kind: str = "rsciio") -> int:
+#: ... and at most this many bytes of raw float32 patterns (larger detectors: fewer patterns).
+CHUNK_RAW_BYTES = 256 * 2**20
+
+
+def resolve_chunk(chunk: int | None, shape: tuple[int, int], kind: str = "rsciio",
+                  pattern_shape: tuple[int, int] = (128, 128)) -> int:
     """The patterns per chunk of a map of a scan of ``shape`` (rows, cols): ``chunk``, or (None)
-    :data:`DEFAULT_CHUNK` but at most a quarter of the scan (not below 64: every worker gets
-    work); rounded down to whole scan rows where that holds two rows or more (then each chunk's
-    anchors form a 2-D lattice). A folder of files is not rounded.
+    :data:`DEFAULT_CHUNK` but at most a quarter of the scan and :data:`CHUNK_RAW_BYTES` of
+    ``pattern_shape`` patterns (not below 64: every worker gets work); rounded down to whole
+    scan rows where that holds two rows or more (then each chunk's anchors form a 2-D lattice).
+    A folder of files is not rounded.
 
     >>> resolve_chunk(None, (64, 64)), resolve_chunk(None, (16, 16)), resolve_chunk(64, (64, 64)), resolve_chunk(200, (10, 64))
     (512, 64, 64, 192)
+    >>> resolve_chunk(None, (256, 256), pattern_shape=(512, 512))
+    256
     """
     rows, cols = (int(v) for v in shape)
-    c = int(chunk) if chunk is not None else min(DEFAULT_CHUNK, max(64, -(-rows * cols // 4)))
+    fits = CHUNK_RAW_BYTES // (4 * int(pattern_shape[0]) * int(pattern_shape[1]))
+    c = int(chunk) if chunk is not None else max(64, min(DEFAULT_CHUNK, -(-rows * cols // 4), fits))
     if kind != "files" and c >= 2 * cols:
         c -= c % cols
     return c
@@ -423,7 +432,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             raise EdorientError(f"the calibration's ellipticity {distortion[0]} lies outside 1-1.5; check the calibration file")
         source = replace(source, distortion=(float(distortion[0]), float(distortion[1])))
     out = claim_output_dir(out, KIND)
-    compute = replace(compute, chunk=resolve_chunk(compute.chunk, source.shape, source.kind))
+    compute = replace(compute, chunk=resolve_chunk(compute.chunk, source.shape, source.kind, source.pattern_shape))
     ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))
     cfg_path = out / "config.json"
     if cfg_path.is_file():
