@@ -241,23 +241,16 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
 def _without_discs(image: np.ndarray, centre, disc_px: float | None, valid: np.ndarray) -> tuple[np.ndarray, dict]:
     """(the pattern with the probe's discs deconvolved (:func:`~edorient.indexing.discs.deconvolve_discs`,
     its ignored pixels left out), a report): a disc of ``disc_px`` pixels, or (None) the disc fitted
-    to its direct beam about ``centre`` where it is one (:func:`~edorient.indexing.discs.is_disc`)."""
-    from edorient.indexing.discs import deconvolve_discs, fit_disc, is_disc, mean_beam
+    to its direct beam about ``centre`` where it is one (:func:`~edorient.indexing.discs.measure_disc`)."""
+    from edorient.indexing.discs import deconvolve_discs, measure_disc
 
-    report: dict[str, Any] = {"measured": disc_px is None}
-    radius = disc_px
     if disc_px is None:
-        beam, _ = mean_beam([np.where(valid, image, 0.0)], [centre])
-        if beam is None:
-            return image, {**report, "deconvolved": False,
-                           "why": "the direct beam is saturated or too close to the edge to be measured; give --disc PX"}
-        fit = fit_disc(beam)
-        report.update(fit)
-        radius = fit["radius_px"] if is_disc(fit) else 0.0
+        radius, report = measure_disc([np.where(valid, image, 0.0)], [centre], "pattern")
+    else:
+        radius, report = float(disc_px), {"measured": False, "radius_px": float(disc_px)}
     if not radius:
-        return image, {**report, "deconvolved": False}
-    return deconvolve_discs(image, float(radius), valid=valid).astype(np.float64), {**report, "deconvolved": True,
-                                                                                  "radius_px": float(radius)}
+        return image, report
+    return deconvolve_discs(image, radius, valid=valid).astype(np.float64), {**report, "deconvolved": True}
 
 
 def _predict_search(image, centre, calibration, kv, config: PredictConfig, crystal, validity=None):

@@ -125,6 +125,21 @@ def is_disc(fit: dict) -> bool:
                 and fit["residual"] <= MAX_RESIDUAL)
 
 
+def measure_disc(patterns, centres, what: str = "patterns") -> tuple[float, dict]:
+    """(the disc radius to deconvolve, pixels: 0 where there is none; a report) of the direct
+    beams of ``patterns`` about their ``centres``: :func:`mean_beam`, :func:`fit_disc`,
+    :func:`is_disc`. ``what`` names the patterns in the report's reason when none could be used."""
+    beam, used = mean_beam(patterns, centres) if len(patterns) else (None, 0)
+    if beam is None:
+        why = ("no direct beam in the " + what if not len(patterns) else
+               f"the direct beam is saturated (or at the edge) in all {len(patterns)} {what}; give --disc PX "
+               "for nano-beam data")
+        return 0.0, {"measured": False, "deconvolved": False, "why": why, "radius_px": 0.0}
+    fit = fit_disc(beam)
+    use = fit["radius_px"] if is_disc(fit) else 0.0
+    return use, {"measured": True, "patterns": used, **fit, "deconvolved": bool(use > 0)}
+
+
 def _otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The real FFT of ``kernel`` placed at the origin of an array of ``shape`` (wrapped)."""
     h = kernel.shape[0] // 2

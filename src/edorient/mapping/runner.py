@@ -102,7 +102,7 @@ THICKNESS_MIN_PATTERNS = 8
 THICKNESS_REFINE_STEPS = 2
 
 
-def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettings, dict]:
+def _fit_thickness(source: ScanSource, settings: MapSettings, sample=None) -> tuple[MapSettings, dict]:
     """The specimen's effective thickness (the models' relrod length) where ``settings`` leave it
     open (``thickness`` None, refinement on): :data:`THICKNESS_SAMPLE` patterns spread over the
     scan are indexed (one grain) at the models' thickness, refined again at each of
@@ -111,6 +111,7 @@ def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettin
     A thin specimen's long relrods excite many more spots than the models' 50 Å predict, a thick
     one's fewer, and the refinement tilts the answer to match their intensities: on a simulated
     scan at 20 Å the map's inside-grain median was 1.04° at 50 Å, 0.05° at 20 Å (docs/mapping.md).
+    ``sample()``, where given, returns those patterns already read (:func:`_spread_sample`).
     Returns the settings with the thickness set, and a report."""
     from edorient.mapping.index import get_indexer
 
@@ -119,8 +120,7 @@ def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettin
     n = source.n_patterns
     if n < THICKNESS_MIN_PATTERNS:
         return settings, {"fitted": False, "why": f"fewer than {THICKNESS_MIN_PATTERNS} patterns"}
-    idx = np.unique(np.linspace(0, n - 1, min(n, THICKNESS_SAMPLE)).astype(int))
-    raw = np.stack([source.read(int(i), int(i) + 1)[0] for i in idx])
+    raw = _spread_sample(source, THICKNESS_SAMPLE) if sample is None else sample()
     ix = get_indexer(replace(settings, grains="1"))
     xs, area, ok = ix.prepare(raw, source.calibration, distortion=source.distortion)
     if ok.sum() < THICKNESS_MIN_PATTERNS:
@@ -142,22 +142,26 @@ def _fit_thickness(source: ScanSource, settings: MapSettings) -> tuple[MapSettin
 DISC_SAMPLE = 32
 
 
-def _fit_disc(source: ScanSource, settings: MapSettings) -> tuple[MapSettings, dict]:
+def _spread_sample(source: ScanSource, k: int) -> np.ndarray:
+    """(m, H, W) float32: ``k`` patterns (or all, where fewer) spread evenly over the scan."""
+    n = source.n_patterns
+    idx = np.unique(np.linspace(0, n - 1, min(n, k)).astype(int))
+    return np.stack([source.read(int(i), int(i) + 1)[0] for i in idx])
+
+
+def _fit_disc(source: ScanSource, settings: MapSettings, sample=None) -> tuple[MapSettings, dict]:
     """The radius of the probe's diffraction discs where ``settings`` leave it open (``disc_px``
-    None): the direct beam of :data:`DISC_SAMPLE` patterns spread over the scan, averaged about
-    each one's centre (:func:`~edorient.indexing.discs.mean_beam`), is fitted by a disc blurred
-    by a Gaussian (:func:`~edorient.indexing.discs.fit_disc`). A disc
-    (:func:`~edorient.indexing.discs.is_disc`: at least 1.5 px and at least its blur) is
-    deconvolved from every pattern (the returned settings' ``disc_px``; else 0). Returns the
-    settings and a report."""
-    from edorient.indexing.discs import fit_disc, is_disc, mean_beam
+    None): the direct beams of :data:`DISC_SAMPLE` patterns spread over the scan (``sample()``,
+    where given, returns them already read: :func:`_spread_sample`), averaged about each one's centre and fitted by a disc blurred by a Gaussian
+    (:func:`~edorient.indexing.discs.measure_disc`). A disc (at least 1.5 px and at least its
+    blur) is deconvolved from every pattern (the returned settings' ``disc_px``; else 0).
+    Returns the settings and a report."""
+    from edorient.indexing.discs import measure_disc
     from edorient.io.images import find_direct_beam
 
     if settings.disc_px is not None:
         return settings, {"measured": False, "radius_px": float(settings.disc_px)}
-    n = source.n_patterns
-    idx = np.unique(np.linspace(0, n - 1, min(n, DISC_SAMPLE)).astype(int))
-    raw = np.stack([source.read(int(i), int(i) + 1)[0] for i in idx]).astype(np.float64)
+    raw = (_spread_sample(source, DISC_SAMPLE) if sample is None else sample()).astype(np.float64)
     if settings.detector_mask is not None:
         from edorient.io.images import read_detector_mask
 
@@ -170,15 +174,8 @@ def _fit_disc(source: ScanSource, settings: MapSettings) -> tuple[MapSettings, d
             patterns.append(x)
         except EdorientError:  # no direct beam (vacuum, a blank frame)
             continue
-    beam, used = mean_beam(patterns, centres) if patterns else (None, 0)
-    if beam is None:
-        why = ("no direct beam in the sample" if not patterns else
-               f"the direct beam is saturated (or at the edge) in all {len(patterns)} patterns sampled; give --disc PX "
-               "for nano-beam data")
-        return replace(settings, disc_px=0.0), {"measured": False, "why": why, "radius_px": 0.0}
-    fit = fit_disc(beam)
-    use = fit["radius_px"] if is_disc(fit) else 0.0
-    return replace(settings, disc_px=use), {"measured": True, "patterns": used, **fit, "deconvolved": bool(use > 0)}
+    radius, report = measure_disc(patterns, centres, "patterns sampled")
+    return replace(settings, disc_px=radius), report
 
 
 def _parabola_vertex(fits: dict[float, float]) -> float | None:
@@ -450,12 +447,20 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     used, detector = _detector_mask(out, source, settings)  # the settings every chunk and pass below uses
     # the probe's discs, then the thickness (fitted on deconvolved patterns), each kept beside the
     # chunks: a resumed map goes on with the chunks' own
+    sample = None  # the patterns both fits read (the same spread), read once where either runs
+
+    def spread() -> np.ndarray:
+        nonlocal sample
+        if sample is None:
+            sample = _spread_sample(source, max(DISC_SAMPLE, THICKNESS_SAMPLE))
+        return sample
+
     d_path = out / "discs.json"
     try:
         disc = json.loads(d_path.read_text())
         used = replace(used, disc_px=float(disc["used_px"]))
     except (OSError, ValueError, KeyError, TypeError):
-        used, disc = _fit_disc(source, used)
+        used, disc = _fit_disc(source, used, spread)
         disc["used_px"] = float(used.disc_px)
         atomic_write_text(d_path, json.dumps(disc, indent=2) + "\n")
     t_path = out / "thickness.json"
@@ -465,7 +470,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             used = replace(used, thickness=float(thickness["thickness_A"]))
     except (OSError, ValueError, KeyError, TypeError):
         t_fit = time.perf_counter()
-        used, thickness = _fit_thickness(source, used)
+        used, thickness = _fit_thickness(source, used, spread)
         thickness["seconds"] = round(time.perf_counter() - t_fit, 2)
         atomic_write_text(t_path, json.dumps(thickness, indent=2) + "\n")
     ranges = chunk_ranges(source.n_patterns, compute.chunk)
