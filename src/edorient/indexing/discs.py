@@ -15,8 +15,10 @@ blur is hard to tell from a Gaussian, and the fit trades one for the other: Gaus
 1-3 px fit R of 0.5-2.25 px, below their width), each pattern is deconvolved by the disc of
 radius R (:func:`deconvolve_discs`: Richardson-Lucy, which keeps the counts positive
 and suits Poisson noise); the discs become spots of width ~s, which the models draw.
+:func:`measure_disc` is that decision, for the map (a sample of the scan) and for ``edorient
+predict`` (one pattern).
 
-Measured on simulated 32 x 32 scans (docs/mapping.md, "Diffraction discs").
+Measured on simulated 32 x 32 scans (docs/mapping.md, "The probe's diffraction discs").
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from scipy import ndimage
 
 #: A fitted disc radius (detector pixels) below this is not deconvolved (see :func:`is_disc`).
 MIN_DISC_PX = 1.5
-#: Richardson-Lucy iterations (10 and 20 gave the same map accuracy on the 4 px tuning scan).
+#: Richardson-Lucy iterations (20 on the 4 px tuning scan: 72.6 % of the pairs found against 69.7 %,
+#: 90.0 % of them within 1° against 92.7 %: no better, twice the time).
 ITERATIONS = 10
 #: Half width (pixels) of the window around the direct beam that :func:`mean_beam` averages.
 BEAM_HALF_PX = 10
