@@ -585,7 +585,7 @@ class Indexer:
         x, area, ok = self.prepare(raw, calibration, first_index, distortion, res)
         idx = np.flatnonzero(ok)
         rows = None
-        if row_length and first_index % row_length == 0 and len(raw) % row_length == 0 and len(raw) >= 2 * row_length:
+        if row_length and first_index % row_length == 0 and whole_rows(len(raw), row_length):
             rows = np.stack(divmod(idx, int(row_length)), 1)  # (row in the chunk, col) of each
         if idx.size:
             for k, v in self.index_prepared(x[idx], anchor_stride, valid=_masks_or_none(area[idx]), grid=rows).items():
@@ -857,6 +857,12 @@ class Indexer:
 
         res, _, fit = rechoose_by_image_fit(self.estimators["1"].refiner, self.sim, res, xs, levels=levels, valid=valid)
         return res, fit
+
+
+def whole_rows(n: int, row_length: int) -> bool:
+    """Whether ``n`` probes make two or more whole scan rows of ``row_length`` (a chunk whose
+    anchors form a lattice, :func:`_anchor_lattice`)."""
+    return n % row_length == 0 and n >= 2 * row_length
 
 
 def _anchor_lattice(grid: np.ndarray, stride: int, row_stride: int) -> np.ndarray:

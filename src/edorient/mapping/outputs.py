@@ -35,11 +35,13 @@ __all__ = ["orix_crystal_map", "orix_symmetry", "write_outputs"]
 
 
 def _anchors_line(run, settings, chunk: int) -> str:
+    from edorient.mapping.index import whole_rows
+
     r = run.results
     stride = settings.stride_for(run.source.kind)
     whole = int(np.sum(r["anchor"])) if "anchor" in r else len(r["status"])
     width = int(run.source.shape[1])
-    lattice = (run.source.kind != "files" and settings.anchor_rows > 1 and chunk % width == 0 and chunk >= 2 * width)
+    lattice = run.source.kind != "files" and settings.anchor_rows > 1 and whole_rows(chunk, width)
     where = (f"every {stride}th pattern of every {settings.anchor_rows}th row of a chunk (and the last of each)"
              if lattice else f"every {stride}th pattern of a chunk")
     return (f"- anchors: {where} by the whole chain, the others from their nearest anchors' grains; "

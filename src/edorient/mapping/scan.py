@@ -102,9 +102,7 @@ class ScanSource:
         out = np.empty((stop - start,) + tuple(self.pattern_shape), dtype=np.float32)
         # read whole scan rows (contiguous in every format), keep the probes asked for
         k = 0
-        for row in range(start // nx, (stop - 1) // nx + 1):
-            c0 = max(start - row * nx, 0)
-            c1 = min(stop - row * nx, nx)
+        for row, c0, c1 in _row_spans(start, stop, nx):
             block = arr[row, c0:c1]
             if hasattr(block, "compute"):  # a lazy rosettasciio array: read here, not on the cluster
                 block = block.compute(scheduler="synchronous")
@@ -144,12 +142,14 @@ class _Flat:
         self.a, self.nx = a, a.shape[1]
 
     def __getitem__(self, key: slice):
-        start, stop = key.start, key.stop
-        parts = []
-        for row in range(start // self.nx, (stop - 1) // self.nx + 1):
-            c0, c1 = max(start - row * self.nx, 0), min(stop - row * self.nx, self.nx)
-            parts.append(np.asarray(self.a[row, c0:c1]))
-        return np.concatenate(parts)
+        return np.concatenate([np.asarray(self.a[row, c0:c1]) for row, c0, c1 in _row_spans(key.start, key.stop, self.nx)])
+
+
+def _row_spans(start: int, stop: int, nx: int):
+    """(row, first col, end col) of each scan row that probes ``start:stop`` (row-major, rows of
+    ``nx``) touch."""
+    for row in range(start // nx, (stop - 1) // nx + 1):
+        yield row, max(start - row * nx, 0), min(stop - row * nx, nx)
 
 
 class _Reshaped:
