@@ -659,6 +659,18 @@ def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarr
     return res, expl, fit
 
 
+def concat_results(parts: list):
+    """RefineResults of different images joined in order (hypothesis arrays padded with empty
+    slots to the largest count)."""
+    import dataclasses
+
+    h = max(q.hypothesis_scores.shape[1] for q in parts)
+    return type(parts[0])(**{f.name: np.concatenate([_padded_hypotheses(f.name, getattr(q, f.name), h)
+                                                     if f.name.startswith("hypothesis_") else getattr(q, f.name)
+                                                     for q in parts])
+                             for f in dataclasses.fields(parts[0])})
+
+
 def take_rows(res, rows: np.ndarray):
     """The :class:`~edorient.indexing.refine.RefineResult` of images ``rows`` only."""
     import dataclasses
@@ -675,6 +687,13 @@ def _empty_hypotheses(name: str, shape: tuple, dtype) -> np.ndarray:
     return fill
 
 
+def _padded_hypotheses(name: str, v: np.ndarray, h: int) -> np.ndarray:
+    """A RefineResult's ``hypothesis_`` field ``name`` (n, h', ...) with empty slots up to h."""
+    if v.shape[1] == h:
+        return v
+    return np.concatenate([v, _empty_hypotheses(name, (len(v), h - v.shape[1]) + v.shape[2:], float)], axis=1)
+
+
 def merge_results(res, rows: np.ndarray, other, other_rows: np.ndarray):
     """``res`` (a :class:`~edorient.indexing.refine.RefineResult`) with its ``rows`` replaced by
     ``other``'s ``other_rows`` (hypothesis arrays padded to the larger count)."""
@@ -685,13 +704,7 @@ def merge_results(res, rows: np.ndarray, other, other_rows: np.ndarray):
         a, b = getattr(res, f.name), getattr(other, f.name)
         if f.name.startswith("hypothesis_") and a.shape[1] != b.shape[1]:
             h = max(a.shape[1], b.shape[1])
-
-            def pad(v, h=h, name=f.name):
-                if v.shape[1] == h:
-                    return v
-                return np.concatenate([v, _empty_hypotheses(name, (len(v), h - v.shape[1]) + v.shape[2:], float)], axis=1)
-
-            a, b = pad(a), pad(b)
+            a, b = _padded_hypotheses(f.name, a, h), _padded_hypotheses(f.name, b, h)
         a = a.copy()
         a[rows] = b[other_rows]
         out[f.name] = a

@@ -829,10 +829,7 @@ class Indexer:
 
     def _pooled_one(self, xs: np.ndarray, pool: list, valid=None) -> tuple[dict, object]:
         """One grain from each image's pool (refined, the best whole-image fit)."""
-        h = max(len(p) for p in pool)
-        H = np.stack([np.stack([p[min(i, len(p) - 1)] for i in range(h)]) for p in pool])[:, :, None]
-        ref = self.estimators["1"].refiner
-        res, fit = self._choose(ref.refine(xs, H, levels=POOL_LEVELS, valid=valid), xs, POOL_LEVELS, valid)
+        res, fit = self._refine_each(xs, [np.stack(p)[:, None] for p in pool], valid)
         return self._fit_outputs(res, fit), res
 
     def _pooled_pairs(self, xs: np.ndarray, single, pool: list, sub: np.ndarray, valid=None) -> tuple[dict | None, np.ndarray]:
@@ -849,13 +846,29 @@ class Indexer:
                 keep.append(j)
         if not keep:
             return None, np.zeros(0, dtype=int)
-        h = max(len(p) for p in pairs)
-        H = np.stack([np.concatenate([p, np.repeat(p[-1:], h - len(p), 0)]) for p in pairs])
         keep = np.asarray(keep)
-        vk = None if valid is None else valid[keep]
-        res, fit = self._choose(self.estimators["1"].refiner.refine(xs[keep], H, levels=POOL_LEVELS, valid=vk), xs[keep],
-                                POOL_LEVELS, vk)
+        res, fit = self._refine_each(xs[keep], pairs, None if valid is None else valid[keep])
         return self._fit_outputs(res, fit), keep
+
+    def _refine_each(self, xs: np.ndarray, hypotheses: list, valid=None):
+        """(RefineResult, (n,) whole-image fit) of images xs, each refining its own hypotheses
+        (``hypotheses[i]``: (h_i, g, 3, 3)) at :data:`POOL_LEVELS`, its answer the best fit to
+        its whole image (:meth:`_choose`). Images with as many hypotheses are refined together:
+        padded to the largest count, a chunk's pools (1 to 4 grains, 1.6 to 2.1 on average) refined 1.9x
+        the hypotheses they hold (benchmark scan, seed 0)."""
+        from edorient.indexing.estimators import concat_results, take_rows
+
+        ref = self.estimators["1"].refiner
+        sizes = np.array([len(h) for h in hypotheses])
+        parts, order = [], []
+        for h in np.unique(sizes):
+            rows = np.flatnonzero(sizes == h)
+            vk = None if valid is None else valid[rows]
+            H = np.stack([hypotheses[i] for i in rows])
+            parts.append(self._choose(ref.refine(xs[rows], H, levels=POOL_LEVELS, valid=vk), xs[rows], POOL_LEVELS, vk))
+            order.append(rows)
+        back = np.argsort(np.concatenate(order))
+        return take_rows(concat_results([q[0] for q in parts]), back), np.concatenate([q[1] for q in parts])[back]
 
     def _choose(self, res, xs: np.ndarray, levels=None, valid=None):
         """(res with each image's answer the refined hypothesis that fits the whole image best,
