@@ -64,7 +64,7 @@ class Map(Subcommand):
                                  "every pattern the whole chain (slower; default 8 for a scan, 1 for a folder of files, "
                                  "docs/mapping.md)")
         parser.add_argument("--anchor-rows", type=positive_int, default=None, metavar="N",
-                            help="where a chunk holds whole scan rows, only every N-th row (and its last) holds anchors, "
+                            help="where a chunk holds whole scan rows, only every N-th row (centred in the chunk) holds anchors, "
                                  "the others refine the grains of the nearest anchors in 2-D (default 4; 1: every row)")
         parser.add_argument("--partner-again", type=positive_int, default=None, metavar="K",
                             help="after the two-grain search, search each chosen grain's partner again among the "

@@ -46,8 +46,13 @@ def test_the_anchors_of_a_chunk_of_whole_rows_form_a_lattice():
 
     grid = np.stack(np.divmod(np.arange(40), 8), 1)  # 5 rows of 8
     anc = _anchor_lattice(grid, stride=4, row_stride=4)
-    # rows 0 and 4 (every 4th and the last), columns 0, 4 and the row's last
+    # rows 0 and 4 (every 4th, centred: 4 rows apart, the first and the last equally far), columns
+    # 0, 4 and the row's last
     np.testing.assert_array_equal(grid[anc], [[0, 0], [0, 4], [0, 7], [4, 0], [4, 4], [4, 7]])
+    # a chunk of 8 rows: rows 1 and 5 (the first row 1 from an anchor row, the last 2), not the
+    # last row as well
+    eight = np.stack(np.divmod(np.arange(64), 8), 1)
+    assert np.unique(eight[_anchor_lattice(eight, 4, 4), 0]).tolist() == [1, 5]
     # a row missing a probe (no direct beam) still ends with an anchor
     gap = grid[grid[:, 0] * 8 + grid[:, 1] != 39]
     assert [4, 6] in gap[_anchor_lattice(gap, 4, 4)].tolist()
