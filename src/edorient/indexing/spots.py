@@ -163,7 +163,7 @@ def find_spots(
     """
     from scipy import ndimage
 
-    from edorient._filter_kernels import gaussian_filter
+    from edorient import _filter_kernels as kern
 
     img, valid = _check_image(image, mask)
     bg_px = _auto_background_px(img.shape) if background_px is None else int(background_px)
@@ -171,15 +171,16 @@ def find_spots(
         raise EdorientError(f"background_px must be >= 3 pixels, got {background_px}")
     every = bool(valid.all())  # (a working image: nothing to fill or to clear)
     work = img if every else np.where(valid, img, float(np.median(img[valid])))
-    sm = gaussian_filter(work, sigma) if sigma > 0 else work  # (scipy.ndimage's, compiled: the same bits)
-    top = sm - ndimage.grey_opening(sm, size=(bg_px, bg_px))
+    sm = kern.gaussian_filter(work, sigma) if sigma > 0 else work  # (scipy.ndimage's, compiled: the same bits)
+    # (compiled where the window is odd, as the default is: scipy's bits, 2.5x faster)
+    top = sm - (kern.grey_opening(sm, bg_px) if bg_px % 2 else ndimage.grey_opening(sm, size=(bg_px, bg_px)))
     if not every:
         top[~valid] = 0.0
     tv = top.ravel() if every else top[valid]
     med = float(np.median(tv))
     mad = 1.4826 * float(np.median(np.abs(tv - med))) + 1e-12 * max(float(np.abs(top).max()), 1e-300)
     size = 2 * int(min_distance) + 1
-    peaks = (top == ndimage.maximum_filter(top, size=size, mode="nearest")) & (top > med + threshold * mad)
+    peaks = (top == kern.maximum_filter(top, size)) & (top > med + threshold * mad)
     # a mask's edge and the image border make false maxima
     near_invalid = ndimage.binary_dilation(~valid, iterations=max(int(min_distance), 1)) if (~valid).any() else ~valid
     peaks &= ~near_invalid

@@ -27,3 +27,23 @@ def test_a_float32_image_is_blurred_in_float64_as_scipy_blurs_a_float64_copy():
 def test_a_stack_or_no_blur_is_refused(bad):
     with pytest.raises(ValueError, match="2-D image and sigma > 0"):
         gaussian_filter(**bad)
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (37, 53), (6, 9), (1, 5), (3, 1), (11, 22)])
+@pytest.mark.parametrize("size", [1, 3, 7, 11])
+def test_the_extreme_filters_and_the_opening_are_scipy_s_to_the_bit(shape, size):
+    from edorient._filter_kernels import grey_opening, maximum_filter, minimum_filter
+
+    rng = np.random.default_rng(size)
+    for image in (rng.random(shape), np.round(rng.random(shape), 1)):  # (ties too)
+        np.testing.assert_array_equal(maximum_filter(image, size), ndimage.maximum_filter(image, size=size, mode="nearest"))
+        np.testing.assert_array_equal(maximum_filter(image, size), ndimage.maximum_filter(image, size=size))
+        np.testing.assert_array_equal(minimum_filter(image, size), ndimage.minimum_filter(image, size=size))
+        np.testing.assert_array_equal(grey_opening(image, size), ndimage.grey_opening(image, size=(size, size)))
+
+
+def test_an_even_window_is_refused():
+    from edorient._filter_kernels import maximum_filter
+
+    with pytest.raises(ValueError, match="odd window size"):
+        maximum_filter(np.zeros((8, 8)), 4)
