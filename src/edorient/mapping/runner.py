@@ -482,15 +482,15 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     t0 = time.perf_counter()
     n_computed = 0
     workers = 0
-    timings = {"read_s": 0.0, "index_s": 0.0}
+    timings = {"read_s": 0.0, "setup_s": 0.0, "index_s": 0.0}
     bar = progress_bar(total=sum(ranges[k][1] - ranges[k][0] for k in todo), desc="map", unit="pattern",
                        disable=not compute.progress)
     written = 0
 
     def finish(k: int, res: dict) -> None:
         nonlocal written, n_computed
-        timings["read_s"] += float(res.get("read_s", 0.0))
-        timings["index_s"] += float(res.get("index_s", 0.0))
+        for key in ("read_s", "setup_s", "index_s"):
+            timings[key] += float(res.get(key, 0.0))
         _write_chunk(_chunk_path(out, k), res)
         written += 1
         n_computed += ranges[k][1] - ranges[k][0]
