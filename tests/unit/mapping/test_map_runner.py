@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,10 @@ def test_outputs(mapped, tiny_scan):
                  "orientations_grain1.h5", "maps/overview.png", "maps/ipf_z_grain1.png", "maps/vbf.png"):
         assert (out / name).exists(), name
     assert mapped.n_chunks == 4 and len(list((out / "chunks").glob("chunk_*.npz"))) == 4
+    # a worker's one-time setup (its estimators) is timed apart from the indexing
+    run = json.loads((out / "summary.json").read_text())["runs"][-1]
+    assert run["setup_s"] >= 0 and run["index_s"] > 0
+    assert "building the estimators (once a worker)" in (out / "report.md").read_text()
     lines = (out / "results.csv").read_text().splitlines()
     assert len(lines) == 17 and lines[0].startswith("index,row,col,status,n_grains")
     import zarr
