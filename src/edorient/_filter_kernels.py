@@ -14,6 +14,11 @@ maximum both give the window cut at the image's edge): van Herk / Gil-Werman (ru
 over blocks of ``size`` rows, three comparisons a pixel whatever the size), exact as every
 extreme is; 2.5x faster than scipy for a spot finder's opening (11 px) and maximum (7 px) on a
 128 px image (0.25 against 0.62 ms).
+
+:func:`group_medians` is the median of the values of each group (a pattern's one-pixel rings
+around its direct beam: :func:`edorient.indexing.preprocess.radial_background`): the values
+bucketed by group in one pass and each bucket's middle found by quickselect, instead of one
+sort of every value.
 """
 
 from __future__ import annotations
@@ -134,3 +139,60 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
     out = np.empty_like(t)
     _blur_axis0(t, w, out)
     return np.ascontiguousarray(out.T)
+
+
+@njit(_f8(_f8[::1], _i8, _i8, _i8))
+def _select(a, lo, hi, k):
+    """The k-th smallest of ``a[lo:hi]`` (``a`` reordered in place: quickselect, middle pivot)."""
+    hi -= 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
+@njit(_f8[::1](_i8[::1], _f8[::1], _i8))
+def group_medians(groups, values, n):
+    """(n,) the median of ``values`` whose ``groups`` (0 to n - 1) is each group (the mean of the
+    two middle values where a group has an even count; NaN where it has none). Finite values."""
+    counts = np.zeros(n, dtype=np.int64)
+    for g in groups:
+        counts[g] += 1
+    starts = np.zeros(n + 1, dtype=np.int64)
+    for g in range(n):
+        starts[g + 1] = starts[g] + counts[g]
+    fill = starts[:n].copy()
+    bucket = np.empty(len(values))
+    for i in range(len(values)):
+        g = groups[i]
+        bucket[fill[g]] = values[i]
+        fill[g] += 1
+    out = np.full(n, np.nan)
+    for g in range(n):
+        c = counts[g]
+        if c:
+            a, b = starts[g], starts[g + 1]
+            lo = _select(bucket, a, b, a + (c - 1) // 2)
+            if c % 2:
+                out[g] = 0.5 * (lo + lo)
+            else:  # the next value up: the smallest of the upper part (everything above lo's slot)
+                hi = bucket[a + c // 2]
+                for q in range(a + c // 2 + 1, b):
+                    hi = min(hi, bucket[q])
+                out[g] = 0.5 * (lo + hi)
+    return out

@@ -47,3 +47,15 @@ def test_an_even_window_is_refused():
 
     with pytest.raises(ValueError, match="odd window size"):
         maximum_filter(np.zeros((8, 8)), 4)
+
+
+def test_group_medians_are_numpy_s_medians_group_by_group():
+    from edorient._filter_kernels import group_medians
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n, m = int(rng.integers(1, 30)), int(rng.integers(0, 400))
+        groups = rng.integers(0, n, m)
+        values = np.round(rng.normal(size=m), int(rng.integers(0, 3)))  # (ties too)
+        expected = [np.median(values[groups == g]) if (groups == g).any() else np.nan for g in range(n)]
+        np.testing.assert_array_equal(group_medians(groups, values, n), expected)
