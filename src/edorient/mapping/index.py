@@ -715,6 +715,8 @@ class Indexer:
             rows = np.flatnonzero(np.isin(again, take))
             for k in rr:
                 rr[k][take] = rb[k][rows]
+            log.debug("%d of %d pooled patterns below the floor went through the whole chain; %d took its answer",
+                      again.size, rest.size, take.size)
         for k in out:
             out[k][anc] = ra[k]
             out[k][rest] = rr[k]
