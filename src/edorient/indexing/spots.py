@@ -177,8 +177,15 @@ def find_spots(
     if not every:
         top[~valid] = 0.0
     tv = top.ravel() if every else top[valid]
-    med = float(np.median(tv))
-    mad = 1.4826 * float(np.median(np.abs(tv - med))) + 1e-12 * max(float(np.abs(top).max()), 1e-300)
+    # the top-hat is >= 0 (an opening never exceeds the image); where more than half of it is 0
+    # (a sparse pattern's, as every working image of a map), its median and its deviations'
+    # median are 0: two sorts of the image saved
+    if 2 * np.count_nonzero(tv == 0) > tv.size:
+        med, dev = 0.0, 0.0
+    else:
+        med = float(np.median(tv))
+        dev = float(np.median(np.abs(tv - med)))
+    mad = 1.4826 * dev + 1e-12 * max(float(np.abs(top).max()), 1e-300)
     size = 2 * int(min_distance) + 1
     peaks = (top == kern.maximum_filter(top, size)) & (top > med + threshold * mad)
     # a mask's edge and the image border make false maxima
