@@ -28,7 +28,6 @@ Every step is reported in :attr:`Preprocessed.steps` (and so in ``edorient predi
 
 from __future__ import annotations
 
-import functools
 
 from dataclasses import dataclass, field
 
@@ -252,17 +251,10 @@ def validity_mask(image: np.ndarray, min_flat_area: int = MIN_FLAT_AREA) -> tupl
 
 
 def _radii(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
-    rr, cc = _grid(tuple(shape))
-    return np.hypot(rr - centre[0], cc - centre[1])
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) float64 index grids of ``shape``, read-only (every pattern of a scan has one
-    shape: made once, not per pattern)."""
-    rr, cc = np.indices(shape, dtype=np.float64)
-    rr.flags.writeable = cc.flags.writeable = False
-    return rr, cc
+    # (a column of row offsets and a row of column offsets, broadcast: the same values as full
+    # index grids, without subtracting the centre from every pixel)
+    rows = np.arange(shape[0], dtype=np.float64)[:, None] - centre[0]
+    return np.hypot(rows, np.arange(shape[1], dtype=np.float64)[None, :] - centre[1])
 
 
 def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.ndarray,
