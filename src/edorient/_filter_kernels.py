@@ -90,11 +90,17 @@ def _extreme(image: np.ndarray, size: int, take_max: bool) -> np.ndarray:
     if x.ndim != 2 or int(size) < 1 or int(size) % 2 == 0:
         raise ValueError(f"takes a 2-D image and an odd window size, got shape {x.shape} and size {size}")
     h = int(size) // 2
+    return _both_axes(x, lambda src, out: _extreme_axis0(src, h, take_max, out))
+
+
+def _both_axes(x: np.ndarray, along_axis0) -> np.ndarray:
+    """A separable filter of ``x`` (C-contiguous float64): ``along_axis0(src, out)`` along its
+    rows, then again on the transpose (contiguous rows both times)."""
     rows = np.empty_like(x)
-    _extreme_axis0(x, h, take_max, rows)
+    along_axis0(x, rows)
     t = np.ascontiguousarray(rows.T)
     out = np.empty_like(t)
-    _extreme_axis0(t, h, take_max, out)
+    along_axis0(t, out)
     return np.ascontiguousarray(out.T)
 
 
@@ -133,12 +139,7 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
     if x.ndim != 2 or not sigma > 0:
         raise ValueError(f"gaussian_filter takes a 2-D image and sigma > 0, got shape {x.shape} and sigma {sigma}")
     w = gaussian_kernel_half(sigma)
-    rows = np.empty_like(x)
-    _blur_axis0(x, w, rows)
-    t = np.ascontiguousarray(rows.T)
-    out = np.empty_like(t)
-    _blur_axis0(t, w, out)
-    return np.ascontiguousarray(out.T)
+    return _both_axes(x, lambda src, out: _blur_axis0(src, w, out))
 
 
 @njit(_f8(_f8[::1], _i8, _i8, _i8))
