@@ -228,8 +228,9 @@ class MapSettings:
     """Where a chunk holds whole scan rows (two or more): only every this-many-th row of it holds
     anchors (centred in the chunk), every ``anchor_stride``-th pattern of those rows and the
     row's last (:func:`_anchor_lattice`); every other pattern refines the grains of its four
-    nearest anchors in the 2-D scan (:meth:`Indexer.index_prepared`). The anchors of adjacent rows see the same
-    grains, so a lattice of them costs less for the same coverage. 1: every row holds anchors."""
+    nearest anchors in the 2-D scan (:meth:`Indexer.index_prepared`). The anchors of adjacent
+    rows see the same grains, so a lattice of them costs less for the same coverage. 1: every
+    row holds anchors."""
     pool_fit_ratio: float = 0.8
     """A pattern indexed from its anchors' grains whose answer fits its whole image (the pair's
     fit where it reports two grains) below this share of the best of those anchors' one-grain
@@ -855,8 +856,8 @@ class Indexer:
         """(RefineResult, (n,) whole-image fit) of images xs, each refining its own hypotheses
         (``hypotheses[i]``: (h_i, g, 3, 3)) at :data:`POOL_LEVELS`, its answer the best fit to
         its whole image (:meth:`_choose`). Images with as many hypotheses are refined together:
-        padded to the largest count, a chunk's pools (1 to 4 grains, 1.6 to 2.1 on average) refined 1.9x
-        the hypotheses they hold (benchmark scan, seed 0)."""
+        padded to the largest count, a chunk's pools (1 to 4 grains, 1.6 to 2.1 on average)
+        refined 1.9x the hypotheses they hold (benchmark scan, seed 0)."""
         from edorient.indexing.estimators import concat_results, take_rows
 
         ref = self.estimators["1"].refiner
