@@ -13,14 +13,11 @@ from edorient.mapping.simulate import ScanSimConfig, write_scan
 from edorient.structures import anatase
 
 
-def test_a_scans_discs_are_measured_deconvolved_and_kept_for_a_resumed_map(tmp_path, monkeypatch):
+def test_a_scans_discs_are_measured_deconvolved_and_kept_for_a_resumed_map(tmp_path, monkeypatch, small_scan):
     # a 4 x 6 scan whose spots and direct beam are 4 px discs: the map measures 4 px, deconvolves,
     # and grain 1 of the one-grain probes comes out within a few tenths of a degree
     single, bi = default_runs("anatase")
-    scan, truth_path = write_scan(tmp_path / "nbed.hspy", ScanSimConfig(probes=(4, 6), n_grains=2, seed=7, dose=20000.0,
-                                                                        disc_px=4.0))
-    truth = np.load(truth_path)
-    one = truth["shares"].reshape(-1, 2)[:, 1] == 0
+    scan, truth, one = small_scan("nbed.hspy", disc_px=4.0)
     compute = ComputeSettings(workers=0, progress=False)
     settings = MapSettings(run_single=single, run_bicrystal=bi, neighbour_radius=0, thickness=50.0)
     run = run_map(scan, tmp_path / "map", settings, compute)

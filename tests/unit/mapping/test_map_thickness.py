@@ -5,18 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from edorient.mapping import ComputeSettings, MapSettings, default_runs, run_map
-from edorient.mapping.simulate import ScanSimConfig, write_scan
 from edorient.structures import anatase
 
 
-def test_a_thin_specimens_thickness_is_fitted_and_fixes_the_tilt(tmp_path):
+def test_a_thin_specimens_thickness_is_fitted_and_fixes_the_tilt(tmp_path, small_scan):
     # a 4 x 6 scan of a 20 Å specimen (the models' relrods are 50 Å): the fit picks 17.5-25 Å and
     # grain 1 comes out within 0.3°; the map at the models' 50 Å tilts it by about a degree
     single, bi = default_runs("anatase")
-    scan, truth_path = write_scan(tmp_path / "thin.hspy", ScanSimConfig(probes=(4, 6), n_grains=2, seed=7, dose=20000.0,
-                                                                       thickness=20.0))
-    truth = np.load(truth_path)
-    one = truth["shares"].reshape(-1, 2)[:, 1] == 0
+    scan, truth, one = small_scan("thin.hspy", thickness=20.0)
     compute = ComputeSettings(workers=0, progress=False)
 
     def grain1_error(run):
