@@ -28,7 +28,6 @@ Every step is reported in :attr:`Preprocessed.steps` (and so in ``edorient predi
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -268,7 +267,7 @@ def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.n
 
     rb = _rings(image.shape, centre) if rings is None else rings
     n = int(rb.max()) + 1
-    # every ring's median at once (compiled: the valid pixels bucketed by ring, each bucket sorted)
+    # every ring's median at once (compiled: the valid pixels bucketed by ring, a quickselect per bucket)
     prof = group_medians(np.ascontiguousarray(rb[mask], dtype=np.int64),
                          np.ascontiguousarray(np.asarray(image, dtype=np.float64)[mask]), n)
     good = np.isfinite(prof)
