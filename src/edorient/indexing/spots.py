@@ -164,6 +164,7 @@ def find_spots(
     from scipy import ndimage
 
     from edorient import _filter_kernels as kern
+    from edorient._utils import order_stats
 
     img, valid = _check_image(image, mask)
     bg_px = _auto_background_px(img.shape) if background_px is None else int(background_px)
@@ -183,8 +184,8 @@ def find_spots(
     if 2 * np.count_nonzero(tv == 0) > tv.size:
         med, dev = 0.0, 0.0
     else:
-        med = float(np.median(tv))
-        dev = float(np.median(np.abs(tv - med)))
+        med = float(order_stats.median(tv))
+        dev = float(order_stats.median(np.abs(tv - med)))
     mad = 1.4826 * dev + 1e-12 * max(float(np.abs(top).max()), 1e-300)
     size = 2 * int(min_distance) + 1
     peaks = (top == kern.maximum_filter(top, size)) & (top > med + threshold * mad)

@@ -456,19 +456,19 @@ def resample_to_model(
     if scale > 1.5:  # shrinking: low-pass first so spots are not lost between samples
         src = ndimage.gaussian_filter(src, 0.5 * scale)
     # bilinear, separable (the rows, then the columns): ndimage.map_coordinates(order=1,
-    # mode="constant") at the grid's points, 2x faster
-    return _linear_along(_linear_along(src, rows, 0), cols, 1).astype(np.float32)
+    # mode="constant") at the grid's points; compiled, 5x faster than the two numpy passes
+    from edorient._prep_kernels import bilinear_grid
+
+    return bilinear_grid(np.ascontiguousarray(src), *_linear_weights(rows, src.shape[0]),
+                         *_linear_weights(cols, src.shape[1]))
 
 
-def _linear_along(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
-    """``a`` linearly interpolated along ``axis`` at the positions ``pos`` (pixels); 0 outside
-    [0, n - 1], as ``scipy.ndimage.map_coordinates`` with ``mode="constant"`` gives."""
-    n = a.shape[axis]
+def _linear_weights(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower sample, its weight, the next sample's weight) of linear interpolation at the
+    positions ``pos`` (pixels) on ``n`` samples; both weights 0 outside [0, n - 1], as
+    ``scipy.ndimage.map_coordinates`` with ``mode="constant"`` gives."""
     inside = (pos >= 0) & (pos <= n - 1)
     lo = np.clip(np.floor(pos).astype(np.int64), 0, max(n - 2, 0))
     f = np.where(inside, pos - lo, 0.0)
     w = np.where(inside, 1.0 - f, 0.0)
-    shape = [1, 1]
-    shape[axis] = -1
-    return (np.take(a, lo, axis) * w.reshape(shape)
-            + np.take(a, np.minimum(lo + 1, n - 1), axis) * f.reshape(shape))
+    return lo, w, f

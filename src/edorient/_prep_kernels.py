@@ -1,0 +1,108 @@
+"""Compiled (Numba) steps of a detector pattern's preprocessing, the same bits as the numpy and
+scipy code they replace (the tests compare them).
+
+The map prepares every pattern of a scan (:func:`edorient.indexing.preprocess.preprocess`,
+:func:`edorient.io.images.resample_to_model`); on a 128 px pattern each of these steps was a
+few whole-image numpy passes and their calls:
+
+- :func:`radii`: every pixel's distance from the direct beam, ``np.hypot`` of the row and
+  column offsets (the same C ``hypot``, one loop: 0.11 against 0.16 ms);
+- :func:`flat_windows`: where the 5 x 5 window around a pixel is constant (the window reflected
+  at the border as scipy's filters reflect it): each pixel's window compared with the pixel,
+  stopping at the first difference, which on a noisy pattern is the first neighbour;
+- :func:`connected_to`: the 4-connected regions of a boolean image that hold a seed pixel, the
+  regions ``scipy.ndimage.label`` finds with its default structure, by a flood fill from the
+  seeds (the direct beam's blob, found on every pattern);
+- :func:`bilinear_grid`: an image sampled on a grid of rows and columns by linear interpolation
+  along each axis in turn, the two ``np.take`` passes of
+  :func:`edorient.io.images._linear_along` with each sample's products and sum in their order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from edorient._filter_kernels import _reflect
+from edorient._utils.jit import njit
+
+_f8, _i8, _b1 = nb.float64, nb.int64, nb.boolean
+
+
+@njit(_f8[:, ::1](_i8, _i8, _f8, _f8))
+def radii(h, w, r0, c0):
+    """(h, w): ``np.hypot(row - r0, col - c0)`` of every pixel."""
+    out = np.empty((h, w))
+    for i in range(h):
+        a = np.float64(i) - r0
+        for j in range(w):
+            out[i, j] = math.hypot(a, np.float64(j) - c0)
+    return out
+
+
+@njit(_b1[:, ::1](_f8[:, ::1], _i8))
+def flat_windows(image, half):
+    """(h, w) bool: True where the (2 half + 1)² window around the pixel (reflected at the
+    border) holds one value (``maximum_filter - minimum_filter == 0``; finite images)."""
+    h, w = image.shape
+    out = np.zeros((h, w), dtype=np.bool_)
+    for i in range(h):
+        for j in range(w):
+            v = image[i, j]
+            same = True
+            for di in range(-half, half + 1):
+                row = _reflect(i + di, h)
+                for dj in range(-half, half + 1):
+                    if image[row, _reflect(j + dj, w)] != v:
+                        same = False
+                        break
+                if not same:
+                    break
+            out[i, j] = same
+    return out
+
+
+@njit(_b1[:, ::1](_b1[:, ::1], _b1[:, ::1]))
+def connected_to(inside, seeds):
+    """(h, w) bool: the pixels of ``inside`` 4-connected (through ``inside``) to a pixel of
+    ``seeds & inside``."""
+    h, w = inside.shape
+    out = np.zeros((h, w), dtype=np.bool_)
+    stack = np.empty(h * w, dtype=np.int64)
+    top = 0
+    for i in range(h):
+        for j in range(w):
+            if seeds[i, j] and inside[i, j] and not out[i, j]:
+                out[i, j] = True
+                stack[top] = i * w + j
+                top += 1
+    while top:
+        top -= 1
+        i, j = divmod(stack[top], w)
+        for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= a < h and 0 <= b < w and inside[a, b] and not out[a, b]:
+                out[a, b] = True
+                stack[top] = a * w + b
+                top += 1
+    return out
+
+
+@njit(nb.float32[:, ::1](_f8[:, ::1], _i8[::1], _f8[::1], _f8[::1], _i8[::1], _f8[::1], _f8[::1]))
+def bilinear_grid(src, rlo, rw, rf, clo, cw, cf):
+    """(len(rlo), len(clo)) float32: ``src`` interpolated along rows at ``rlo`` (weights ``rw`` on
+    row ``rlo``, ``rf`` on the next, clipped to the last), then along columns the same way."""
+    h, w = src.shape
+    nr, nc = len(rlo), len(clo)
+    tmp = np.empty((nr, w))
+    for i in range(nr):
+        a, b = rlo[i], min(rlo[i] + 1, h - 1)
+        for k in range(w):
+            tmp[i, k] = src[a, k] * rw[i] + src[b, k] * rf[i]
+    out = np.empty((nr, nc), dtype=np.float32)
+    for i in range(nr):
+        for j in range(nc):
+            a, b = clo[j], min(clo[j] + 1, w - 1)
+            out[i, j] = np.float32(tmp[i, a] * cw[j] + tmp[i, b] * cf[j])
+    return out

@@ -1,0 +1,55 @@
+"""The compiled preprocessing steps give the bits of the numpy and scipy code they replace."""
+
+import numpy as np
+from scipy import ndimage
+
+from edorient import _prep_kernels as kern
+
+
+def test_radii_are_numpy_s_hypot():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        r0, c0 = rng.uniform(-10, h + 10), rng.uniform(-10, w + 10)
+        want = np.hypot(np.arange(h, dtype=float)[:, None] - r0, np.arange(w, dtype=float)[None, :] - c0)
+        np.testing.assert_array_equal(kern.radii(h, w, r0, c0), want)
+
+
+def test_connected_to_keeps_the_labelled_regions_that_hold_a_seed():
+    # scipy.ndimage.label's default structure (4-connected), then the labels found under the seeds
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 60, 2))
+        inside = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        seeds = rng.random((h, w)) < rng.uniform(0.0, 0.05)
+        lab, _ = ndimage.label(inside)
+        want = np.isin(lab, np.unique(lab[seeds & (lab > 0)]))
+        np.testing.assert_array_equal(kern.connected_to(inside, seeds), want)
+
+
+def _two_numpy_passes(src, rows, cols):
+    """The resampling as it was written with numpy (np.take along each axis in turn)."""
+    def along(a, pos, axis):
+        n = a.shape[axis]
+        inside = (pos >= 0) & (pos <= n - 1)
+        lo = np.clip(np.floor(pos).astype(np.int64), 0, max(n - 2, 0))
+        f = np.where(inside, pos - lo, 0.0)
+        w = np.where(inside, 1.0 - f, 0.0)
+        shape = [1, 1]
+        shape[axis] = -1
+        return np.take(a, lo, axis) * w.reshape(shape) + np.take(a, np.minimum(lo + 1, n - 1), axis) * f.reshape(shape)
+
+    return along(along(src, rows, 0), cols, 1).astype(np.float32)
+
+
+def test_the_bilinear_grid_is_the_two_numpy_passes_to_the_bit():
+    from edorient.io.images import _linear_weights
+
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 160, 2))
+        src = rng.random((h, w)) * 1000
+        rows = np.sort(rng.uniform(-5, h + 5, int(rng.integers(1, 140))))
+        cols = rng.uniform(-5, w + 5, int(rng.integers(1, 140)))
+        got = kern.bilinear_grid(src, *_linear_weights(rows, h), *_linear_weights(cols, w))
+        np.testing.assert_array_equal(got, _two_numpy_passes(src, rows, cols))
