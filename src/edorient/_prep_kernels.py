@@ -8,8 +8,7 @@ few whole-image numpy passes and their calls:
 - :func:`radii`: every pixel's distance from the direct beam, ``np.hypot`` of the row and
   column offsets (the same C ``hypot``, one loop: 0.11 against 0.16 ms);
 - :func:`flat_windows`: where the 5 x 5 window around a pixel is constant (the window reflected
-  at the border as scipy's filters reflect it): each pixel's window compared with the pixel,
-  stopping at the first difference, which on a noisy pattern is the first neighbour;
+  at the border as scipy's filters reflect it), from runs of equal neighbours;
 - :func:`connected_to`: the 4-connected regions of a boolean image that hold a seed pixel, the
   regions ``scipy.ndimage.label`` finds with its default structure, by a flood fill from the
   seeds (the direct beam's blob, found on every pattern);
@@ -45,22 +44,40 @@ def radii(h, w, r0, c0):
 @njit(_b1[:, ::1](_f8[:, ::1], _i8))
 def flat_windows(image, half):
     """(h, w) bool: True where the (2 half + 1)² window around the pixel (reflected at the
-    border) holds one value (``maximum_filter - minimum_filter == 0``; finite images)."""
+    border) holds one value (``maximum_filter - minimum_filter == 0``; finite images): its 2 half
+    + 1 rows each constant, and their middle column constant. A row of the window is constant
+    where the run of equal neighbours along the reflected row that ends at its last pixel is long
+    enough (and the rows and the column likewise), so every pixel costs the same few steps, on
+    noise as on a flat ground: 80 us a 128 px pattern (comparing each window with its pixel up
+    to the first difference: 110 us on noise, 1 ms on an empty pattern)."""
     h, w = image.shape
-    out = np.zeros((h, w), dtype=np.bool_)
-    for i in range(h):
+    k = 2 * half + 1
+    ph, pw = h + 2 * half, w + 2 * half
+    ri = np.empty(ph, dtype=np.int64)
+    ci = np.empty(pw, dtype=np.int64)
+    for p in range(ph):
+        ri[p] = _reflect(p - half, h)
+    for p in range(pw):
+        ci[p] = _reflect(p - half, w)
+    rows_ok = np.ones((ph, w), dtype=np.bool_)  # padded row p constant over columns j .. j + k - 1
+    for p in range(ph):
+        src = image[ri[p]]
+        run = 0
+        for c in range(1, pw):  # run: equal neighbour pairs ending at padded column c
+            run = (run + 1) * (src[ci[c]] == src[ci[c - 1]])
+            if c >= k - 1:
+                rows_ok[p, c - k + 1] = run >= k - 1
+    out = np.empty((h, w), dtype=np.bool_)
+    run_rows = np.zeros(w, dtype=np.int64)  # per column: constant rows ending at padded row p
+    run_col = np.zeros(w, dtype=np.int64)  # per column: equal pairs down its middle column ending at p
+    for p in range(ph):
+        row, prev = image[ri[p]], image[ri[max(p - 1, 0)]]
         for j in range(w):
-            v = image[i, j]
-            same = True
-            for di in range(-half, half + 1):
-                row = _reflect(i + di, h)
-                for dj in range(-half, half + 1):
-                    if image[row, _reflect(j + dj, w)] != v:
-                        same = False
-                        break
-                if not same:
-                    break
-            out[i, j] = same
+            run_rows[j] = (run_rows[j] + 1) * rows_ok[p, j]
+            col = ci[j + half]
+            run_col[j] = (run_col[j] + 1) * (row[col] == prev[col]) if p else 0
+            if p >= k - 1:
+                out[p - k + 1, j] = run_rows[j] >= k and run_col[j] >= k - 1
     return out
 
 

@@ -53,3 +53,20 @@ def test_the_bilinear_grid_is_the_two_numpy_passes_to_the_bit():
         cols = rng.uniform(-5, w + 5, int(rng.integers(1, 140)))
         got = kern.bilinear_grid(src, *_linear_weights(rows, h), *_linear_weights(cols, w))
         np.testing.assert_array_equal(got, _two_numpy_passes(src, rows, cols))
+
+
+def test_flat_windows_are_the_min_max_filters_definition_for_any_window():
+    # windows of 1 to 7 px, images smaller than the window, constant and empty images
+    rng = np.random.default_rng(3)
+    images = [np.zeros((20, 30)), np.full((5, 3), 2.0)]
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        x = rng.integers(0, int(rng.integers(1, 4)), (h, w)).astype(np.float64)
+        if rng.random() < 0.5:
+            x[: h // 2, : w // 3] = 7.0
+        images.append(x)
+    for i, x in enumerate(images):
+        half = i % 4
+        size = 2 * half + 1
+        want = (ndimage.maximum_filter(x, size) - ndimage.minimum_filter(x, size)) == 0
+        np.testing.assert_array_equal(kern.flat_windows(x, half), want)
