@@ -4,21 +4,25 @@
 image (mode "reflect", ``truncate`` 4): the same kernel and, per pixel, the same operations in
 the same order (scipy's loop for a symmetric kernel: the centre tap, then each pair of taps
 from the outermost in, ``acc += (left + right) * w``), so the same bits (tests compare them).
-Each pass runs along contiguous rows (the second one on the transpose): 2.7x faster than
-scipy on a 128 px pattern at sigma 3 (0.13 against 0.35 ms). Finding a pattern's direct beam
+Each pass runs along contiguous rows (the second on a reflected copy of each row, not on a
+transpose): 3x faster than scipy on a 128 px pattern at sigma 3 (0.12 against 0.35 ms). Finding a pattern's direct beam
 and its spots blurs every pattern of a scan.
 
 :func:`maximum_filter`, :func:`minimum_filter` and :func:`grey_opening` are scipy's of the same
 names for a square window of odd ``size`` in modes "reflect" or "nearest" (for a minimum or a
 maximum both give the window cut at the image's edge): van Herk / Gil-Werman (running extremes
 over blocks of ``size`` rows, three comparisons a pixel whatever the size), exact as every
-extreme is; 2.5x faster than scipy for a spot finder's opening (11 px) and maximum (7 px) on a
-128 px image (0.25 against 0.62 ms).
+extreme is; the second pass runs on the transpose, and an opening's two filters share their
+transposes (the extreme over a window does not depend on which axis goes first). 3x faster than
+scipy for a spot finder's opening (11 px) and maximum (7 px) on a 128 px image (0.19 against
+0.62 ms).
 
 :func:`group_medians` is the median of the values of each group (a pattern's one-pixel rings
 around its direct beam: :func:`edorient.indexing.preprocess.radial_background`): the values
-bucketed by group in one pass and each bucket's middle found by quickselect, instead of one
-sort of every value.
+bucketed by group in one pass and each bucket's middle found by :func:`order_pair`, instead of
+one sort of every value. :func:`order_pair` finds two neighbouring order statistics by a
+histogram of the values and a quickselect of the one bin that holds them
+(:mod:`edorient._utils.order_stats`' exact medians and percentiles).
 """
 
 from __future__ import annotations
@@ -48,10 +52,36 @@ def _blur_axis0(src, w, out):
     for i in range(n):
         for k in range(m):
             out[i, k] = src[i, k] * w[0]
+        row = out[i]
         for j in range(r, 0, -1):
-            a, b, wj = _reflect(i - j, n), _reflect(i + j, n), w[j]
+            up, down, wj = src[_reflect(i - j, n)], src[_reflect(i + j, n)], w[j]
             for k in range(m):
-                out[i, k] += (src[a, k] + src[b, k]) * wj
+                row[k] += (up[k] + down[k]) * wj
+
+
+@njit(nb.void(_f8[:, ::1], _f8[::1], _f8[:, ::1]))
+def _blur_axis1(src, w, out):
+    """``out`` = ``src`` correlated along axis 1 (within each row) with the symmetric kernel
+    whose centre and right half are ``w`` (reflected edges): per pixel the operations of
+    :func:`_blur_axis0` in its order, on a reflected copy of the row so that the loop over the
+    pixels is contiguous (no transpose of the image)."""
+    n, m = src.shape
+    r = len(w) - 1
+    buf = np.empty(m + 2 * r)
+    at = np.empty(m + 2 * r, dtype=np.int64)  # the reflected column of each buffer slot
+    for k in range(m + 2 * r):
+        at[k] = _reflect(k - r, m)
+    for i in range(n):
+        for k in range(m + 2 * r):
+            buf[k] = src[i, at[k]]
+        row = out[i]
+        for k in range(m):
+            row[k] = buf[k + r] * w[0]
+        for j in range(r, 0, -1):
+            wj = w[j]
+            left, right = buf[r - j : r - j + m], buf[r + j : r + j + m]
+            for k in range(m):
+                row[k] += (left[k] + right[k]) * wj
 
 
 @njit(nb.void(_f8[:, ::1], _i8, nb.boolean, _f8[:, ::1]))
@@ -85,23 +115,28 @@ def _extreme_axis0(src, h, take_max, out):
             out[i, c] = max(suf[i, c], pre[i + 2 * h, c]) if take_max else min(suf[i, c], pre[i + 2 * h, c])
 
 
-def _extreme(image: np.ndarray, size: int, take_max: bool) -> np.ndarray:
+def _window(image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     x = np.ascontiguousarray(image, dtype=np.float64)
     if x.ndim != 2 or int(size) < 1 or int(size) % 2 == 0:
         raise ValueError(f"takes a 2-D image and an odd window size, got shape {x.shape} and size {size}")
-    h = int(size) // 2
-    return _both_axes(x, lambda src, out: _extreme_axis0(src, h, take_max, out))
+    return x, int(size) // 2
 
 
-def _both_axes(x: np.ndarray, along_axis0) -> np.ndarray:
-    """A separable filter of ``x`` (C-contiguous float64): ``along_axis0(src, out)`` along its
-    rows, then again on the transpose (contiguous rows both times)."""
-    rows = np.empty_like(x)
-    along_axis0(x, rows)
-    t = np.ascontiguousarray(rows.T)
+def _extreme_t(x: np.ndarray, h: int, take_max: bool) -> np.ndarray:
+    """The transpose of the running extreme of ``x`` over (2h + 1)² windows: the extreme down
+    its columns, then down the columns of the transpose (an extreme over a window is the same
+    whichever axis goes first, so the two passes of an opening share their transposes)."""
+    a = np.empty_like(x)
+    _extreme_axis0(x, h, take_max, a)
+    t = np.ascontiguousarray(a.T)
     out = np.empty_like(t)
-    along_axis0(t, out)
-    return np.ascontiguousarray(out.T)
+    _extreme_axis0(t, h, take_max, out)
+    return out
+
+
+def _extreme(image: np.ndarray, size: int, take_max: bool) -> np.ndarray:
+    x, h = _window(image, size)
+    return np.ascontiguousarray(_extreme_t(x, h, take_max).T)
 
 
 def maximum_filter(image: np.ndarray, size: int) -> np.ndarray:
@@ -118,8 +153,10 @@ def minimum_filter(image: np.ndarray, size: int) -> np.ndarray:
 
 def grey_opening(image: np.ndarray, size: int) -> np.ndarray:
     """``scipy.ndimage.grey_opening(image, size=(size, size))`` of a 2-D image in float64,
-    ``size`` odd."""
-    return maximum_filter(minimum_filter(image, size), size)
+    ``size`` odd: the maximum filter of the minimum filter, the first left transposed for the
+    second (two transposes of the image instead of four)."""
+    x, h = _window(image, size)
+    return _extreme_t(_extreme_t(x, h, False), h, True)
 
 
 def gaussian_kernel_half(sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -139,7 +176,13 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
     if x.ndim != 2 or not sigma > 0:
         raise ValueError(f"gaussian_filter takes a 2-D image and sigma > 0, got shape {x.shape} and sigma {sigma}")
     w = gaussian_kernel_half(sigma)
-    return _both_axes(x, lambda src, out: _blur_axis0(src, w, out))
+    # down the columns, then along the rows (scipy's order), each pass on contiguous rows (the
+    # second on a transpose instead: 0.15 against 0.12 ms a 128 px pattern)
+    cols = np.empty_like(x)
+    _blur_axis0(x, w, cols)
+    out = np.empty_like(x)
+    _blur_axis1(cols, w, out)
+    return out
 
 
 @njit(_f8(_f8[::1], _i8, _i8, _i8))
