@@ -109,7 +109,7 @@ def _check_image(image: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray
 
 
 def _auto_background_px(shape: tuple[int, int]) -> int:
-    return int(np.clip(round(min(shape) / 12), 7, 31)) | 1
+    return min(max(int(round(min(shape) / 12)), 7), 31) | 1  # (np.clip of a scalar: 20 us a call)
 
 
 def find_spots(
@@ -226,13 +226,19 @@ def _centroids(top, valid, rows, cols, height, radius) -> np.ndarray:
         return np.zeros((0, 2))
     rows, cols = np.asarray(rows), np.asarray(cols)
     side = 2 * radius + 1
-    tp = np.pad(top, radius)
-    vp = np.pad(valid, radius)  # outside the image: not valid, weight 0
+    h, w = top.shape
+    tp = np.zeros((h + 2 * radius, w + 2 * radius), dtype=top.dtype)
+    tp[radius : radius + h, radius : radius + w] = top
     d = np.arange(side)
     ri = rows[:, None] + d[None, :]  # padded coordinates of each window's rows / columns
     ci = cols[:, None] + d[None, :]
     win = tp[ri[:, :, None], ci[:, None, :]] - 0.5 * np.asarray(height, dtype=np.float64)[:, None, None]
-    win = np.where(vp[ri[:, :, None], ci[:, None, :]] & (win > 0), win, 0.0)
+    keep = win > 0  # (outside the image: 0 in the padding, below half of any peak, which is > 0)
+    if not valid.all():
+        vp = np.zeros(tp.shape, dtype=bool)
+        vp[radius : radius + h, radius : radius + w] = valid
+        keep &= vp[ri[:, :, None], ci[:, None, :]]
+    win = np.where(keep, win, 0.0)
     s = win.sum(axis=(1, 2))
     rr = (ri - radius).astype(np.float64)  # image coordinates
     cc = (ci - radius).astype(np.float64)
