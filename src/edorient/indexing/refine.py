@@ -505,16 +505,20 @@ class Refiner:
         self._kern: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- image side ---------------------------------------------------------------------------
-    def _filtered(self, lin: torch.Tensor, blur: float) -> torch.Tensor:
+    def _filtered(self, lin: torch.Tensor, blur: float, valid: torch.Tensor | None = None) -> torch.Tensor:
         """(n, 3, H, W): the linear image blurred (separable Gaussian, edges replicated) and its
-        row and column derivatives (central differences)."""
+        row and column derivatives (central differences); with ``valid`` (n, H, W) bool a fourth
+        channel, 1 where the image holds data (written in place: appended by ``torch.cat``, a
+        copy of the three, 0.06 ms an image)."""
         k, _ = _kernels(blur)
         r = len(k) // 2
         n, H, W = lin.shape
         # each pass a sum of shifted copies of the edge-padded image: 8x faster on the CPU than
         # F.conv1d over n * H one-channel rows (0.16 against 1.4 ms a 128 px image, same values
         # to 1e-7), and the refinement filters every image it is given
-        out = torch.empty(n, 3, H, W, dtype=lin.dtype, device=lin.device)
+        out = torch.empty(n, 3 if valid is None else 4, H, W, dtype=lin.dtype, device=lin.device)
+        if valid is not None:
+            out[:, 3] = valid
         x = F.pad(lin[:, None], (r, r, 0, 0), mode="replicate")[:, 0]
         cols = x[:, :, r : r + W] * float(k[r])
         for j in range(len(k)):
@@ -837,10 +841,8 @@ class Refiner:
             k = alive.shape[1]
             B = n * k
             if spec.blur_px not in filtered:
-                f = self._filtered(lin, spec.blur_px)
-                if vt is not None:  # a fourth channel: where the image holds data
-                    f = torch.cat([f, vt.to(dt)[:, None]], 1)
-                filtered[spec.blur_px] = f
+                # (with a fourth channel where the image holds data)
+                filtered[spec.blur_px] = self._filtered(lin, spec.blur_px, vt)
             lv = self._make_level(spec, filtered[spec.blur_px], R, p)
             if spec.search_deg > 0:
                 R = self._tilt_search(lv, R, p, n)
