@@ -41,6 +41,75 @@ def radii(h, w, r0, c0):
     return out
 
 
+@njit(nb.types.Tuple((_f8[:, ::1], _i8[:, ::1]))(_i8, _i8, _f8, _f8))
+def radii_rings(h, w, r0, c0):
+    """(:func:`radii`, each rounded to its one-pixel ring as ``np.round(r).astype(int64)``)."""
+    r = radii(h, w, r0, c0)
+    rings = np.empty((h, w), dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            rings[i, j] = np.int64(np.round(r[i, j]))
+    return r, rings
+
+
+@njit(nb.types.Tuple((_f8[:, ::1], _f8[::1]))(_f8[:, ::1], _f8[::1], _i8[:, ::1], _f8[:, ::1], _b1[:, ::1], _f8))
+def subtract_rings(x, profile, rings, r, mask, inner):
+    """(``x - profile[rings]``, its values at the valid pixels farther than ``inner`` from the
+    centre, in row-major order): the background-subtracted pattern and the values whose median
+    is its noise floor, in one pass."""
+    h, w = x.shape
+    y = np.empty((h, w))
+    far = np.empty(h * w)
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            v = x[i, j] - profile[rings[i, j]]
+            y[i, j] = v
+            if mask[i, j] and r[i, j] > inner:
+                far[n] = v
+                n += 1
+    return y, far[:n]
+
+
+@njit(_i8(_f8[:, ::1], _f8, _b1[:, ::1], _f8[:, ::1], _f8))
+def count_dark(y, below, mask, r, flank):
+    """How many valid pixels farther than ``flank`` from the centre lie below ``below``."""
+    h, w = y.shape
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            if y[i, j] < below and mask[i, j] and not r[i, j] <= flank:
+                n += 1
+    return n
+
+
+@njit(nb.void(_f8[:, ::1], _f8, _b1[:, ::1]))
+def floor_noise(y, floor, mask):
+    """In place: ``y = clip(y - floor, 0, None)``, then 0 where not ``mask``."""
+    h, w = y.shape
+    for i in range(h):
+        for j in range(w):
+            v = y[i, j] - floor
+            y[i, j] = (v if v >= 0.0 else 0.0) if mask[i, j] else 0.0
+
+
+@njit(_f8[::1](_f8[:, ::1], _f8[:, ::1], _f8, _b1[:, ::1], _f8))
+def clear_beam(y, r, beam_r, mask, inner):
+    """In place: ``y`` = 0 within ``beam_r`` of the centre; returns its values at the valid
+    pixels farther than ``inner`` (row-major), whose high percentile normalises the pattern."""
+    h, w = y.shape
+    out = np.empty(h * w)
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            if r[i, j] <= beam_r:
+                y[i, j] = 0.0
+            if mask[i, j] and r[i, j] > inner:
+                out[n] = y[i, j]
+                n += 1
+    return out[:n]
+
+
 @njit(_b1[:, ::1](_f8[:, ::1], _i8))
 def flat_windows(image, half):
     """(h, w) bool: True where the (2 half + 1)² window around the pixel (reflected at the

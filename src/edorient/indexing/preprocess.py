@@ -232,7 +232,7 @@ def validity_mask(image: np.ndarray, min_flat_area: int = MIN_FLAT_AREA) -> tupl
         sat[:] = False
     mask = ~(flat | sat)
     report = {"flat_patches_px": int(flat.sum()), "saturated_px": n_sat if saturated else 0}
-    if mask.mean() < 0.2:
+    if np.count_nonzero(mask) < 0.2 * mask.size:
         raise EdorientError("less than 20 % of the image carries signal after masking flat patches "
                             "and saturated pixels; check the file (is it a diffraction pattern?)")
     return mask, report
@@ -252,20 +252,26 @@ def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.n
     Rings with no valid pixel take the value of the nearest ring that has one; the profile is
     smoothed over three rings so that the step between rings does not print as circles.
     """
-    from edorient._filter_kernels import group_medians
-
     rb = _rings(image.shape, centre) if rings is None else rings
-    n = int(rb.max()) + 1
-    # every ring's median at once (compiled: the valid pixels bucketed by ring, a quickselect per bucket)
+    return _ring_profile(image, mask, rb)[0][rb]
+
+
+def _ring_profile(image: np.ndarray, mask: np.ndarray, rings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(:func:`radial_background`'s profile, one value a ring; the valid pixels of each ring)."""
+    from edorient._filter_kernels import group_medians_counts
+
+    n = int(rings.max()) + 1
+    # every ring's median at once (compiled: the valid pixels bucketed by ring, a selection per bucket)
     every = mask.all()  # (then the whole image as it lies, no copy of the valid pixels)
-    prof = group_medians(np.ascontiguousarray((rb if every else rb[mask]).ravel(), dtype=np.int64),
-                         np.ascontiguousarray((image if every else np.asarray(image)[mask]).ravel(), dtype=np.float64), n)
+    prof, counts = group_medians_counts(
+        np.ascontiguousarray((rings if every else rings[mask]).ravel(), dtype=np.int64),
+        np.ascontiguousarray((image if every else np.asarray(image)[mask]).ravel(), dtype=np.float64), n)
     good = np.isfinite(prof)
     if not good.any():
         raise EdorientError("no valid pixel to estimate the background from")
-    prof = np.interp(np.arange(n), np.flatnonzero(good), prof[good])
-    prof = ndimage.uniform_filter1d(prof, 3, mode="nearest")
-    return prof[rb]
+    if not good.all():  # (where every ring has a value the interpolation returns them as they are)
+        prof = np.interp(np.arange(n), np.flatnonzero(good), prof[good])
+    return ndimage.uniform_filter1d(prof, 3, mode="nearest"), counts
 
 
 def _rings(shape: tuple[int, int], centre: tuple[float, float], radii: np.ndarray | None = None) -> np.ndarray:
@@ -273,11 +279,12 @@ def _rings(shape: tuple[int, int], centre: tuple[float, float], radii: np.ndarra
     return np.round(_radii(shape, centre) if radii is None else radii).astype(np.int64)
 
 
-def _ring_coverage(shape, centre, mask, rings: np.ndarray | None = None) -> np.ndarray:
-    """Share of each one-pixel ring (radius k) that lies inside the image and is valid."""
+def _ring_coverage(shape, centre, mask, rings: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+    """Share of each one-pixel ring (radius k) that lies inside the image and is valid
+    (``counts``: the valid pixels of each ring, where known)."""
     rb = _rings(shape, centre) if rings is None else rings
     n = int(rb.max()) + 1
-    have = np.bincount((rb if mask.all() else rb[mask]).ravel(), minlength=n).astype(float)
+    have = (np.bincount((rb if mask.all() else rb[mask]).ravel(), minlength=n) if counts is None else counts).astype(float)
     full = np.maximum(2 * np.pi * np.arange(n), 1.0)
     return have / full
 
@@ -317,25 +324,31 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     where the caller has it already (e.g. from finding the centre); ``fit_image`` also makes
     :attr:`Preprocessed.fit_image` (the refinement's, :data:`FIT_NOISE_SIGMAS`).
     """
-    x = np.asarray(image, dtype=np.float64)
+    from edorient import _prep_kernels as kern
+
+    x = np.ascontiguousarray(image, dtype=np.float64)
     if x.ndim != 2:
         raise EdorientError(f"preprocess needs one 2-D pattern, got shape {x.shape}")
     mask, report = validity_mask(x) if validity is None else (validity[0].copy(), dict(validity[1]))
-    r = _radii(x.shape, centre)
-    rings = _rings(x.shape, centre, r)
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    # (compiled passes over the pixels, the same values as the numpy steps they stand for:
+    # edorient._prep_kernels; the map prepares every pattern of a scan)
+    r, rings = kern.radii_rings(x.shape[0], x.shape[1], float(centre[0]), float(centre[1]))
     steps: dict = {"mask": report}
+    counts = None
     if background:
-        bg = radial_background(x, centre, mask, rings)
-        y = x - bg
-        steps["background"] = {"method": "radial median", "mean_removed": round(float(bg[mask].mean()), 6)}
+        prof, counts = _ring_profile(x, mask, rings)
+        # y = x - the ring medians as an image; yo: y where valid outside the beam's disc
+        y, yo = kern.subtract_rings(x, prof, rings, r, mask, float(beam_radius_px))
+        steps["background"] = {"method": "radial median",
+                               "mean_removed": round(float(np.dot(prof, counts) / max(counts.sum(), 1)), 6)}
     else:
         y = x - np.median(x[mask])
+        yo = y[mask & (r > beam_radius_px)]
         steps["background"] = {"method": "global median"}
-    out = mask & (r > beam_radius_px)
-    if out.sum() < 50:
+    if yo.size < 50:
         raise EdorientError("too few valid pixels away from the direct beam; check --centre and the file")
-    yo = y[out]
-    med = float(order_stats.median(yo))  # (np.median's value, 3-4x faster: edorient._utils.order_stats)
+    med = float(order_stats.median(yo))  # (np.median's value, 2-5x faster: edorient._utils.order_stats)
     noise = float(1.4826 * order_stats.median(np.abs(yo - med)))
     # a beam stop: a large connected region far below the background (a rod with its holder)
     # (only where there is noise to be below, and reaching the centre: a stop covers the beam).
@@ -343,41 +356,41 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     # no background: one side of a bright beam whose centre is off the ring centre by a fraction
     # of a pixel lies far below it (a simulated scan's patterns, noise 4.7 counts under a
     # 15,000-count beam, all reported a ~156 px "stop" there); a stop found is joined by that disc.
-    inner = r <= 2 * beam_radius_px
-    dark = (y < med - 5 * noise) & mask & ~inner if noise > 0 else np.zeros_like(mask)
     min_stop = max(30, 0.002 * x.size)
-    stop = np.zeros_like(mask)
+    stop = None
     # (fewer dark pixels than a stop's least size: no region can be one, nothing to label)
-    lab, n = ndimage.label(ndimage.binary_opening(dark, iterations=1)) if dark.sum() >= min_stop else (None, 0)
-    if n:
-        # each region's size (the opening keeps only dark pixels), then the distance from the
-        # centre only of those large enough (usually none: dark noise makes small regions)
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
-        large = 1 + np.flatnonzero(sizes >= min_stop)
-        reach_px = max(3 * beam_radius_px, 0.1 * min(x.shape))
-        big = [k for k in large if float(r[lab == k].min()) <= reach_px]
-        if big:
-            stop = ndimage.binary_dilation(np.isin(lab, big), iterations=2) | inner
-    mask = mask & ~stop
-    steps["mask"]["beam_stop_px"] = int(stop.sum())
+    if noise > 0 and kern.count_dark(y, med - 5 * noise, mask, r, 2 * beam_radius_px) >= min_stop:
+        inner = r <= 2 * beam_radius_px
+        dark = (y < med - 5 * noise) & mask & ~inner
+        lab, n = ndimage.label(ndimage.binary_opening(dark, iterations=1))
+        if n:
+            # each region's size (the opening keeps only dark pixels), then the distance from the
+            # centre only of those large enough (usually none: dark noise makes small regions)
+            sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+            large = 1 + np.flatnonzero(sizes >= min_stop)
+            reach_px = max(3 * beam_radius_px, 0.1 * min(x.shape))
+            big = [k for k in large if float(r[lab == k].min()) <= reach_px]
+            if big:
+                stop = ndimage.binary_dilation(np.isin(lab, big), iterations=2) | inner
+                mask = mask & ~stop
+                counts = None  # (the rings' valid pixels are fewer now)
+    steps["mask"]["beam_stop_px"] = 0 if stop is None else int(stop.sum())
     soft = np.clip(y - FIT_NOISE_SIGMAS * noise, 0, None) if fit_image and FIT_NOISE_SIGMAS != NOISE_SIGMAS else None
-    y = np.clip(y - NOISE_SIGMAS * noise, 0, None)
-    y[~mask] = 0.0
+    kern.floor_noise(y, NOISE_SIGMAS * noise, mask)  # y = clip(y - floor, 0), 0 where masked
     # the direct beam is in every pattern of every crystal: left in, it alone would make pure
     # noise score like a pattern. Its disc (the bright blob around the centre, at least
     # beam_radius_px) is cleared, and the search's templates have no direct beam either.
     beam_r = _beam_radius(y, centre, r, beam_radius_px)
-    y[r <= beam_r] = 0.0
+    yv = kern.clear_beam(y, r, beam_r, mask, float(beam_radius_px))  # (and y where valid outside the disc)
     if soft is not None:
         soft[~mask | (r <= beam_r)] = 0.0
     steps["direct_beam_radius_px"] = round(beam_r, 2)
-    valid = mask & (r > beam_radius_px)
-    scale = float(order_stats.percentile(y[valid], NORM_PERCENTILE)) if valid.any() else 0.0
+    scale = float(order_stats.percentile(yv, NORM_PERCENTILE)) if yv.size else 0.0
     steps["signal"] = bool(scale > 0)  # False: nothing above the noise floor (the search then finds no match)
     y = y / scale * SPOT_LEVEL if scale > 0 else y
     if soft is not None and scale > 0:
         soft = soft / scale * SPOT_LEVEL
-    cov = _ring_coverage(x.shape, centre, mask, rings)
+    cov = _ring_coverage(x.shape, centre, mask, rings, counts)
     ok = np.flatnonzero(cov >= RING_COVERAGE)
     radius = float(ok[-1]) if ok.size else 0.0
     if radius < 3 * beam_radius_px:
@@ -385,6 +398,6 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
                             f"({centre[0]:.1f}, {centre[1]:.1f}); check --centre")
     steps.update({"noise_floor": round(NOISE_SIGMAS * noise, 6),
                   "normalisation": f"{NORM_PERCENTILE} percentile of valid pixels -> {SPOT_LEVEL}",
-                  "data_radius_px": radius, "valid_share": round(float(mask.mean()), 4)})
+                  "data_radius_px": radius, "valid_share": round(np.count_nonzero(mask) / mask.size, 4)})
     return Preprocessed(y.astype(np.float32), mask, (float(centre[0]), float(centre[1])), radius, noise, steps,
                         None if soft is None else soft.astype(np.float32))

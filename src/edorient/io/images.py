@@ -422,7 +422,7 @@ def find_direct_beam(image: np.ndarray, sigma: float = 3.0) -> tuple[float, floa
     r0, r1, c0, c1 = max(r - h, 0), min(r + h + 1, sm.shape[0]), max(c - h, 0), min(c + h + 1, sm.shape[1])
     win = sm[r0:r1, c0:c1]
     w = np.clip(win - 0.5 * win.max(), 0, None)
-    rr, cc = np.mgrid[r0:r1, c0:c1]
+    rr, cc = np.arange(r0, r1)[:, None], np.arange(c0, c1)[None, :]  # (broadcast: np.mgrid's products)
     return float((w * rr).sum() / w.sum()), float((w * cc).sum() / w.sum())
 
 

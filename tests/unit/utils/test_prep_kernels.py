@@ -70,3 +70,39 @@ def test_flat_windows_are_the_min_max_filters_definition_for_any_window():
         size = 2 * half + 1
         want = (ndimage.maximum_filter(x, size) - ndimage.minimum_filter(x, size)) == 0
         np.testing.assert_array_equal(kern.flat_windows(x, half), want)
+
+
+def test_rings_are_numpy_s_rounded_radii_even_at_exact_halves():
+    # centres on half pixels make radii of exactly k + 0.5 (e.g. hypot(1.5, 2) = 2.5): rounded to even
+    for r0, c0 in [(10.5, 12.0), (7.25, 3.5), (31.7, 30.2), (-3.5, 40.5)]:
+        r, rings = kern.radii_rings(40, 50, r0, c0)
+        np.testing.assert_array_equal(r, kern.radii(40, 50, r0, c0))
+        np.testing.assert_array_equal(rings, np.round(r).astype(np.int64))
+
+
+def test_the_fused_preprocessing_passes_are_the_numpy_steps():
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        h, w = (int(v) for v in rng.integers(8, 90, 2))
+        x = rng.poisson(5.0, (h, w)).astype(np.float64)
+        r, rings = kern.radii_rings(h, w, rng.uniform(0, h), rng.uniform(0, w))
+        profile = rng.normal(size=int(rings.max()) + 1)
+        mask = rng.random((h, w)) < 0.9
+        inner = float(rng.uniform(1, 6))
+        y, far = kern.subtract_rings(x, profile, rings, r, mask, inner)
+        want = x - profile[rings]
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(far, want[mask & (r > inner)])
+        below, flank = float(rng.normal()), 2 * inner
+        assert kern.count_dark(y, below, mask, r, flank) == int(((y < below) & mask & ~(r <= flank)).sum())
+        floor = float(rng.uniform(0, 2))
+        z = y.copy()
+        kern.floor_noise(z, floor, mask)
+        want = np.clip(y - floor, 0, None)
+        want[~mask] = 0.0
+        np.testing.assert_array_equal(z, want)
+        beam_r = float(rng.uniform(2, 8))
+        vals = kern.clear_beam(z, r, beam_r, mask, inner)
+        want[r <= beam_r] = 0.0
+        np.testing.assert_array_equal(z, want)
+        np.testing.assert_array_equal(vals, want[mask & (r > inner)])
