@@ -470,10 +470,16 @@ class Indexer:
                 est.refiner.uncertainty_scale *= float(settings.uncertainty_factor)
         self.proposer = None
         if settings.refine and (settings.partner or settings.dictionary_starts):
+            from edorient.indexing.estimators import DICTIONARY_MAX_FREQUENCY
             from edorient.indexing.matching import TemplateMatcher
             from edorient.indexing.proposals import DictionaryProposals
 
-            matcher = TemplateMatcher(self.sim, n_directions=settings.partner_directions, cache=True)
+            # the angular frequencies up to DICTIONARY_MAX_FREQUENCY only, read on all 360
+            # angles: on the tuning scans (64 x 64, seeds 4 and 5) every result identical to all
+            # 181 frequencies (the same candidates), 3 % faster, a third of the dictionary's
+            # memory; 180 angles instead: no faster, inside grains' p90 0.075 -> 0.160 deg (seed 4)
+            matcher = TemplateMatcher(self.sim, n_directions=settings.partner_directions, cache=True,
+                                      max_frequency=DICTIONARY_MAX_FREQUENCY)
             self.proposer = DictionaryProposals(matcher, k=settings.partner_candidates)
         from edorient.indexing.refine import proper_rotations
 
