@@ -245,6 +245,12 @@ def _display(lin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.log1p(k * x) / _LOG1PK, d
 
 
+def _display_value(lin: torch.Tensor) -> torch.Tensor:
+    """:func:`_display`'s transform without its derivative (the tilt search reads only the
+    values; the derivative was half of the search's time)."""
+    return torch.log1p(cv.DISPLAY_GAIN * lin.clamp(0, 1)) / _LOG1PK
+
+
 def _stencil(radius: float) -> np.ndarray:
     """Sample offsets (rows, cols) around each predicted spot: its centre and four points at
     ``radius`` along ±rows and ±cols (a position error changes these to first order, where the
@@ -716,7 +722,7 @@ class Refiner:
             masked = lv.feats.shape[1] == 4
             ys = F.grid_sample(lv.feats[:, [0, 3]] if masked else lv.feats[:, :1], grid, mode="bilinear",
                                padding_mode="border", align_corners=True)
-            y = _display(ys[:, 0].reshape(B, -1))[0]
+            y = _display_value(ys[:, 0].reshape(B, -1))
             inside = ys[:, 1].reshape(B, -1) > 0.5 if masked else None
             # what the others add at each spot: neighbours' tails (with their current peaks) + background
             Nn = lv.nb.shape[-1]
@@ -743,7 +749,7 @@ class Refiner:
                 # s changes by (e_x x g)_z dx + (e_y x g)_z dy = g_y dx - g_x dy
                 x = lv.thick * (s0[..., None] + gl[..., 1, None] * dx - gl[..., 0, None] * dy)  # (B, K, T)
                 shp = torch.sinc(x) ** 2 if cfg.shape == "sinc2" else torch.exp(-math.pi * x * x)
-                mod = _display(peak * shp + other[..., None])[0]
+                mod = _display_value(peak * shp + other[..., None])
                 mc = wts[..., None] * (mod - (wts[..., None] * mod).sum(1, keepdim=True) / nw[..., None])
                 c = (yc[..., None] * mc).sum(1) / (yc.norm(dim=-1)[:, None] * mc.norm(dim=1)).clamp(min=1e-12)
                 cb, tb = c.max(-1)
