@@ -290,7 +290,10 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
         k = result.hypothesis_calibration_scale[i, j] if own else result.calibration_scale[i]
         L = model_linear_images(simulator, result.hypothesis_rotations[i, j].reshape(-1, 3, 3),
                                 np.repeat(cen, G, axis=0), np.repeat(k, G)).reshape(len(i), G, size, size)
-        models = display_transform(np.einsum("hgij,wg->hwij", L, W)).reshape(len(i), len(W), -1)
+        if G == 1:  # (its one weight is 1: the weighted sum would be a copy of L) transformed in place
+            models = display_transform(L, out=L).reshape(len(i), 1, -1)
+        else:
+            models = display_transform(np.einsum("hgij,wg->hwij", L, W)).reshape(len(i), len(W), -1)
         v = np.broadcast_to(base, (len(i), size, size)) if valid is None else base & np.asarray(valid)[i]
         c = _masked_correlations(x[i].reshape(len(i), -1), models, v.reshape(len(i), -1)).max(axis=1)
         fits[i, j] = c
