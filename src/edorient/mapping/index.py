@@ -368,6 +368,20 @@ def _prepare(image, calibration, size, calibration_out, validity=None, centre=No
     return x, centre, pre
 
 
+def _virtual_bright_field(image: np.ndarray, centre: tuple[float, float], radius: float = 4.0) -> float:
+    """The counts of ``image`` within ``radius`` px of ``centre``: its pixels in that disc summed
+    in row-major order (those of a window around the disc, the same pixels and order as a mask
+    of the whole image, so the same sum)."""
+    h = int(np.ceil(radius)) + 1
+    r0, c0 = int(np.floor(centre[0])), int(np.floor(centre[1]))
+    rows = np.arange(max(r0 - h, 0), min(r0 + h + 2, image.shape[0]))
+    cols = np.arange(max(c0 - h, 0), min(c0 + h + 2, image.shape[1]))
+    if not (rows.size and cols.size):
+        return 0.0
+    inside = (rows[:, None] - centre[0]) ** 2 + (cols[None, :] - centre[1]) ** 2 <= radius * radius
+    return float(image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][inside].sum())
+
+
 def detector_area(shape: tuple[int, int], centre: tuple[float, float], calibration: float, size: int,
                   calibration_out: float) -> np.ndarray:
     """(size, size) bool: the pixels of a working image (:func:`prepare_pattern`'s frame, the
@@ -629,8 +643,7 @@ class Indexer:
             ok[i] = True
             if res is not None:
                 res["centre_px"][i] = centre
-                rr, cc = np.ogrid[0 : im.shape[0], 0 : im.shape[1]]
-                res["vbf"][i] = float(im[(rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 16.0].sum())
+                res["vbf"][i] = _virtual_bright_field(im, centre)
         return x, area, ok
 
     def thickness_fits(self, xs: np.ndarray, valid: np.ndarray | None, thicknesses) -> dict[float, float]:
