@@ -159,30 +159,6 @@ def grey_opening(image: np.ndarray, size: int) -> np.ndarray:
     return _extreme_t(_extreme_t(x, h, False), h, True)
 
 
-@njit(nb.boolean[:, ::1](_f8[:, ::1], _i8, _f8))
-def local_peaks(image, h, above):
-    """(n, m) bool: ``(image == maximum_filter(image, 2h + 1)) & (image > above)`` (the window
-    cut at the edge, as scipy's maximum in modes "reflect" and "nearest"), the window read only
-    at the pixels above ``above``: a spot finder's candidates are a few per cent of a pattern."""
-    n, m = image.shape
-    out = np.zeros((n, m), dtype=np.bool_)
-    for i in range(n):
-        for j in range(m):
-            v = image[i, j]
-            if not v > above:
-                continue
-            top = True
-            for a in range(max(i - h, 0), min(i + h + 1, n)):
-                for b in range(max(j - h, 0), min(j + h + 1, m)):
-                    if image[a, b] > v:
-                        top = False
-                        break
-                if not top:
-                    break
-            out[i, j] = top
-    return out
-
-
 def gaussian_kernel_half(sigma: float, truncate: float = 4.0) -> np.ndarray:
     """The centre and right half of scipy's normalised Gaussian kernel of ``sigma`` (radius
     ``int(truncate * sigma + 0.5)``), computed as scipy computes it."""

@@ -188,8 +188,7 @@ def find_spots(
         dev = float(order_stats.median(np.abs(tv - med)))
     mad = 1.4826 * dev + 1e-12 * max(float(np.abs(top).max()), 1e-300)
     size = 2 * int(min_distance) + 1
-    # (top == its maximum filter) & (top > the threshold), the window read only above it (compiled)
-    peaks = kern.local_peaks(np.ascontiguousarray(top, dtype=np.float64), size // 2, float(med + threshold * mad))
+    peaks = (top == kern.maximum_filter(top, size)) & (top > med + threshold * mad)
     # a mask's edge and the image border make false maxima
     near_invalid = ndimage.binary_dilation(~valid, iterations=max(int(min_distance), 1)) if (~valid).any() else ~valid
     peaks &= ~near_invalid

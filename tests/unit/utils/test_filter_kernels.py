@@ -59,15 +59,3 @@ def test_group_medians_are_numpy_s_medians_group_by_group():
         values = np.round(rng.normal(size=m), int(rng.integers(0, 3)))  # (ties too)
         expected = [np.median(values[groups == g]) if (groups == g).any() else np.nan for g in range(n)]
         np.testing.assert_array_equal(group_medians(groups, values, n), expected)
-
-
-@pytest.mark.parametrize("size", [1, 3, 7, 11])
-def test_local_peaks_are_the_maximum_filter_s_peaks_above_the_threshold(size):
-    from edorient._filter_kernels import local_peaks
-
-    rng = np.random.default_rng(size)
-    for shape in [(128, 128), (37, 53), (6, 9), (1, 5), (3, 1)]:
-        for image in (rng.random(shape), np.round(rng.random(shape), 1), np.zeros(shape)):  # (ties, plateaus)
-            for above in (-1.0, 0.0, 0.5):
-                want = (image == ndimage.maximum_filter(image, size=size)) & (image > above)
-                np.testing.assert_array_equal(local_peaks(image, size // 2, above), want)
