@@ -6,7 +6,13 @@ The map prepares every pattern of a scan (:func:`edorient.indexing.preprocess.pr
 few whole-image numpy passes and their calls:
 
 - :func:`radii`: every pixel's distance from the direct beam, ``np.hypot`` of the row and
-  column offsets (the same C ``hypot``, one loop: 0.11 against 0.16 ms);
+  column offsets (the same C ``hypot``, one loop: 0.11 against 0.16 ms); :func:`radii_rings`
+  with each rounded to its one-pixel ring;
+- the passes of :func:`~edorient.indexing.preprocess.preprocess` between its order statistics,
+  each fusing a few numpy steps and the gathering of the values the next median or percentile
+  reads: :func:`subtract_rings` (the ring medians subtracted), :func:`count_dark` (the beam-stop
+  search's dark pixels, counted before any labelling), :func:`floor_noise` (the noise floor),
+  :func:`clear_beam` (the direct beam's disc);
 - :func:`flat_windows`: where the 5 x 5 window around a pixel is constant (the window reflected
   at the border as scipy's filters reflect it), from runs of equal neighbours;
 - :func:`connected_to`: the 4-connected regions of a boolean image that hold a seed pixel, the
