@@ -175,3 +175,22 @@ def test_image_fit_choice_batched_over_images_equals_one_image_at_a_time():
             np.testing.assert_allclose(fits[i, j], np.corrcoef(imgs[i][v], m[v])[0, 1], atol=1e-6)
     np.testing.assert_array_equal(best, 0)  # each image's own orientation fits it best
     np.testing.assert_allclose(fit, fits[:, 0])
+
+
+def test_the_masked_correlations_are_pearson_s_over_each_image_s_valid_pixels():
+    # the whole-image fit's batched correlations (compiled float64 sums) against np.corrcoef of
+    # the valid pixels, image by image; a flat model or image correlates 0
+    from edorient.indexing.proposals import _masked_correlations
+
+    rng = np.random.default_rng(7)
+    for n, w, p in ((6, 1, 4099), (4, 3, 2048), (3, 2, 5)):
+        y = (rng.random((n, p)) * (rng.random((n, p)) < 0.3)).astype(np.float32)
+        models = (rng.random((n, w, p)) * (rng.random((n, w, p)) < 0.5)).astype(np.float32)
+        models[0, 0] = 0.25  # flat
+        valid = rng.random((n, p)) < 0.9
+        got = _masked_correlations(y, models, valid)
+        for i in range(n):
+            for j in range(w):
+                a, b = y[i, valid[i]].astype(float), models[i, j, valid[i]].astype(float)
+                want = 0.0 if a.std() == 0 or b.std() == 0 else np.corrcoef(a, b)[0, 1]
+                assert abs(got[i, j] - want) < 1e-9, (i, j, got[i, j], want)
