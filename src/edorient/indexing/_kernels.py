@@ -2,7 +2,8 @@
 
 :func:`masked_sums` gives, for each image and each of its models, the sums over the image's
 valid pixels that a Pearson correlation needs (of the image, its square; of each model, its
-square, its product with the image), in one pass over the pixels per model, in float64. It
+square, its product with the image), in one pass over the pixels per model (the products with the image over its non-zero pixels
+only), in float64. It
 replaces a product of every model with the validity mask, its square, two float64 sums of them
 and a float32 matrix product (:func:`edorient.indexing.proposals._masked_correlations`): 5x
 faster, and closer to the exact sums (float64 throughout, where the product accumulated in float32
@@ -20,50 +21,51 @@ from edorient._utils.jit import njit
 _f8 = nb.float64
 
 
-@njit(nb.types.UniTuple(_f8[:, ::1], 5)(nb.float32[:, ::1], nb.float32[:, :, ::1], nb.boolean[:, ::1]))
+@njit(nb.types.UniTuple(_f8[:, ::1], 6)(nb.float32[:, ::1], nb.float32[:, :, ::1], nb.boolean[:, ::1]))
 def masked_sums(images, models, valid):
-    """(Σy, Σy², Σm, Σm², Σmy) over each image's ``valid`` pixels: images (n, p), models (n, w,
-    p), valid (n, p); the image sums (n, 1), the model sums (n, w)."""
+    """(Σy, Σy², Σm, Σm², Σmy, the valid pixels' count) over each image's ``valid`` pixels:
+    images (n, p), models (n, w, p), valid (n, p); the image sums and counts (n, 1), the model
+    sums (n, w). The products with the image run over its non-zero valid pixels only (a working
+    image's are a few per cent); the models' sums without a branch (the mask as 0 and 1)."""
     n, w, p = models.shape
     sy = np.zeros((n, 1))
     syy = np.zeros((n, 1))
+    nv = np.zeros((n, 1))
     sm = np.zeros((n, w))
     smm = np.zeros((n, w))
     smy = np.zeros((n, w))
-    y = np.zeros(p + 4)  # the image where valid, else 0 (padded to a multiple of 4)
-    vm = np.zeros(p + 4)  # 1 where valid
+    at = np.empty(p, dtype=np.int64)  # the image's non-zero valid pixels
+    yv = np.empty(p)
+    mask = np.zeros(p, dtype=np.float32)
     q = p - p % 4
     for i in range(n):
+        k_nz = 0
+        a = 0.0
+        b = 0.0
+        c = 0
         for k in range(p):
-            if valid[i, k]:
-                y[k] = images[i, k]
-                vm[k] = 1.0
-            else:
-                y[k] = 0.0
-                vm[k] = 0.0
-        a0 = a1 = a2 = a3 = 0.0
-        b0 = b1 = b2 = b3 = 0.0
-        for k in range(0, p, 4):  # (y[p:] stays 0)
-            a0 += y[k]
-            a1 += y[k + 1]
-            a2 += y[k + 2]
-            a3 += y[k + 3]
-            b0 += y[k] * y[k]
-            b1 += y[k + 1] * y[k + 1]
-            b2 += y[k + 2] * y[k + 2]
-            b3 += y[k + 3] * y[k + 3]
-        sy[i, 0] = (a0 + a1) + (a2 + a3)
-        syy[i, 0] = (b0 + b1) + (b2 + b3)
+            ok = valid[i, k]
+            mask[k] = np.float32(1.0) if ok else np.float32(0.0)
+            c += ok
+            v = np.float64(images[i, k])
+            if ok and v != 0.0:
+                at[k_nz] = k
+                yv[k_nz] = v
+                k_nz += 1
+                a += v
+                b += v * v
+        sy[i, 0] = a
+        syy[i, 0] = b
+        nv[i, 0] = c
         for j in range(w):
             mr = models[i, j]
             s0 = s1 = s2 = s3 = 0.0
             t0 = t1 = t2 = t3 = 0.0
-            u0 = u1 = u2 = u3 = 0.0
             for k in range(0, q, 4):
-                m0 = mr[k] * vm[k]
-                m1 = mr[k + 1] * vm[k + 1]
-                m2 = mr[k + 2] * vm[k + 2]
-                m3 = mr[k + 3] * vm[k + 3]
+                m0 = np.float64(mr[k] * mask[k])
+                m1 = np.float64(mr[k + 1] * mask[k + 1])
+                m2 = np.float64(mr[k + 2] * mask[k + 2])
+                m3 = np.float64(mr[k + 3] * mask[k + 3])
                 s0 += m0
                 s1 += m1
                 s2 += m2
@@ -72,16 +74,14 @@ def masked_sums(images, models, valid):
                 t1 += m1 * m1
                 t2 += m2 * m2
                 t3 += m3 * m3
-                u0 += m0 * y[k]
-                u1 += m1 * y[k + 1]
-                u2 += m2 * y[k + 2]
-                u3 += m3 * y[k + 3]
             for k in range(q, p):
-                m0 = mr[k] * vm[k]
+                m0 = np.float64(mr[k] * mask[k])
                 s0 += m0
                 t0 += m0 * m0
-                u0 += m0 * y[k]
+            u = 0.0
+            for k in range(k_nz):
+                u += np.float64(mr[at[k]]) * yv[k]
             sm[i, j] = (s0 + s1) + (s2 + s3)
             smm[i, j] = (t0 + t1) + (t2 + t3)
-            smy[i, j] = (u0 + u1) + (u2 + u3)
-    return sy, syy, sm, smm, smy
+            smy[i, j] = u
+    return sy, syy, sm, smm, smy, nv

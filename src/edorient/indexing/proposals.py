@@ -242,10 +242,10 @@ def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray) -
     hypothesis of its chain is fitted so)."""
     from edorient.indexing._kernels import masked_sums
 
-    v = np.ascontiguousarray(valid, dtype=bool)
-    nv = np.maximum(v.sum(1), 1).astype(np.float64)[:, None]
-    sy, syy, sm, smm, smy = masked_sums(np.ascontiguousarray(y, dtype=np.float32),
-                                        np.ascontiguousarray(models, dtype=np.float32), v)
+    sy, syy, sm, smm, smy, nv = masked_sums(np.ascontiguousarray(y, dtype=np.float32),
+                                            np.ascontiguousarray(models, dtype=np.float32),
+                                            np.ascontiguousarray(valid, dtype=bool))
+    nv = np.maximum(nv, 1.0)
     vy = np.maximum(syy - sy * sy / nv, 0.0)
     vm = np.maximum(smm - sm * sm / nv, 0.0)
     cov = smy - sm * sy / nv
