@@ -19,8 +19,9 @@ few whole-image numpy passes and their calls:
   regions ``scipy.ndimage.label`` finds with its default structure, by a flood fill from the
   seeds (the direct beam's blob, found on every pattern);
 - :func:`bilinear_grid`: an image sampled on a grid of rows and columns by linear interpolation
-  along each axis in turn, the two ``np.take`` passes of
-  :func:`edorient.io.images._linear_along` with each sample's products and sum in their order.
+  along each axis in turn (:func:`edorient.io.images.resample_to_model`), the two ``np.take``
+  passes it replaced with each sample's products and sum in their order (the tests keep those
+  passes as the reference).
 """
 
 from __future__ import annotations

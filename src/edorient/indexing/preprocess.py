@@ -83,8 +83,9 @@ class Preprocessed:
 def _flat_windows(image: np.ndarray, half: int = 2) -> np.ndarray:
     """True where the (2 half + 1)² window around the pixel is constant, the window reflected at
     the border as ``ndimage``'s filters reflect it: the same booleans as
-    ``maximum_filter(image, 5) - minimum_filter(image, 5) == 0`` (compiled: each window compared
-    with its pixel up to the first difference; the map prepares every pattern of a scan)."""
+    ``maximum_filter(image, 5) - minimum_filter(image, 5) == 0`` (compiled, from runs of equal
+    neighbours: :func:`edorient._prep_kernels.flat_windows`; the map prepares every pattern of a
+    scan)."""
     from edorient._prep_kernels import flat_windows
 
     return flat_windows(np.ascontiguousarray(image, dtype=np.float64), int(half))
@@ -326,9 +327,10 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     """
     from edorient import _prep_kernels as kern
 
-    x = np.ascontiguousarray(image, dtype=np.float64)
+    x = np.asarray(image, dtype=np.float64)
     if x.ndim != 2:
         raise EdorientError(f"preprocess needs one 2-D pattern, got shape {x.shape}")
+    x = np.ascontiguousarray(x)
     mask, report = validity_mask(x) if validity is None else (validity[0].copy(), dict(validity[1]))
     mask = np.ascontiguousarray(mask, dtype=bool)
     # (compiled passes over the pixels, the same values as the numpy steps they stand for:
