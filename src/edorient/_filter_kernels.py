@@ -260,8 +260,10 @@ def order_pair(values, k):
 
 
 @njit(nb.types.Tuple((_f8[::1], _i8[::1]))(_i8[::1], _f8[::1], _i8))
-def group_medians_counts(groups, values, n):
-    """(:func:`group_medians`, (n,) how many values each group holds)."""
+def group_medians(groups, values, n):
+    """((n,) the median of ``values`` whose ``groups`` (0 to n - 1) is each group: the mean of the
+    two middle values where a group has an even count, NaN where it has none; (n,) how many
+    values each group holds). Finite values."""
     counts = np.zeros(n, dtype=np.int64)
     for g in groups:
         counts[g] += 1
@@ -282,10 +284,3 @@ def group_medians_counts(groups, values, n):
             lo, hi = order_pair(bucket[a:b], (c - 1) // 2)
             out[g] = 0.5 * (lo + (lo if c % 2 else hi))
     return out, counts
-
-
-@njit(_f8[::1](_i8[::1], _f8[::1], _i8))
-def group_medians(groups, values, n):
-    """(n,) the median of ``values`` whose ``groups`` (0 to n - 1) is each group (the mean of the
-    two middle values where a group has an even count; NaN where it has none). Finite values."""
-    return group_medians_counts(groups, values, n)[0]

@@ -259,12 +259,12 @@ def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.n
 
 def _ring_profile(image: np.ndarray, mask: np.ndarray, rings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(:func:`radial_background`'s profile, one value a ring; the valid pixels of each ring)."""
-    from edorient._filter_kernels import group_medians_counts
+    from edorient._filter_kernels import group_medians
 
     n = int(rings.max()) + 1
     # every ring's median at once (compiled: the valid pixels bucketed by ring, a selection per bucket)
     every = mask.all()  # (then the whole image as it lies, no copy of the valid pixels)
-    prof, counts = group_medians_counts(
+    prof, counts = group_medians(
         np.ascontiguousarray((rings if every else rings[mask]).ravel(), dtype=np.int64),
         np.ascontiguousarray((image if every else np.asarray(image)[mask]).ravel(), dtype=np.float64), n)
     good = np.isfinite(prof)

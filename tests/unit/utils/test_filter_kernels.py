@@ -58,4 +58,6 @@ def test_group_medians_are_numpy_s_medians_group_by_group():
         groups = rng.integers(0, n, m)
         values = np.round(rng.normal(size=m), int(rng.integers(0, 3)))  # (ties too)
         expected = [np.median(values[groups == g]) if (groups == g).any() else np.nan for g in range(n)]
-        np.testing.assert_array_equal(group_medians(groups, values, n), expected)
+        medians, counts = group_medians(groups, values, n)
+        np.testing.assert_array_equal(medians, expected)
+        np.testing.assert_array_equal(counts, np.bincount(groups, minlength=n))
