@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from edorient._utils.jit import njit
+from edorient._utils.jit import kernel_array, njit
 
 _f8, _i8 = nb.float64, nb.int64
 
@@ -116,7 +116,7 @@ def _extreme_axis0(src, h, take_max, out):
 
 
 def _window(image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
-    x = np.ascontiguousarray(image, dtype=np.float64)
+    x = kernel_array(image, np.float64)
     if x.ndim != 2 or int(size) < 1 or int(size) % 2 == 0:
         raise ValueError(f"takes a 2-D image and an odd window size, got shape {x.shape} and size {size}")
     return x, int(size) // 2
@@ -172,7 +172,7 @@ def gaussian_kernel_half(sigma: float, truncate: float = 4.0) -> np.ndarray:
 def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(image, sigma)`` of a 2-D image, in float64 (see the module
     docstring); ``sigma`` > 0."""
-    x = np.ascontiguousarray(image, dtype=np.float64)
+    x = kernel_array(image, np.float64)
     if x.ndim != 2 or not sigma > 0:
         raise ValueError(f"gaussian_filter takes a 2-D image and sigma > 0, got shape {x.shape} and sigma {sigma}")
     w = gaussian_kernel_half(sigma)

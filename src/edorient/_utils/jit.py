@@ -9,6 +9,7 @@ the same code, a few seconds more at each start.
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 
 def njit(signature):
@@ -23,3 +24,11 @@ def njit(signature):
             return nb.njit(signature, cache=False, nogil=True)(func)
 
     return decorate
+
+
+def kernel_array(a, dtype) -> np.ndarray:
+    """``a`` as a compiled kernel takes it: C-contiguous, of ``dtype``, and writable. An explicit
+    signature matches no read-only array (a broadcast, a memory-mapped file, a cached array), so a
+    read-only one is copied; others pass through without a copy where they already fit."""
+    x = np.ascontiguousarray(a, dtype=dtype)
+    return x if x.flags.writeable else x.copy()

@@ -26,8 +26,9 @@ import numpy as np
 def _pair(v: np.ndarray, k: int):
     """The k-th and (k + 1)-th smallest of ``v``, in its dtype."""
     from edorient._filter_kernels import order_pair
+    from edorient._utils.jit import kernel_array
 
-    lo, hi = order_pair(np.ascontiguousarray(v, dtype=np.float64), int(k))
+    lo, hi = order_pair(kernel_array(v, np.float64), int(k))
     return v.dtype.type(lo), v.dtype.type(hi)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from edorient._utils import order_stats
+from edorient._utils.jit import kernel_array
 from edorient.errors import EdorientError
 
 #: Smallest flat (constant-valued) patch, in pixels, taken as padding or a painted-out label.
@@ -88,7 +89,7 @@ def _flat_windows(image: np.ndarray, half: int = 2) -> np.ndarray:
     scan)."""
     from edorient._prep_kernels import flat_windows
 
-    return flat_windows(np.ascontiguousarray(image, dtype=np.float64), int(half))
+    return flat_windows(kernel_array(image, np.float64), int(half))
 
 
 def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
@@ -265,8 +266,8 @@ def _ring_profile(image: np.ndarray, mask: np.ndarray, rings: np.ndarray) -> tup
     # every ring's median at once (compiled: the valid pixels bucketed by ring, a selection per bucket)
     every = mask.all()  # (then the whole image as it lies, no copy of the valid pixels)
     prof, counts = group_medians(
-        np.ascontiguousarray((rings if every else rings[mask]).ravel(), dtype=np.int64),
-        np.ascontiguousarray((image if every else np.asarray(image)[mask]).ravel(), dtype=np.float64), n)
+        kernel_array((rings if every else rings[mask]).ravel(), np.int64),
+        kernel_array((image if every else np.asarray(image)[mask]).ravel(), np.float64), n)
     good = np.isfinite(prof)
     if not good.any():
         raise EdorientError("no valid pixel to estimate the background from")
@@ -330,9 +331,9 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     x = np.asarray(image, dtype=np.float64)
     if x.ndim != 2:
         raise EdorientError(f"preprocess needs one 2-D pattern, got shape {x.shape}")
-    x = np.ascontiguousarray(x)
+    x = kernel_array(x, np.float64)
     mask, report = validity_mask(x) if validity is None else (validity[0].copy(), dict(validity[1]))
-    mask = np.ascontiguousarray(mask, dtype=bool)
+    mask = kernel_array(mask, bool)
     # (compiled passes over the pixels, the same values as the numpy steps they stand for:
     # edorient._prep_kernels; the map prepares every pattern of a scan)
     r, rings = kern.radii_rings(x.shape[0], x.shape[1], float(centre[0]), float(centre[1]))

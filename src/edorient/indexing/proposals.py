@@ -242,9 +242,10 @@ def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray) -
     hypothesis of its chain is fitted so)."""
     from edorient.indexing._kernels import masked_sums
 
-    sy, syy, sm, smm, smy, nv = masked_sums(np.ascontiguousarray(y, dtype=np.float32),
-                                            np.ascontiguousarray(models, dtype=np.float32),
-                                            np.ascontiguousarray(valid, dtype=bool))
+    from edorient._utils.jit import kernel_array
+
+    sy, syy, sm, smm, smy, nv = masked_sums(kernel_array(y, np.float32), kernel_array(models, np.float32),
+                                            kernel_array(valid, bool))
     nv = np.maximum(nv, 1.0)
     vy = np.maximum(syy - sy * sy / nv, 0.0)
     vm = np.maximum(smm - sm * sm / nv, 0.0)

@@ -458,8 +458,9 @@ def resample_to_model(
     # bilinear, separable (the rows, then the columns): ndimage.map_coordinates(order=1,
     # mode="constant") at the grid's points; compiled, 5x faster than the two numpy passes
     from edorient._prep_kernels import bilinear_grid
+    from edorient._utils.jit import kernel_array
 
-    return bilinear_grid(np.ascontiguousarray(src), *_linear_weights(rows, src.shape[0]),
+    return bilinear_grid(kernel_array(src, np.float64), *_linear_weights(rows, src.shape[0]),
                          *_linear_weights(cols, src.shape[1]))
 
 

@@ -106,3 +106,31 @@ def test_the_fused_preprocessing_passes_are_the_numpy_steps():
         want[r <= beam_r] = 0.0
         np.testing.assert_array_equal(z, want)
         np.testing.assert_array_equal(vals, want[mask & (r > inner)])
+
+
+def test_read_only_inputs_are_taken():
+    # a compiled kernel's explicit signature matches no read-only array (a broadcast, a
+    # memory-mapped file): the entry points copy those (a broadcast mask made predict fail)
+    from edorient._filter_kernels import gaussian_filter, grey_opening
+    from edorient._utils.order_stats import median, percentile
+    from edorient.indexing.preprocess import preprocess
+    from edorient.indexing.proposals import _masked_correlations
+    from edorient.io.images import resample_to_model
+
+    rng = np.random.default_rng(5)
+    image = rng.poisson(5.0, (64, 64)).astype(np.float64)
+    image[30:34, 30:34] = 500.0
+    ro = image.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(gaussian_filter(ro, 1.0), gaussian_filter(image, 1.0))
+    np.testing.assert_array_equal(grey_opening(ro, 5), grey_opening(image, 5))
+    flat = ro.ravel()
+    assert median(flat) == np.median(image) and percentile(flat, 99.5) == np.percentile(image, 99.5)
+    pre_ro, pre = preprocess(ro, (31.5, 31.5)), preprocess(image, (31.5, 31.5))
+    np.testing.assert_array_equal(pre_ro.image, pre.image)
+    np.testing.assert_array_equal(resample_to_model(ro, (31.5, 31.5), 0.02, 48, 0.03),
+                                  resample_to_model(image, (31.5, 31.5), 0.02, 48, 0.03))
+    y = rng.random((1, 100)).astype(np.float32)
+    models = rng.random((1, 2, 100)).astype(np.float32)
+    valid = np.broadcast_to(rng.random(100) < 0.9, (1, 100))  # read-only
+    np.testing.assert_array_equal(_masked_correlations(y, models, valid), _masked_correlations(y, models, valid.copy()))
