@@ -229,10 +229,12 @@ def fit_valid(size: int, beam_radius_px: float = 5.0) -> np.ndarray:
 _FIT_BLOCK = 32
 
 
-def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray,
+                         owner: np.ndarray | None = None) -> np.ndarray:
     """(n, w) Pearson correlation of each image (n, p) with its models (n, w, p) over that image's
     ``valid`` pixels (n, p) (:func:`~edorient.indexing.matching.image_correlations` of many images
-    at once; 0 where either side is flat).
+    at once; 0 where either side is flat). With ``owner`` (n,), images and valid hold each
+    distinct image once (u, p) and ``owner[r]`` is the image of models ``r``.
 
     From sums over the valid pixels (the image's and its square's; each model's, its square's,
     its product with the image), in float64 in one compiled pass a model
@@ -240,13 +242,14 @@ def _masked_correlations(y: np.ndarray, models: np.ndarray, valid: np.ndarray) -
     model (session 16: 3.5x faster, the same correlations to 2e-7) nor from masked float32 copies
     and a float32 matrix product (session 17: 3-5x faster again; every pattern of a map and every
     hypothesis of its chain is fitted so)."""
+    from edorient._utils.jit import kernel_array
     from edorient.indexing._kernels import masked_sums
 
-    from edorient._utils.jit import kernel_array
-
-    sy, syy, sm, smm, smy, nv = masked_sums(kernel_array(y, np.float32), kernel_array(models, np.float32),
-                                            kernel_array(valid, bool))
-    nv = np.maximum(nv, 1.0)
+    models = kernel_array(models, np.float32)
+    owner = np.arange(len(models)) if owner is None else owner
+    sm, smm, smy, sy, syy, nv = masked_sums(kernel_array(y, np.float32), kernel_array(valid, bool),
+                                            kernel_array(owner, np.int64), models)
+    sy, syy, nv = sy[owner], syy[owner], np.maximum(nv[owner], 1.0)
     vy = np.maximum(syy - sy * sy / nv, 0.0)
     vm = np.maximum(smm - sm * sm / nv, 0.0)
     cov = smy - sm * sy / nv
@@ -297,8 +300,10 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
             models = display_transform(L, out=L).reshape(len(i), 1, -1)
         else:
             models = display_transform(np.einsum("hgij,wg->hwij", L, W)).reshape(len(i), len(W), -1)
-        v = np.broadcast_to(base, (len(i), size, size)) if valid is None else base & np.asarray(valid)[i]
-        c = _masked_correlations(x[i].reshape(len(i), -1), models, v.reshape(len(i), -1)).max(axis=1)
+        # each image of the block once (its hypotheses come one after the other)
+        im, owner = np.unique(i, return_inverse=True)
+        v = np.broadcast_to(base, (len(im), size, size)) if valid is None else base & np.asarray(valid)[im]
+        c = _masked_correlations(x[im].reshape(len(im), -1), models, v.reshape(len(im), -1), owner).max(axis=1)
         fits[i, j] = c
     for m in np.unique(img):
         ok = np.flatnonzero(np.isfinite(result.hypothesis_scores[m]))

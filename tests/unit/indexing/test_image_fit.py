@@ -194,3 +194,16 @@ def test_the_masked_correlations_are_pearson_s_over_each_image_s_valid_pixels():
                 a, b = y[i, valid[i]].astype(float), models[i, j, valid[i]].astype(float)
                 want = 0.0 if a.std() == 0 or b.std() == 0 else np.corrcoef(a, b)[0, 1]
                 assert abs(got[i, j] - want) < 1e-9, (i, j, got[i, j], want)
+
+
+def test_models_sharing_an_image_read_it_once_and_correlate_as_with_copies_of_it():
+    # image_fit_choice passes each image of a block once with the image of each model
+    from edorient.indexing.proposals import _masked_correlations
+
+    rng = np.random.default_rng(8)
+    images = (rng.random((3, 999)) * (rng.random((3, 999)) < 0.2)).astype(np.float32)
+    valid = rng.random((3, 999)) < 0.85
+    owner = np.array([0, 0, 1, 2, 2, 2, 0])  # (a run broken and resumed too)
+    models = rng.random((len(owner), 2, 999)).astype(np.float32)
+    np.testing.assert_array_equal(_masked_correlations(images, models, valid, owner),
+                                  _masked_correlations(images[owner], models, valid[owner]))
