@@ -240,13 +240,6 @@ def validity_mask(image: np.ndarray, min_flat_area: int = MIN_FLAT_AREA) -> tupl
     return mask, report
 
 
-def _radii(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
-    """Each pixel's distance from ``centre``: ``np.hypot`` of its row and column offsets (compiled)."""
-    from edorient._prep_kernels import radii
-
-    return radii(int(shape[0]), int(shape[1]), float(centre[0]), float(centre[1]))
-
-
 def radial_background(image: np.ndarray, centre: tuple[float, float], mask: np.ndarray,
                       rings: np.ndarray | None = None) -> np.ndarray:
     """The median of each one-pixel ring around ``centre`` over valid pixels, as an image.
@@ -276,9 +269,11 @@ def _ring_profile(image: np.ndarray, mask: np.ndarray, rings: np.ndarray) -> tup
     return ndimage.uniform_filter1d(prof, 3, mode="nearest"), counts
 
 
-def _rings(shape: tuple[int, int], centre: tuple[float, float], radii: np.ndarray | None = None) -> np.ndarray:
-    """Each pixel's one-pixel ring (its distance from ``centre``, rounded)."""
-    return np.round(_radii(shape, centre) if radii is None else radii).astype(np.int64)
+def _rings(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
+    """Each pixel's one-pixel ring (its distance from ``centre``, rounded; compiled)."""
+    from edorient._prep_kernels import radii_rings
+
+    return radii_rings(int(shape[0]), int(shape[1]), float(centre[0]), float(centre[1]))[1]
 
 
 def _ring_coverage(shape, centre, mask, rings: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
