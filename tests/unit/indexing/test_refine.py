@@ -285,3 +285,132 @@ def test_a_frame_wider_than_the_detector_refines_with_its_valid_area(sim, refine
     assert np.median(unmasked) > 3 * np.median(masked)
     with pytest.raises(EdorientError, match="valid must be"):
         refiner.refine(blank, start[:, None, None], valid=inside)
+
+
+# --- the compiled objective -------------------------------------------------------------------
+def _objective_case(xtal, G: int, shape: str = "sinc2", n_neighbours: int = 2, masked: bool = False,
+                    use_direct_beam: bool = False, seed: int = 3, blur_px: float = 1.2):
+    """A refiner, a level and a state (h = 3 hypotheses of 4 images, 0.3-1° off their truth, the
+    centre up to 1 px off) on simulated one- or two-grain images."""
+    from dataclasses import replace
+
+    from edorient.indexing.refine import DEFAULT_LEVELS, _to_linear
+
+    rng = np.random.default_rng(seed)
+    cfg = SimulationConfig(image_size=SIZE, shape=shape)
+    sim = Simulator(xtal, cfg)
+    n, h = 4, 3
+    R = random_rotations(n * G, rng=seed).reshape(n, G, 3, 3)
+    lin = _bicrystal(sim, R, np.full(n, 0.6)) if G == 2 else sim.linear_images(R[:, 0])
+    img = display_transform(lin)
+    ref = Refiner(xtal, cfg, n_neighbours=n_neighbours, use_direct_beam=use_direct_beam)
+    valid = None
+    if masked:  # a beam stop's shadow and a dead band: the kernel reads the fourth channel
+        valid = torch.ones(n, SIZE, SIZE, dtype=torch.bool)
+        valid[:, 60:68, :70] = False
+        valid[:, :, 100:104] = False
+    feats = ref._filtered(_to_linear(torch.as_tensor(img, dtype=torch.float32)), blur_px, valid)
+    starts = _perturb(np.repeat(R, h, axis=0), 0.3, 1.0, rng)
+    Rt = torch.as_tensor(starts, dtype=torch.float32)
+    p = torch.zeros(n * h, 5)
+    p[:, :2] = torch.as_tensor(rng.uniform(-1, 1, (n * h, 2)), dtype=torch.float32)
+    p[:, 2] = 0.01
+    p[:, 3] = 0.55 if G == 2 else 1.0
+    p[:, 4] = 0.002
+    lv = ref._make_level(replace(DEFAULT_LEVELS[0], blur_px=blur_px), feats, Rt, p)
+    return ref, lv, Rt, p, n, h
+
+
+@pytest.mark.parametrize("G, shape, n_neighbours, masked, use_direct_beam", [
+    (1, "sinc2", 2, False, False),
+    (2, "sinc2", 2, True, False),
+    (1, "gaussian", 0, True, True),
+    (2, "gaussian", 3, False, True),
+])
+def test_the_compiled_objective_matches_the_tensor_one(xtal, G, shape, n_neighbours, masked, use_direct_beam):
+    ref, lv, R, p, n, h = _objective_case(xtal, G, shape, n_neighbours, masked, use_direct_beam)
+    assert ref.compiled  # the default on the CPU in float32
+    got = ref._normal_equations(lv, R, p, n, h)
+    ref.compiled = False
+    want = ref._normal_equations(lv, R, p, n, h)
+    nP = 3 * G + 5
+    assert got[0].shape == (n * h, nP, nP) and got[1].shape == (n * h, nP)
+    assert torch.equal(got[4], want[4].to(got[4].dtype))  # the same valid samples
+    assert float(got[4].min()) > 20
+    for name, a, b in zip(("JtJ", "Jtr", "rss", "corr"), got, want):
+        b = b.double()
+        scale = float(b.abs().max())
+        assert scale > 0, name
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+def _smooth_features(n: int, rng, width: float = 5.0, bumps: int = 60) -> torch.Tensor:
+    """(n, 3, H, W) image features whose derivative channels are the exact derivatives of a
+    smooth image (a sum of broad Gaussians), so that a central difference of the bilinear
+    samples over a few tenths of a pixel measures the same derivative as the analytic one."""
+    r, c = np.mgrid[:SIZE, :SIZE].astype(float)
+    out = np.zeros((n, 3, SIZE, SIZE))
+    for i in range(n):
+        for rk, ck, ak in zip(*rng.uniform(0, SIZE, (2, bumps)), rng.uniform(0.01, 0.3, bumps)):
+            e = ak * np.exp(-((r - rk) ** 2 + (c - ck) ** 2) / (2 * width**2))
+            out[i, 0] += e
+            out[i, 1] -= e * (r - rk) / width**2
+            out[i, 2] -= e * (c - ck) / width**2
+    return torch.as_tensor(out, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("G", [1, 2])
+def test_the_objective_gradient_is_the_derivative_of_the_residual(xtal, G):
+    """Jᵀr is half the derivative of |r|² = 1 - c²: checked by central differences in every
+    parameter (tilts and in-plane turn of each grain about the lab axes, centre, scale, ratio,
+    background) on a smooth image (exact gradient channels), where no sample leaves the valid
+    set between the two difference points (the objective jumps there)."""
+    ref, lv, R, p, n, h = _objective_case(xtal, G)
+    lv.feats = _smooth_features(n, np.random.default_rng(5))
+    R64, p64 = R.double(), p.double()
+    _, gvec, _, _, nw0 = ref._normal_equations(lv, R, p, n, h)
+    nP, o = 3 * G + 5, 3 * G
+    # positions move by ~0.03 px (an in-plane turn or a scale change at 60 px), tilts by 0.01°
+    eps = np.array([2e-4, 2e-4, 5e-4] * G + [0.03, 0.03, 5e-4, 2e-3, 2e-4])
+    fd = np.zeros((n * h, nP))
+    smooth = np.ones((n * h, nP), dtype=bool)
+    for a in range(nP):
+        rss = []
+        for sgn in (1, -1):
+            Ra, pa = R64.clone(), p64.clone()
+            if a < o:
+                rot = torch.zeros(n * h, G, 3, dtype=torch.float64)
+                rot[:, a // 3, a % 3] = sgn * eps[a]
+                Ra = _expmap(rot) @ R64
+            else:
+                pa[:, a - o] += sgn * eps[a]
+            _, _, r2, _, nw = ref._normal_equations(lv, Ra.float(), pa.float(), n, h)
+            rss.append(r2.numpy())
+            smooth[:, a] &= (nw == nw0).numpy()
+        fd[:, a] = (rss[0] - rss[1]) / (2 * eps[a])
+    if G == 1:  # one grain: the ratio is not a parameter of the model
+        fd[:, o + 3] = 0.0
+    an = 2 * gvec.numpy()
+    assert smooth.mean() > 0.9  # measured 0.95 and 0.98
+    for b in range(n * h):  # per hypothesis, relative to its gradient's size
+        tol = 0.02 * np.abs(fd[b]).max()  # measured at most 1.3 %
+        np.testing.assert_allclose(an[b, smooth[b]], fd[b, smooth[b]], rtol=0, atol=tol, err_msg=f"hypothesis {b}")
+
+
+def test_compiled_and_tensor_refinements_agree(xtal, sim):
+    rng = np.random.default_rng(11)
+    R = random_rotations(6, rng=11)
+    img = display_transform(sim.linear_images(R))
+    starts = _perturb(R, 1.0, 2.0, rng)[:, None, None]
+    fast_ref = Refiner(xtal, SimulationConfig(image_size=SIZE))
+    fast = fast_ref.refine(img, starts)
+    slow = Refiner(xtal, SimulationConfig(image_size=SIZE), compiled=False).refine(img, starts)
+    assert misorientation_deg(fast.rotations[:, 0], slow.rotations[:, 0], fast_ref.proper).max() < 0.01
+    np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-5)
+    np.testing.assert_allclose(fast.uncertainty_deg, slow.uncertainty_deg, rtol=1e-2)
+
+
+def test_the_compiled_objective_is_refused_off_the_cpu_float32(xtal, cfg):
+    with pytest.raises(EdorientError, match="compiled objective"):
+        Refiner(xtal, cfg, dtype=torch.float64, compiled=True)
+    assert not Refiner(xtal, cfg, dtype=torch.float64).compiled
