@@ -18,7 +18,7 @@ import numpy as np
 
 from edorient._utils.jit import njit
 
-_f8 = nb.float64
+_f4, _f8 = nb.float32, nb.float64
 
 
 @njit(nb.types.Tuple((_f8[:, ::1], _f8[:, ::1], _f8[:, ::1], _f8[:, ::1], _f8[:, ::1], _f8[:, ::1]))(
@@ -90,3 +90,66 @@ def masked_sums(images, valid, owner, models):
             smm[r, j] = (t0 + t1) + (t2 + t3)
             smy[r, j] = uu
     return sm, smm, smy, sy, syy, nv
+
+
+@njit(_f4[:, ::1](_f4[:, :, ::1], _f4[::1]))
+def weighted_moduli(products, weights):
+    """``Σ_f weights[f] |P[f, m, n]|`` (m, n) of complex products given as their float32 view
+    (f, m, 2 n: real and imaginary parts side by side): a dictionary entry's bound on its
+    correlation (:meth:`edorient.indexing.proposals.DictionaryProposals._best_entries`). torch's
+    complex ``abs`` and a weighted sum took 20x longer on the CPU (160 against 7 ms for 32
+    frequencies of 12,800 entries and 32 images). Float32 sums: their rounding (~1e-6 relative
+    over tens of terms) is what the caller's margin covers."""
+    F, m, n2 = products.shape
+    n = n2 // 2
+    out = np.zeros((m, n), dtype=np.float32)
+    for f in range(F):
+        wf = weights[f]
+        for i in range(m):
+            row = products[f, i]
+            acc = out[i]
+            for j in range(n):
+                a = row[2 * j]
+                b = row[2 * j + 1]
+                acc[j] += wf * np.sqrt(a * a + b * b)
+    return out
+
+
+@njit(_f4[:, :, ::1](_f4[:, :, ::1], _f4[:, :, ::1], _f4[:, ::1], nb.int64[::1], nb.int64))
+def entry_products(dictionary, low, image, entries, i):
+    """The products ``P[f, e] = Σ_r T[f, entries[e], r] A[f, r]`` (nf, e, 2: real, imaginary) of
+    chosen dictionary entries with one image at every angular frequency, as float32 views of
+    complex arrays: ``dictionary`` (nf, m, 2 r) the conjugated entries, ``image`` (nf, 2 r) its
+    FFT, ``low`` (F1, m, 2 n) the products already made for the first F1 frequencies of every
+    entry and all n images of a chunk (column ``i`` is this image's: copied, not recomputed).
+    Reads each entry's rows where they lie: ``index_select`` and a batched product copied them
+    first (2.8 against ~1 ms an image, measured on 64 bicrystals)."""
+    nf, m, r2 = dictionary.shape
+    F1 = low.shape[0]
+    e = entries.shape[0]
+    out = np.empty((nf, e, 2), dtype=np.float32)
+    for f in range(F1):
+        for q in range(e):
+            out[f, q, 0] = low[f, entries[q], 2 * i]
+            out[f, q, 1] = low[f, entries[q], 2 * i + 1]
+    q4 = r2 - r2 % 4
+    for f in range(F1, nf):
+        a = image[f]
+        for q in range(e):
+            t = dictionary[f, entries[q]]
+            # two radii a step, their sums apart (one chain of additions waits on each one's latency)
+            re0 = np.float32(0.0)
+            im0 = np.float32(0.0)
+            re1 = np.float32(0.0)
+            im1 = np.float32(0.0)
+            for k in range(0, q4, 4):
+                re0 += t[k] * a[k] - t[k + 1] * a[k + 1]
+                im0 += t[k] * a[k + 1] + t[k + 1] * a[k]
+                re1 += t[k + 2] * a[k + 2] - t[k + 3] * a[k + 3]
+                im1 += t[k + 2] * a[k + 3] + t[k + 3] * a[k + 2]
+            for k in range(q4, r2, 2):
+                re0 += t[k] * a[k] - t[k + 1] * a[k + 1]
+                im0 += t[k] * a[k + 1] + t[k + 1] * a[k]
+            out[f, q, 0] = re0 + re1
+            out[f, q, 1] = im0 + im1
+    return out
