@@ -276,3 +276,47 @@ def normal_equations(feats, h, R, p, gsel, sagsel, relsel, valid, nb_idx, nb_ok,
             for e in range(a):
                 A[b, a, e] = A[b, e, a]
     return A, gv, rss, corr, nws
+
+
+@njit(nb.types.Tuple((_i8[:, :, ::1], _b1[:, :, ::1]))(_f4[:, ::1], _f4[:, ::1], _b1[:, ::1], _i8, _f8))
+def nearest_spots(row, col, valid, n_near, reach):
+    """(indices (B, Ks, n_near), within ``reach`` (B, Ks, n_near)) of each spot's nearest other
+    valid spots, nearest first (equal distances: the lower index first; fewer valid spots than
+    ``n_near``: the remaining slots hold other indices, flagged False). Distances squared in
+    float32 as the tensor version (:meth:`Refiner._neighbours`) computes them; one pass a spot
+    instead of a (B, Ks, Ks) matrix and its ``topk``."""
+    B, Ks = row.shape
+    idx = np.zeros((B, Ks, n_near), dtype=np.int64)
+    ok = np.zeros((B, Ks, n_near), dtype=np.bool_)
+    dist = np.empty(n_near, dtype=np.float32)
+    r2 = np.float32(reach * reach)
+    inf = np.float32(np.inf)
+    for b in range(B):
+        for i in range(Ks):
+            for q in range(n_near):
+                dist[q] = inf
+                idx[b, i, q] = -1
+            for j in range(Ks):
+                if j == i or not valid[b, j]:
+                    continue
+                dr = row[b, i] - row[b, j]
+                dc = col[b, i] - col[b, j]
+                d = dr * dr + dc * dc
+                if d < dist[n_near - 1]:  # insert, keeping equal distances in index order
+                    q = n_near - 1
+                    while q > 0 and dist[q - 1] > d:
+                        dist[q] = dist[q - 1]
+                        idx[b, i, q] = idx[b, i, q - 1]
+                        q -= 1
+                    dist[q] = d
+                    idx[b, i, q] = j
+            nxt = 0
+            for q in range(n_near):
+                if idx[b, i, q] < 0:  # an empty slot: another index, never a neighbour
+                    if nxt == i:
+                        nxt += 1
+                    idx[b, i, q] = min(nxt, Ks - 1)
+                    nxt += 1
+                else:
+                    ok[b, i, q] = dist[q] < r2
+    return idx, ok

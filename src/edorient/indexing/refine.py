@@ -576,6 +576,11 @@ class Refiner:
         valid = torch.cat([lv.valid.reshape(B, -1), torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
         reach = float(lv.offsets.abs().max()) + 5.0 * lv.sigma + 2.0
         Nn = min(max(self.n_neighbours, 1), Ks - 1)
+        if self.compiled:
+            nb_idx, nb_ok = _rk.nearest_spots(row.contiguous().numpy(), col.contiguous().numpy(), valid.numpy(), Nn,
+                                              reach if self.n_neighbours > 0 else 0.0)
+            lv.nb, lv.nb_ok = torch.from_numpy(nb_idx), torch.from_numpy(nb_ok)
+            return
         nbs, oks = [], []
         for lo in range(0, B, 256):
             r, c, v = row[lo : lo + 256], col[lo : lo + 256], valid[lo : lo + 256]

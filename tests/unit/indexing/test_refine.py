@@ -414,3 +414,26 @@ def test_the_compiled_objective_is_refused_off_the_cpu_float32(xtal, cfg):
     with pytest.raises(EdorientError, match="compiled objective"):
         Refiner(xtal, cfg, dtype=torch.float64, compiled=True)
     assert not Refiner(xtal, cfg, dtype=torch.float64).compiled
+
+
+@pytest.mark.parametrize("G, n_neighbours", [(1, 2), (2, 3), (1, 0)])
+def test_compiled_neighbour_lists_are_the_nearest_spots(xtal, G, n_neighbours):
+    """The compiled search finds the same neighbours as the tensor one (distances; which of two
+    spots at exactly the same distance is taken may differ: the spot lattice makes such ties)."""
+    ref, lv, R, p, n, h = _objective_case(xtal, G, n_neighbours=n_neighbours)
+    row, col, _ = ref._geometry(lv, R, p)[:3]
+
+    def lists(compiled):
+        ref.compiled = compiled
+        ref._neighbours(lv, R, p)
+        d = (row[..., None] - torch.gather(row, 1, lv.nb.reshape(len(row), -1)).reshape(lv.nb.shape)) ** 2 \
+            + (col[..., None] - torch.gather(col, 1, lv.nb.reshape(len(row), -1)).reshape(lv.nb.shape)) ** 2
+        return torch.where(lv.nb_ok, d, -1.0), lv.nb_ok.clone(), lv.nb.clone()
+
+    d_fast, ok_fast, nb_fast = lists(True)
+    d_ref, ok_ref, _ = lists(False)
+    assert torch.equal(ok_fast, ok_ref)
+    assert bool(ok_fast.any()) == (n_neighbours > 0)
+    torch.testing.assert_close(d_fast, d_ref, rtol=0, atol=0)
+    own = torch.arange(nb_fast.shape[1])[None, :, None]
+    assert not bool((ok_fast & (nb_fast == own)).any())  # never itself
