@@ -24,6 +24,7 @@ import numpy as np
 
 import torch
 
+from edorient._utils.jit import kernel_array
 from edorient.errors import EdorientError
 from edorient.indexing._kernels import entry_products, weighted_moduli
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
@@ -374,7 +375,9 @@ class DictionaryProposals:
         wf[0] = 1.0 / self.n_angles
         self._wf = torch.from_numpy(wf)
         F1 = self.bound_frequencies
-        self._conj_r = torch.view_as_real(self._conj).reshape(nf, self._conj.shape[1], -1).numpy()  # a view
+        # a float32 view for the compiled exact reads (a copy only if the dictionary is read-only)
+        self._conj_r = kernel_array(torch.view_as_real(self._conj).reshape(nf, self._conj.shape[1], -1).numpy(),
+                                    np.float32)
         self._tail_norm = torch.linalg.vector_norm(self._conj[F1:], dim=-1).T.contiguous()  # (m, nf - F1)
 
     def correlations(self, images01: np.ndarray) -> torch.Tensor:

@@ -437,3 +437,18 @@ def test_compiled_neighbour_lists_are_the_nearest_spots(xtal, G, n_neighbours):
     torch.testing.assert_close(d_fast, d_ref, rtol=0, atol=0)
     own = torch.arange(nb_fast.shape[1])[None, :, None]
     assert not bool((ok_fast & (nb_fast == own)).any())  # never itself
+
+
+def test_refine_takes_read_only_inputs(xtal, sim, refiner):
+    """Read-only images, starts and a broadcast validity mask (a memory-mapped file, a shared
+    mask) reach the compiled objective as the writable ones do."""
+    R = random_rotations(2, rng=4)
+    img = display_transform(sim.linear_images(R)).astype(np.float32)
+    ro, S = img.copy(), R[:, None, None].astype(np.float32)
+    ro.flags.writeable = False
+    S.flags.writeable = False
+    valid = np.broadcast_to(np.ones((SIZE, SIZE), dtype=bool), img.shape)
+    a = refiner.refine(ro, S, valid=valid)
+    b = refiner.refine(img, S.copy(), valid=np.ones(img.shape, dtype=bool))
+    np.testing.assert_array_equal(a.rotations, b.rotations)
+    np.testing.assert_array_equal(a.scores, b.scores)
