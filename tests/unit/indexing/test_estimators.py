@@ -133,64 +133,83 @@ def _proposal_images(sim, n: int = 10) -> np.ndarray:
     return np.concatenate([display_transform(lin), noise])
 
 
-@pytest.mark.parametrize("k, other_family, bound_frequencies", [(4, True, 32), (3, False, 8), (8, False, 0),
-                                                                 (2, True, 61), (40, False, 32)])
-def test_pruned_proposals_are_the_full_correlations(sim, matcher300, k, other_family, bound_frequencies):
+@pytest.mark.parametrize("k, other_family, bound_rank", [(4, True, 16), (3, False, 1), (8, False, 4),
+                                                          (2, True, 48), (40, False, 16)])
+def test_pruned_proposals_are_the_full_correlations(sim, matcher300, k, other_family, bound_rank):
     """The bounded search reads a part of the dictionary and keeps the candidates of the full
-    correlation: the same rotations and scores, for a bound from the first 0 to all 61
-    frequencies, and for more candidates than distinct labels far apart (every entry read)."""
+    correlation: the same rotations and scores, for a factorisation of rank 1 to all 48 radii,
+    and for more candidates than distinct labels far apart (every entry read)."""
     from edorient.indexing.proposals import DictionaryProposals
 
     x = _proposal_images(sim)
     kw = dict(max_frequency=60, n_angles=360, chunk=8)
     full = DictionaryProposals(matcher300, pruned=False, **kw)
-    pruned = DictionaryProposals(matcher300, bound_frequencies=bound_frequencies, **kw)
+    pruned = DictionaryProposals(matcher300, bound_rank=bound_rank, **kw)
     a_rot, a_sc = full.candidates(x, k=k, other_family=other_family)
     b_rot, b_sc = pruned.candidates(x, k=k, other_family=other_family)
     np.testing.assert_allclose(b_sc, a_sc, atol=2e-6)
     np.testing.assert_allclose(b_rot, a_rot, atol=1e-6)
-    if bound_frequencies == 32 and k == 4:  # the default bound rules entries out
+    if bound_rank == 16 and k == 4:  # the default bound rules entries out
         read = np.isfinite(pruned._best_entries(x, k)[0]).mean(1)
-        assert np.median(read) < 0.5  # measured 0.21: the first block of 64 label groups of 300
+        assert np.median(read) < 0.2  # measured 0.05: the first block of 16 label groups of 300
+
+
+def test_a_single_image_reads_the_full_correlation_until_the_dictionary_is_factorised(sim, matcher300):
+    from edorient.indexing.proposals import PRUNE_MIN_IMAGES, DictionaryProposals
+
+    x = _proposal_images(sim, n=3)
+    prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360)
+    one = prop.candidates(x[:1])
+    assert prop._factors is None  # one image: the full correlation, no factorisation
+    many = prop.candidates(x[:PRUNE_MIN_IMAGES])
+    assert prop._factors is not None
+    np.testing.assert_allclose(prop.candidates(x[:1])[1], one[1], atol=2e-6)  # now pruned, the same
+    np.testing.assert_allclose(many[1][:1], one[1], atol=2e-6)
 
 
 def test_the_pruning_bound_is_above_every_entrys_best_correlation(sim, matcher300):
+    """The factorisation's bound, recomputed here from its parts, lies above every entry's best
+    correlation over the in-plane angles, and is tight at full rank."""
     from edorient.indexing._kernels import weighted_moduli
     from edorient.indexing.proposals import DictionaryProposals
 
     x = _proposal_images(sim, n=3)
-    for F1 in (0, 16, 61):
-        prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360, bound_frequencies=F1)
+    for q in (1, 8, 48):
+        prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360, bound_rank=q)
         exact = prop.correlations(x).numpy().max(-1)  # (n, m)
+        Vh, coef, rho_w, _ = prop._factorisation()
         grid = prop.scorer.grid
         fa = torch.fft.rfft(torch.from_numpy(grid.normalise(grid.transform(x)).astype(np.float32)), dim=-1)[..., :61]
-        fa_t = fa.permute(2, 1, 0).contiguous()
-        m = prop._conj.shape[1]
-        low = torch.view_as_real(torch.matmul(prop._conj[:F1], fa_t[:F1])).reshape(F1, m, 2 * len(x)).numpy()
-        bound = weighted_moduli(low, prop._wf[:F1].numpy()).T if F1 else 0.0
-        bound = bound + (prop._tail_norm @ (torch.linalg.vector_norm(fa_t[F1:], dim=1) * prop._wf[F1:, None])).numpy().T
+        fa_t = fa.permute(2, 1, 0).contiguous().to(torch.complex128)
+        ap = torch.matmul(Vh.to(torch.complex128), fa_t)
+        a_perp = torch.sqrt((torch.linalg.vector_norm(fa_t, dim=1) ** 2 - torch.linalg.vector_norm(ap, dim=1) ** 2).clamp(min=0))
+        P = torch.matmul(coef.to(torch.complex128), ap)
+        m = P.shape[1]
+        low = torch.view_as_real(P.to(torch.complex64)).reshape(61, m, -1).contiguous().numpy()
+        bound = weighted_moduli(low, prop._wf.numpy()).T + (rho_w.double() @ a_perp).numpy().T
         assert np.all(bound >= exact - 1e-5)
-        if F1 == 61:  # every frequency multiplied: the bound is the sum of the terms' moduli
-            assert np.median(bound - exact) < 0.5 * np.median(np.abs(exact))
+        if q == 48:  # the basis spans every profile: the bound is the sum of the terms' moduli
+            terms = torch.matmul(prop._conj.to(torch.complex128), fa_t).abs()  # (f, m, n)
+            moduli = torch.einsum("f,fmn->nm", prop._wf.double(), terms).numpy()
+            np.testing.assert_allclose(bound, moduli, atol=2e-3 * np.abs(moduli).max())
 
 
 def test_compiled_dictionary_kernels_match_numpy():
-    from edorient.indexing._kernels import entry_products, weighted_moduli
+    from edorient.indexing._kernels import entry_products, squared_norms, weighted_moduli
 
     rng = np.random.default_rng(2)
     P = (rng.normal(size=(5, 7, 3)) + 1j * rng.normal(size=(5, 7, 3))).astype(np.complex64)
     w = rng.random(5).astype(np.float32)
     got = weighted_moduli(np.ascontiguousarray(P.view(np.float32).reshape(5, 7, 6)), w)
     np.testing.assert_allclose(got, np.einsum("f,fmn->mn", w, np.abs(P)), rtol=1e-5)
-    T = (rng.normal(size=(6, 9, 5)) + 1j * rng.normal(size=(6, 9, 5))).astype(np.complex64)  # (freq, m, r)
-    A = (rng.normal(size=(6, 5, 3)) + 1j * rng.normal(size=(6, 5, 3))).astype(np.complex64)  # (freq, r, n)
-    full = np.einsum("fmr,frn->fmn", T, A)
+    np.testing.assert_allclose(squared_norms(np.ascontiguousarray(P.view(np.float32).reshape(5, 7, 6))),
+                               (np.abs(P.astype(np.complex128)) ** 2).sum(-1), rtol=1e-6)
+    T = (rng.normal(size=(9, 6, 5)) + 1j * rng.normal(size=(9, 6, 5))).astype(np.complex64)  # (m, freq, r)
+    A = (rng.normal(size=(6, 5)) + 1j * rng.normal(size=(6, 5))).astype(np.complex64)  # (freq, r)
     ent = np.array([4, 0, 8, 4], dtype=np.int64)
-    for F1 in (0, 2, 6):
-        low = np.ascontiguousarray(full[:F1].view(np.float32).reshape(F1, 9, 6)) if F1 else np.zeros((0, 9, 6), np.float32)
-        out = entry_products(np.ascontiguousarray(T.view(np.float32).reshape(6, 9, 10)), low,
-                             np.ascontiguousarray(A[:, :, 1]).view(np.float32), ent, 1)
-        np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], full[:, ent, 1], rtol=1e-5, atol=1e-5)
+    out = entry_products(np.ascontiguousarray(T.view(np.float32).reshape(9, 6, 10)),
+                         np.ascontiguousarray(A.view(np.float32)), ent)
+    np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], np.einsum("mfr,fr->fm", T, A)[:, ent], rtol=1e-5, atol=1e-5)
 
 
 def test_dictionary_refined_recovers_clean_singles_and_bicrystals(sim, singles, matcher300):
