@@ -1,4 +1,5 @@
-"""Compiled (Numba) kernels of :mod:`edorient.indexing`: the sums behind a whole-image fit.
+"""Compiled (Numba) kernels of :mod:`edorient.indexing`: the sums behind a whole-image fit, and
+the dictionary search's bound and exact reads.
 
 :func:`masked_sums` gives, for each model and the image it is fitted to, the sums over that
 image's valid pixels that a Pearson correlation needs (of the image, its square; of the model,
@@ -9,6 +10,10 @@ its square, two float64 sums of them and a float32 matrix product
 (:func:`edorient.indexing.proposals._masked_correlations`): 3-5x faster a model, and closer to
 the exact sums (the product accumulated in float32 to about 1e-7). The models' sums run as four
 partial sums side by side (a single chain of additions waits on each one's latency).
+
+:func:`weighted_moduli`, :func:`squared_norms` and :func:`entry_products` serve
+:meth:`edorient.indexing.proposals.DictionaryProposals._best_entries`: the bound on every
+dictionary entry's correlation, and the exact products of the entries it cannot rule out.
 """
 
 from __future__ import annotations
