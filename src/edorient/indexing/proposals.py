@@ -323,7 +323,7 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
 #: the bound at rank 16 leaves a median 0.3 % of the entries to read (at most 15 %), at rank 8
 #: 1 % (at most 64 %).
 BOUND_RANK = 16
-#: A pruned read pays a factorisation of the dictionary first (~0.5 s for 6,400 directions, once
+#: A pruned read pays a factorisation of the dictionary first (~0.6 s for 6,400 directions, once
 #: per :class:`DictionaryProposals`); a call with fewer images than this before it reads the full
 #: correlation (~50 ms an image then, against ~5 pruned). The candidates are the same either way.
 PRUNE_MIN_IMAGES = 8
@@ -386,7 +386,7 @@ class DictionaryProposals:
         ``|T|²`` (float32 entries: their rounding stays below it, so ρ bounds the true residual).
         The basis comes from the singular vectors of at most 512 entries (any basis keeps the
         bound exact; a good one keeps it tight). With the copy of the dictionary for the exact reads
-        (each entry's frequencies together) ~0.5 s for 12,800 entries, once; hence
+        (each entry's frequencies together) ~0.6 s for 12,800 entries, once; hence
         :data:`PRUNE_MIN_IMAGES`."""
         if self._factors is None:
             C = self._conj

@@ -718,7 +718,7 @@ class Refiner:
         """What a Levenberg-Marquardt step needs: ``JᵀJ`` (B, P, P), ``Jᵀr`` (B, P), ``|r|²``,
         the correlation and the number of valid samples (B,) of :meth:`_evaluate`'s residuals.
         On the CPU (float32) the compiled :func:`~edorient.indexing._refine_kernels.normal_equations`
-        computes them in one pass a hypothesis, in float64 (3-4x faster than the tensor
+        computes them in one pass a hypothesis, in float64 (3.5-4.6x faster than the tensor
         operations); elsewhere they come from :meth:`_evaluate`'s residuals and Jacobian."""
         if not self.compiled:
             res, J, corr, nw = self._evaluate(lv, R, p, n_img, h)
