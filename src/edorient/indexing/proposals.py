@@ -320,8 +320,9 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
 #: (:meth:`DictionaryProposals._best_entries`). The 48 radii of an entry's angular-frequency
 #: profile are nearly redundant: 16 basis vectors a frequency hold 99.8-99.9 % of the 6,400-direction
 #: dictionary's energy (4: 67-93 %). Measured on 32 of the accuracy benchmark's noisy bicrystals:
-#: the bound at rank 16 leaves a median 0.3 % of the entries to read (at most 15 %), at rank 8
-#: 1 % (at most 64 %).
+#: the bound at rank 16 lies below the 10th best entry's correlation for all but a median 0.3 % of
+#: the entries (at most 15 %), at rank 8 1 % (at most 64 %); the search, which needs the k-th
+#: distinct label, reads a median 1.8 % (``benchmarks/bench_search.py``, k = 3-4).
 BOUND_RANK = 16
 #: A pruned read pays a factorisation of the dictionary first (~0.6 s for 6,400 directions, once
 #: per :class:`DictionaryProposals`); a call with fewer images than this before it reads the full
@@ -448,7 +449,8 @@ class DictionaryProposals:
         the radii's 48. Per image the label groups are then read exactly, best bound first, until
         the k-th candidate found (:meth:`_greedy`) scores above every bound left: the candidates
         are those of the full correlation (equal bounds aside). Measured on the accuracy
-        benchmark's bicrystals: a median 0.3 % of the entries read."""
+        benchmark's images: a median 1.8 % of the entries read for k = 3-4, at most 16 %
+        (``benchmarks/bench_search.py``)."""
         grid = self.scorer.grid
         polar = grid.normalise(grid.transform(np.asarray(images01, dtype=np.float32)))
         nf, m = self._conj.shape[0], self._conj.shape[1]

@@ -33,7 +33,7 @@ normalised residual ``ŷ - c m̂`` (``|·|² = 1 - c²``) with an analytic Jacob
 Only reflections that can be excited within ``margin_deg`` of the level's start (peak
 >= ``min_intensity``) enter, padded and masked to one K per chunk. On the CPU the objective's
 normal equations (``JᵀJ``, ``Jᵀr``) and each spot's neighbours come from compiled kernels
-(:mod:`edorient.indexing._refine_kernels`, one pass a hypothesis, 3.5-4.6x faster); the tensor
+(:mod:`edorient.indexing._refine_kernels`, one pass a hypothesis, 1.5-4.5x faster); the tensor
 evaluation is their reference in the tests and the path on CUDA.
 
 Before the iterations of a level, the tilt of every grain is searched on a grid (the image is
@@ -718,7 +718,7 @@ class Refiner:
         """What a Levenberg-Marquardt step needs: ``JᵀJ`` (B, P, P), ``Jᵀr`` (B, P), ``|r|²``,
         the correlation and the number of valid samples (B,) of :meth:`_evaluate`'s residuals.
         On the CPU (float32) the compiled :func:`~edorient.indexing._refine_kernels.normal_equations`
-        computes them in one pass a hypothesis, in float64 (3.5-4.6x faster than the tensor
+        computes them in one pass a hypothesis, in float64 (1.5-4.5x faster than the tensor
         operations); elsewhere they come from :meth:`_evaluate`'s residuals and Jacobian."""
         if not self.compiled:
             res, J, corr, nw = self._evaluate(lv, R, p, n_img, h)

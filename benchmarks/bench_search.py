@@ -1,0 +1,142 @@
+"""The dictionary search and the refinement's objective: compiled paths against their baselines.
+
+Two measurements, each against its baseline in the same run on the same inputs:
+
+- **Dictionary proposals** (:class:`~edorient.indexing.proposals.DictionaryProposals`): the
+  bounded search (``pruned=True``, the default) against the full correlation (``pruned=False``),
+  ms an image for k = 3, 4 (both mirror families) and 8, and whether the candidates agree. The
+  bounded search's one-off factorisation of the dictionary is timed apart.
+- **The refinement's objective** (:meth:`~edorient.indexing.refine.Refiner._normal_equations`):
+  the compiled kernel against the tensor evaluation (``compiled=False``, the CUDA path), ms a
+  call and per hypothesis for one and two grains, and the largest relative difference.
+
+Test images: anatase, orientations uniform over SO(3) (seed ``--seed``), the accuracy
+benchmark's noise (:func:`bench_accuracy.make_images`), bicrystals 0.5:0.5.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_search.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_search.py --directions 800 --n 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _timed(fn, repeat: int) -> tuple[float, object]:
+    """(median seconds of ``repeat`` calls after one warm call, the last result)."""
+    out = fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), out
+
+
+def bench_dictionary(x: np.ndarray, directions: int, repeat: int) -> dict:
+    from edorient.indexing.matching import TemplateMatcher
+    from edorient.indexing.proposals import DictionaryProposals
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    sim = Simulator(anatase(), SimulationConfig(image_size=x.shape[-1]))
+    matcher = TemplateMatcher(sim, n_directions=directions)
+    kw = dict(max_frequency=60, n_angles=360)
+    full = DictionaryProposals(matcher, pruned=False, **kw)
+    pruned = DictionaryProposals(matcher, **kw)
+    t = time.perf_counter()
+    pruned._factorisation()
+    out = {"entries": int(pruned._conj.shape[1]), "factorisation_s": time.perf_counter() - t, "k": {}}
+    for k, both in ((3, False), (4, True), (8, False)):
+        tf, a = _timed(lambda: full.candidates(x, k=k, other_family=both), repeat)
+        tp, b = _timed(lambda: pruned.candidates(x, k=k, other_family=both), repeat)
+        read = np.isfinite(pruned._best_entries(x[: pruned.chunk], k)[0]).mean(1)
+        out["k"][f"{k}{' both families' if both else ''}"] = {
+            "full_ms_per_image": 1e3 * tf / len(x), "pruned_ms_per_image": 1e3 * tp / len(x),
+            "speed_up": tf / tp, "same_candidates": bool(np.allclose(a[0], b[0], atol=1e-6)),
+            "max_score_difference": float(np.abs(a[1] - b[1]).max()),
+            "entries_read_median": float(np.median(read)), "entries_read_max": float(read.max())}
+    return out
+
+
+def bench_objective(x2: np.ndarray, x1: np.ndarray, rot2: np.ndarray, rot1: np.ndarray, h: int, repeat: int) -> dict:
+    import torch
+
+    from edorient.indexing.refine import DEFAULT_LEVELS, Refiner, _expmap, _to_linear
+    from edorient.render import SimulationConfig
+    from edorient.structures import anatase
+
+    cfg = SimulationConfig(image_size=x2.shape[-1])
+    ref = Refiner(anatase(), cfg)
+    rng = np.random.default_rng(1)
+    out = {}
+    for name, x, rot in (("one grain", x1, rot1), ("two grains", x2, rot2)):
+        n, G = len(x), rot.shape[1]
+        feats = ref._filtered(_to_linear(torch.as_tensor(x, dtype=torch.float32)), DEFAULT_LEVELS[0].blur_px)
+        turn = torch.as_tensor(rng.normal(size=(n * h, G, 3)) * np.radians(0.7))
+        R = (_expmap(turn) @ torch.as_tensor(np.repeat(rot, h, axis=0))).float()
+        p = torch.zeros(n * h, 5)
+        p[:, 3] = 0.5 if G == 2 else 1.0
+        lv = ref._make_level(DEFAULT_LEVELS[0], feats, R, p)
+        ref.compiled = False
+        tt, want = _timed(lambda: ref._normal_equations(lv, R, p, n, h), repeat)
+        ref.compiled = True
+        tc, got = _timed(lambda: ref._normal_equations(lv, R, p, n, h), repeat)
+        diff = max(float((a - b.double()).abs().max() / b.double().abs().max().clamp(min=1e-30))
+                   for a, b in zip(got[:4], want[:4]))
+        out[name] = {"hypotheses": n * h, "spots_per_hypothesis": int(lv.valid.shape[1] * lv.valid.shape[2] + 1),
+                     "tensor_ms": 1e3 * tt, "compiled_ms": 1e3 * tc, "speed_up": tt / tc,
+                     "compiled_us_per_hypothesis": 1e6 * tc / (n * h), "max_relative_difference": diff}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=128, help="images for the dictionary (default 128)")
+    ap.add_argument("--directions", type=int, default=6400, help="dictionary directions (default 6400)")
+    ap.add_argument("--hypotheses", type=int, default=4, help="hypotheses an image for the objective")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1010)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_accuracy import make_images
+
+    torch.set_num_threads(1)
+    x2, rot2, _ = make_images(a.n, 128, 2, (0.5, 0.5), True, a.seed)
+    x1, rot1, _ = make_images(a.n // 4, 128, 1, (1.0, 1.0), True, a.seed + 1)
+    res = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "images": a.n, "directions": a.directions,
+           "omp_threads": os.environ.get("OMP_NUM_THREADS", "unset"), "torch_threads": 1}
+    res["dictionary"] = bench_dictionary(np.concatenate([x2, x1]), a.directions, a.repeat)
+    res["objective"] = bench_objective(x2[:16], x1[:16], rot2[:16], rot1[:16], a.hypotheses, a.repeat)
+    d = res["dictionary"]
+    print(f"# dictionary proposals, {d['entries']} entries, {a.n + a.n // 4} noisy images "
+          f"(factorisation once: {d['factorisation_s']:.2f} s)\n")
+    print("| k | full ms/image | bounded ms/image | speed-up | same candidates | entries read (median / max) |")
+    print("|---|---|---|---|---|---|")
+    for k, v in d["k"].items():
+        print(f"| {k} | {v['full_ms_per_image']:.1f} | {v['pruned_ms_per_image']:.1f} | {v['speed_up']:.1f}x | "
+              f"{v['same_candidates']} | {100 * v['entries_read_median']:.1f} % / {100 * v['entries_read_max']:.1f} % |")
+    print("\n# the refinement's objective (normal equations), one call\n")
+    print("| grains | hypotheses | spots a hypothesis | tensor ms | compiled ms | speed-up | us a hypothesis | max rel. difference |")
+    print("|---|---|---|---|---|---|---|---|")
+    for k, v in res["objective"].items():
+        print(f"| {k} | {v['hypotheses']} | {v['spots_per_hypothesis']} | {v['tensor_ms']:.1f} | {v['compiled_ms']:.1f} | "
+              f"{v['speed_up']:.1f}x | {v['compiled_us_per_hypothesis']:.0f} | {v['max_relative_difference']:.1e} |")
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
