@@ -76,7 +76,7 @@ def normal_equations(feats, h, R, p, gsel, sagsel, relsel, valid, nb_idx, nb_ok,
     sy = np.empty(nP)
     sm = np.empty(nP)
     dc = np.empty(nP)
-    Jq = np.empty(nP)
+    Jv = np.empty((M, nP))
     for b in range(B):
         img = b // h
         crow, ccol, bg = float(p[b, 0]), float(p[b, 1]), float(p[b, 4])
@@ -259,22 +259,21 @@ def normal_equations(feats, h, R, p, gsel, sagsel, relsel, valid, nb_idx, nb_ok,
                 dc[a] += dy[q, a] * m[q] + y[q] * dm[q, a]
         corr[b] = c
         r2 = 0.0
+        cnt = 0
         for q in range(M):
             if wt[q] == 0.0:
                 continue
             res = y[q] - c * m[q]
             r2 += res * res
             for a in range(nP):
-                Jq[a] = dy[q, a] - c * dm[q, a] - m[q] * dc[a]
-            for a in range(nP):
-                gv[b, a] += Jq[a] * res
-                ja = Jq[a]
-                for e in range(a, nP):
-                    A[b, a, e] += ja * Jq[e]
+                ja = dy[q, a] - c * dm[q, a] - m[q] * dc[a]
+                Jv[cnt, a] = ja
+                gv[b, a] += ja * res
+            cnt += 1
         rss[b] = r2
-        for a in range(nP):
-            for e in range(a):
-                A[b, a, e] = A[b, e, a]
+        if cnt > 0:  # JᵀJ by one matrix product over the valid samples' rows
+            Jc = Jv[:cnt]
+            A[b] = np.dot(Jc.T, Jc)
     return A, gv, rss, corr, nws
 
 
