@@ -388,7 +388,8 @@ class DictionaryProposals:
         The basis comes from the singular vectors of at most 512 entries (any basis keeps the
         bound exact; a good one keeps it tight). With the copy of the dictionary for the exact reads
         (each entry's frequencies together) ~0.6 s for 12,800 entries, once; hence
-        :data:`PRUNE_MIN_IMAGES`."""
+        :data:`PRUNE_MIN_IMAGES`. Memory: the copy is the dictionary's size again (300 MB for
+        6,400 directions), the coefficients a third of it."""
         if self._factors is None:
             C = self._conj
             nf, m, r = C.shape
