@@ -93,6 +93,25 @@ def test_erase_spots_keeps_centre():
     assert out[16, 16] == 1.0 and out[5, 5] == 0.0 and out[5, 8] == 1.0
 
 
+def test_erase_spots_sets_exactly_the_discs():
+    """Every pixel within the radius of a spot (not the centre's), and no other, is filled: the
+    discs of spots inside, on the edge and outside the image, at sub-pixel positions."""
+    rng = np.random.default_rng(3)
+    img = rng.random((40, 36)).astype(np.float32)
+    spots = np.concatenate([rng.uniform(-4, 44, (60, 2)), [[20.0, 18.0], [-2.5, 10.0], [41.9, 35.2]]])
+    for radius in (0.7, 2.0, 3.3):
+        out = erase_spots(img, spots, radius, fill=-1.0)
+        rows, cols = np.mgrid[0:40, 0:36]
+        want = np.zeros(img.shape, dtype=bool)
+        for r, c in spots:
+            if (r - 20) ** 2 + (c - 18) ** 2 < (2 * radius) ** 2:  # the direct beam's spot is kept
+                continue
+            want |= (rows - r) ** 2 + (cols - c) ** 2 <= radius**2
+        assert want.any() and not want.all()
+        np.testing.assert_array_equal(out == -1.0, want)
+        np.testing.assert_array_equal(out[~want], img[~want])
+
+
 def test_stage2_recovers_second_grain_given_the_first(sim):
     # Sixteen clean random bicrystals: given grain A, stage 2 must find grain B. Where B's spots
     # overlap A's, erasing A also removes part of B, so a minority may be off; the typical case
