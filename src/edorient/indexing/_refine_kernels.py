@@ -13,9 +13,12 @@ normalisation and the residual ``ŷ - c m̂`` with its Jacobian through both.
 Why compiled: on the CPU a chunk's evaluation is a few hundred small tensor operations (a
 hypothesis holds some tens of spots, five samples each, 8 or 11 parameters), most of their time
 spent in dispatch and in writing and re-reading the (hypotheses, samples, parameters) Jacobian;
-here each hypothesis' samples stay in a small scratch buffer and the Jacobian is reduced to
-``JᵀJ`` as it is made. The torch evaluation stays the reference (tested equal to this one) and the
-path on CUDA.
+here each hypothesis' samples and Jacobian rows stay in small scratch buffers, reduced to ``JᵀJ``
+by one matrix product a hypothesis. The torch evaluation stays the reference (tested equal to this
+one) and the path on CUDA.
+
+:func:`nearest_spots` gives each spot's nearest neighbours (whose tails enter its model), the
+compiled twin of the distance matrix and ``topk`` in ``Refiner._neighbours``.
 
 Sums are in float64 (the torch evaluation's in float32): the two agree to about 1e-6 relative.
 """
