@@ -172,3 +172,28 @@ def squared_norms(x):
                 s += v * v
             out[a, b] = s
     return out
+
+
+@njit(nb.int64(nb.int64[::1], _f8[::1], nb.boolean[:, ::1], nb.int64, nb.int64[::1]))
+def greedy_groups(order, gbest, far, k, kept):
+    """:meth:`edorient.indexing.proposals.DictionaryProposals._greedy`: up to ``k`` groups of
+    ``order`` (best first) into ``kept``, each ``far`` from every one kept before it; a group
+    scored -inf (not read) ends the run. Returns how many were kept. The Python loop was 8 % of
+    the bicrystal chain's time once partners were read from a pool of 12."""
+    kept[0] = order[0]
+    n = 1
+    for t in range(1, order.shape[0]):
+        if n >= k:
+            break
+        q = order[t]
+        if gbest[q] == -np.inf:
+            break
+        ok = True
+        for j in range(n):
+            if not far[q, kept[j]]:
+                ok = False
+                break
+        if ok:
+            kept[n] = q
+            n += 1
+    return n
