@@ -94,7 +94,7 @@ def test_partner_candidates_rerank_the_dictionarys_pool(sim, matcher300):
     own = prop.candidates(erased, 2)[0]
     np.testing.assert_allclose(partner_candidates(prop, erased, 2, one, None), own)
     np.testing.assert_allclose(partner_candidates(prop, erased, 2, one, 2), own)
-    pool = prop.candidates(erased, 8)[0]
+    pool = prop.candidates(erased, 8, certain=2)[0]
     got = partner_candidates(prop, erased, 2, one, 8)
     np.testing.assert_allclose(got, ranked_by_image_fit(sim, erased, pool, 2, one.centre_px, one.calibration_scale))
     # each kept candidate is one of the pool's
@@ -102,22 +102,51 @@ def test_partner_candidates_rerank_the_dictionarys_pool(sim, matcher300):
     assert np.all(d.min(-1) < 1e-12)
 
 
+def test_a_pool_read_is_certain_of_its_first_candidates_only(sim, matcher300):
+    """``candidates(k, certain=c)`` on the pruned read: the first c are the full correlation's
+    (rotations and scores), all k are distinct labels scored exactly, fewer entries are read
+    than for k certain ones, and ``certain`` = k is the plain read."""
+    rng = np.random.default_rng(4)
+    R = random_rotations(24, rng=4).reshape(12, 2, 3, 3)
+    lin = 0.5 * (sim.linear_images(R[:, 0]) + sim.linear_images(R[:, 1]))
+    x = display_transform(np.stack([add_noise(m, float(d), 0.001, rng) for m, d in zip(lin, rng.uniform(300, 3e4, 12))]))
+    kw = dict(max_frequency=60, n_angles=120, chunk=12)
+    full = DictionaryProposals(matcher300, pruned=False, **kw)
+    prop = DictionaryProposals(matcher300, **kw)
+    a_rot, a_sc = full.candidates(x, k=10)
+    b_rot, b_sc = prop.candidates(x, k=10, certain=3)
+    np.testing.assert_allclose(b_rot[:, :3], a_rot[:, :3], atol=1e-6)
+    np.testing.assert_allclose(b_sc[:, :3], a_sc[:, :3], atol=2e-6)
+    # the others: exact correlations of distinct labels (their own best angle, as the full read's)
+    laue = sim.crystal.laue
+    exact = full.correlations(x).numpy().max(-1)  # (n, entries)
+    for i in range(len(x)):
+        lab = laue.reduce(b_rot[i, :, 2])
+        assert np.all(laue.apart(lab, lab, prop.separation_deg)[np.triu_indices(10, 1)])
+        assert np.abs(b_sc[i][:, None] - exact[i][None].astype(float)).min(1).max() < 2e-6
+    read_some = np.isfinite(prop._best_entries(x, 10, 3)[0]).sum()
+    read_all = np.isfinite(prop._best_entries(x, 10)[0]).sum()
+    assert read_some < read_all
+    np.testing.assert_allclose(prop.candidates(x, k=10, certain=10)[1], a_sc, atol=2e-6)
+
+
 def test_the_pool_finds_partners_the_dictionary_ranks_low(sim, matcher300):
     """Clean 0.5:0.5 bicrystals (seeds 9 and 10) with the chain's partner pass from the chosen
     answer off, so that the first search and the gated pass are compared: without the pool 9 of
-    16 have both grains within 1° (image 9 has one 17° off), with it 12 (measured), and no image
+    16 have both grains within 1° (image 9 has one 17° off), with the pool (12 or 20) 12 (measured), and no image
     within 1° without the pool ends worse than 1° with it."""
     from edorient.evaluation.metrics import grain_errors
-    from edorient.indexing.estimators import DictionaryRefined
+    from edorient.indexing.estimators import PARTNER_POOL, DictionaryRefined
 
     pairs = np.concatenate([random_rotations(16, rng=s).reshape(8, 2, 3, 3) for s in (9, 10)])
     lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(16, 2, 128, 128)
     xb = display_transform(0.5 * lin[:, 0] + 0.5 * lin[:, 1])
     refiner = Refiner(sim.crystal, sim.config)
     err = {}
-    for pool in (None, 12):
+    for pool in (None, PARTNER_POOL):
         est = DictionaryRefined(matcher300, refiner, grains=2, chosen_partner_k=0, partner_pool=pool).estimate(xb)
         err[pool] = grain_errors(est.directions, pairs[..., 2, :], sim.crystal.laue)[0].max(axis=1)
-    assert err[None][9] > 2 and err[12][9] < 1, (err[None], err[12])
-    assert np.sum(err[12] < 1) >= np.sum(err[None] < 1) + 2, (err[None], err[12])
-    assert np.all(err[12][err[None] < 1] < 1), err[12]
+    on = err[PARTNER_POOL]
+    assert err[None][9] > 2 and on[9] < 1, (err[None], on)
+    assert np.sum(on < 1) >= np.sum(err[None] < 1) + 2, (err[None], on)
+    assert np.all(on[err[None] < 1] < 1), on
