@@ -552,7 +552,7 @@ def ranked_by_image_fit(simulator, images01: np.ndarray, rotations: np.ndarray, 
     image with the other grain's spots erased; this judges it by what a model predicts
     everywhere. Measured on the misses of tuning seed 4040 (300 noisy bicrystals, the answer's
     right grain erased): the missing grain was the dictionary's 4th-25th candidate in 8 of 10,
-    and the 1st-3rd by this fit in 8 of 10 (first in 6)."""
+    and the 1st-3rd by this fit in 8 of 10 (first in 5)."""
     from edorient.indexing.matching import model_linear_images
     from edorient.render import display_transform
 
