@@ -353,8 +353,8 @@ CHOSEN_PARTNER_ROUNDS = 2
 #:
 #: - none: 96.0 / 96.0 % at 10.2 / 9.8 bicrystals/s;
 #: - the pool read exactly (the dictionary's ``pool`` best): 8 97.7 / 97.0 % at 8.7 / 9.1; 12
-#:   97.7 / 97.7 % at 7.7 / 7.5; 20 98.0 / 98.0 % at 6.5 / 6.5. With 12, fewer of the other
-#:   searches lose what it wins: one first grain (``firsts`` 1) 98.0 / 96.7 % at 9.7 / 9.9, one
+#:   97.7 / 97.7 % at 7.7 / 7.5; 20 98.0 / 98.0 % at 6.5 / 6.5. With 12, cutting one of the other
+#:   searches to pay for it gives back what it wins: one first grain (``firsts`` 1) 98.0 / 96.7 % at 9.7 / 9.9, one
 #:   chosen partner 96.7 / 97.3 % at 8.2 / 8.1, one round 97.3 / 97.3 % at 8.2 / 8.1, 3 gated
 #:   partners 97.3 / 97.0 % at 7.9 / 8.0;
 #: - the pool as read now (the exact best ``k`` and the best of the other entries read for them):
@@ -437,9 +437,9 @@ class DictionaryRefined(Estimator):
     fitted the whole image better than the answer. Measured: :data:`CHOSEN_PARTNER_K`.
 
     ``partner_pool`` (:data:`PARTNER_POOL`; None: off): every partner search on an image with a
-    grain's spots erased (the first search's, the gated pass's and the chosen answer's) reads the
-    dictionary's ``partner_pool`` best and keeps the ones whose one-grain models fit that image
-    best (:func:`~edorient.indexing.proposals.partner_candidates`). The polar correlation ranks a
+    grain's spots erased (the first search's, the gated pass's and the chosen answer's) reads a
+    pool of ``partner_pool`` dictionary candidates and keeps the ones whose one-grain models fit
+    that image best (:func:`~edorient.indexing.proposals.partner_candidates`). The polar correlation ranks a
     partner by the rings and angles of its spots, and a grain's erased spots take some of the
     partner's with them; a model drawn and compared over every pixel ranks the right partner
     higher. Measured: :data:`PARTNER_POOL`.

@@ -649,6 +649,8 @@ def refine_partners(refiner, proposer: DictionaryProposals, images01: np.ndarray
     best distinct fits (:func:`distinct_best`), that grain's spots erased, the dictionary's top
     ``k`` on what is left (and their half turns) paired with it; plus ``extra`` two-grain
     hypotheses (n, e, 2, 3, 3); all refined together. Returns the two-grain RefineResult.
+    ``pool``: the partners as :func:`partner_candidates` ranks them (its fit reads every pixel
+    outside the direct beam, not only ``valid``'s).
 
     The best single-grain fit of a bicrystal is often a wrong orientation whose few spots sit on
     either grain's (measured: 95 % of images had a refined single-grain start within 2° of a
@@ -673,7 +675,8 @@ def dictionary_partner_hypotheses(refiner, proposer: DictionaryProposals, images
     """:func:`partner_hypotheses` with the batched dictionary instead of template matching:
     (n, 1 + 2 x 2k, 2, 3, 3): the best pair of the two-grain ``res``, then each refined grain
     paired with the dictionary's top ``k`` (and half turns) on the image with that grain's
-    refined spots erased."""
+    refined spots erased (with ``pool``, the ``k`` of a pool that :func:`partner_candidates`
+    ranks first)."""
     x = np.asarray(images01, dtype=np.float32)
     hyp = [res.rotations[:, None]]
     for g in (0, 1):
@@ -691,7 +694,8 @@ def refine_sequential(refiner, proposer: DictionaryProposals, images01: np.ndarr
     e.g. a CNN's; all with their half turns) refined as one grain, the spots of its ``firsts``
     best distinct fits erased in turn, grain B from the dictionary's top ``k`` on what is left
     (:func:`refine_partners`, with ``extra`` pair hypotheses). ``first_levels`` and ``levels``:
-    the refinement schedules of the one-grain and the two-grain fits (None: the refiner's).
+    the refinement schedules of the one-grain and the two-grain fits (None: the refiner's);
+    ``pool``: grain B's candidates from a pool (:func:`partner_candidates`).
     Returns (two-grain RefineResult, one-grain RefineResult of grain A)."""
     x = np.asarray(images01, dtype=np.float32)
     starts, _ = proposer.candidates(x, k)
