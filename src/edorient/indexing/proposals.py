@@ -31,7 +31,7 @@ from edorient.physics.orientation import rz
 
 __all__ = ["DictionaryProposals", "bicrystal_hypotheses", "dictionary_partner_hypotheses", "distinct_best",
            "erase_grain", "explained_peaks", "grain_starts", "half_turn", "image_peaks", "pairs_with",
-           "partner_hypotheses", "refine_bicrystals", "refine_partners", "refine_sequential", "single_hypotheses",
+           "partner_candidates", "partner_hypotheses", "ranked_by_image_fit", "refine_bicrystals", "refine_partners", "refine_sequential", "single_hypotheses",
            "with_half_turns"]
 
 _RZ180 = rz(180.0)
@@ -569,7 +569,7 @@ def ranked_by_image_fit(simulator, images01: np.ndarray, rotations: np.ndarray, 
     step = max(1, _FIT_BLOCK // K)
     for lo in range(0, n, step):
         sl = slice(lo, min(n, lo + step))
-        c = len(x[sl])
+        c = sl.stop - lo
         L = model_linear_images(simulator, R[sl].reshape(-1, 3, 3), np.repeat(cen[sl], K, axis=0), np.repeat(sc[sl], K))
         models = display_transform(L, out=L).reshape(c, K, -1)
         fits = _masked_correlations(x[sl].reshape(c, -1), models, np.broadcast_to(base, (c, size * size)))
