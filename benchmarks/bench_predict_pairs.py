@@ -76,7 +76,12 @@ def run(images, truth, centre, cal) -> list[dict]:
         dt = time.perf_counter() - t
         F = np.stack([g.rotation for g in res.grains])
         row = {"seconds": dt, "verdicts": [g.verdict for g in res.grains], "real": bool(res.second_grain["real"]),
-               "uncertainty": [g.uncertainty_deg for g in res.grains], "found": F.tolist()}
+               "uncertainty": [g.uncertainty_deg for g in res.grains], "found": F.tolist(),
+               # what the verdict read, per grain (to study where it errs)
+               "image_fit": [g.image_fit for g in res.grains], "image_fit_margin": [g.image_fit_margin for g in res.grains],
+               "spot_agreement": [g.spot_agreement for g in res.grains], "reasons": [g.reasons for g in res.grains],
+               "second_grain": {k: v for k, v in (res.second_grain or {}).items()
+                                if isinstance(v, (bool, int, float, str)) or v is None}}
         if len(T) == 2:
             e = order_free_errors(xt.laue, T[None], F[None])[0]
             # the verdicts follow the grains in the pairing of the errors
