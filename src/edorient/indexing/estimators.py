@@ -376,7 +376,7 @@ PARTNER_POOL = 20
 #: 2.5e-4, 5e-4 and 1e-3 98.7 / 98.7 / 97.3 % (none moved wrongly; 5e-4 is the middle of that
 #: plateau), 5 % slower. 1,000 single crystals of seed 4044 (< 1°): 99.6 -> 99.8 % at 47 -> 41
 #: images/s, the two misses left flagged ``ambiguous``. Every miss of 2,000 single crystals of
-#: seed 4043 was the truth's twin, within 0.03-0.72° (docs/results.md, "Zone-axis twins").
+#: seed 4043 was the truth's twin, within 0.03-0.72° (docs/results.md, "Session 20: zone-axis twins").
 ZONE_TWINS = 1
 TWIN_MARGIN = 5e-4
 

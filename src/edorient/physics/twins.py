@@ -13,8 +13,8 @@ Where z is a two-fold axis of the crystal's Laue group, ``C`` is a symmetry and 
 itself. Elsewhere (anatase: [1 1 1], [2 1 0], [3 1 1], [5 5 1], ...) it is another orientation,
 2δ off in beam direction, that a pattern showing little beyond the ZOLZ cannot tell from R: a
 field of 1.5 Å⁻¹ at 200 kV near a zone is such a pattern. Measured on the accuracy benchmark's
-noisy images (docs/results.md, "Zone-axis twins"): every single-crystal miss of 2,000 was the
-truth's twin, within 0.65°.
+noisy images (docs/results.md, "Session 20: zone-axis twins"): every single-crystal miss of
+2,000 was the truth's twin, within 0.72°.
 
 Pure numpy; the reflections come from the caller (:class:`edorient.physics.reflections.Reflections`).
 """

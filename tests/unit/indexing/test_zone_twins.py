@@ -94,3 +94,16 @@ def test_a_twin_within_the_margin_is_flagged_not_taken(sim, refiner, case):
     out, _, moved, gap = zone_twin_pass(refiner, sim, x, res)
     assert not moved.any() and (gap[:2, 0] < 0).all()
     assert (out.direction_ambiguous == res.direction_ambiguous).all()
+
+
+def test_the_chain_takes_the_twin_pass_only_with_the_whole_image_choice(sim, refiner):
+    from edorient.errors import EdorientError
+    from edorient.indexing.estimators import TWIN_MARGIN, ZONE_TWINS, DictionaryRefined
+    from edorient.indexing.matching import TemplateMatcher
+
+    m = TemplateMatcher(sim, n_directions=50)
+    chain = DictionaryRefined(m, refiner, grains=2)
+    assert (chain.twins, chain.twin_margin) == (ZONE_TWINS, TWIN_MARGIN)
+    assert DictionaryRefined(m, refiner, grains=2, image_fit=False).twins == 0
+    with pytest.raises(EdorientError, match="twins 1 needs the whole-image choice"):
+        DictionaryRefined(m, refiner, grains=2, image_fit=False, twins=1)
