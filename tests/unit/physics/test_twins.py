@@ -90,3 +90,36 @@ def test_twins_recover_the_truth_and_skip_two_fold_axes(sim):
     # about [0 0 1] and [1 1 0] (two-fold axes of 4/mmm) the twin is a symmetry equivalent: none
     for uvw in ([0, 0, 1], [1, 1, 0]):
         assert zone_axis_twins(_near_zone(xt, uvw, 2.0), *args).shape == (0, 3, 3)
+
+
+def test_the_invariant_holds_on_a_hexagonal_cell():
+    """An hcp cell (non-orthogonal axes, 6/mmm): 3° off [1 0 1] the twin shares every ZOLZ spot;
+    about [0 0 1] and [1 0 0] (two-fold axes of 6/mmm) there is none."""
+    from edorient.physics.crystal import Crystal
+    from edorient.physics.symmetry import laue_group
+
+    a, c = 3.21, 5.21
+    cell = (a, a, c, 90.0, 90.0, 120.0)
+    hcp = Crystal(name="hcp Mg", cell=cell, symbols=("Mg", "Mg"), numbers=np.array([12, 12]),
+                  frac=np.array([[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]), occupancy=np.ones(2),
+                  b_iso=np.full(2, 0.5), space_group="P 63/m m c", laue=laue_group("6/mmm"))
+    sim = Simulator(hcp, SimulationConfig(image_size=128))
+    rf = sim.reflections
+    P = proper_rotations(hcp.laue)
+    uvw = np.array([1, 0, 1])
+    R = _near_zone(hcp, uvw, 3.0)
+    found, _ = zone_axes_near(R[2], rf.hkl, rf.g_vectors, rf.intensity, hcp.direct_matrix)
+    assert found[0].tolist() == uvw.tolist()
+    (T,) = zone_axis_twins(R, rf.hkl, rf.g_vectors, rf.intensity, hcp.direct_matrix, P, max_twins=1)
+    a_sp, b_sp = sim.spots(R), sim.spots(T)
+    key_b = {tuple(h): i for i, h in enumerate(b_sp.hkl)}
+    zolz = np.flatnonzero(a_sp.hkl @ uvw == 0)
+    assert len(zolz) >= 6
+    for i in zolz:
+        j = key_b[tuple(-a_sp.hkl[i])]
+        np.testing.assert_allclose(b_sp.position[j], a_sp.position[i], atol=1e-12)
+        assert b_sp.intensity[j] == pytest.approx(a_sp.intensity[i], rel=1e-9)
+    for two_fold in ([0, 0, 1], [1, 0, 0]):
+        got = zone_axis_twins(_near_zone(hcp, two_fold, 2.0), rf.hkl, rf.g_vectors, rf.intensity,
+                              hcp.direct_matrix, P)
+        assert got.shape == (0, 3, 3), two_fold
