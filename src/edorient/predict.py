@@ -15,7 +15,8 @@
 
 Each grain is reported as a unit vector in the crystal frame, reduced to the fundamental sector
 (its label), with its full orientation (the matrix R, its unreduced beam direction and in-plane
-angle), its score, and the nearest low-index zone axis [u v w]. The overlay is drawn on the
+angle), its score, the nearest low-index zone axis [u v w] and, near a zone that is no two-fold
+axis of the crystal, its zone-axis twin (:func:`zone_axis_twin`). The overlay is drawn on the
 user's own image, in the file's pixels, with hkl labels and the mask shaded.
 """
 
@@ -161,15 +162,38 @@ def _run_crystal(run) -> str | None:
         return None
 
 
-def _grain_json(crystal, R, label) -> dict:
+def _grain_json(crystal, R, label, reflections=None) -> dict:
     from edorient.physics.orientation import beam_direction, inplane_angle
 
     uvw, ang = nearest_zone_axis(label, crystal)
-    return {"direction": [round(float(v), 6) for v in label],
-            "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
-            "inplane_deg": round(float(inplane_angle(R)), 3),
-            "orientation_matrix": np.round(R, 6).tolist(),
-            "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
+    out = {"direction": [round(float(v), 6) for v in label],
+           "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
+           "inplane_deg": round(float(inplane_angle(R)), 3),
+           "orientation_matrix": np.round(R, 6).tolist(),
+           "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
+    if reflections is not None:
+        out["zone_axis_twin"] = zone_axis_twin(crystal, R, reflections)
+    return out
+
+
+def zone_axis_twin(crystal, R, reflections) -> dict | None:
+    """The orientation that shows the same zero-order Laue zone as ``R`` (3, 3): ``R`` turned 180°
+    about a zone axis near its beam that is no two-fold axis of the crystal
+    (:mod:`edorient.physics.twins`), as {the zone axis, the twin's direction (label), its beam's
+    angle to R's}; None where there is none (the beam near no such zone). A pattern that shows
+    little beyond that zone cannot tell the two apart: the answer may be either."""
+    from edorient.indexing.refine import proper_rotations
+    from edorient.physics.twins import zone_axis_twins
+
+    twins, zones = zone_axis_twins(R, reflections.hkl, reflections.g_vectors, reflections.intensity,
+                                   crystal.direct_matrix, proper_rotations(crystal.laue), max_twins=1,
+                                   return_zones=True)
+    if not len(twins):
+        return None
+    T = twins[0]
+    return {"about_zone_axis": [int(v) for v in zones[0]],
+            "direction": [round(float(v), 6) for v in crystal.laue.reduce(T[2])],
+            "beam_apart_deg": round(float(crystal.laue.angle(R[2][None], T[2][None])[0]), 3)}
 
 
 def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None = None,
@@ -268,7 +292,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     scale = res.calibration_scale
     grains = []
     for g in res.grains:
-        d = _grain_json(crystal, g.rotation, g.label)
+        d = _grain_json(crystal, g.rotation, g.label, sr.simulator.reflections)
         d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
                   "verdict": g.verdict, "verdict_reasons": g.reasons, "spot_agreement": g.spot_agreement,
                   "sharpness": g.sharpness,
@@ -374,7 +398,7 @@ def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, mod
         refined = est.refinement
     grains = []
     for g, (d, s, R) in enumerate(zip(est.directions[0], proposal.scores[0], est.rotations[0])):
-        out = _grain_json(crystal, R, d)
+        out = _grain_json(crystal, R, d, sim.reflections)
         amb = bool(refined.direction_ambiguous[0, g]) if refined is not None else False
         v, why = vd.verdict_reasons(float(s), np.inf)
         if amb and v != "no match":

@@ -142,3 +142,31 @@ def test_a_nano_beam_patterns_discs_are_measured_and_deconvolved_when_asked(tmp_
         assert err < 0.5, (extra, err)
     rc, res = _run(args, tmp_path)
     assert rc == 0 and "discs" not in res
+
+
+def test_each_grain_reports_its_zone_axis_twin(tmp_path):
+    """A pattern 3° off anatase [3 1 1] (no two-fold axis of 4/mmm): the answer names the zone
+    and the twin's beam 6° away (2 x 3°); cuni_110 lies on [1 1 0], a two-fold axis: no twin."""
+    from scipy.spatial.transform import Rotation
+
+    from edorient.physics.orientation import rotation_from_zone_axis
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    xt = anatase()
+    size, cal = 160, 0.0125
+    R = Rotation.from_rotvec(np.radians(3.0) * np.array([0.6, 0.8, 0.0])).as_matrix() @ rotation_from_zone_axis(
+        [3, 1, 1], xt.direct_matrix, 20.0)
+    sim = Simulator(xt, SimulationConfig(image_size=size, calibration=cal, spot_sigma_px=1.6))
+    np.save(tmp_path / "a.npy", (sim.linear_images(R[None])[0] * 2e5 + 20).astype(np.float32))
+    c = (size - 1) / 2
+    rc, res = _run([tmp_path / "a.npy", "--calibration", cal, "--centre", c, c], tmp_path)
+    assert rc == 0
+    g = res["grains"][0]
+    assert xt.laue.angle(np.array(g["direction"])[None], R[2][None])[0] < 0.5
+    twin = g["zone_axis_twin"]
+    z = xt.zone_axis_direction(twin["about_zone_axis"])
+    assert xt.laue.angle(z[None], xt.zone_axis_direction([3, 1, 1])[None])[0] < 1e-6
+    assert twin["beam_apart_deg"] == pytest.approx(6.0, abs=0.5)
+    rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--no-refine"], tmp_path)
+    assert rc == 0 and res["grains"][0]["zone_axis_twin"] is None

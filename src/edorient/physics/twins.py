@@ -94,22 +94,27 @@ def zone_axes_near(beam, hkl, g_vectors, weight, direct_matrix, max_tilt_deg: fl
 
 
 def zone_axis_twins(rotation, hkl, g_vectors, weight, direct_matrix, proper, max_twins: int = 2,
-                    distinct_deg: float = 1.0, **near) -> np.ndarray:
+                    distinct_deg: float = 1.0, return_zones: bool = False, **near):
     """(k, 3, 3) the twins ``R C`` of orientation ``rotation`` (3, 3) about the zone axes of
     :func:`zone_axes_near` (heaviest first), at most ``max_twins``, each more than
     ``distinct_deg`` from R and from each other modulo the crystal's ``proper`` rotations (m, 3, 3):
-    about a two-fold axis of the crystal the twin is R itself and is left out. ``near``:
+    about a two-fold axis of the crystal the twin is R itself and is left out. With
+    ``return_zones``, also (k, 3) int the zone axis [u v w] of each. ``near``:
     :func:`zone_axes_near`'s keywords."""
     R = np.asarray(rotation, dtype=float)
-    _, dirs = zone_axes_near(R[2], hkl, g_vectors, weight, direct_matrix, **near)
+    uvw, dirs = zone_axes_near(R[2], hkl, g_vectors, weight, direct_matrix, **near)
     P = np.asarray(proper, dtype=float)
-    kept = [R]
-    for z in dirs:
+    kept, zones = [R], []
+    for u, z in zip(uvw, dirs):
+        if len(kept) > max_twins:
+            break
         T = R @ half_turn_about(z)
         tr = np.einsum("ij,mkj,nik->nm", T, P, np.stack(kept))  # trace(T h (K)ᵀ) for every kept K
         ang = np.degrees(np.arccos(np.clip((tr.max(-1) - 1) / 2, -1.0, 1.0)))
         if np.all(ang > distinct_deg):
             kept.append(T)
-            if len(kept) > max_twins:
-                break
-    return np.stack(kept[1:]) if len(kept) > 1 else np.zeros((0, 3, 3))
+            zones.append(u)
+    twins = np.stack(kept[1:]) if len(kept) > 1 else np.zeros((0, 3, 3))
+    if return_zones:
+        return twins, (np.stack(zones) if zones else np.zeros((0, 3), dtype=int))
+    return twins
