@@ -182,12 +182,9 @@ def zone_axis_twin(crystal, R, reflections) -> dict | None:
     (:mod:`edorient.physics.twins`), as {the zone axis, the twin's direction (label), its beam's
     angle to R's}; None where there is none (the beam near no such zone). A pattern that shows
     little beyond that zone cannot tell the two apart: the answer may be either."""
-    from edorient.indexing.refine import proper_rotations
-    from edorient.physics.twins import zone_axis_twins
+    from edorient.physics.twins import crystal_twins
 
-    twins, zones = zone_axis_twins(R, reflections.hkl, reflections.g_vectors, reflections.intensity,
-                                   crystal.direct_matrix, proper_rotations(crystal.laue), max_twins=1,
-                                   return_zones=True)
+    twins, zones = crystal_twins(crystal, reflections, R, return_zones=True)
     if not len(twins):
         return None
     T = twins[0]

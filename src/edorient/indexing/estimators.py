@@ -631,20 +631,16 @@ def zone_twin_hypotheses(simulator, rotations: np.ndarray, max_twins: int = 1) -
     (:func:`~edorient.physics.twins.zone_axis_twins`, at most ``max_twins``; the crystal's
     reflections near the beam's plane decide the zones), paired with the answer's other grains.
     Empty slots repeat the answer."""
-    from edorient.indexing.refine import proper_rotations
-    from edorient.physics.twins import zone_axis_twins
+    from edorient.physics.twins import crystal_twins
 
     R = np.asarray(rotations, dtype=float)
     n, G = R.shape[:2]
-    crystal, rf = simulator.crystal, simulator.reflections
-    P = proper_rotations(crystal.laue)
     hyp = np.repeat(R[:, None], max(1, max_twins * G), axis=1)
     grain = np.full(hyp.shape[:2], -1)
     for i in range(n):
         q = 0
         for g in range(G):
-            for T in zone_axis_twins(R[i, g], rf.hkl, rf.g_vectors, rf.intensity, crystal.direct_matrix, P,
-                                     max_twins=max_twins):
+            for T in crystal_twins(simulator.crystal, simulator.reflections, R[i, g], max_twins):
                 hyp[i, q, g], grain[i, q] = T, g
                 q += 1
     h = max(1, int((grain >= 0).sum(axis=1).max(initial=0)))

@@ -417,8 +417,8 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
     from edorient.indexing.matching import fit_uncertainty, image_correlations, model_images01, polish_fit, tilt_grid
     from edorient.indexing.estimators import ZONE_TWINS
     from edorient.indexing.proposals import grain_starts, half_turn
-    from edorient.indexing.refine import Refiner, proper_rotations
-    from edorient.physics.twins import zone_axis_twins
+    from edorient.indexing.refine import Refiner
+    from edorient.physics.twins import crystal_twins
     from edorient.render import Simulator
 
     img = res.image01
@@ -467,9 +467,7 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
     # the best's zone-axis twins (the same zero-order Laue zone, the beam 2δ away: the grid above
     # reaches those with 2δ up to its radius only), at every thickness; polished below where one
     # is the best or the best rival
-    rf = res.simulator.reflections
-    twins = zone_axis_twins(hb[1], rf.hkl, rf.g_vectors, rf.intensity, crystal.direct_matrix,
-                            proper_rotations(laue), max_twins=ZONE_TWINS)
+    twins = crystal_twins(crystal, res.simulator.reflections, hb[1], ZONE_TWINS)
     for th in thicknesses if len(twins) else ():
         for fc, T in zip(image_correlations(img, model_images01(_simulator(th), twins, hb[4], hb[5]), valid), twins):
             hyps.append((fc, T, "twin", float(th), hb[4], hb[5], None, None, None, 0.0, ""))

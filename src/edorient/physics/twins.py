@@ -25,7 +25,7 @@ import numpy as np
 
 from edorient.errors import EdorientError
 
-__all__ = ["half_turn_about", "ZONE_TWIN_MAX_TILT_DEG", "zone_axes_near", "zone_axis_twins"]
+__all__ = ["crystal_twins", "half_turn_about", "ZONE_TWIN_MAX_TILT_DEG", "zone_axes_near", "zone_axis_twins"]
 
 #: Zones farther than this from the beam are not looked for: the twin's beam lies 2δ away, and
 #: at a larger δ the spots near the Ewald plane no longer belong to one zone's ZOLZ.
@@ -118,3 +118,13 @@ def zone_axis_twins(rotation, hkl, g_vectors, weight, direct_matrix, proper, max
     if return_zones:
         return twins, (np.stack(zones) if zones else np.zeros((0, 3), dtype=int))
     return twins
+
+
+def crystal_twins(crystal, reflections, rotation, max_twins: int = 1, return_zones: bool = False, **kw):
+    """:func:`zone_axis_twins` of ``rotation`` for a :class:`~edorient.physics.crystal.Crystal` and
+    its :class:`~edorient.physics.reflections.Reflections` (e.g. a simulator's): the crystal's
+    direct matrix and the proper rotations of its Laue group filled in."""
+    ops = np.asarray(crystal.laue.ops, dtype=float)
+    return zone_axis_twins(rotation, reflections.hkl, reflections.g_vectors, reflections.intensity,
+                           crystal.direct_matrix, ops[np.linalg.det(ops) > 0], max_twins=max_twins,
+                           return_zones=return_zones, **kw)
