@@ -70,6 +70,7 @@ from edorient import conventions as cv
 from edorient.errors import EdorientError
 from edorient.indexing import _refine_kernels as _rk
 from edorient.physics.crystal import Crystal
+from edorient.physics.symmetry import misorientation_deg, proper_rotations
 from edorient.physics.pattern import ExcitationBounds
 from edorient.physics.reflections import compute_reflections
 from edorient.physics.wavelength import electron_wavelength
@@ -118,29 +119,6 @@ def _expmap(v: torch.Tensor) -> torch.Tensor:
 def _orthonormalise(R: torch.Tensor) -> torch.Tensor:
     """Nearest rotation (one Newton step of the polar decomposition, enough for drift ~1e-6)."""
     return 1.5 * R - 0.5 * R @ R.transpose(-1, -2) @ R
-
-
-def proper_rotations(laue) -> np.ndarray:
-    """The proper rotations (det +1) of a Laue group's operations, (m, 3, 3)."""
-    ops = np.asarray(laue.ops)
-    return ops[np.linalg.det(ops) > 0]
-
-
-def misorientation_deg(a: np.ndarray, b: np.ndarray, proper: np.ndarray) -> np.ndarray:
-    """Smallest rotation angle (degrees) between orientations ``a`` and ``b`` (..., 3, 3) modulo
-    the crystal's proper rotations ``proper`` (m, 3, 3): ``min_h angle(a (b h)ᵀ)``.
-
-    Examples
-    --------
-    >>> from edorient.physics.orientation import rz
-    >>> round(float(misorientation_deg(rz(10.0), np.eye(3), np.eye(3)[None])), 6)
-    10.0
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    # trace(a h^T b^T) for every h
-    tr = np.einsum("...ij,mkj,...ik->...m", a, proper, b)
-    return np.degrees(np.arccos(np.clip((tr.max(-1) - 1) / 2, -1.0, 1.0)))
 
 
 def beam_tilt_error(R_est: np.ndarray, d_true: np.ndarray, laue) -> np.ndarray:

@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 from edorient.conventions import SECTOR_REFERENCE
 from edorient.errors import EdorientError
 
-__all__ = ["LAUE_GROUP_NAMES", "LaueGroup", "laue_group"]
+__all__ = ["LAUE_GROUP_NAMES", "LaueGroup", "laue_group", "misorientation_deg", "proper_rotations"]
 
 #: The eleven Laue groups, by Hermann–Mauguin symbol.
 LAUE_GROUP_NAMES: tuple[str, ...] = (
@@ -531,3 +531,26 @@ def laue_group(name: str, direct_matrix: ArrayLike | None = None) -> LaueGroup:
     if group.order != _ORDER[canonical]:  # pragma: no cover - guards the generator table
         raise AssertionError(f"{name}: order {group.order} != {_ORDER[canonical]}")
     return group
+
+
+def proper_rotations(laue) -> np.ndarray:
+    """The proper rotations (det +1) of a Laue group's operations, (m, 3, 3)."""
+    ops = np.asarray(laue.ops)
+    return ops[np.linalg.det(ops) > 0]
+
+
+def misorientation_deg(a: np.ndarray, b: np.ndarray, proper: np.ndarray) -> np.ndarray:
+    """Smallest rotation angle (degrees) between orientations ``a`` and ``b`` (..., 3, 3) modulo
+    the crystal's proper rotations ``proper`` (m, 3, 3): ``min_h angle(a (b h)ᵀ)``.
+
+    Examples
+    --------
+    >>> from edorient.physics.orientation import rz
+    >>> round(float(misorientation_deg(rz(10.0), np.eye(3), np.eye(3)[None])), 6)
+    10.0
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    # trace(a h^T b^T) for every h
+    tr = np.einsum("...ij,mkj,...ik->...m", a, proper, b)
+    return np.degrees(np.arccos(np.clip((tr.max(-1) - 1) / 2, -1.0, 1.0)))

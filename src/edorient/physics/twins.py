@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from edorient.errors import EdorientError
+from edorient.physics.symmetry import misorientation_deg, proper_rotations
 
 __all__ = ["crystal_twins", "half_turn_about", "ZONE_TWIN_MAX_TILT_DEG", "zone_axes_near", "zone_axis_twins"]
 
@@ -109,9 +110,7 @@ def zone_axis_twins(rotation, hkl, g_vectors, weight, direct_matrix, proper, max
         if len(kept) > max_twins:
             break
         T = R @ half_turn_about(z)
-        tr = np.einsum("ij,mkj,nik->nm", T, P, np.stack(kept))  # trace(T h (K)ᵀ) for every kept K
-        ang = np.degrees(np.arccos(np.clip((tr.max(-1) - 1) / 2, -1.0, 1.0)))
-        if np.all(ang > distinct_deg):
+        if np.all(misorientation_deg(T, np.stack(kept), P) > distinct_deg):
             kept.append(T)
             zones.append(u)
     twins = np.stack(kept[1:]) if len(kept) > 1 else np.zeros((0, 3, 3))
@@ -124,7 +123,6 @@ def crystal_twins(crystal, reflections, rotation, max_twins: int = 1, return_zon
     """:func:`zone_axis_twins` of ``rotation`` for a :class:`~edorient.physics.crystal.Crystal` and
     its :class:`~edorient.physics.reflections.Reflections` (e.g. a simulator's): the crystal's
     direct matrix and the proper rotations of its Laue group filled in."""
-    ops = np.asarray(crystal.laue.ops, dtype=float)
     return zone_axis_twins(rotation, reflections.hkl, reflections.g_vectors, reflections.intensity,
-                           crystal.direct_matrix, ops[np.linalg.det(ops) > 0], max_twins=max_twins,
+                           crystal.direct_matrix, proper_rotations(crystal.laue), max_twins=max_twins,
                            return_zones=return_zones, **kw)
