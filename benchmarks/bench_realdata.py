@@ -24,26 +24,25 @@ def main() -> None:
     ap.add_argument("--realdata", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realdata")
     ap.add_argument("--repeat", type=int, default=3, help="timed calls after the first (median reported)")
     args = ap.parse_args()
+    from edorient.evaluation.realdata import read_cases
     from edorient.predict import PredictConfig, predict_file
     from edorient.structures import get_crystal
 
     rows = []
-    for line in (args.realdata / "cases.tsv").read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        name, image, cif, zone, cal, kv, _centre = line.split("\t")[:7]
-        crystal = get_crystal(args.realdata / cif)
-        true = crystal.zone_axis_direction([int(v) for v in zone.split()])
+    for case in read_cases(args.realdata / "cases.tsv"):
+        name, zone, cal = case.name, " ".join(str(v) for v in case.zone), case.calibration
+        crystal = get_crystal(case.cif)
+        true = crystal.zone_axis_direction(case.zone)
         for scale in (1.0, 0.9, 1.1):
             for refine in (True, False):
-                cfg = PredictConfig(calibration=float(cal) * scale, refine=refine, voltage_kv=float(kv.rstrip("?")))
+                cfg = PredictConfig(calibration=cal * scale, refine=refine, voltage_kv=case.kv)
                 t0 = time.perf_counter()
-                res = predict_file(args.realdata / image, cfg, crystal_name=str(args.realdata / cif))
+                res = predict_file(case.image, cfg, crystal_name=str(case.cif))
                 first = time.perf_counter() - t0
                 times = []
                 for _ in range(args.repeat):
                     t0 = time.perf_counter()
-                    predict_file(args.realdata / image, cfg, crystal_name=str(args.realdata / cif))
+                    predict_file(case.image, cfg, crystal_name=str(case.cif))
                     times.append(time.perf_counter() - t0)
                 g = res["grains"][0]
                 err = float(crystal.laue.angle(true[None], np.array(g["direction"])[None])[0])
@@ -53,7 +52,7 @@ def main() -> None:
                              "-" if ref.get("image_fit") is None else f"{ref['image_fit']:.3f}",
                              "-" if fm is None else f"{fm:.3f}",
                              "-" if g.get("uncertainty_deg") is None else f"{g['uncertainty_deg']:.2f}",
-                             res["calibration_fitted"] / float(cal), first, float(np.median(times))))
+                             res["calibration_fitted"] / cal, first, float(np.median(times))))
     print("| case | zone | calibration given | refine | error to zone ° | verdict | score | margin | spot agreement | "
           "image fit | fit margin | uncertainty ° | fitted / true calibration | first call s | later calls s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

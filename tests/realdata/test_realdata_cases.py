@@ -19,18 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT.parent / "shared" / "realdata"
 
 
-def _cases() -> list[dict]:
+def _cases() -> list:
+    from edorient.evaluation.realdata import read_cases
+
     table = REAL / "cases.tsv"
     if not table.is_file():  # the development set belongs with the project: its absence is a failure
         return [pytest.param(None, id="missing-cases.tsv")]
-    out = []
-    for line in table.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        name, image, cif, zone, cal, kv, centre = line.split("\t")[:7]
-        out.append({"name": name, "image": REAL / image, "cif": REAL / cif, "zone": [int(v) for v in zone.split()],
-                    "calibration": float(cal), "kv": kv.rstrip("?"), "centre": centre.split()})
-    return out
+    return read_cases(table)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,24 +37,24 @@ def _cache(tmp_path_factory):
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.9, 1.1], ids=["calibration-given", "calibration-10pc-low", "calibration-10pc-high"])
-@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"] if isinstance(c, dict) else "missing")
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: getattr(c, "name", "missing"))
 def test_known_zone_within_1_degree(case, scale, capsys, tmp_path):
     assert case is not None, f"the real development set is missing: {REAL / 'cases.tsv'}"
     from edorient.structures import get_crystal
 
     out = tmp_path / "r.json"
-    rc = main(["predict", str(case["image"]), "--crystal", str(case["cif"]),
-               "--calibration", str(case["calibration"] * scale), "--kv", case["kv"], "--json", str(out)])
+    kv = [] if case.kv is None else ["--kv", str(case.kv)]
+    rc = main(["predict", str(case.image), "--crystal", str(case.cif),
+               "--calibration", str(case.calibration * scale), *kv, "--json", str(out)])
     assert rc == 0
     res = json.loads(out.read_text())
-    crystal = get_crystal(case["cif"])
-    zone = crystal.zone_axis_direction(case["zone"])
+    crystal = get_crystal(case.cif)
+    zone = crystal.zone_axis_direction(case.zone)
     g = res["grains"][0]
     err = float(crystal.laue.angle(zone[None], np.array(g["direction"])[None])[0])
-    assert err <= 1.0, f"{case['name']} at calibration x{scale}: {err:.2f}° from {case['zone']} ({g['nearest_zone_axis']})"
+    assert err <= 1.0, f"{case.name} at calibration x{scale}: {err:.2f}° from {list(case.zone)} ({g['nearest_zone_axis']})"
     assert g["verdict"] == "confident", g
-    # the centre was found, not given: within 1.5 px of the known direct beam
-    known = np.array([float(v) for v in case["centre"]])
-    assert np.hypot(*(np.array(res["centre"]) - known)) < 1.5, (res["centre"], known)
+    if case.centre is not None:  # the centre was found, not given: within 1.5 px of the known direct beam
+        assert np.hypot(*(np.array(res["centre"]) - np.array(case.centre))) < 1.5, (res["centre"], case.centre)
     # the fitted calibration undoes the error to within 3 %
-    assert abs(res["calibration_fitted"] / case["calibration"] - 1) < 0.03, res["calibration_fitted"]
+    assert abs(res["calibration_fitted"] / case.calibration - 1) < 0.03, res["calibration_fitted"]
