@@ -12,16 +12,16 @@ import numba as nb
 import numpy as np
 
 
-def njit(signature):
-    """``numba.njit(signature, cache=True, nogil=True)``, or uncached if nowhere to cache."""
+def njit(signature, **options):
+    """``numba.njit(signature, cache=True, nogil=True, **options)``, or uncached if nowhere to cache."""
 
     def decorate(func):
         try:
-            return nb.njit(signature, cache=True, nogil=True)(func)
+            return nb.njit(signature, cache=True, nogil=True, **options)(func)
         except RuntimeError as err:
             if "no locator available" not in str(err):
                 raise
-            return nb.njit(signature, cache=False, nogil=True)(func)
+            return nb.njit(signature, cache=False, nogil=True, **options)(func)
 
     return decorate
 

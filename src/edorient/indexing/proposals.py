@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from edorient.errors import EdorientError
-from edorient.indexing._kernels import entry_products, greedy_groups, squared_norms, weighted_moduli
+from edorient.indexing._kernels import entry_products, greedy_groups, product_rows, squared_norms, weighted_moduli
 from edorient.indexing.matching import PatternScorer, TemplateMatcher
 from edorient.physics.orientation import rz
 
@@ -471,7 +471,7 @@ class DictionaryProposals:
         for f in range(nf):  # a frequency at a time: the (m, n) product stays in cache (2.5x faster)
             prod = torch.matmul(coef[f], ap[f])  # (m, n)
             bound += weighted_moduli(torch.view_as_real(prod).reshape(1, m, 2 * n).numpy(), wf[f : f + 1])
-        img_r = np.ascontiguousarray(torch.view_as_real(fa.permute(0, 2, 1)).reshape(n, nf, -1).numpy())  # (n, freq, 2 r)
+        img_uv = product_rows(torch.view_as_real(fa.permute(0, 2, 1)).reshape(n, nf, -1).numpy())  # (n, freq, 2, 2 r)
         # float32 sums: a margin far above their rounding (the correlations are at most ~1)
         gbound = (bound.T + 1e-4).reshape(n, -1, fam).max(-1)  # (n, groups)
         cmax = np.full((n, m), -np.inf, dtype=np.float32)
@@ -486,7 +486,7 @@ class DictionaryProposals:
                 groups = order[done : done + block]
                 done += len(groups)
                 ent = (groups[:, None] * fam + famr).ravel()
-                prod = entry_products(entries_first, img_r[i], ent)  # (freq, e, 2)
+                prod = entry_products(entries_first, img_uv[i], ent)  # (freq, e, 2)
                 c, jj = torch.fft.irfft(torch.view_as_complex(torch.from_numpy(prod)), n=self.n_angles, dim=0).max(0)
                 cmax[i, ent], jmax[i, ent] = c.numpy(), jj.numpy()
                 gbest[i, groups] = c.numpy().reshape(-1, fam).max(-1)
