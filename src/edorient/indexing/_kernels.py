@@ -131,9 +131,9 @@ def entry_products(entries_first, image_uv, entries):
     imaginary part times the second. Two real dot products of contiguous rows, which the compiler
     vectorises (the sums reassociated: float32 rounding of ~2e-7 relative, far inside the
     caller's 1e-4 margin). The interleaved complex product before, summed in order, was not
-    vectorised: it took 2.6-2.9x as long for 32-1,024 entries of a 6,400-direction dictionary's
-    shape, and the whole dictionary chain runs ~25 % faster with the same answers
-    (docs/benchmarks.md, "Session 21"). An entry is read as one
+    vectorised: it took 2.3-2.7x as long for 32-1,024 entries of the 6,400-direction dictionary
+    (``benchmarks/bench_search.py``), and the whole dictionary chain runs ~25 % faster with the
+    same answers (docs/benchmarks.md, "Session 21"). An entry is read as one
     contiguous block: in the dictionary's (nf, m, 2 r) layout its rows lie a slab apart and the
     reads were 2.4-6x slower (64-1,024 entries); ``index_select`` and a batched product slower
     still."""
