@@ -35,6 +35,16 @@ from pathlib import Path
 import numpy as np
 
 
+def _table(title: str, header: list, rows: list) -> None:
+    """A markdown table under a ``# title`` line."""
+    print(f"# {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row) + " |")
+    print()
+
+
 def _timed(fn, repeat: int) -> tuple[float, object]:
     """(median seconds of ``repeat`` calls after one warm call, the last result)."""
     out = fn()
@@ -185,27 +195,24 @@ def main() -> int:
     res["reads"] = bench_reads(x2[:16], a.directions, a.repeat)
     res["objective"] = bench_objective(x2[:16], x1[:16], rot2[:16], rot1[:16], a.hypotheses, a.repeat)
     d = res["dictionary"]
-    print(f"# dictionary proposals, {d['entries']} entries, {a.n + a.n // 4} noisy images "
-          f"(factorisation once: {d['factorisation_s']:.2f} s)\n")
-    print("| k | full ms/image | bounded ms/image | speed-up | same candidates | entries read (median / max) |")
-    print("|---|---|---|---|---|---|")
-    for k, v in d["k"].items():
-        print(f"| {k} | {v['full_ms_per_image']:.1f} | {v['pruned_ms_per_image']:.1f} | {v['speed_up']:.1f}x | "
-              f"{v['same_candidates']} | {100 * v['entries_read_median']:.1f} % / {100 * v['entries_read_max']:.1f} % |")
+    _table(f"dictionary proposals, {d['entries']} entries, {a.n + a.n // 4} noisy images "
+           f"(factorisation once: {d['factorisation_s']:.2f} s)",
+           ["k", "full ms/image", "bounded ms/image", "speed-up", "same candidates", "entries read (median / max)"],
+           [[k, f"{v['full_ms_per_image']:.1f}", f"{v['pruned_ms_per_image']:.1f}", f"{v['speed_up']:.1f}x",
+             v["same_candidates"], f"{100 * v['entries_read_median']:.1f} % / {100 * v['entries_read_max']:.1f} %"]
+            for k, v in d["k"].items()])
     r = res["reads"]
-    print(f"\n# exact reads of dictionary entries ({r['entries']} entries, {r['frequencies']} frequencies x "
-          f"{r['radii']} radii), one image's read, mean of 16 images\n")
-    print("| entries read | before session 21 µs | vectorised µs | speed-up | max rel. difference |")
-    print("|---|---|---|---|---|")
-    for e, v in r["reads"].items():
-        print(f"| {e} | {v['baseline_us']:.0f} | {v['vectorised_us']:.0f} | {v['speed_up']:.2f}x | "
-              f"{v['max_relative_difference']:.1e} |")
-    print("\n# the refinement's objective (normal equations), one call\n")
-    print("| grains | hypotheses | spots a hypothesis | tensor ms | compiled ms | speed-up | us a hypothesis | max rel. difference |")
-    print("|---|---|---|---|---|---|---|---|")
-    for k, v in res["objective"].items():
-        print(f"| {k} | {v['hypotheses']} | {v['spots_per_hypothesis']} | {v['tensor_ms']:.1f} | {v['compiled_ms']:.1f} | "
-              f"{v['speed_up']:.1f}x | {v['compiled_us_per_hypothesis']:.0f} | {v['max_relative_difference']:.1e} |")
+    _table(f"exact reads of dictionary entries ({r['entries']} entries, {r['frequencies']} frequencies x "
+           f"{r['radii']} radii), one image's read, mean of 16 images",
+           ["entries read", "before session 21 µs", "vectorised µs", "speed-up", "max rel. difference"],
+           [[e, f"{v['baseline_us']:.0f}", f"{v['vectorised_us']:.0f}", f"{v['speed_up']:.2f}x",
+             f"{v['max_relative_difference']:.1e}"] for e, v in r["reads"].items()])
+    _table("the refinement's objective (normal equations), one call",
+           ["grains", "hypotheses", "spots a hypothesis", "tensor ms", "compiled ms", "speed-up", "us a hypothesis",
+            "max rel. difference"],
+           [[k, v["hypotheses"], v["spots_per_hypothesis"], f"{v['tensor_ms']:.1f}", f"{v['compiled_ms']:.1f}",
+             f"{v['speed_up']:.1f}x", f"{v['compiled_us_per_hypothesis']:.0f}", f"{v['max_relative_difference']:.1e}"]
+            for k, v in res["objective"].items()])
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
     return 0
