@@ -405,7 +405,16 @@ def test_compiled_and_tensor_refinements_agree(xtal, sim):
     fast_ref = Refiner(xtal, SimulationConfig(image_size=SIZE))
     fast = fast_ref.refine(img, starts)
     slow = Refiner(xtal, SimulationConfig(image_size=SIZE), compiled=False).refine(img, starts)
-    assert misorientation_deg(fast.rotations[:, 0], slow.rotations[:, 0], fast_ref.proper).max() < 0.01
+    # The two objectives agree to ~1e-5 (test_the_compiled_objective_matches_the_tensor_one), but near a
+    # noise-free optimum the objective is flat to float32 precision over a few hundredths of a
+    # degree, and where a path ends in that flat region depends on the order of the tensor path's
+    # float32 sums, which torch picks by the CPU's vector width: 0.01° apart at most on the
+    # machines before, up to 0.023° on an AVX-512 machine (2026-12-05), both ends within 0.022° of
+    # the truth. So: the same optimum, to the refinement's own precision on these images.
+    true_fast = misorientation_deg(fast.rotations[:, 0], R, fast_ref.proper)
+    true_slow = misorientation_deg(slow.rotations[:, 0], R, fast_ref.proper)
+    assert true_fast.max() < 0.05 and true_slow.max() < 0.05, (true_fast, true_slow)
+    assert misorientation_deg(fast.rotations[:, 0], slow.rotations[:, 0], fast_ref.proper).max() < 0.05
     np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-5)
     np.testing.assert_allclose(fast.uncertainty_deg, slow.uncertainty_deg, rtol=1e-2)
 
