@@ -32,6 +32,9 @@ Columns (the same images; the slow ones on the first ``--tm-n`` / ``--py4dstem-n
   refined; bicrystals in Method 2's order, one batched partner pass where fewer than
   ``--explained`` of the image's spots are explained); its dictionary's build is excluded from
   its rate like ACOM's plan;
+- **dictionary + refinement, N processes** (``--workers N``): the same chain on the same images
+  in N processes, one torch thread each (:func:`estimate_in_processes`): the whole machine's
+  rate, beside the one-process row as its baseline;
 - **py4DSTEM ACOM**: its Bragg-disk detection and orientation plan (settings printed), run in
   ``benchmarks/.venvs/py4dstem`` (``bash benchmarks/setup_baselines.sh py4dstem``), skipped
   with a note when that venv is missing. It gets the images back in linear intensity.
@@ -376,6 +379,9 @@ def main() -> int:
                     help="torch device of the refinement (cpu, cuda); the CNN and the dictionary stay on the CPU")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.workers > 1 and (a.dictionary_directions <= 0 or a.dictionary_cnn):
+        ap.error("--workers runs the dictionary chain without the CNN: give --dictionary-directions > 0 and no "
+                 "--dictionary-cnn")
 
     import torch
 
