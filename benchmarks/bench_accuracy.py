@@ -267,8 +267,11 @@ _CHAIN: dict = {}
 
 
 def _dictionary_chain(size: int, grains: int, directions: int, readout: dict, explained: float, chosen_partner_k,
-                      keep_worse: bool, device: str, uncertainty_scale: float | None = None):
-    """The dictionary + refinement column's estimator (:class:`DictionaryRefined`, no CNN)."""
+                      keep_worse: bool, device: str, uncertainty_scale: float | None = None, refiner=None,
+                      matcher=None, cnn=None):
+    """The dictionary + refinement column's estimator (:class:`DictionaryRefined`), in this
+    process with its own ``refiner``, ``matcher`` and optional ``cnn``, or built here (a worker
+    process: no CNN)."""
     from edorient.indexing.estimators import DictionaryRefined
     from edorient.indexing.matching import TemplateMatcher
     from edorient.indexing.refine import Refiner
@@ -276,12 +279,14 @@ def _dictionary_chain(size: int, grains: int, directions: int, readout: dict, ex
     from edorient.structures import anatase
 
     cfg = SimulationConfig(image_size=size)
-    refiner = Refiner(anatase(), cfg, device=device)
+    if refiner is None:
+        refiner = Refiner(anatase(), cfg, device=device)
     if uncertainty_scale is not None:
         refiner.uncertainty_scale = uncertainty_scale
-    matcher = TemplateMatcher(Simulator(anatase(), cfg), n_directions=directions)
-    return DictionaryRefined(matcher, refiner, grains, fallback_below=explained, chosen_partner_k=chosen_partner_k,
-                             keep_worse=keep_worse, **readout)
+    if matcher is None:
+        matcher = TemplateMatcher(Simulator(anatase(), cfg), n_directions=directions)
+    return DictionaryRefined(matcher, refiner, grains, fallback_below=explained, cnn=cnn,
+                             chosen_partner_k=chosen_partner_k, keep_worse=keep_worse, **readout)
 
 
 def _chain_worker_init(kwargs: dict, warm: np.ndarray, ready) -> None:
@@ -386,7 +391,7 @@ def main() -> int:
     import torch
 
     from edorient import pretrained
-    from edorient.indexing.estimators import CNNEstimator, DictionaryRefined, Estimate, Refined, TemplateMatching
+    from edorient.indexing.estimators import CNNEstimator, Estimate, Refined, TemplateMatching
     from edorient.indexing.matching import PatternScorer, TemplateMatcher
     from edorient.indexing.refine import Refiner
     from edorient.render import SimulationConfig, Simulator
@@ -432,13 +437,12 @@ def main() -> int:
         t_ddict = time.perf_counter() - t0
         readout = ({} if a.dictionary_angles is None else {"max_frequency": None, "n_angles": None}
                    if a.dictionary_angles == 0 else {"n_angles": a.dictionary_angles})
-        dref = DictionaryRefined(dmatcher, refiner, grains, fallback_below=a.explained,
-                                 cnn=cnn if a.dictionary_cnn else None, chosen_partner_k=a.chosen_partner_k,
-                                 keep_worse=not a.fit_guard, **readout)
-        # what a worker process builds for itself (--workers): the same chain
+        # the chain's settings; a worker process (--workers) builds the same chain from them
         chain_kwargs = dict(size=a.size, grains=grains, directions=a.dictionary_directions, readout=readout,
                             explained=a.explained, chosen_partner_k=a.chosen_partner_k, keep_worse=not a.fit_guard,
                             device=a.device)
+        dref = _dictionary_chain(**chain_kwargs, refiner=refiner, matcher=dmatcher,
+                                 cnn=cnn if a.dictionary_cnn else None)
     if a.calibrate_on == "dictionary" and dref is None:
         ap.error("--calibrate-on dictionary needs --dictionary-directions > 0")
     # calibration set: the uncertainty scale
