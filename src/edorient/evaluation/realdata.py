@@ -6,8 +6,9 @@ One case a line, tab-separated (``#`` starts a comment line)::
 
 ``image`` and ``cif`` are paths relative to the table. The zone axis is three integers, or four
 (Miller-Bravais ``[U V T W]`` of a hexagonal cell, ``U + V + T = 0``), read as the three-index
-``[U-T V-T W]``. The last two columns may be empty, ``?`` or missing: the voltage is then the
-file's or the default, the direct beam unknown. A value marked uncertain with a trailing ``?``
+``[U-T V-T W]``; the compact ``110`` / ``1-10`` (one signed digit an index) is read too. The
+last two columns may be empty, ``?`` or missing: the voltage is then the file's or the default,
+the direct beam unknown. A value marked uncertain with a trailing ``?``
 (``200?``) is taken as given. The test of every case (``tests/realdata``) and its benchmark
 (``benchmarks/bench_realdata.py``) read the table here, so a case table with fewer columns or a
 hexagonal zone runs in both.
@@ -16,6 +17,7 @@ hexagonal zone runs in both.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +44,12 @@ def zone_indices(text: str, where: str = "zone") -> tuple[int, int, int]:
     (1, 1, 0)
     >>> zone_indices("2 -1 -1 0")
     (3, 0, 0)
+    >>> zone_indices("[1-10]")  # the compact form: one signed digit an index
+    (1, -1, 0)
     """
     parts = text.replace(",", " ").strip("[] ").split()
+    if len(parts) == 1 and re.fullmatch(r"(-?\d){3,4}", parts[0]):
+        parts = re.findall(r"-?\d", parts[0])
     try:
         idx = [int(v) for v in parts]
     except ValueError:

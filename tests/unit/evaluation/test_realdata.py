@@ -43,7 +43,14 @@ def test_miller_bravais_zone_is_the_same_direction():
     assert np.degrees(np.arctan2(v[1], v[0])) == pytest.approx(30.0)
 
 
-@pytest.mark.parametrize("zone", ["1 1", "0 0 0", "1 1 1 1", "a b c", "1 0 0 0 1"])
+def test_compact_zone_notation():
+    assert zone_indices("110") == (1, 1, 0)
+    assert zone_indices("[1-12]") == (1, -1, 2)
+    assert zone_indices("2-1-10") == (3, 0, 0)  # Miller-Bravais, compact
+    assert zone_indices("[1, 1, 2]") == (1, 1, 2)
+
+
+@pytest.mark.parametrize("zone", ["1 1", "0 0 0", "1 1 1 1", "a b c", "1 0 0 0 1", "12", "000", "11211"])
 def test_bad_zone_is_refused_with_its_line(tmp_path, zone):
     t = tmp_path / "cases.tsv"
     t.write_text(HEADER + f"e\te.tif\tx.cif\t{zone}\t0.02\t200\t\n")
