@@ -64,9 +64,10 @@ def zone_indices(text: str, where: str = "zone") -> tuple[int, int, int]:
     return tuple(idx)
 
 
-def _optional(text: str) -> str | None:
+def _numbers(text: str) -> tuple[float, ...] | None:
+    """A column's numbers (``?``-marked values taken as given); None where it is empty or ``?``."""
     t = text.strip().rstrip("?").strip()
-    return t or None
+    return tuple(float(v) for v in t.replace(",", " ").split()) if t else None
 
 
 def read_cases(table: str | Path) -> list[RealCase]:
@@ -84,16 +85,15 @@ def read_cases(table: str | Path) -> list[RealCase]:
         if not (name and image and cif and zone and cal):
             raise EdorientError(f"{where}: a case needs name, image, cif, zone and calibration (tab-separated)")
         try:
-            calibration = float(cal.rstrip("?"))
-            kv_v = None if _optional(kv) is None else float(_optional(kv))
-            c = _optional(centre)
-            rc = None if c is None else tuple(float(v) for v in c.replace(",", " ").split())
+            cal_n, kv_n, rc = _numbers(cal), _numbers(kv), _numbers(centre)
         except ValueError as e:
             raise EdorientError(f"{where}: {e}; calibration, kV and centre must be numbers") from None
-        if not (math.isfinite(calibration) and calibration > 0):
+        if cal_n is None or len(cal_n) != 1 or not (math.isfinite(cal_n[0]) and cal_n[0] > 0):
             raise EdorientError(f"{where}: calibration {cal!r} must be a positive number of 1/Å per pixel")
+        if kv_n is not None and len(kv_n) != 1:
+            raise EdorientError(f"{where}: kV {kv!r} must be one number")
         if rc is not None and len(rc) != 2:
             raise EdorientError(f"{where}: direct beam {centre!r} must be 'row col'")
-        out.append(RealCase(name, table.parent / image, table.parent / cif, zone_indices(zone, where), calibration,
-                            kv_v, rc))
+        out.append(RealCase(name, table.parent / image, table.parent / cif, zone_indices(zone, where), cal_n[0],
+                            None if kv_n is None else kv_n[0], rc))
     return out
