@@ -306,16 +306,19 @@ def _chain_worker_estimate(x: np.ndarray):
 
 
 def concat_estimates(parts: list):
-    """Estimates of consecutive chunks of images joined in order."""
+    """Estimates of consecutive chunks of images joined in order, field by field (the refinement
+    by :func:`~edorient.indexing.estimators.concat_results`; a field None in any part stays None)."""
+    import dataclasses
+
     from edorient.indexing.estimators import Estimate, concat_results
 
     def cat(name):
         vals = [getattr(p, name) for p in parts]
-        return None if any(v is None for v in vals) else np.concatenate(vals)
+        if any(v is None for v in vals):
+            return None
+        return concat_results(vals) if name == "refinement" else np.concatenate(vals)
 
-    return Estimate(rotations=cat("rotations"), directions=cat("directions"), scores=cat("scores"),
-                    refinement=concat_results([p.refinement for p in parts]), fallback=cat("fallback"),
-                    explained=cat("explained"), other_family=cat("other_family"))
+    return Estimate(**{f.name: cat(f.name) for f in dataclasses.fields(Estimate)})
 
 
 def estimate_in_processes(kwargs: dict, x: np.ndarray, workers: int, chunk: int | None = None):
