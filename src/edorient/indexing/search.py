@@ -57,6 +57,7 @@ class SearchConfig:
     distinct_deg: float = 5.0
     """Candidates closer than this (modulo the Laue group) are one solution."""
     candidates: int = 4
+    """Distinct solutions kept (the best and its runner-ups)."""
     pair_directions: int = 6400
     """Two grains (``edorient predict --grains 2``): directions of the bicrystal chain's
     dictionary (:func:`edorient.indexing.pipeline._refine_pair`). The accuracy benchmark's: 300
@@ -64,7 +65,6 @@ class SearchConfig:
     82.3 %, 3,200 91.7 / 90.0 %, 6,400 90.7 / 93.0 % (before the later passes; docs/results.md).
     Built once per working frame (~25 s for 6,400 on one core) and cached on disk (~0.3 GB: only
     the angular frequencies its proposals read, :data:`~edorient.indexing.estimators.DICTIONARY_MAX_FREQUENCY`)."""
-    """Distinct solutions kept (the best and its runner-ups)."""
     cache: bool = True
     """Load / store the dictionary in the on-disk cache (:mod:`edorient.indexing.dictionary`)."""
 
