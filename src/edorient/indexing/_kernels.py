@@ -7,7 +7,7 @@ its square, its product with the image), in float64, one pass over the pixels a 
 product with the image over the image's non-zero pixels only, a few per cent of a working
 image) and one a distinct image. It replaces a product of every model with the validity mask,
 its square, two float64 sums of them and a float32 matrix product
-(:func:`edorient.indexing.proposals._masked_correlations`): 3-5x faster a model, and closer to
+(:func:`edorient.indexing.matching.masked_correlations`): 3-5x faster a model, and closer to
 the exact sums (the product accumulated in float32 to about 1e-7). The models' sums run as four
 partial sums side by side (a single chain of additions waits on each one's latency).
 

@@ -66,8 +66,9 @@ def test_batched_models_and_correlations_equal_the_single_ones():
     img = np.clip(single[2] + 0.05 * np.random.default_rng(2).standard_normal(single[2].shape), 0, 1)
     valid = np.random.default_rng(3).random(img.shape) > 0.3
     want = [np.corrcoef(img[valid], m[valid])[0, 1] for m in single]
-    np.testing.assert_allclose(image_correlations(img, batch, valid, chunk=4), want, atol=1e-5)
-    np.testing.assert_allclose([image_correlation(img, m, valid) for m in single], want, atol=1e-9)
+    np.testing.assert_allclose(image_correlations(img, batch, valid), want, atol=1e-5)
+    # (float32 image and models, float64 sums: ~1e-7)
+    np.testing.assert_allclose([image_correlation(img, m, valid) for m in single], want, atol=1e-6)
     assert int(np.argmax(image_correlations(img, batch, valid))) == 2
 
 
@@ -180,7 +181,7 @@ def test_image_fit_choice_batched_over_images_equals_one_image_at_a_time():
 def test_the_masked_correlations_are_pearson_s_over_each_image_s_valid_pixels():
     # the whole-image fit's batched correlations (compiled float64 sums) against np.corrcoef of
     # the valid pixels, image by image; a flat model or image correlates 0
-    from edorient.indexing.proposals import _masked_correlations
+    from edorient.indexing.matching import masked_correlations
 
     rng = np.random.default_rng(7)
     for n, w, p in ((6, 1, 4099), (4, 3, 2048), (3, 2, 5)):
@@ -188,7 +189,7 @@ def test_the_masked_correlations_are_pearson_s_over_each_image_s_valid_pixels():
         models = (rng.random((n, w, p)) * (rng.random((n, w, p)) < 0.5)).astype(np.float32)
         models[0, 0] = 0.25  # flat
         valid = rng.random((n, p)) < 0.9
-        got = _masked_correlations(y, models, valid)
+        got = masked_correlations(y, models, valid)
         for i in range(n):
             for j in range(w):
                 a, b = y[i, valid[i]].astype(float), models[i, j, valid[i]].astype(float)
@@ -198,12 +199,12 @@ def test_the_masked_correlations_are_pearson_s_over_each_image_s_valid_pixels():
 
 def test_models_sharing_an_image_read_it_once_and_correlate_as_with_copies_of_it():
     # image_fit_choice passes each image of a block once with the image of each model
-    from edorient.indexing.proposals import _masked_correlations
+    from edorient.indexing.matching import masked_correlations
 
     rng = np.random.default_rng(8)
     images = (rng.random((3, 999)) * (rng.random((3, 999)) < 0.2)).astype(np.float32)
     valid = rng.random((3, 999)) < 0.85
     owner = np.array([0, 0, 1, 2, 2, 2, 0])  # (a run broken and resumed too)
     models = rng.random((len(owner), 2, 999)).astype(np.float32)
-    np.testing.assert_array_equal(_masked_correlations(images, models, valid, owner),
-                                  _masked_correlations(images[owner], models, valid[owner]))
+    np.testing.assert_array_equal(masked_correlations(images, models, valid, owner),
+                                  masked_correlations(images[owner], models, valid[owner]))

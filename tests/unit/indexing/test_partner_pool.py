@@ -59,7 +59,8 @@ def test_the_true_orientation_fits_best_among_candidates(sim):
     """A noisy one-grain image drawn with its centre moved and its calibration scaled: among
     eight candidates the true orientation is ranked first when the candidates are drawn with the
     image's centre and scale; the ranking keeps k, ordered by fit, and k >= K keeps them all."""
-    from edorient.indexing.proposals import _masked_correlations, fit_valid
+    from edorient.indexing.matching import masked_correlations
+    from edorient.indexing.proposals import fit_valid
 
     rng = np.random.default_rng(8)
     R = random_rotations(16, rng=8).reshape(2, 8, 3, 3)
@@ -75,7 +76,7 @@ def test_the_true_orientation_fits_best_among_candidates(sim):
     models = display_transform(model_linear_images(sim, top.reshape(-1, 3, 3), np.repeat(cen, 3, 0),
                                                    np.repeat(scale, 3))).reshape(2, 3, -1)
     base = np.broadcast_to(fit_valid(128).reshape(1, -1), (2, 128 * 128))
-    fits = _masked_correlations(x.reshape(2, -1), models, base)
+    fits = masked_correlations(x.reshape(2, -1), models, base)
     assert np.all(np.diff(fits, axis=1) <= 1e-9)
     np.testing.assert_array_equal(ranked_by_image_fit(sim, x, R, 8), R)
 

@@ -114,7 +114,7 @@ def test_read_only_inputs_are_taken():
     from edorient._filter_kernels import gaussian_filter, grey_opening
     from edorient._utils.order_stats import median, percentile
     from edorient.indexing.preprocess import preprocess
-    from edorient.indexing.proposals import _masked_correlations
+    from edorient.indexing.matching import masked_correlations
     from edorient.io.images import resample_to_model
 
     rng = np.random.default_rng(5)
@@ -133,4 +133,4 @@ def test_read_only_inputs_are_taken():
     y = rng.random((1, 100)).astype(np.float32)
     models = rng.random((1, 2, 100)).astype(np.float32)
     valid = np.broadcast_to(rng.random(100) < 0.9, (1, 100))  # read-only
-    np.testing.assert_array_equal(_masked_correlations(y, models, valid), _masked_correlations(y, models, valid.copy()))
+    np.testing.assert_array_equal(masked_correlations(y, models, valid), masked_correlations(y, models, valid.copy()))
