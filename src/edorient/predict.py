@@ -54,6 +54,8 @@ class PredictConfig:
     """Working image size of the template search (a run uses its own)."""
     matcher_directions: int = 400
     """Template dictionary size (directions over the Laue sector, both mirror families)."""
+    single_directions: int = 1600
+    """With the refinement: directions of the one-grain chain's dictionary (:attr:`SearchConfig.single_directions`)."""
     pair_directions: int = 6400
     """Two grains: directions of the two-grain chain's dictionary (:attr:`SearchConfig.pair_directions`)."""
     refine: bool = True
@@ -280,7 +282,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
     from edorient.indexing.search import SearchConfig
 
     scfg = SearchConfig(size=config.size, n_directions=config.matcher_directions, voltage_kv=kv,
-                        pair_directions=config.pair_directions,
+                        single_directions=config.single_directions, pair_directions=config.pair_directions,
                         scale_tolerance=config.calibration_tolerance, cache=config.cache)
     res = index_pattern(image, IndexConfig(calibration, centre, grains=config.grains, refine=config.refine,
                                            background=config.background, search=scfg, device=config.device), crystal,

@@ -60,6 +60,10 @@ class Predict(Subcommand):
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
                             help="template dictionary size: directions over the Laue sector (default 400; "
                                  "low-index zone axes are always added; cached on disk)")
+        parser.add_argument("--single-directions", type=positive_int, default=1600,
+                            help="with the refinement: directions of the one-grain chain's dictionary, whose answer "
+                                 "joins the refinement's hypotheses (default 1600; built once per working frame, "
+                                 "then cached on disk)")
         parser.add_argument("--pair-directions", type=positive_int, default=6400,
                             help="--grains 2: directions of the two-grain chain's dictionary (default 6400; built "
                                  "once per working frame, ~25 s on one core, then cached on disk)")
@@ -82,6 +86,8 @@ class Predict(Subcommand):
             if path is not None:
                 check_output_file(path, flag)
         check_matcher_directions(args.matcher_directions)  # before the dictionary is allocated
+        if args.refine:
+            check_matcher_directions(args.single_directions, "--single-directions")
         if args.grains == 2:
             check_matcher_directions(args.pair_directions, "--pair-directions")
         calibration, centre, kv, distortion = _calibration_arg(args)
@@ -91,7 +97,8 @@ class Predict(Subcommand):
                             centre=centre, frame=args.frame, mask=None if args.mask is None else str(args.mask),
                             disc_px=args.disc,
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
-                            pair_directions=args.pair_directions, refine=args.refine, device=args.device)
+                            single_directions=args.single_directions, pair_directions=args.pair_directions,
+                            refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
         text = result_json(result)
         if args.json:

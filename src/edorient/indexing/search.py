@@ -58,6 +58,10 @@ class SearchConfig:
     """Candidates closer than this (modulo the Laue group) are one solution."""
     candidates: int = 4
     """Distinct solutions kept (the best and its runner-ups)."""
+    single_directions: int = 1600
+    """One grain: directions of the dictionary of the one-grain chain whose answer joins the
+    refinement's hypotheses (:data:`edorient.indexing.pipeline.SINGLE_CHAIN`); built once per
+    working frame (~8 s) and cached on disk like the others (~75 MB)."""
     pair_directions: int = 6400
     """Two grains (``edorient predict --grains 2``): directions of the bicrystal chain's
     dictionary (:func:`edorient.indexing.pipeline._refine_pair`). The accuracy benchmark's: 300
@@ -148,6 +152,7 @@ class PatternSearch:
                                        zone_max_index=config.zone_max_index, cache=config.cache,
                                        top_k=config.candidates + 2)
         self.build_s = time.perf_counter() - t
+        self._scorers = {config.thickness: self.matcher.scorer}
 
     def _scale_scores(self, pre) -> np.ndarray:
         """Best dictionary score at each scale of the grid.
@@ -173,18 +178,56 @@ class PatternSearch:
             out[i] = self.matcher.polar_correlations(polar, coarse=True).max()
         return out
 
-    def search(self, pre) -> SearchResult:
-        """Search the preprocessed pattern ``pre`` (:class:`~edorient.indexing.preprocess.Preprocessed`)."""
-        cfg = self.config
-        t0 = time.perf_counter()
-        best = self._scale_scores(pre)
-        k = int(np.argmax(best))
+    def _peak_scale(self, best: np.ndarray, k: int) -> float:
+        """The scale of grid point ``k`` of the scale scores ``best``, moved to the vertex of the
+        parabola through it and its neighbours where it is a maximum between them."""
         scale = float(self.scales[k])
         if 0 < k < len(best) - 1:  # parabola through the best three
             y0, y1, y2 = best[k - 1 : k + 2]
             den = y0 - 2 * y1 + y2
             if den < 0:
                 scale += 0.5 * (y0 - y2) / den * float(self.scales[1] - self.scales[0])
+        return scale
+
+    def alternative_scales(self, res: SearchResult, n: int = 1, apart: int = 2) -> list[float]:
+        """Up to ``n`` other calibration scales worth a search of their own: the highest local
+        maxima of ``res``'s scale scores at least ``apart`` grid steps from the chosen scale's
+        grid point (each moved to its parabola's vertex), best first.
+
+        A sparse pattern matches the dictionary at several scales (a zone's spots can sit on
+        another zone's rings at another scale), and the best by the dictionary's score is not
+        always the right one: the whole-image fit of each scale's refined answer decides
+        (:func:`edorient.indexing.pipeline.index_pattern`).
+        """
+        b = np.asarray(res.scale_scores, dtype=float)
+        if n <= 0 or len(b) < 2:
+            return []
+        k0 = int(np.argmin(np.abs(self.scales - res.scale)))
+        peaks = [j for j in range(len(b)) if abs(j - k0) >= apart
+                 and (j == 0 or b[j] >= b[j - 1]) and (j == len(b) - 1 or b[j] >= b[j + 1])]
+        return [self._peak_scale(b, j) for j in sorted(peaks, key=lambda j: -b[j])[:n]]
+
+    def _scorer(self, thickness: float) -> PatternScorer:
+        """The working frame's scorer at an effective ``thickness`` (built once per searcher)."""
+        if thickness not in self._scorers:
+            self._scorers[thickness] = PatternScorer(Simulator(self.crystal, replace(self.sim_config, thickness=thickness)))
+        return self._scorers[thickness]
+
+    def search(self, pre, scale: float | None = None, scale_scores: np.ndarray | None = None,
+               thickness: float | None = None) -> SearchResult:
+        """Search the preprocessed pattern ``pre`` (:class:`~edorient.indexing.preprocess.Preprocessed`)
+        at the best calibration scale of the grid, or at ``scale``; ``scale_scores``: those of an
+        earlier search of the same pattern (reported, not computed again); ``thickness``: the
+        effective thickness of the candidates' ring refinement (None: fitted, the best of
+        ``config.thicknesses`` on the best candidate)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        best = self._scale_scores(pre) if scale_scores is None else np.asarray(scale_scores, dtype=float)
+        if scale is None:
+            scale = self._peak_scale(best, int(np.argmax(best)))
+        elif not np.isfinite(scale) or scale <= 0:
+            raise EdorientError(f"a calibration scale must be a positive number, got {scale}")
+        scale = float(scale)
         t1 = time.perf_counter()
         img = working_image(pre, self.calibration * scale, cfg.size, self.working_calibration)
         found = self.matcher.match_all(img, separation_deg=cfg.distinct_deg)
@@ -192,19 +235,17 @@ class PatternSearch:
         # the effective thickness, fitted jointly with the orientation: the best candidate is
         # refined on rings with each thickness and the best refined score wins (scoring fixed
         # directions instead favours thin crystals, whose broad relrods forgive a wrong direction)
-        sims = {cfg.thickness: self.matcher.scorer}
         best_t, best_score = cfg.thickness, found[0][2]
         start = np.array([found[0][1][2]])
-        for th in cfg.thicknesses:
+        for th in cfg.thicknesses if thickness is None else ():
             if th == cfg.thickness:
                 continue
-            sc = PatternScorer(Simulator(self.crystal, replace(self.sim_config, thickness=th)))
-            sims[th] = sc
-            score = refine_on_rings(sc, img, start, start_step=1.0, families=2)[0][2]
+            score = refine_on_rings(self._scorer(th), img, start, start_step=1.0, families=2)[0][2]
             if score > best_score:
                 best_t, best_score = th, score
+        best_t = best_t if thickness is None else float(thickness)
         if best_t != cfg.thickness:
-            found = refine_on_rings(sims[best_t], img, np.array([f[1][2] for f in found]),
+            found = refine_on_rings(self._scorer(best_t), img, np.array([f[1][2] for f in found]),
                                     start_step=1.0, families=2)
         t3 = time.perf_counter()
         laue = self.crystal.laue
@@ -214,7 +255,7 @@ class PatternSearch:
                 cands.append(Candidate(np.asarray(R), np.asarray(label), float(sc)))
             if len(cands) == cfg.candidates:
                 break
-        return SearchResult(cands, img, sims[best_t].simulator, scale, float(best_t), self.scales, best,
+        return SearchResult(cands, img, self._scorer(best_t).simulator, scale, float(best_t), self.scales, best,
                             timings={"dictionary_s": round(self.build_s, 3), "scale_search_s": round(t1 - t0, 3),
                                      "match_s": round(t2 - t1, 3), "thickness_s": round(t3 - t2, 3)},
                             dictionary={"cached": bool(self.matcher.cache_hit),

@@ -24,7 +24,7 @@ def test_a_grain_tilted_off_its_truth_loses_to_a_rival_and_the_truth_does_not():
     cache: dict = {}
     out = index_pattern(raw, IndexConfig(cal, (c, c), grains=2, search=SearchConfig(pair_directions=800)), xt,
                         cache=cache)
-    chain = next(v for k, v in cache.items() if isinstance(k, tuple) and k[0] == "pair chain")
+    chain = next(v for k, v in cache.items() if isinstance(k, tuple) and k[:2] == ("chain", 2))
     x = out.search.image01
     est = chain.estimate(x[None])
     ref, A = est.refinement, est.rotations[0]
