@@ -203,8 +203,10 @@ class PatternSearch:
         if n <= 0 or len(b) < 2:
             return []
         k0 = int(np.argmin(np.abs(self.scales - res.scale)))
+        # (a plateau counts once, at its first point; an end of the grid when above its neighbour)
         peaks = [j for j in range(len(b)) if abs(j - k0) >= apart
-                 and (j == 0 or b[j] >= b[j - 1]) and (j == len(b) - 1 or b[j] >= b[j + 1])]
+                 and (b[j] > b[j - 1] if j > 0 else b[0] > b[1])
+                 and (j == len(b) - 1 or b[j] >= b[j + 1])]
         return [self._peak_scale(b, j) for j in sorted(peaks, key=lambda j: -b[j])[:n]]
 
     def _scorer(self, thickness: float) -> PatternScorer:

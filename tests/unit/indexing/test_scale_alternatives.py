@@ -1,0 +1,115 @@
+"""The one-grain answer at the search's scale and at the next peak of its scale scores (issue 11).
+
+A sparse pattern can match the dictionary best at a wrong calibration scale; ``index_pattern``
+also searches and refines at the next best peak of the scale scores and keeps the scale whose
+answer fits the whole image better (``pipeline.ALT_SCALES``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edorient.indexing import pipeline as pl
+from edorient.indexing.search import PatternSearch, SearchConfig, SearchResult
+from edorient.physics.orientation import random_rotations
+from edorient.render import SimulationConfig, Simulator
+from edorient.structures import anatase
+
+
+@pytest.fixture()
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+
+
+def _curve(peaks: dict[int, float], n: int = 13) -> np.ndarray:
+    """Scale scores on the default grid (0.85-1.15, 13 points) with local maxima at ``peaks``."""
+    b = np.full(n, 0.2)
+    for k, v in peaks.items():
+        b[k] = v
+    return b
+
+
+def test_alternative_scales_are_the_next_local_maxima_two_steps_away(_cache):
+    s = PatternSearch(anatase(), 0.016, 60.0, SearchConfig(n_directions=50))
+    grid = s.scales
+    assert len(grid) == 13 and grid[6] == pytest.approx(1.0)
+    # the chosen peak at 1.125 (index 11); local maxima at 1.0 (0.8), 0.9 (0.7), and 1.1 (next to
+    # the chosen one: not another scale)
+    b = _curve({11: 0.9, 10: 0.85, 6: 0.8, 2: 0.7})
+    res = SearchResult([], None, None, float(grid[11]), 50.0, grid, b)
+    alt = s.alternative_scales(res, n=2)
+    assert alt == pytest.approx([1.0, 0.9])  # symmetric neighbours: the parabola's vertex is the grid point
+    assert s.alternative_scales(res, n=0) == []
+    # an asymmetric peak moves to its parabola's vertex, towards the higher neighbour
+    b2 = b.copy()
+    b2[7] = 0.5
+    (a,) = s.alternative_scales(SearchResult([], None, None, float(grid[11]), 50.0, grid, b2), n=1)
+    assert 1.0 < a < 1.0125
+    # the ends of the grid count as peaks
+    b3 = _curve({6: 0.9, 0: 0.6, 12: 0.5})
+    assert s.alternative_scales(SearchResult([], None, None, 1.0, 50.0, grid, b3), n=3) == pytest.approx([0.85, 1.15])
+
+
+def test_a_search_at_a_given_scale_uses_it_and_refuses_a_bad_one(_cache):
+    from edorient.indexing.preprocess import preprocess
+
+    R = random_rotations(1, rng=5)
+    sim = Simulator(anatase(), SimulationConfig(image_size=128, calibration=0.016, spot_sigma_px=1.5))
+    pre = preprocess(sim.images(R)[0].astype(np.float64) * 1e4 + 10, (63.5, 63.5))
+    s = PatternSearch(anatase(), 0.016, pre.data_radius_px, SearchConfig(n_directions=100))
+    free = s.search(pre)
+    forced = s.search(pre, scale=1.1, scale_scores=free.scale_scores, thickness=50.0)
+    assert forced.scale == 1.1 and forced.thickness == 50.0
+    np.testing.assert_array_equal(forced.scale_scores, free.scale_scores)  # reported, not recomputed
+    with pytest.raises(Exception, match="positive number"):
+        s.search(pre, scale=float("nan"))
+
+
+def test_a_wrong_scale_peak_is_overturned_by_the_whole_image_fit(_cache, monkeypatch):
+    # the search's scale scores are made to peak at 1.125 while the pattern is at 1.0, with a
+    # second peak at 1.0: the answer at 1.0 fits the whole image better and is kept, the one at
+    # 1.125 listed as a rival
+    xt = anatase()
+    R = random_rotations(1, rng=12)[0]
+    sim = Simulator(xt, SimulationConfig(image_size=128, calibration=0.016, spot_sigma_px=1.5))
+    img = np.random.default_rng(3).poisson(sim.images(R[None])[0] * 1e5 + 20).astype(float)
+    scales = np.linspace(0.85, 1.15, 13)
+    monkeypatch.setattr(PatternSearch, "_scale_scores", lambda self, pre: _curve({11: 0.9, 6: 0.8}))
+    cfg = pl.IndexConfig(0.016, (63.5, 63.5), search=SearchConfig(single_directions=400))
+    res = pl.index_pattern(img, cfg, xt)
+    err = float(xt.laue.angle(R[2][None], res.grains[0].rotation[2][None])[0])
+    assert err < 1.0, err
+    assert abs(res.calibration_scale - 1.0) < 0.02, res.calibration_scale
+    (rival,) = res.refinement["scale_rivals"]
+    assert abs(rival["calibration_scale"] / scales[11] - 1) < 0.05, rival
+    assert rival["image_fit"] < res.refinement["image_fit"]
+    # without the second scale the answer stays at the wrong one
+    monkeypatch.setattr(pl, "ALT_SCALES", 0)
+    alone = pl.index_pattern(img, cfg, xt)
+    assert abs(alone.calibration_scale - 1.0) > 0.05 and alone.refinement["scale_rivals"] == []
+
+
+def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_elsewhere():
+    from types import SimpleNamespace
+
+    from scipy.spatial.transform import Rotation
+
+    xt = anatase()
+    R = random_rotations(1, rng=4)[0]
+    near = Rotation.from_rotvec(np.radians([0.5, 0.0, 0.0])).as_matrix() @ R  # 0.5° away: the same answer
+    far = Rotation.from_rotvec(np.radians([20.0, 0.0, 0.0])).as_matrix() @ R
+    one = {"rotation": R, "image_fit": 0.80, "image_fit_margin": 0.10, "calibration_scale": 1.0}
+
+    def at(scale, rotation, fit):
+        return SimpleNamespace(scale=scale), None, None, {"rotation": rotation, "image_fit": fit, "calibration_scale": 1.01}
+
+    out = pl._with_scale_rivals(xt, one, [at(1.1, near, 0.79)])
+    assert out["image_fit_margin"] == 0.10 and out["scale_rivals"][0]["calibration_scale"] == pytest.approx(1.111)
+    out = pl._with_scale_rivals(xt, one, [at(1.1, far, 0.79)])
+    assert out["image_fit_margin"] == pytest.approx(0.01)
+    assert out["scale_rivals"][0]["angle_to_answer_deg"] > 5
+    # no distinct hypothesis before (None: nothing ruled out) -> the rival's margin
+    out = pl._with_scale_rivals(xt, dict(one, image_fit_margin=None), [at(0.9, far, 0.5)])
+    assert out["image_fit_margin"] == pytest.approx(0.30)
+    assert one["image_fit_margin"] == 0.10  # the answer given is not changed
