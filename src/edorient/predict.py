@@ -16,7 +16,7 @@
 Each grain is reported as a unit vector in the crystal frame, reduced to the fundamental sector
 (its label), with its full orientation (the matrix R, its unreduced beam direction and in-plane
 angle), its score, the nearest low-index zone axis [u v w] and, near a zone that is no two-fold
-axis of the crystal, its zone-axis twin (:func:`zone_axis_twin`). The overlay is drawn on the
+axis of the crystal, its zone-axis twins (:func:`zone_axis_twins`). The overlay is drawn on the
 user's own image, in the file's pixels, with hkl labels and the mask shaded.
 """
 
@@ -174,25 +174,29 @@ def _grain_json(crystal, R, label, reflections=None) -> dict:
            "orientation_matrix": np.round(R, 6).tolist(),
            "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
     if reflections is not None:
-        out["zone_axis_twin"] = zone_axis_twin(crystal, R, reflections)
+        twins = zone_axis_twins(crystal, R, reflections)
+        out["zone_axis_twin"] = twins[0] if twins else None
+        out["zone_axis_twins"] = twins
     return out
 
 
-def zone_axis_twin(crystal, R, reflections) -> dict | None:
-    """The orientation that shows the same zero-order Laue zone as ``R`` (3, 3): ``R`` turned 180°
+def zone_axis_twins(crystal, R, reflections, max_twins: int | None = None) -> list[dict]:
+    """The orientations that show the same zero-order Laue zone as ``R`` (3, 3): ``R`` turned 180°
     about a zone axis near its beam that is no two-fold axis of the crystal
-    (:mod:`edorient.physics.twins`), as {the zone axis, the twin's direction (label), its beam's
-    angle to R's}; None where there is none (the beam near no such zone). A pattern that shows
-    little beyond that zone cannot tell the two apart: the answer may be either."""
+    (:mod:`edorient.physics.twins`), heaviest zone first, at most ``max_twins`` (None: the
+    fits' :data:`edorient.indexing.estimators.ZONE_TWINS`, the twins the answer was fitted
+    against), each as {the zone axis, the twin's direction (label), its beam's angle to R's};
+    empty where there is none (the beam near no such zone). A pattern that shows little beyond
+    that zone cannot tell them apart: the answer may be any of them."""
+    from edorient.indexing.estimators import ZONE_TWINS
     from edorient.physics.twins import crystal_twins
 
-    twins, zones = crystal_twins(crystal, reflections, R, return_zones=True)
-    if not len(twins):
-        return None
-    T = twins[0]
-    return {"about_zone_axis": [int(v) for v in zones[0]],
-            "direction": [round(float(v), 6) for v in crystal.laue.reduce(T[2])],
-            "beam_apart_deg": round(float(crystal.laue.angle(R[2][None], T[2][None])[0]), 3)}
+    twins, zones = crystal_twins(crystal, reflections, R, ZONE_TWINS if max_twins is None else int(max_twins),
+                                 return_zones=True)
+    return [{"about_zone_axis": [int(v) for v in z],
+             "direction": [round(float(v), 6) for v in crystal.laue.reduce(T[2])],
+             "beam_apart_deg": round(float(crystal.laue.angle(R[2][None], T[2][None])[0]), 3)}
+            for T, z in zip(twins, zones)]
 
 
 def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None = None,

@@ -168,5 +168,12 @@ def test_each_grain_reports_its_zone_axis_twin(tmp_path):
     z = xt.zone_axis_direction(twin["about_zone_axis"])
     assert xt.laue.angle(z[None], xt.zone_axis_direction([3, 1, 1])[None])[0] < 1e-6
     assert twin["beam_apart_deg"] == pytest.approx(6.0, abs=0.5)
+    # every twin the fit weighed is named, the heaviest zone's first; each a distinct direction
+    from edorient.indexing.estimators import ZONE_TWINS
+
+    twins = g["zone_axis_twins"]
+    assert twins[0] == twin and 1 <= len(twins) <= ZONE_TWINS
+    for t in twins:
+        assert xt.laue.angle(np.array(t["direction"])[None], R[2][None])[0] == pytest.approx(t["beam_apart_deg"], abs=0.5)
     rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--no-refine"], tmp_path)
-    assert rc == 0 and res["grains"][0]["zone_axis_twin"] is None
+    assert rc == 0 and res["grains"][0]["zone_axis_twin"] is None and res["grains"][0]["zone_axis_twins"] == []
