@@ -124,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=5050)
-    ap.add_argument("--only", default=None, help="run the conditions whose name contains this")
+    ap.add_argument("--only", default=None, help="run the conditions whose name contains this (or one of a|b|...)")
     ap.add_argument("--out", type=Path, help="save every pattern's result (JSON)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -138,7 +138,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     runs = {}
     for k, (name, kw) in enumerate(CONDITIONS.items()):
-        if args.only and args.only not in name:
+        if args.only and not any(o in name for o in args.only.split("|") if o):
             continue
         kw = dict(kw)
         grains = kw.pop("grains")
