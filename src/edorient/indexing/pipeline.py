@@ -535,7 +535,7 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
                          float(out.calibration_scale[i]), float(out.uncertainty_deg[i, 0]),
                          float(out.inplane_uncertainty_deg[i, 0]), float(out.scores[i]), 0.0, ""))
     if SINGLE_CHAIN:
-        # the one-grain chain of the accuracy benchmark (a dictionary 16x denser than the search's)
+        # the one-grain chain of the accuracy benchmark (its dictionary denser than the search's)
         est = _dictionary_chain(crystal, cfg, res, 1, cache).estimate(img[None])
         ref = est.refinement
         Rc, cen, k = est.rotations[0, 0], ref.centre_px[0], float(ref.calibration_scale[0])
