@@ -460,8 +460,8 @@ def model_linear_images(simulator: Simulator, rotations: np.ndarray, centre_px=(
 def image_correlations(image01: np.ndarray, models01: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Pearson correlation of ``image01`` with each of (n, H, W) ``models01`` over the ``valid``
     pixels (all when None): (n,) (:func:`masked_correlations`: float64 sums in one compiled pass
-    a model; before, centred float64 copies of every model, 2.2x slower on the one-grain fit's
-    batches and the same correlations to 1e-7).
+    a model; before, centred float64 copies of every model: 7.6 against 0.54 ms for 40 sparse
+    128 x 128 models on one thread, the same correlations to float32 rounding, ~1e-7).
 
     Unlike the refinement's objective, which samples the image only where the model puts spots,
     this sees every pixel: a spot of the image that the model does not predict costs as much as
