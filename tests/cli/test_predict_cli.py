@@ -138,3 +138,23 @@ def test_degenerate_images_have_no_pattern(tmp_path, capsys):
         err = captured.err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and needle in err[0] and "Traceback" not in captured.err, (name, err)
         assert captured.out == ""
+
+
+def test_dictionary_sizes_that_cannot_be_are_refused_in_one_line(tmp_path, capsys):
+    # --single-directions (the one-grain chain's dictionary) is checked like the other two: not a
+    # positive number -> argparse's usage error; more than memory holds -> one line naming the flag
+    np.save(tmp_path / "ok.npy", np.ones((32, 32), np.float32))
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(SystemExit) as exc:
+            main(["predict", str(tmp_path / "ok.npy"), "--calibration", "0.01", "--single-directions", bad])
+        assert exc.value.code == 2
+        assert "--single-directions" in capsys.readouterr().err
+    rc = main(["predict", str(tmp_path / "ok.npy"), "--calibration", "0.01", "--single-directions", "10000000000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--single-directions" in err[0], err
+    # without the refinement the one-grain chain is not built, so its size is not checked (this
+    # flat image then fails for what it is)
+    rc = main(["-q", "predict", str(tmp_path / "ok.npy"), "--calibration", "0.01", "--no-refine",
+               "--single-directions", "10000000000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--single-directions" not in err and "no pattern" in err, err
