@@ -129,7 +129,7 @@ RIVAL_NEAR = True
 #: where the rival, refined once more, fits worse). Off: in a third of the misses on files a rival
 #: fits better than the answer (negative fit margin), but measured with
 #: ``benchmarks/bench_predict_pairs.py`` (300 bicrystal files a seed) both < 2° went 239 -> 244
-#: on the tuning seed 4040 (12 mended, 7 broken: the whole-image fit of a noisy file is no perfect
+#: on the tuning seed 4040 (9 mended, 4 broken: the whole-image fit of a noisy file is no perfect
 #: judge), 242 -> 243 on seed 5050, where one more grain > 2° off became ``confident`` (2 -> 3);
 #: and every pair would pay for the rivals (~0.2 s), not only those reported real.
 RIVAL_ADOPT_ROUNDS = 0
