@@ -472,7 +472,7 @@ def _fit_frame(pre, cfg: IndexConfig, res: SearchResult, searcher: PatternSearch
 
 def _with_scale_rivals(crystal, one: dict, others: list) -> dict:
     """The one-grain answer ``one`` (:func:`_refine_single`) with the answers found at other
-    calibration scales (``others``: (search, fit frame, scorer, answer) each) as rivals: listed
+    calibration scales (``others``: (the search's scale, its answer) each) as rivals: listed
     (``scale_rivals``), and one whose beam direction lies more than
     :data:`~edorient.indexing.verdict.DISTINCT_DEG` away lowers the fit margin to the difference
     of the two whole-image fits (a sparse pattern that another zone fits about as well at another
@@ -480,9 +480,9 @@ def _with_scale_rivals(crystal, one: dict, others: list) -> dict:
     out = dict(one)
     rivals = []
     margin = np.inf if one["image_fit_margin"] is None else float(one["image_fit_margin"])
-    for r, _, _, o in others:
+    for scale, o in others:
         a = float(crystal.laue.angle(one["rotation"][2][None], o["rotation"][2][None])[0])
-        rivals.append({"calibration_scale": round(float(r.scale * o["calibration_scale"]), 5),
+        rivals.append({"calibration_scale": round(float(scale * o["calibration_scale"]), 5),
                        "image_fit": o["image_fit"], "direction": [round(float(v), 5) for v in o["rotation"][2]],
                        "angle_to_answer_deg": round(a, 3)})
         if a > vd.DISTINCT_DEG:
@@ -646,7 +646,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                 f2 = _fit_frame(pre, cfg, r2, searcher)
                 tries.append((r2, f2, sc2, _refine_single(crystal, cfg, pre, f2, sc2, cache)))
         res, fit_res, scorer, one = max(tries, key=lambda t: t[3]["image_fit"])
-        one = _with_scale_rivals(crystal, one, [t for t in tries if t[3] is not one])
+        one = _with_scale_rivals(crystal, one, [(t[0].scale, t[3]) for t in tries if t[3] is not one])
     t_one = time.perf_counter()
     best = res.candidates[0]
     runner = res.candidates[1:]

@@ -91,8 +91,6 @@ def test_a_wrong_scale_peak_is_overturned_by_the_whole_image_fit(_cache, monkeyp
 
 
 def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_elsewhere():
-    from types import SimpleNamespace
-
     from scipy.spatial.transform import Rotation
 
     xt = anatase()
@@ -102,7 +100,7 @@ def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_else
     one = {"rotation": R, "image_fit": 0.80, "image_fit_margin": 0.10, "calibration_scale": 1.0}
 
     def at(scale, rotation, fit):
-        return SimpleNamespace(scale=scale), None, None, {"rotation": rotation, "image_fit": fit, "calibration_scale": 1.01}
+        return scale, {"rotation": rotation, "image_fit": fit, "calibration_scale": 1.01}
 
     out = pl._with_scale_rivals(xt, one, [at(1.1, near, 0.79)])
     assert out["image_fit_margin"] == 0.10 and out["scale_rivals"][0]["calibration_scale"] == pytest.approx(1.111)
