@@ -50,8 +50,8 @@ class PredictConfig:
     """Frame of a stack."""
     intensity: str = "linear"
     """``linear`` (detector counts) or ``display`` (already a display image, e.g. a figure)."""
-    size: int = 128
-    """Working image size of the template search (a run uses its own)."""
+    size: int = 150
+    """Working image size of the template search (a run uses its own; :attr:`SearchConfig.size`)."""
     matcher_directions: int = 400
     """Template dictionary size (directions over the Laue sector, both mirror families)."""
     single_directions: int = 1600

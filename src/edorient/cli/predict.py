@@ -67,8 +67,8 @@ class Predict(Subcommand):
         parser.add_argument("--pair-directions", type=positive_int, default=6400,
                             help="--grains 2: directions of the two-grain chain's dictionary (default 6400; built "
                                  "once per working frame, ~25 s on one core, then cached on disk)")
-        parser.add_argument("--size", type=positive_int, default=128,
-                            help="working image size of the template search (default 128)")
+        parser.add_argument("--size", type=positive_int, default=150,
+                            help="working image size of the template search (default 150)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (fit of the kinematic spot model from the coarse estimate: "
                                  "sub-degree orientations, uncertainty, ambiguity flag); on by default")

@@ -6,8 +6,12 @@ shape factor) stands in for what a real pattern's spot extent depends on (thickn
 convergence, precession, bending). Both are fitted here, not assumed:
 
 1. the working frame is a ``size`` image whose calibration puts the pattern's data radius at
-   its edge (at the smallest calibration tried), so no template spot falls where the file has
-   no data;
+   its edge at the given calibration (scale 1), or ``max_g`` there where the field reaches
+   further: the whole field the file holds is matched where the calibration is right. (Before, the edge sat at the smallest scale tried, so that no
+   template spot fell where the file has no data; at scale 1 that cut the outer 13 % of the
+   field's radius, a quarter of its area, where the discriminating high-index spots are:
+   ``edorient predict --grains 2`` on simulated files had both grains < 2° in 239 of 300 then,
+   262 now; docs/results.md "Session 23");
 2. the calibration scale ``s`` (file calibration = given x ``s``) is searched over
    ``1 ± tolerance`` by resampling the *image* (the cached dictionary stays the same): the
    score of the best template at each scale, refined by a parabola through the best three;
@@ -36,8 +40,18 @@ from edorient.render import SimulationConfig, Simulator, display_transform
 class SearchConfig:
     """Settings of :class:`PatternSearch`."""
 
-    size: int = 128
-    """Working image side (pixels)."""
+    size: int = 150
+    """Working image side (pixels). 150: the sampling of a 128 px frame whose edge sat at the
+    smallest scale of the default ±15 % (128 / 0.85), now holding the whole field at scale 1."""
+    max_g: float = 1.4
+    """The working frame holds the pattern's field up to this |g| (1/Å; d = 0.71 Å) at the given
+    calibration, however far the file reaches. Beyond it a real pattern departs from the
+    kinematic spot model faster than its spots add information: the excitation error of a spot,
+    λg²/2 (0.025 1/Å at 1.4 1/Å and 200 kV), outgrows the relrod's width (1/t = 0.02 1/Å at 50 Å),
+    so its intensity hangs on a tilt, a bend or a thickness the model does not know, and lens
+    distortion grows with the radius. Measured on the development case cuni_110 (a ±1.64 1/Å
+    field; the only one that reaches past 1.3): 0.05 / 0.07 / 0.62 / 0.62-1.16° off its zone with the
+    frame holding 1.3 / 1.4 / 1.5 / 1.64 1/Å (calibration given and 10 % off); the simulated files (±1.2) are not touched."""
     n_directions: int = 400
     """Dictionary directions over the Laue sector (each in both mirror families)."""
     zone_max_index: int = 3
@@ -135,13 +149,15 @@ class PatternSearch:
     def __init__(self, crystal, calibration: float, data_radius_px: float, config: SearchConfig = SearchConfig()) -> None:
         if not calibration > 0:
             raise EdorientError(f"calibration must be > 0 1/Å per pixel, got {calibration}")
+        if not config.max_g > 0:
+            raise EdorientError(f"the working frame's max_g must be > 0 1/Å, got {config.max_g}")
         self.crystal = crystal
         self.config = config
         self.calibration = float(calibration)
         lo = 1 - config.scale_tolerance
         n = int(round(2 * config.scale_tolerance / config.scale_step)) if config.scale_tolerance > 0 else 0
         self.scales = np.linspace(lo, 1 + config.scale_tolerance, n + 1) if n else np.array([1.0])
-        calw = data_radius_px * self.calibration * float(self.scales.min()) / (config.size // 2 - 2)
+        calw = min(data_radius_px * self.calibration, config.max_g) / (config.size // 2 - 2)
         # on a 1 % grid, so that nearby calibrations and data radii share one cached dictionary
         self.working_calibration = float(np.exp(np.round(np.log(calw) / 0.01) * 0.01))
         self.sim_config = SimulationConfig(image_size=config.size, calibration=self.working_calibration,

@@ -50,7 +50,8 @@ def test_a_rival_that_fits_better_replaces_the_paired_answer(monkeypatch):
     # the chain made to answer with grain 0 tilted 4° off its truth (its only hypothesis): with a
     # round of pl.RIVAL_ADOPT_ROUNDS (off by default) the rivals refined on purpose include the
     # truth's basin, fit the whole image better, and the answer becomes the truth; without it the
-    # tilted grain stays
+    # tilted grain stays a miss (> 2°: the pair's own polish pulls it part of the way back, 2.6°
+    # with the working frame holding the whole field)
     import dataclasses
 
     from edorient.indexing.estimators import DictionaryRefined, Estimate
@@ -83,4 +84,4 @@ def test_a_rival_that_fits_better_replaces_the_paired_answer(monkeypatch):
     monkeypatch.setattr(pl, "RIVAL_ADOPT_ROUNDS", 1)
     assert worse(index_pattern(raw, cfg, xt)) < 1.0
     monkeypatch.setattr(pl, "RIVAL_ADOPT_ROUNDS", 0)
-    assert worse(index_pattern(raw, cfg, xt)) > 3.0
+    assert worse(index_pattern(raw, cfg, xt)) > 2.0
