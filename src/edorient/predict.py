@@ -280,6 +280,22 @@ def _without_discs(image: np.ndarray, centre, disc_px: float | None, valid: np.n
     return deconvolve_discs(image, radius, valid=valid).astype(np.float64), {**report, "deconvolved": True}
 
 
+#: Entries of :func:`edorient.indexing.pipeline.index_pattern`'s cache kept across the
+#: :func:`predict_file` calls of one process (the search's dictionary, the one-grain chain's, the
+#: refiners and simulators of the working frame; loaded again they cost ~0.2 s a call: 1.01 ->
+#: 0.78 s on cuni_110). More than this many (about two working frames' worth, ~10 an
+#: orientation frame) and it is emptied, which bounds its memory (a pair dictionary is ~0.3 GB).
+#: Its keys hold the crystal's ``id``; the entries hold the crystal, so no id is reused while kept.
+PROCESS_CACHE_ENTRIES = 24
+_PROCESS_CACHE: dict = {}
+
+
+def _process_cache() -> dict:
+    if len(_PROCESS_CACHE) > PROCESS_CACHE_ENTRIES:
+        _PROCESS_CACHE.clear()
+    return _PROCESS_CACHE
+
+
 def _predict_search(image, centre, calibration, kv, config: PredictConfig, crystal, validity=None):
     """The template search (no trained model): :func:`edorient.indexing.pipeline.index_pattern`."""
     from edorient.indexing.pipeline import IndexConfig, index_pattern
@@ -290,7 +306,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
                         scale_tolerance=config.calibration_tolerance, cache=config.cache)
     res = index_pattern(image, IndexConfig(calibration, centre, grains=config.grains, refine=config.refine,
                                            background=config.background, search=scfg, device=config.device), crystal,
-                        validity=validity)
+                        validity=validity, cache=_process_cache())
     sr = res.search
     scale = res.calibration_scale
     grains = []

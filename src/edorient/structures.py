@@ -128,11 +128,16 @@ def _displacements_given(path: Path) -> dict[str, bool]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _anatase_shared() -> Crystal:
+    return anatase()
+
+
 def get_crystal(name_or_path: str | Path) -> Crystal:
     """A built-in crystal by name (``"anatase"``) or a crystal from a CIF path."""
     key = str(name_or_path)
     if key.lower() == "anatase":
-        return anatase()
+        return _anatase_shared()  # one instance, as a CIF's: caches keyed by the crystal hit
     if key.lower().endswith(".cif") or Path(key).exists():
         try:
             st = Path(key).stat()
