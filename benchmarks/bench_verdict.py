@@ -77,14 +77,20 @@ def run(images, rotations, centre, cal, crystal, grains=1, cache=None, tolerance
             "image_fit": g.image_fit, "image_fit_margin": g.image_fit_margin, "uncertainty": g.uncertainty_deg, "thickness": ref.get("thickness"),
             "uncertainty_scale": FIT_UNCERTAINTY_SCALE,
             "start": ref.get("start"), "hypothesis_fits": ref.get("hypothesis_fits"),
+            "scale_rivals": ref.get("scale_rivals"),
             "scale": res.calibration_scale, "scale_tolerance": search.scale_tolerance,
             "seconds": time.perf_counter() - t})
     return rows
 
 
 def fit_margin(row, distinct_deg):
-    """The whole-image fit's margin over hypotheses more than ``distinct_deg`` from the answer."""
+    """The whole-image fit's margin over hypotheses more than ``distinct_deg`` from the answer,
+    the answers found at other calibration scales among them (as the pipeline's
+    ``_with_scale_rivals``; runs saved before session 23 did not keep those)."""
     h = np.array(row["hypothesis_fits"] or [[0.0, row["image_fit"]]])
+    rivals = [[r["angle_to_answer_deg"], r["image_fit"]] for r in row.get("scale_rivals") or []]
+    if rivals:
+        h = np.concatenate([h, np.array(rivals, dtype=float)])
     far = h[:, 0] > distinct_deg
     return float(row["image_fit"] - h[far, 1].max()) if far.any() else float("inf")
 
