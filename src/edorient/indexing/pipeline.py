@@ -495,17 +495,18 @@ def _with_scale_rivals(crystal, one: dict, others: list) -> dict:
     return out
 
 
-def chosen_scale_try(tries: list, scale_step: float, laue):
+def chosen_scale_try(tries: list, scale_step: float, laue, same_deg: float = 5.0):
     """The one-grain answer among those found at several calibration scales (``tries``: tuples
     whose last item is :func:`_refine_single`'s answer): the best whole-image fit; but where
-    other tries found the same answer (within :data:`~edorient.indexing.verdict.DISTINCT_DEG`)
-    and the best's refinement moved its scale as far as the next try lies (:data:`ALT_SCALE_APART`
-    grid steps), the try of that answer whose refinement kept its scale best. The moved one holds
-    the answer at another scale than its working image was drawn at (the spots' sizes and the
-    part of the file seen are not what the model expects), which is what the pair is then fitted
-    on. Measured: a [0 0 1] + [1 1 1] bicrystal file whose second scale peak (1.12) refined [1 1 1]
-    back to 1.005 fitted 0.652 there against 0.605 for [1 1 1] at the right scale, and the pair
-    fitted at 1.12 missed [0 0 1].
+    other tries found the same solution (within ``same_deg``: the search's
+    :attr:`~edorient.indexing.search.SearchConfig.distinct_deg`) and the best's refinement moved
+    its scale as far as the next try lies (:data:`ALT_SCALE_APART` grid steps), the try of that
+    solution whose refinement kept its scale best. The moved one holds the answer at another
+    scale than its working image was drawn at (the spots' sizes and the part of the file seen are
+    not what the model expects, and its direction follows: 1.7° off below), and that image is
+    what the pair is then fitted on. Measured: a [0 0 1] + [1 1 1] bicrystal file whose second
+    scale peak (1.12) refined [1 1 1] back to 1.005, 1.7° off, fitted 0.642 there against 0.603
+    for [1 1 1] at the right scale (1.01), and the pair fitted at 1.12 missed [0 0 1].
 
     >>> from edorient.structures import anatase
     >>> laue, R = anatase().laue, np.eye(3)
@@ -517,7 +518,7 @@ def chosen_scale_try(tries: list, scale_step: float, laue):
     """
     best = max(tries, key=lambda t: t[-1]["image_fit"])
     d = best[-1]["rotation"][2]
-    same = [t for t in tries if float(laue.angle(d[None], t[-1]["rotation"][2][None])[0]) <= vd.DISTINCT_DEG]
+    same = [t for t in tries if float(laue.angle(d[None], t[-1]["rotation"][2][None])[0]) <= same_deg]
     kept = [t for t in same if abs(t[-1]["calibration_scale"] - 1) < ALT_SCALE_APART * scale_step]
     if not kept or any(t is best for t in kept):
         return best
@@ -678,7 +679,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                 sc2 = PatternScorer(r2.simulator)
                 f2 = _fit_frame(pre, cfg, r2, searcher)
                 tries.append((r2, f2, sc2, _refine_single(crystal, cfg, pre, f2, sc2, cache)))
-        res, fit_res, scorer, one = chosen_scale_try(tries, searcher.config.scale_step, crystal.laue)
+        res, fit_res, scorer, one = chosen_scale_try(tries, searcher.config.scale_step, crystal.laue,
+                                                     cfg.search.distinct_deg)
         one = _with_scale_rivals(crystal, one, [(t[0].scale, t[3]) for t in tries if t[3] is not one])
     t_one = time.perf_counter()
     best = res.candidates[0]

@@ -45,7 +45,8 @@ def test_a_wider_field_is_cut_at_max_g(xtal):
 
 def test_a_try_that_moved_its_scale_yields_to_one_that_kept_it_with_the_same_answer(xtal):
     R = np.eye(3)
-    tilt = np.array([[1, 0, 0], [0, np.cos(0.01), -np.sin(0.01)], [0, np.sin(0.01), np.cos(0.01)]])  # 0.6°
+    a = np.radians(3.0)  # the same solution: within the search's 5° (a moved scale moves the direction too)
+    tilt = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     other_zone = R[[1, 2, 0]]
     kept = {"calibration_scale": 1.01, "image_fit": 0.60, "rotation": tilt}
     moved = {"calibration_scale": 0.90, "image_fit": 0.66, "rotation": R}  # better fit, 10 % off its image's scale
@@ -60,4 +61,6 @@ def test_a_try_that_moved_its_scale_yields_to_one_that_kept_it_with_the_same_ans
     assert pl.chosen_scale_try([("a", moved), ("b", dict(kept, calibration_scale=1.2))], 0.025, laue)[0] == "a"
     # a move just inside two grid steps counts as kept
     assert pl.chosen_scale_try([("a", dict(moved, calibration_scale=0.951)), ("b", kept)], 0.025, laue)[0] == "a"
+    # a narrower notion of the same solution (1°) leaves the 3° pair to the fit
+    assert pl.chosen_scale_try([("a", moved), ("b", kept)], 0.025, laue, same_deg=1.0)[0] == "a"
 
