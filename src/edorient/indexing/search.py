@@ -7,11 +7,11 @@ convergence, precession, bending). Both are fitted here, not assumed:
 
 1. the working frame is a ``size`` image whose calibration puts the pattern's data radius at
    its edge at the given calibration (scale 1), or ``max_g`` there where the field reaches
-   further: the whole field the file holds is matched where the calibration is right. (Before, the edge sat at the smallest scale tried, so that no
-   template spot fell where the file has no data; at scale 1 that cut the outer 13 % of the
-   field's radius, a quarter of its area, where the discriminating high-index spots are:
-   ``edorient predict --grains 2`` on simulated files had both grains < 2° in 239 of 300 then,
-   262 now; docs/results.md "Session 23");
+   further: the whole field the file holds is matched where the calibration is right. (Before,
+   the edge sat at the smallest scale tried, so that no template spot fell where the file has
+   no data; at scale 1 that cut the outer 15 % of the field's radius, 28 % of its area, where
+   the discriminating high-index spots are: ``edorient predict --grains 2`` on simulated files
+   had both grains < 2° in 239-242 of 300 then, 264 now; docs/results.md "Session 23");
 2. the calibration scale ``s`` (file calibration = given x ``s``) is searched over
    ``1 ± tolerance`` by resampling the *image* (the cached dictionary stays the same): the
    score of the best template at each scale, refined by a parabola through the best three;
@@ -50,8 +50,9 @@ class SearchConfig:
     λg²/2 (0.025 1/Å at 1.4 1/Å and 200 kV), outgrows the relrod's width (1/t = 0.02 1/Å at 50 Å),
     so its intensity hangs on a tilt, a bend or a thickness the model does not know, and lens
     distortion grows with the radius. Measured on the development case cuni_110 (a ±1.64 1/Å
-    field; the only one that reaches past 1.3): 0.05 / 0.07 / 0.62 / 0.62-1.16° off its zone with the
-    frame holding 1.3 / 1.4 / 1.5 / 1.64 1/Å (calibration given and 10 % off); the simulated files (±1.2) are not touched."""
+    field; the only one that reaches past 1.3): 0.05 / 0.07 / 0.62 / 0.62-1.16° off its zone
+    with the frame holding 1.3 / 1.4 / 1.5 / 1.64 1/Å (calibration given and 10 % off); the
+    simulated files (±1.2) are not touched."""
     n_directions: int = 400
     """Dictionary directions over the Laue sector (each in both mirror families)."""
     zone_max_index: int = 3
