@@ -52,13 +52,24 @@ def main() -> None:
                              "-" if ref.get("image_fit") is None else f"{ref['image_fit']:.3f}",
                              "-" if fm is None else f"{fm:.3f}",
                              "-" if g.get("uncertainty_deg") is None else f"{g['uncertainty_deg']:.2f}",
-                             res["calibration_fitted"] / cal, first, float(np.median(times))))
+                             res["calibration_fitted"] / cal, first, float(np.median(times)), _distortion(g)))
     print("| case | zone | calibration given | refine | error to zone ° | verdict | score | margin | spot agreement | "
-          "image fit | fit margin | uncertainty ° | fitted / true calibration | first call s | later calls s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "image fit | fit margin | uncertainty ° | fitted / true calibration | first call s | later calls s | "
+          "spot ellipticity % / residual of tolerance |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | [{r[1]}] | x{r[2]:.1f} | {'yes' if r[3] else 'no'} | {r[4]:.2f} | {r[5]} | {r[6]:.3f} | "
-              f"{r[7]:.3f} | {r[8]:.2f} | {r[9]} | {r[10]} | {r[11]} | {r[12]:.4f} | {r[13]:.2f} | {r[14]:.2f} |")
+              f"{r[7]:.3f} | {r[8]:.2f} | {r[9]} | {r[10]} | {r[11]} | {r[12]:.4f} | {r[13]:.2f} | {r[14]:.2f} | "
+              f"{r[15]} |")
+
+
+def _distortion(grain: dict) -> str:
+    """The spot-distortion check's figures of a grain (``predict``'s JSON): the ellipticity (%)
+    the answer's spots need and their residual as a share of the matching tolerance."""
+    d = grain.get("spot_distortion")
+    if not d or not d["measured"]:
+        return "-"
+    return f"{100 * (d['ellipticity'] - 1):.1f} / {d['residual_px'] / d['tolerance_px']:.3f}"
 
 
 if __name__ == "__main__":

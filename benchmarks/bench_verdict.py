@@ -79,7 +79,7 @@ def run(images, rotations, centre, cal, crystal, grains=1, cache=None, tolerance
             "start": ref.get("start"), "hypothesis_fits": ref.get("hypothesis_fits"),
             "scale_rivals": ref.get("scale_rivals"),
             "scale": res.calibration_scale, "scale_tolerance": search.scale_tolerance,
-            "seconds": time.perf_counter() - t})
+            "spot_distortion": g.spot_distortion, "seconds": time.perf_counter() - t})
     return rows
 
 
@@ -95,9 +95,10 @@ def fit_margin(row, distinct_deg):
     return float(row["image_fit"] - h[far, 1].max()) if far.any() else float("inf")
 
 
-def verdict_of(row):
+def verdict_of(row, distortion: bool = True):
     """The pipeline's verdict from the saved inputs with the current constants of
-    :mod:`edorient.indexing.verdict` (the same function the pipeline calls)."""
+    :mod:`edorient.indexing.verdict` (the same function the pipeline calls); ``distortion``
+    False: without the spot-distortion check."""
     from edorient.indexing import verdict as vd
 
     if row["image_fit"] is None:
@@ -105,7 +106,33 @@ def verdict_of(row):
     unc = None if row["uncertainty"] is None else row["uncertainty"] / row["uncertainty_scale"] * FIT_UNCERTAINTY_SCALE
     scale_ok = vd.scale_allowed(row["scale"], row["scale_tolerance"]) if "scale" in row else True  # older runs: not saved
     return vd.verdict_fit(row["score"], row["image_fit"], fit_margin(row, vd.DISTINCT_DEG), unc, row["agreement"],
-                          scale_ok)
+                          scale_ok, distortion_why(row) if distortion else [])
+
+
+def distortion_why(row) -> list[str]:
+    """The spot-distortion check's reasons (:func:`edorient.indexing.verdict.distortion_reasons`)
+    from a saved row, with the current constants (runs saved before session 24: none)."""
+    from edorient.indexing import verdict as vd
+    from edorient.indexing.spots import SpotDistortion
+
+    d = row.get("spot_distortion")
+    if not d or not d["measured"]:
+        return []
+    sd = SpotDistortion(d["ellipticity"], d["angle_deg"], d["scale"], d["residual_px"], d["matched"], True)
+    return vd.distortion_reasons(sd, d["tolerance_px"])
+
+
+def distortion_summary(name, rows) -> None:
+    """The measured ellipticity and residual (share of the tolerance) of the ``confident`` rows
+    before the check, and how many the check refuses."""
+    pre = [r for r in rows if (r.get("spot_distortion") or {}).get("measured")
+           and verdict_of(r, distortion=False) == "confident"]
+    if not pre:
+        return
+    e = np.array([r["spot_distortion"]["ellipticity"] - 1 for r in pre]) * 100
+    q = np.array([r["spot_distortion"]["residual_px"] / r["spot_distortion"]["tolerance_px"] for r in pre])
+    refused = sum(bool(distortion_why(r)) for r in pre)
+    print(f"| {name} | {len(pre)} | {np.median(e):.2f} / {e.max():.2f} % | {np.median(q):.3f} / {q.max():.3f} | {refused} |")
 
 
 def summary(name, rows):
@@ -202,6 +229,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for k, rows in runs.items():
         summary(k, rows)
+    print("\nThe spot-distortion check (grains confident without it; ellipticity and residual / tolerance, "
+          "median / max):\n")
+    print("| condition | confident before | ellipticity | residual / tolerance | refused |")
+    print("|---|---|---|---|---|")
+    for k, rows in runs.items():
+        distortion_summary(k, rows)
     if args.calibrate:
         calibrate(runs)
 

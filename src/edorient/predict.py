@@ -65,6 +65,9 @@ class PredictConfig:
     """Torch device of the refinement."""
     calibration_tolerance: float = 0.15
     """The calibration scale is fitted within 1 ± this."""
+    ellipticity_tolerance: float = 0.04  # verdict.ELLIPTICITY_TOLERANCE (not imported: torch would load)
+    """The elliptical distortion (major / minor axis - 1) the camera may add: a one-grain answer
+    whose spots need more is ``no match`` (:func:`edorient.indexing.verdict.distortion_reasons`)."""
     voltage_kv: float | None = None
     """Accelerating voltage (kV); None: the file's, else 200."""
     background: bool = True
@@ -211,6 +214,8 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         raise EdorientError(f"--intensity must be linear or display, got {config.intensity!r}")
     if not 0 <= config.calibration_tolerance < 0.5:
         raise EdorientError(f"--calibration-tolerance must be in [0, 0.5), got {config.calibration_tolerance}")
+    if not 0 <= config.ellipticity_tolerance < 0.5:
+        raise EdorientError(f"--ellipticity-tolerance must be in [0, 0.5), got {config.ellipticity_tolerance}")
     pattern = read_pattern(path, config.frame)
     crystal = get_crystal(crystal_name)
     model = _load_model(run, config, crystal) if run is not None else None  # a bad run fails before any work
@@ -305,7 +310,8 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
                         single_directions=config.single_directions, pair_directions=config.pair_directions,
                         scale_tolerance=config.calibration_tolerance, cache=config.cache)
     res = index_pattern(image, IndexConfig(calibration, centre, grains=config.grains, refine=config.refine,
-                                           background=config.background, search=scfg, device=config.device), crystal,
+                                           background=config.background, search=scfg, device=config.device,
+                                           ellipticity_tolerance=config.ellipticity_tolerance), crystal,
                         validity=validity, cache=_process_cache())
     sr = res.search
     scale = res.calibration_scale
@@ -314,7 +320,7 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
         d = _grain_json(crystal, g.rotation, g.label, sr.simulator.reflections)
         d.update({"score": round(g.score, 4), "margin": round(g.margin, 4) if np.isfinite(g.margin) else None,
                   "verdict": g.verdict, "verdict_reasons": g.reasons, "spot_agreement": g.spot_agreement,
-                  "sharpness": g.sharpness,
+                  "spot_distortion": g.spot_distortion, "sharpness": g.sharpness,
                   "runner_ups": [{"direction": [round(float(v), 5) for v in lab], "score": round(float(sc), 4),
                                   "nearest_zone_axis": nearest_zone_axis(lab, crystal)[0]} for lab, sc in g.runner_ups],
                   "uncertainty_deg": None if g.uncertainty_deg is None else round(g.uncertainty_deg, 4),

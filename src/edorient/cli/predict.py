@@ -37,6 +37,10 @@ class Predict(Subcommand):
                             help="fit the calibration scale within 1 ± this (default 0.15; 0 fixes it); an answer "
                                  "that needs a calibration outside it is 'no match', so a tight tolerance (e.g. 0.03) "
                                  "where the calibration is known also refuses a wrong crystal with a similar lattice")
+        parser.add_argument("--ellipticity-tolerance", type=finite_float, default=0.04,
+                            help="the elliptical distortion (major / minor axis - 1) the camera may add (default "
+                                 "0.04); a one-grain answer whose spots need more is 'no match'. A camera more "
+                                 "distorted than that: widen it, or give a calibration file of `edorient calibrate`")
         parser.add_argument("--kv", type=finite_float, default=None,
                             help="accelerating voltage in kV (default: the file's, else 200)")
         parser.add_argument("--no-background", dest="background", action="store_false",
@@ -92,7 +96,8 @@ class Predict(Subcommand):
             check_matcher_directions(args.pair_directions, "--pair-directions")
         calibration, centre, kv, distortion = _calibration_arg(args)
         cfg = PredictConfig(calibration=calibration, grains=args.grains, distortion=distortion,
-                            calibration_tolerance=args.calibration_tolerance, voltage_kv=kv,
+                            calibration_tolerance=args.calibration_tolerance,
+                            ellipticity_tolerance=args.ellipticity_tolerance, voltage_kv=kv,
                             background=args.background, size=args.size,
                             centre=centre, frame=args.frame, mask=None if args.mask is None else str(args.mask),
                             disc_px=args.disc,

@@ -27,7 +27,7 @@ trained model:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -349,6 +349,9 @@ class IndexConfig:
     background: bool = True
     search: SearchConfig = SearchConfig()
     device: str = "cpu"
+    ellipticity_tolerance: float = vd.ELLIPTICITY_TOLERANCE
+    """The elliptical distortion (major / minor axis - 1) the camera may add: a one-grain answer
+    whose spots need more is ``no match`` (:func:`~edorient.indexing.verdict.distortion_reasons`)."""
 
 
 @dataclass
@@ -378,6 +381,11 @@ class Grain:
     :data:`~edorient.indexing.verdict.DISTINCT_DEG` away (None: no such hypothesis)."""
     reasons: list = field(default_factory=list)
     """Why the verdict is not ``confident``: one sentence per failed check (empty when it is)."""
+    spot_distortion: dict | None = None
+    """The affine map from this grain's predicted spots to the found ones
+    (:func:`~edorient.indexing.spots.spot_distortion`: ellipticity, angle_deg, scale,
+    residual_px, matched, measured) and the matching tolerance (tolerance_px); a one-grain
+    answer's first grain only."""
 
 
 @dataclass
@@ -393,17 +401,10 @@ class PatternResult:
     refined grain was kept), which the verdict checks against the search's ``scale_tolerance``."""
 
 
-def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: float, n_obs: int = 30,
-                   centre_offset_px=(0.0, 0.0), fit_scale: float = 1.0) -> tuple[float, int]:
-    """Intensity-weighted share of the image's brightest spots that the orientation predicts
-    (``rotation`` (3, 3); or (k, 3, 3): predicted by any of them), drawn with a refinement's
-    centre offset (working pixels) and calibration scale where given.
-
-    The spots are found in the preprocessed pattern (file pixels, the mask applied); the
-    predicted ones (relative intensity >= 1e-3) are mapped from the working frame to the file
-    with the fitted scale; a spot is explained when a predicted one lies within
-    ``max(2, 0.03 x data radius)`` file pixels. Returns (share, spots used).
-    """
+def _found_and_predicted(pre, res: SearchResult, rotation: np.ndarray, calibration: float, n_obs: int = 30,
+                         centre_offset_px=(0.0, 0.0), fit_scale: float = 1.0):
+    """(found spot positions (file pixels), their intensities, predicted spot positions (file
+    pixels), the matching tolerance (file pixels)) of :func:`spot_agreement`."""
     from edorient import conventions as cv
     from edorient.indexing.spots import find_spots
 
@@ -413,19 +414,42 @@ def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: fl
     beam = float(pre.steps.get("direct_beam_radius_px", 4.0))
     keep = (rr > beam + 1) & (rr < 0.95 * pre.data_radius_px)
     P, intensity = spots.positions[keep][:n_obs], spots.intensity[keep][:n_obs]
-    if len(P) == 0 or intensity.sum() <= 0:
-        return 0.0, 0
+    tol = max(2.0, 0.03 * pre.data_radius_px)
     sim = res.simulator
     pix = np.concatenate([sim.spot_pixels(sp)[sp.intensity >= 1e-3] for sp in (sim.spots(R) for R in rotations)])
     if len(pix) == 0:
-        return 0.0, len(P)
+        return P, intensity, np.zeros((0, 2)), tol
     c0 = np.array(cv.centre_pixel(sim.config.image_size), dtype=float)
     pix = c0 + (pix - c0) / float(fit_scale) + np.asarray(centre_offset_px, dtype=float)
     pf = to_file_pixels(pix, sim.config.image_size, pre.centre,
                         sim.config.resolved_calibration / (calibration * res.scale))
-    d = np.sqrt(((P[:, None, :] - pf[None]) ** 2).sum(-1)).min(1)
-    tol = max(2.0, 0.03 * pre.data_radius_px)
-    return float((intensity * (d <= tol)).sum() / intensity.sum()), int(len(P))
+    return P, intensity, pf, tol
+
+
+def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: float, n_obs: int = 30,
+                   centre_offset_px=(0.0, 0.0), fit_scale: float = 1.0, distortion: bool = False):
+    """Intensity-weighted share of the image's brightest spots that the orientation predicts
+    (``rotation`` (3, 3); or (k, 3, 3): predicted by any of them), drawn with a refinement's
+    centre offset (working pixels) and calibration scale where given.
+
+    The spots are found in the preprocessed pattern (file pixels, the mask applied); the
+    predicted ones (relative intensity >= 1e-3) are mapped from the working frame to the file
+    with the fitted scale; a spot is explained when a predicted one lies within
+    ``max(2, 0.03 x data radius)`` file pixels. Returns (share, spots used); with ``distortion``
+    (share, spots used, :func:`~edorient.indexing.spots.spot_distortion` of the same spots,
+    the tolerance in file pixels).
+    """
+    from edorient.indexing.spots import spot_distortion
+
+    P, intensity, pf, tol = _found_and_predicted(pre, res, rotation, calibration, n_obs, centre_offset_px, fit_scale)
+    if len(P) == 0 or intensity.sum() <= 0 or len(pf) == 0:
+        share = 0.0
+    else:
+        d = np.sqrt(((P[:, None, :] - pf[None]) ** 2).sum(-1)).min(1)
+        share = float((intensity * (d <= tol)).sum() / intensity.sum())
+    if not distortion:
+        return share, int(len(P))
+    return share, int(len(P)), spot_distortion(P, intensity, pf, pre.centre, tol), tol
 
 
 def _searcher(crystal, cfg: IndexConfig, pre, cache: dict | None) -> PatternSearch:
@@ -767,9 +791,17 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             unc, inpl = unc + [other["uncertainty_deg"]], inpl + [other["inplane_uncertainty_deg"]]
     t4 = time.perf_counter()
     # a pair's agreement: the image's spots explained by either grain (each explains about half)
-    agreement, n_spots = (spot_agreement(pre, res, rotations, cfg.calibration, centre_offset_px=pair["centre_offset_px"],
-                                         fit_scale=pair["calibration_scale"]) if pair is not None
-                          else spot_agreement(pre, res, rotations[0], cfg.calibration))
+    distortion, dist_why = None, []
+    if pair is not None:
+        agreement, n_spots = spot_agreement(pre, res, rotations, cfg.calibration,
+                                            centre_offset_px=pair["centre_offset_px"], fit_scale=pair["calibration_scale"])
+    else:
+        # one grain: also where its spots lie once the camera's freedom (centre, scale,
+        # ellipticity) is fitted; a pair's two sets of spots are not checked so
+        agreement, n_spots, dist, tol_px = spot_agreement(pre, res, rotations[0], cfg.calibration, distortion=True)
+        dist_why = vd.distortion_reasons(dist, tol_px, cfg.ellipticity_tolerance)
+        distortion = {k: (round(v, 4) if isinstance(v, float) and np.isfinite(v) else (None if isinstance(v, float) else v))
+                      for k, v in asdict(dist).items()} | {"tolerance_px": round(tol_px, 3)}
     # how sharply the score falls 2° away from the first grain: a sparse pattern can be matched
     # about as well over several degrees, and then the direction is not known to 2°
     from edorient.indexing.matching import _ring
@@ -804,7 +836,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             m, ru = margin, [(c.label, c.score) for c in runner]
             if fit is not None:
                 fm = np.inf if fit["image_fit_margin"] is None else fit["image_fit_margin"]
-                v, why = vd.fit_verdict_reasons(s, fit["image_fit"], fm, fit["uncertainty_deg"], agreement, scale_ok)
+                v, why = vd.fit_verdict_reasons(s, fit["image_fit"], fm, fit["uncertainty_deg"], agreement, scale_ok,
+                                                dist_why)
                 off = (second or {}).get("one_grain_to_pair_deg")
                 if off is not None and off > PAIR_AGREE_DEG and v == "confident":
                     # --grains 2 without a real second grain: the two-grain fit, a wider search,
@@ -812,7 +845,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                     v, why = "ambiguous", [f"the two-grain fit puts neither grain within {PAIR_AGREE_DEG:g}° of it "
                                            f"(nearest {off:.1f}°)"]
             else:  # the search alone (no refinement)
-                v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok)
+                v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok, distortion_why=dist_why)
         else:
             m, ru = float("nan"), []
             if second and second["real"]:
@@ -824,7 +857,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         grains.append(Grain(R, label, float(s), float(m), v, ru, unc[g], inpl[g],
                             status if isinstance(status, str) else status[g], coarse[g],
                             round(agreement, 4) if g == 0 else None, round(sharpness, 4) if g == 0 else None,
-                            pair_fit, pair_margin, why))
+                            pair_fit, pair_margin, why, distortion if g == 0 else None))
     return PatternResult(grains, pre, res, second, refinement, calibration_scale=float(scale_fitted), timings=
                          {"preprocess_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3),
                           "one_grain_s": round(t_one - t2, 3), "second_grain_s": round(t4 - t3, 3), "spots_used": n_spots, **res.timings})
