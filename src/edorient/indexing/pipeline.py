@@ -442,14 +442,24 @@ def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: fl
     from edorient.indexing.spots import spot_distortion
 
     P, intensity, pf, tol = _found_and_predicted(pre, res, rotation, calibration, n_obs, centre_offset_px, fit_scale)
-    if len(P) == 0 or intensity.sum() <= 0 or len(pf) == 0:
+    n = int(len(P))
+    if n == 0 or intensity.sum() <= 0:
+        share, n = 0.0, 0
+    elif len(pf) == 0:
         share = 0.0
     else:
         d = np.sqrt(((P[:, None, :] - pf[None]) ** 2).sum(-1)).min(1)
         share = float((intensity * (d <= tol)).sum() / intensity.sum())
     if not distortion:
-        return share, int(len(P))
-    return share, int(len(P)), spot_distortion(P, intensity, pf, pre.centre, tol), tol
+        return share, n
+    return share, n, spot_distortion(P, intensity, pf, pre.centre, tol), tol
+
+
+def _json_number(v):
+    """A float rounded to 4 decimals, NaN as None (JSON has no NaN); anything else as is."""
+    if isinstance(v, float):
+        return round(v, 4) if np.isfinite(v) else None
+    return v
 
 
 def _searcher(crystal, cfg: IndexConfig, pre, cache: dict | None) -> PatternSearch:
@@ -801,8 +811,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         agreement, n_spots, dist, tol_px = spot_agreement(pre, res, rotations[0], cfg.calibration, distortion=True)
         dist_why = vd.distortion_reasons(dist, tol_px, cfg.ellipticity_tolerance)
         few_why = vd.few_spots_reasons(dist)
-        distortion = {k: (round(v, 4) if isinstance(v, float) and np.isfinite(v) else (None if isinstance(v, float) else v))
-                      for k, v in asdict(dist).items()} | {"tolerance_px": round(tol_px, 3)}
+        distortion = {k: _json_number(v) for k, v in asdict(dist).items()} | {"tolerance_px": round(tol_px, 3)}
     # how sharply the score falls 2° away from the first grain: a sparse pattern can be matched
     # about as well over several degrees, and then the direction is not known to 2°
     from edorient.indexing.matching import _ring
