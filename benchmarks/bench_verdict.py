@@ -98,8 +98,8 @@ def fit_margin(row, distinct_deg):
 def verdict_of(row, distortion: bool = True, ellipticity_tolerance: float | None = None):
     """The pipeline's verdict from the saved inputs with the current constants of
     :mod:`edorient.indexing.verdict` (the same function the pipeline calls); ``distortion``
-    False: without the spot-distortion check (and the count of spots on the answer);
-    ``ellipticity_tolerance``: the check's (None: the default)."""
+    False: without the spot-distortion check; ``ellipticity_tolerance``: the check's (None: the
+    default)."""
     from edorient.indexing import verdict as vd
 
     if row["image_fit"] is None:
@@ -107,32 +107,21 @@ def verdict_of(row, distortion: bool = True, ellipticity_tolerance: float | None
     unc = None if row["uncertainty"] is None else row["uncertainty"] / row["uncertainty_scale"] * FIT_UNCERTAINTY_SCALE
     scale_ok = vd.scale_allowed(row["scale"], row["scale_tolerance"]) if "scale" in row else True  # older runs: not saved
     return vd.verdict_fit(row["score"], row["image_fit"], fit_margin(row, vd.DISTINCT_DEG), unc, row["agreement"],
-                          scale_ok, distortion_why(row, ellipticity_tolerance) if distortion else [],
-                          vd.few_spots_reasons(_spot_distortion(row)) if distortion else [])
-
-
-def _spot_distortion(row):
-    """A saved row's :class:`~edorient.indexing.spots.SpotDistortion` (None: not saved, runs
-    before session 24; the JSON's nulls are NaN)."""
-    from edorient.indexing.spots import SpotDistortion
-
-    d = row.get("spot_distortion")
-    if not d:
-        return None
-    f = {k: float("nan") if d[k] is None else d[k] for k in ("ellipticity", "angle_deg", "scale", "residual_px")}
-    return SpotDistortion(**f, matched=d["matched"], measured=d["measured"])
+                          scale_ok, distortion_why(row, ellipticity_tolerance) if distortion else [])
 
 
 def distortion_why(row, ellipticity_tolerance: float | None = None) -> list[str]:
     """The spot-distortion check's reasons (:func:`edorient.indexing.verdict.distortion_reasons`)
     from a saved row, with the current constants (runs saved before session 24: none)."""
     from edorient.indexing import verdict as vd
+    from edorient.indexing.spots import SpotDistortion
 
-    sd = _spot_distortion(row)
-    if sd is None:
+    d = row.get("spot_distortion")
+    if not d or not d["measured"]:
         return []
-    return vd.distortion_reasons(sd, row["spot_distortion"]["tolerance_px"],
-                                 vd.ELLIPTICITY_TOLERANCE if ellipticity_tolerance is None else ellipticity_tolerance)
+    sd = SpotDistortion(d["ellipticity"], d["angle_deg"], d["scale"], d["residual_px"], d["matched"], True)
+    return vd.distortion_reasons(sd, d["tolerance_px"], vd.ELLIPTICITY_TOLERANCE if ellipticity_tolerance is None
+                                 else ellipticity_tolerance)
 
 
 def distortion_summary(name, rows) -> None:

@@ -801,7 +801,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             unc, inpl = unc + [other["uncertainty_deg"]], inpl + [other["inplane_uncertainty_deg"]]
     t4 = time.perf_counter()
     # a pair's agreement: the image's spots explained by either grain (each explains about half)
-    distortion, dist_why, few_why = None, [], []
+    distortion, dist_why = None, []
     if pair is not None:
         agreement, n_spots = spot_agreement(pre, res, rotations, cfg.calibration,
                                             centre_offset_px=pair["centre_offset_px"], fit_scale=pair["calibration_scale"])
@@ -810,7 +810,6 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         # ellipticity) is fitted; a pair's two sets of spots are not checked so
         agreement, n_spots, dist, tol_px = spot_agreement(pre, res, rotations[0], cfg.calibration, distortion=True)
         dist_why = vd.distortion_reasons(dist, tol_px, cfg.ellipticity_tolerance)
-        few_why = vd.few_spots_reasons(dist)
         distortion = {k: _json_number(v) for k, v in asdict(dist).items()} | {"tolerance_px": round(tol_px, 3)}
     # how sharply the score falls 2° away from the first grain: a sparse pattern can be matched
     # about as well over several degrees, and then the direction is not known to 2°
@@ -847,7 +846,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             if fit is not None:
                 fm = np.inf if fit["image_fit_margin"] is None else fit["image_fit_margin"]
                 v, why = vd.fit_verdict_reasons(s, fit["image_fit"], fm, fit["uncertainty_deg"], agreement, scale_ok,
-                                                dist_why, few_why)
+                                                dist_why)
                 off = (second or {}).get("one_grain_to_pair_deg")
                 if off is not None and off > PAIR_AGREE_DEG and v == "confident":
                     # --grains 2 without a real second grain: the two-grain fit, a wider search,
@@ -855,8 +854,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                     v, why = "ambiguous", [f"the two-grain fit puts neither grain within {PAIR_AGREE_DEG:g}° of it "
                                            f"(nearest {off:.1f}°)"]
             else:  # the search alone (no refinement)
-                v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok, distortion_why=dist_why,
-                                            ambiguous_why=few_why)
+                v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok, distortion_why=dist_why)
         else:
             m, ru = float("nan"), []
             if second and second["real"]:

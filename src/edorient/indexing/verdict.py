@@ -102,13 +102,6 @@ ELLIPTICITY_TOLERANCE = 0.04
 #: and without 3 % ellipticity), 0.07-0.13 on the real development cases (cuni_110, a JPEG
 #: figure, the most); 0.3 is more than twice that.
 MAX_SPOT_RESIDUAL = 0.3
-#: A one-grain answer is ``confident`` only with at least this many of the image's spots on its
-#: own (:func:`few_spots_reasons`): four are two Friedel pairs, which hold two spacings and an
-#: angle, a cell's shape that zones of other crystals share within the calibration tolerance.
-#: Measured (bench_verdict, seeds 9500001 / 9700001): the right crystal's confident grains have
-#: 5-30 (5 in 2 of ~1,100), the real development cases 8-30; 4 of the 14 Al patterns taken for
-#: anatase had 3-4.
-MIN_CONFIDENT_SPOTS = 5
 
 VERDICTS = ("confident", "ambiguous", "no match")
 
@@ -148,23 +141,6 @@ def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float =
     return out
 
 
-def few_spots_reasons(distortion) -> list[str]:
-    """Why an answer that too few of the image's spots lie on cannot be ``confident`` (an
-    ``ambiguous`` reason; ``distortion``: the :class:`~edorient.indexing.spots.SpotDistortion`
-    whose ``matched`` counts them, or None: not checked).
-
-    >>> from edorient.indexing.spots import SpotDistortion
-    >>> few_spots_reasons(SpotDistortion(float("nan"), float("nan"), float("nan"), float("nan"), 4, False))[0][:48]
-    "only 4 of the image's spots lie on the answer's:"
-    >>> few_spots_reasons(SpotDistortion(1.0, 0.0, 1.0, 0.1, 12, True))
-    []
-    """
-    if distortion is None or distortion.matched >= MIN_CONFIDENT_SPOTS:
-        return []
-    return [f"only {distortion.matched} of the image's spots lie on the answer's: two Friedel pairs hold no more than "
-            f"a cell's shape, which zones of other crystals share (below {MIN_CONFIDENT_SPOTS})"]
-
-
 def _no_match_reasons(score: float, agreement: float, scale_ok: bool, no_match_score: float = NO_MATCH_SCORE,
                       fit: float | None = None, distortion_why: list[str] | None = None) -> list[str]:
     out = []
@@ -182,8 +158,7 @@ def _no_match_reasons(score: float, agreement: float, scale_ok: bool, no_match_s
 
 def verdict_reasons(score: float, margin: float, agreement: float = 1.0, no_match_score: float = NO_MATCH_SCORE,
                     min_margin: float = MIN_MARGIN, scale_ok: bool = True,
-                    distortion_why: list[str] | None = None,
-                    ambiguous_why: list[str] | None = None) -> tuple[str, list[str]]:
+                    distortion_why: list[str] | None = None) -> tuple[str, list[str]]:
     """(:func:`verdict`, why: one sentence per failed check, empty when ``confident``).
 
     >>> verdict_reasons(0.8, 0.001)
@@ -197,13 +172,11 @@ def verdict_reasons(score: float, margin: float, agreement: float = 1.0, no_matc
         why.append(f"another zone scores within {margin:.3f} of it (below {min_margin})")
     if agreement < CONFIDENT_AGREEMENT:
         why.append(f"{agreement:.0%} of the image's bright spots lie on the answer's (below {CONFIDENT_AGREEMENT:.0%})")
-    why += list(ambiguous_why or [])
     return ("ambiguous", why) if why else ("confident", [])
 
 
 def verdict(score: float, margin: float, agreement: float = 1.0, no_match_score: float = NO_MATCH_SCORE,
-            min_margin: float = MIN_MARGIN, scale_ok: bool = True, distortion_why: list[str] | None = None,
-            ambiguous_why: list[str] | None = None) -> str:
+            min_margin: float = MIN_MARGIN, scale_ok: bool = True, distortion_why: list[str] | None = None) -> str:
     """``no match`` below ``no_match_score`` or ``NO_MATCH_AGREEMENT`` or outside the calibration
     tolerance (``scale_ok`` False, :func:`scale_allowed`), else ``ambiguous`` below
     ``min_margin`` or ``CONFIDENT_AGREEMENT``, else ``confident`` (why: :func:`verdict_reasons`).
@@ -211,14 +184,12 @@ def verdict(score: float, margin: float, agreement: float = 1.0, no_match_score:
     >>> verdict(0.8, 0.1), verdict(0.8, 0.001), verdict(0.1, 0.5), verdict(0.8, 0.1, agreement=0.2)
     ('confident', 'ambiguous', 'no match', 'no match')
     """
-    return verdict_reasons(score, margin, agreement, no_match_score, min_margin, scale_ok, distortion_why,
-                           ambiguous_why)[0]
+    return verdict_reasons(score, margin, agreement, no_match_score, min_margin, scale_ok, distortion_why)[0]
 
 
 def fit_verdict_reasons(score: float, fit: float, fit_margin: float, uncertainty_deg: float | None,
                         agreement: float = 1.0, scale_ok: bool = True,
-                        distortion_why: list[str] | None = None,
-                        ambiguous_why: list[str] | None = None) -> tuple[str, list[str]]:
+                        distortion_why: list[str] | None = None) -> tuple[str, list[str]]:
     """(:func:`verdict_fit`, why: one sentence per failed check, empty when ``confident``). A
     ``fit_margin`` of -inf means no distinct alternative was refined, so none was ruled out.
 
@@ -240,13 +211,11 @@ def fit_verdict_reasons(score: float, fit: float, fit_margin: float, uncertainty
                    f"(below {MIN_FIT_MARGIN})")
     if agreement < FIT_CONFIDENT_AGREEMENT:
         why.append(f"{agreement:.0%} of the image's bright spots lie on the answer's (below {FIT_CONFIDENT_AGREEMENT:.0%})")
-    why += list(ambiguous_why or [])
     return ("ambiguous", why) if why else ("confident", [])
 
 
 def verdict_fit(score: float, fit: float, fit_margin: float, uncertainty_deg: float | None,
-                agreement: float = 1.0, scale_ok: bool = True, distortion_why: list[str] | None = None,
-                ambiguous_why: list[str] | None = None) -> str:
+                agreement: float = 1.0, scale_ok: bool = True, distortion_why: list[str] | None = None) -> str:
     """The verdict of one refined grain: ``no match`` below ``NO_MATCH_SCORE``,
     ``NO_MATCH_AGREEMENT`` or ``NO_MATCH_FIT``, or outside the calibration tolerance (``scale_ok``
     False); ``ambiguous`` when the answer is not a converged
@@ -259,5 +228,4 @@ def verdict_fit(score: float, fit: float, fit_margin: float, uncertainty_deg: fl
     >>> verdict_fit(0.8, 0.9, 0.1, 0.1, agreement=0.62), verdict(0.8, 0.1, agreement=0.62)
     ('ambiguous', 'confident')
     """
-    return fit_verdict_reasons(score, fit, fit_margin, uncertainty_deg, agreement, scale_ok, distortion_why,
-                               ambiguous_why)[0]
+    return fit_verdict_reasons(score, fit, fit_margin, uncertainty_deg, agreement, scale_ok, distortion_why)[0]

@@ -90,17 +90,6 @@ def test_a_failed_distortion_check_makes_the_answer_no_match():
     assert vd.verdict_reasons(0.8, 0.1, 0.9, distortion_why=why) == ("no match", why)
 
 
-def test_an_answer_on_two_friedel_pairs_is_not_confident():
-    # four matched spots (too few for the map, so no refusal) hold only a cell's shape: ambiguous
-    four = SpotDistortion(float("nan"), float("nan"), float("nan"), float("nan"), 4, False)
-    why = vd.few_spots_reasons(four)
-    assert len(why) == 1 and "only 4 of the image's spots" in why[0] and vd.distortion_reasons(four, 3.0) == []
-    assert vd.fit_verdict_reasons(0.8, 0.9, 0.1, 0.1, 0.9, ambiguous_why=why) == ("ambiguous", why)
-    assert vd.verdict(0.8, 0.1, 0.9, ambiguous_why=why) == "ambiguous"
-    five = SpotDistortion(float("nan"), float("nan"), float("nan"), float("nan"), vd.MIN_CONFIDENT_SPOTS, False)
-    assert vd.few_spots_reasons(five) == [] and vd.few_spots_reasons(None) == []
-
-
 def test_predict_default_is_the_verdicts():
     from edorient.predict import PredictConfig
 
