@@ -598,7 +598,6 @@ def spot_distortion(found: np.ndarray, weights: np.ndarray, predicted: np.ndarra
         return SpotDistortion(nan, nan, nan, nan, 0, False)
     src0 = predicted - c
     q = predicted.copy()
-    L, t = np.eye(2), np.zeros(2)
     measured = False
     for _ in range(max(1, int(iterations))):
         d = np.sqrt(((found[:, None, :] - q[None]) ** 2).sum(-1))

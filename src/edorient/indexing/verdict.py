@@ -91,16 +91,19 @@ SCALE_SLACK = 0.01
 #: The elliptical distortion (major / minor axis - 1) a camera may add, by default: an answer
 #: whose spots need more (:func:`~edorient.indexing.spots.spot_distortion`, the affine map from
 #: its predicted spots to the found ones) is ``no match``. Issue 11's simulated condition carries
-#: 3 % (measured back as 3.0 % on every right answer of it, 0.0-0.1 % without), the development
-#: real cases need 0.5-2.1 %; 4 % is that 3 % and a per cent more. A pattern of a more distorted
+#: 3 % (measured back as 3.0-3.8 % on the right answers of three bench_verdict seeds, 0.0-0.15 %
+#: without), the development real cases need 0.5-2.1 % (al_001 1.0 % and al_001_T1 2.1 % come
+#: from one scan: the estimate on real spots is good to about 1 %); 4 % is that 3 % and a per
+#: cent more. A pattern of a more distorted
 #: camera needs ``--ellipticity-tolerance`` or a calibration file (``edorient calibrate``), whose
 #: ellipticity ``edorient predict`` removes first.
 ELLIPTICITY_TOLERANCE = 0.04
 #: ``no match`` when the found spots lie farther than this share of the spot agreement's
 #: tolerance (RMS, intensity-weighted) from the answer's predicted ones after that map: the
-#: right crystal leaves at most 0.087 of it on simulated patterns (165 confident answers with
-#: and without 3 % ellipticity), 0.07-0.13 on the real development cases (cuni_110, a JPEG
-#: figure, the most); 0.3 is more than twice that.
+#: right crystal leaves at most 0.087 of it on the simulated patterns it was set from (165
+#: confident answers with and without 3 % ellipticity; 0.15 over three bench_verdict seeds'
+#: ~1,600 later), 0.02-0.13 on the real development cases (cuni_110, a JPEG figure, the most);
+#: 0.3 is twice the worst.
 MAX_SPOT_RESIDUAL = 0.3
 
 VERDICTS = ("confident", "ambiguous", "no match")
