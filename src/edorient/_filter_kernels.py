@@ -89,46 +89,31 @@ def _blur_axis1(src, w, out):
 @njit(nb.void(nb.float32[:, :, ::1], _f8[::1], nb.float32[:, :, ::1]))
 def _blur_stack32(src, w, out):
     """``out[s]`` = ``scipy.ndimage.gaussian_filter(src[s], sigma)`` of each float32 image of a
-    stack, ``w`` the kernel's centre and right half: as scipy does for float32, each pass sums in
-    float64 in :func:`_blur_axis0`'s order and stores float32, the second pass reading the
-    first's float32 output (so the same bits)."""
+    stack, ``w`` the kernel's centre and right half: :func:`_blur_axis0` and :func:`_blur_axis1`
+    on a float64 copy, the first pass's result rounded to float32 in between, as scipy stores a
+    float32 image's passes (so the same bits)."""
     S, n, m = src.shape
-    r = len(w) - 1
-    acc = np.empty(m)
-    mid = np.empty((n, m), dtype=np.float32)
-    buf = np.empty(m + 2 * r)
-    at = np.empty(m + 2 * r, dtype=np.int64)
-    for k in range(m + 2 * r):
-        at[k] = _reflect(k - r, m)
+    x = np.empty((n, m))
+    mid = np.empty((n, m))
+    res = np.empty((n, m))
     for s in range(S):
-        img = src[s]
-        for i in range(n):  # down the columns
+        for i in range(n):
             for k in range(m):
-                acc[k] = np.float64(img[i, k]) * w[0]
-            for j in range(r, 0, -1):
-                up, down, wj = img[_reflect(i - j, n)], img[_reflect(i + j, n)], w[j]
-                for k in range(m):
-                    acc[k] += (np.float64(up[k]) + np.float64(down[k])) * wj
+                x[i, k] = np.float64(src[s, i, k])
+        _blur_axis0(x, w, mid)
+        for i in range(n):
             for k in range(m):
-                mid[i, k] = np.float32(acc[k])
-        res = out[s]
-        for i in range(n):  # along the rows, on a reflected copy of each
-            for k in range(m + 2 * r):
-                buf[k] = np.float64(mid[i, at[k]])
+                mid[i, k] = np.float64(np.float32(mid[i, k]))
+        _blur_axis1(mid, w, res)
+        for i in range(n):
             for k in range(m):
-                acc[k] = buf[k + r] * w[0]
-            for j in range(r, 0, -1):
-                wj = w[j]
-                for k in range(m):
-                    acc[k] += (buf[r - j + k] + buf[r + j + k]) * wj
-            for k in range(m):
-                res[i, k] = np.float32(acc[k])
+                out[s, i, k] = np.float32(res[i, k])
 
 
 def gaussian_filter_stack32(images: np.ndarray, sigma: float) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(im, sigma)`` of each (H, W) float32 image of an (n, H, W)
     stack, bit for bit (:func:`_blur_stack32`; the tests compare them), in one compiled call:
-    0.18 against scipy's 0.28 ms a 150 px image (400 random images at sigma 1.5, one thread).
+    0.11 against scipy's 0.29 ms a 150 px image (400 random images at sigma 1.5, one thread).
 
     >>> x = np.random.default_rng(0).random((3, 20, 17)).astype(np.float32)
     >>> from scipy import ndimage
