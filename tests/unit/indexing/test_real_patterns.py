@@ -82,12 +82,15 @@ def test_flat_windows_are_the_min_max_filters_definition(seed):
         np.testing.assert_array_equal(pp._flat_windows(x), ref)
 
 
-def test_saturated_pixels_are_masked():
+def test_saturated_pixels_are_counted_and_kept():
+    # a clipped spot is still a bright spot where it is: masked, it was a dark hole in a bright rim
     rng = np.random.default_rng(1)
     x = rng.poisson(20, size=(64, 64)).astype(float)
     x[30:33, 30:33] = 255.0
     mask, rep = pp.validity_mask(x)
-    assert not mask[31, 31] and rep["saturated_px"] == 9
+    assert mask[31, 31] and mask.all() and rep["saturated_px"] == 9
+    pre = pp.preprocess(x, (10.5, 10.5))  # the spot away from the beam: bright in the working image
+    assert pre.image[30:33, 30:33].min() >= 0.99 * pre.image.max() > 0
 
 
 def test_pure_noise_has_no_signal_but_does_not_fail():
@@ -244,6 +247,18 @@ def test_no_beam_stop_is_found_on_the_flank_of_a_bright_direct_beam():
         pre = pp.preprocess(x, find_direct_beam(x))
         assert pre.steps["mask"]["beam_stop_px"] == 0
         assert pre.mask.all()
+
+
+def test_no_beam_stop_beside_a_direct_beam_that_shows():
+    # a halo centred 8 px off a bright, visible beam: its far side lies far below its rings'
+    # medians (a 1,482 px "stop" before the rule); a stop covers the beam, and this one shows
+    rng = np.random.default_rng(0)
+    rr, cc = np.indices((160, 160)).astype(float)
+    halo = 3000 * np.exp(-np.hypot(rr - 80, cc - 72) / 15.0)
+    beam = 1e6 * np.exp(-((rr - 80) ** 2 + (cc - 80) ** 2) / 8.0)
+    x = rng.poisson(np.minimum(halo + beam + 20, 30000)).astype(float)
+    pre = pp.preprocess(x, (80.0, 80.0))
+    assert pre.steps["mask"]["beam_stop_px"] == 0 and pre.mask.all()
 
 
 def test_a_beam_stop_over_the_direct_beam_is_masked():
