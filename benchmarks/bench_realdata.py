@@ -1,13 +1,15 @@
 """Every real development case through the predict pipeline: error, verdict, seconds (issue 11).
 
-    python benchmarks/bench_realdata.py [--realdata ../shared/realdata] [--repeat 3]
+    python benchmarks/bench_realdata.py [--realdata ../shared/realdata] [--repeat 3] [--public DIR]
 
 For each case of ``cases.tsv`` and each calibration (as given, 10 % low, 10 % high) the pattern
 is indexed as ``edorient predict`` does (centre found by Friedel symmetry, not given; template
 search with the scale fitted; refinement; verdict), in one process: the first call per crystal
 and working calibration builds (or loads) the template dictionary, the timed calls after it are
 what a user running many patterns sees. Prints a markdown table; also the same with the
-calibration given and the search alone (``--no-refine``) for comparison.
+calibration given and the search alone (``--no-refine``) for comparison. ``--public DIR``
+adds the real patterns of public packages (:data:`edorient.evaluation.realdata.PUBLIC_CASES`),
+fetched from the package registry into ``DIR`` first.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--realdata", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realdata")
     ap.add_argument("--repeat", type=int, default=3, help="timed calls after the first (median reported)")
+    ap.add_argument("--public", type=Path, default=None,
+                    help="also the public packages' real patterns, fetched into this folder")
     args = ap.parse_args()
-    from edorient.evaluation.realdata import read_cases
+    from edorient.evaluation.realdata import fetch_public_cases, read_cases
     from edorient.predict import PredictConfig, predict_file
     from edorient.structures import get_crystal
 
     rows = []
-    for case in read_cases(args.realdata / "cases.tsv"):
+    cases = read_cases(args.realdata / "cases.tsv")
+    if args.public is not None:
+        cases += read_cases(fetch_public_cases(args.public))
+    for case in cases:
         name, zone, cal = case.name, " ".join(str(v) for v in case.zone), case.calibration
         crystal = get_crystal(case.cif)
         true = crystal.zone_axis_direction(case.zone)
