@@ -86,6 +86,26 @@ def test_calibration_file_with_ellipticity_is_applied(tmp_path):
     assert res["grains"][0]["nearest_zone_axis"] == [1, 0, 1]
 
 
+def test_a_calibration_file_tightens_the_tolerances_and_refuses_a_near_lattice(tmp_path):
+    # Al (a = 4.05 Å) searched as CuNi (3.57 Å, the same fcc zones 13 % smaller): within the
+    # default ±15 % it fits; with the camera calibrated on this very pattern (±3 %, 1 % of
+    # ellipticity beyond the file's) it is refused, while Al itself stays confident
+    al, al_cif = REAL / "images" / "al_001_sped.npy", REAL / "cif" / "Al.cif"
+    cal = tmp_path / "cal_al.json"
+    assert main(["-q", "calibrate", str(al), "--crystal", str(al_cif), "--zone", "0", "0", "1",
+                 "--calibration", "0.019", "--out", str(cal)]) == 0
+    rc, right = _run([al, "--crystal", al_cif, "--calibration", cal], tmp_path)
+    assert rc == 0 and right["grains"][0]["verdict"] == "confident"
+    assert right["calibration_source"] == f"calibration file {cal}"
+    rc, wrong = _run([al, "--crystal", CUNI_CIF, "--calibration", cal], tmp_path)
+    assert rc == 0 and wrong["grains"][0]["verdict"] == "no match"
+    assert any("outside the stated tolerance" in r for r in wrong["grains"][0]["verdict_reasons"])
+    # the tolerances a user gives win over the calibrated camera's
+    rc, wide = _run([al, "--crystal", CUNI_CIF, "--calibration", cal, "--calibration-tolerance", 0.15,
+                     "--ellipticity-tolerance", 0.04], tmp_path)
+    assert rc == 0 and not any("outside the stated tolerance" in r for r in wide["grains"][0]["verdict_reasons"])
+
+
 def test_calibration_typed_in_inverse_nanometres_is_refused(tmp_path, capsys):
     rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.0979], tmp_path)
     assert rc != 0

@@ -9,18 +9,30 @@ from edorient.cli._base import Subcommand, disc_radius, finite_float, positive_i
 
 
 def _calibration_arg(args: argparse.Namespace):
-    """--calibration as a number or a calibration file: (calibration, centre, kV, distortion)."""
+    """--calibration as a number or a calibration file: (calibration, centre, kV, distortion,
+    the file's name or None)."""
     from edorient.cli._base import calibration_or_file
 
     centre = None if args.centre is None else tuple(args.centre)
     if args.calibration is None:
-        return None, centre, args.kv, None
+        return None, centre, args.kv, None, None
     calibration, cal = calibration_or_file(args.calibration)
     if cal is None:
-        return calibration, centre, args.kv, None
+        return calibration, centre, args.kv, None, None
     kv = args.kv if args.kv is not None else getattr(cal, "voltage_kv", None)
     distortion = (float(cal.ellipticity), float(cal.angle_deg)) if cal.ellipticity != 1.0 else None
-    return calibration, centre, kv, distortion
+    return calibration, centre, kv, distortion, str(args.calibration)
+
+
+def _tolerances(args: argparse.Namespace, calibrated: bool) -> tuple[float, float]:
+    """(calibration, ellipticity) tolerance: the user's, else predict's defaults, tighter where
+    --calibration is a calibration file (:data:`edorient.predict.CALIBRATED_TOLERANCE`)."""
+    from edorient import predict as p
+
+    base = (p.CALIBRATED_TOLERANCE, p.CALIBRATED_ELLIPTICITY_TOLERANCE) if calibrated else (
+        p.PredictConfig.calibration_tolerance, p.PredictConfig.ellipticity_tolerance)
+    return (base[0] if args.calibration_tolerance is None else args.calibration_tolerance,
+            base[1] if args.ellipticity_tolerance is None else args.ellipticity_tolerance)
 
 
 class Predict(Subcommand):
@@ -33,14 +45,16 @@ class Predict(Subcommand):
         parser.add_argument("--calibration", default=None,
                             help="1/Å per pixel of the file, or a calibration file of `edorient calibrate`; "
                                  "the starting value of the fitted scale (default: the file's metadata)")
-        parser.add_argument("--calibration-tolerance", type=finite_float, default=0.15,
-                            help="fit the calibration scale within 1 ± this (default 0.15; 0 fixes it); an answer "
-                                 "that needs a calibration outside it is 'no match', so a tight tolerance (e.g. 0.03) "
-                                 "where the calibration is known also refuses a wrong crystal with a similar lattice")
-        parser.add_argument("--ellipticity-tolerance", type=finite_float, default=0.04,
+        parser.add_argument("--calibration-tolerance", type=finite_float, default=None,
+                            help="fit the calibration scale within 1 ± this (default 0.15, or 0.03 with a calibration "
+                                 "file; 0 fixes it); an answer that needs a calibration outside it is 'no match', so a "
+                                 "tight tolerance where the calibration is known also refuses a wrong crystal with a "
+                                 "similar lattice")
+        parser.add_argument("--ellipticity-tolerance", type=finite_float, default=None,
                             help="the elliptical distortion (major / minor axis - 1) the camera may add (default "
-                                 "0.04); a one-grain answer whose spots need more is 'no match'. A camera more "
-                                 "distorted than that: widen it, or give a calibration file of `edorient calibrate`")
+                                 "0.04, or 0.01 beyond a calibration file's own); a one-grain answer whose spots need "
+                                 "more is 'no match'. A camera more distorted than that: widen it, or give a "
+                                 "calibration file of `edorient calibrate`")
         parser.add_argument("--kv", type=finite_float, default=None,
                             help="accelerating voltage in kV (default: the file's, else 200)")
         parser.add_argument("--no-background", dest="background", action="store_false",
@@ -94,10 +108,11 @@ class Predict(Subcommand):
             check_matcher_directions(args.single_directions, "--single-directions")
         if args.grains == 2:
             check_matcher_directions(args.pair_directions, "--pair-directions")
-        calibration, centre, kv, distortion = _calibration_arg(args)
+        calibration, centre, kv, distortion, cal_file = _calibration_arg(args)
+        scale_tol, ell_tol = _tolerances(args, cal_file is not None)
         cfg = PredictConfig(calibration=calibration, grains=args.grains, distortion=distortion,
-                            calibration_tolerance=args.calibration_tolerance,
-                            ellipticity_tolerance=args.ellipticity_tolerance, voltage_kv=kv,
+                            calibration_tolerance=scale_tol, calibration_file=cal_file,
+                            ellipticity_tolerance=ell_tol, voltage_kv=kv,
                             background=args.background, size=args.size,
                             centre=centre, frame=args.frame, mask=None if args.mask is None else str(args.mask),
                             disc_px=args.disc,
