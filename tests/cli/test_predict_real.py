@@ -58,6 +58,22 @@ def test_two_grains_refined_on_a_single_crystal_give_its_one_grain_answer(tmp_pa
         "fit the whole image worse" in r or "unexplained" in r for r in second["verdict_reasons"]), second
 
 
+def test_two_grains_asked_of_a_precession_pattern_do_not_split_its_broad_spots(tmp_path):
+    # Al [001] by SPED: broad spots, fitted better as a whole image by two copies of [001] about
+    # 3° either side of the crystal (measured: 6° apart, 2 spots "new" against the pair's own
+    # first grain); none of those spots is new against the one-grain answer, so no second grain
+    al = REAL / "images" / "al_001_sped.npy"
+    args = [al, "--crystal", REAL / "cif" / "Al.cif", "--calibration", 0.01901]  # the default dictionary (at 3,200
+    # directions the pair does not split the spots)
+    rc, two = _run([*args, "--grains", 2], tmp_path)
+    assert rc == 0
+    first, second = two["grains"]
+    assert first["nearest_zone_axis"] == [0, 0, 1] and first["angle_to_zone_axis_deg"] < 1.0
+    assert first["verdict"] == "confident"
+    assert second["real"] is False and second["verdict"] == "no match", second
+    assert second["new_spots_explained"] < 2, second
+
+
 def test_pure_noise_is_no_match(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.poisson(50, size=(160, 160)).astype(np.float32)

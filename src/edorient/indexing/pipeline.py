@@ -263,7 +263,7 @@ def _dictionary_chain(crystal, cfg: IndexConfig, res: SearchResult, grains: int,
 
 
 def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: dict | None,
-                 spots_image: np.ndarray | None = None) -> dict:
+                 spots_image: np.ndarray | None = None, one_grain: np.ndarray | None = None) -> dict:
     """Two grains: the bicrystal chain of the accuracy benchmark
     (:class:`~edorient.indexing.estimators.DictionaryRefined`: the dictionary's best first grains
     refined, each one's spots erased in turn and the dictionary asked for the other, the pairs
@@ -284,7 +284,9 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     the first grain's spots erased (reported), and whether the second grain is real
     (:func:`~edorient.indexing.spots.second_grain_is_real`, the rule of ``edorient map``), judged
     on the spots of ``spots_image`` where given (the working image at the usual noise floor, while
-    ``res.image01`` is the fit's, :data:`~edorient.indexing.preprocess.FIT_NOISE_SIGMAS`).
+    ``res.image01`` is the fit's, :data:`~edorient.indexing.preprocess.FIT_NOISE_SIGMAS`). Where
+    both grains lie within ``distinct_deg`` of ``one_grain`` (the one-grain answer's rotation),
+    the pair is that crystal split in two, and its spots count as the first grain's too.
     """
     from edorient.indexing.estimators import append_hypotheses, rechoose_by_image_fit
     from edorient.indexing.proposals import erase_grain
@@ -320,8 +322,14 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     explained = None if explained is None else float(explained[0])
     ratio = float(ref.ratio[0]) if order[0] == 0 else 1.0 - float(ref.ratio[0])
     apart = float(misorientation_deg(R[order[0]][None], R[order[1]][None], proper_rotations(crystal.laue))[0])
-    real, new = second_grain_is_real(chain.matcher.scorer.simulator, working_spots(res.image01 if spots_image is None else spots_image), R[order[0]],
-                                     R[order[1]], 1.0 - ratio, apart, distinct_deg=cfg.search.distinct_deg)
+    # a pair whose grains both lie within distinct_deg of the one-grain answer is that crystal
+    # split in two (broad spots fitted by two shifted copies): the answer's spots count as the
+    # first's. (Not otherwise: in a bicrystal the one-grain answer can be the pair's second grain.)
+    split = one_grain is not None and bool(np.all(misorientation_deg(
+        np.asarray(one_grain)[None], R[order], proper_rotations(crystal.laue)) < cfg.search.distinct_deg))
+    real, new = second_grain_is_real(sim, working_spots(res.image01 if spots_image is None else spots_image), R[order[0]],
+                                     R[order[1]], 1.0 - ratio, apart, distinct_deg=cfg.search.distinct_deg,
+                                     also_first=(one_grain,) if split else ())
     return {"rotations": R[order], "scores": alone[order], "uncertainty_deg": ref.uncertainty_deg[0][order],
             "inplane_uncertainty_deg": ref.inplane_uncertainty_deg[0][order], "ambiguous": ref.ambiguous[0][order],
             "direction_ambiguous": ref.direction_ambiguous[0][order],
@@ -726,7 +734,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     pair = None
     t3 = time.perf_counter()
     if cfg.grains == 2 and cfg.refine:
-        pair = _refine_pair(crystal, cfg, fit_res, scorer, cache, spots_image=res.image01)
+        pair = _refine_pair(crystal, cfg, fit_res, scorer, cache, spots_image=res.image01, one_grain=one["rotation"])
         # two grains must explain the whole image better than the best single grain does (a
         # dynamical pattern's extra reflections are explained by a rotated copy of its own zone)
         pf = _pair_image_fit(crystal, cfg, fit_res, pair, working_valid(pre, res, cfg.calibration), cache)

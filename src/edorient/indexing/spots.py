@@ -651,15 +651,23 @@ SECOND_GRAIN_MIN_SHARE = 0.1
 def second_grain_is_real(simulator, peaks: np.ndarray, first: np.ndarray, second: np.ndarray, share: float,
                          misorientation_deg: float, min_new_spots: int = SECOND_GRAIN_MIN_NEW_SPOTS,
                          min_share: float = SECOND_GRAIN_MIN_SHARE,
-                         distinct_deg: float = 5.0, match_px: float = 2.5) -> tuple[bool, int]:
+                         distinct_deg: float = 5.0, match_px: float = 2.5, also_first=()) -> tuple[bool, int]:
     """(whether a fitted second grain is real, the spots it explains that the first leaves
     unexplained). Real when it explains at least ``min_new_spots`` of the image's spots
     (:func:`working_spots`) that the first grain's pattern (at full weight) does not, carries at
     least ``min_share`` of the intensity, and differs from the first by more than
     ``distinct_deg``: elsewhere a second grain only re-explains the first one's spots or noise.
     The rule of ``edorient map`` (docs/mapping.md: measured on a simulated scan of another seed
-    than the benchmark's, 0 of 3,791 one-grain probes given a false second)."""
+    than the benchmark's, 0 of 3,791 one-grain probes given a false second).
+
+    ``also_first``: other fits of the first grain (e.g. the one-grain answer, (3, 3) each) whose
+    spots count as explained too. A pair can split one crystal into two copies a few degrees
+    either side of it (broad spots, as a precession pattern's, are fitted better by two
+    shifted copies); each copy then "explains" the spots the other copy misses, but none that
+    the one-grain answer leaves unexplained."""
     h1 = spots_explained_by(simulator, peaks, first, 1.0, match_px)
+    for R in also_first:
+        h1 |= spots_explained_by(simulator, peaks, R, 1.0, match_px)
     h2 = spots_explained_by(simulator, peaks, second, share, match_px)
     new = int((h2 & ~h1).sum())
     return bool(new >= min_new_spots and share >= min_share and misorientation_deg > distinct_deg), new

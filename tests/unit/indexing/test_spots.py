@@ -147,3 +147,19 @@ def test_second_grain_is_real_only_where_it_explains_new_spots():
     assert real and new >= 2
     assert not second_grain_is_real(sim, peaks, a, b, 0.05, 60.0)[0]  # too weak a share
     assert not second_grain_is_real(sim, peaks, a, b, 0.5, 3.0)[0]  # not distinct from the first
+
+
+def test_a_crystal_split_into_two_copies_is_not_a_second_grain():
+    # a pair fitted to one crystal: its first grain 4° off in-plane misses the outer spots, its
+    # second, 0.5° the other way, "explains" them; all are the one-grain answer's spots
+    from edorient.indexing.spots import second_grain_is_real, working_spots
+    from edorient.physics.orientation import rotation_from_zone_axis
+
+    xt = anatase()
+    sim = Simulator(xt, SimulationConfig(image_size=256))
+    true, first, second = (rotation_from_zone_axis([0, 0, 1], xt.direct_matrix, a) for a in (30.0, 34.0, 29.5))
+    peaks = working_spots(sim.images(true[None])[0])
+    real, new = second_grain_is_real(sim, peaks, first, second, 0.5, 6.0)
+    assert real and new >= 2  # against the pair's own first grain, the copy looks like a grain
+    real, new = second_grain_is_real(sim, peaks, first, second, 0.5, 6.0, also_first=(true,))
+    assert not real and new == 0
