@@ -488,14 +488,21 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
         inside = (fr >= 0) & (fr < h) & (fc >= 0) & (fc < w)
         colour = ("tab:red", "tab:cyan")[g]
         zone = " ".join(map(str, info["nearest_zone_axis"]))
-        ax.scatter(fc[inside], fr[inside], s=60, facecolors="none", edgecolors=colour, linewidths=0.8,
+        # a second grain judged not real: faint and dashed, unlabelled (its labels would sit on
+        # grain 1's spots, which it re-explains)
+        rejected = g > 0 and info.get("verdict") == "no match"
+        ax.scatter(fc[inside], fr[inside], s=60, facecolors="none", edgecolors=colour,
+                   linewidths=0.6 if rejected else 0.8, linestyles="--" if rejected else "-",
+                   alpha=0.45 if rejected else 1.0,
                    label=f"grain {g + 1}: [{zone}] {info['angle_to_zone_axis_deg']:.2f}° off, {info.get('verdict', '')}")
+        if rejected:
+            continue
         hkl = np.asarray(spots.hkl)[keep][inside]
         radius = np.hypot(fr[inside] - draw["centre"][0], fc[inside] - draw["centre"][1])
         for j in np.argsort(radius)[:12]:  # the innermost spots: labels stay legible
             ax.annotate(hkl_label(hkl[j]),
-                        (fc[inside][j], fr[inside][j]), color=colour, fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+                        (fc[inside][j], fr[inside][j]), color=colour, fontsize=7, xytext=(3, 3),
+                        textcoords="offset points", annotation_clip=True)
     ax.plot(draw["centre"][1], draw["centre"][0], "+", color="yellow", ms=8)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
@@ -506,3 +513,49 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
 
 def result_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2)
+
+
+def _zone_text(uvw) -> str:
+    return "[" + " ".join(str(int(v)) for v in uvw) + "]"
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """A few lines a microscopist reads: per grain the nearest zone axis and how far the beam is
+    from it, the in-plane angle, the uncertainty, the verdict and, where it is not
+    ``confident``, why; then the crystal, the calibration given and fitted, and the centre.
+
+    Examples
+    --------
+    >>> r = {"crystal": "Al", "calibration_in": 0.019, "calibration_fitted": 0.0189, "calibration_source": "given",
+    ...      "centre": [43.5, 43.5], "centre_finding": {"method": "friedel"}, "voltage_kv": 200.0,
+    ...      "grains": [{"nearest_zone_axis": [0, 0, 1], "angle_to_zone_axis_deg": 0.01, "inplane_deg": 299.9,
+    ...                  "uncertainty_deg": 1.29, "verdict": "confident", "verdict_reasons": []}]}
+    >>> print(summary_text(r))
+    grain 1: zone [0 0 1], beam 0.01° from it, in-plane 299.9°, uncertainty 1.29° (RMS): confident
+    crystal Al, 200 kV; calibration 0.019 1/Å per px (given) -> 0.0189 fitted (-0.5 %); centre (43.5, 43.5) by friedel
+    """
+    lines = []
+    for i, g in enumerate(result.get("grains", []), 1):
+        unc = g.get("uncertainty_deg")
+        parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])}",
+                 f"beam {g['angle_to_zone_axis_deg']:.2f}° from it"]
+        if g.get("inplane_deg") is not None:
+            parts.append(f"in-plane {g['inplane_deg']:.1f}°")
+        if unc is not None:
+            parts.append(f"uncertainty {unc:.2f}° (RMS)")
+        line = ", ".join(parts) + f": {g['verdict']}"
+        if g.get("verdict_reasons"):
+            line += " (" + "; ".join(g["verdict_reasons"]) + ")"
+        lines.append(line)
+    cal_in, cal_fit = result.get("calibration_in"), result.get("calibration_fitted")
+    tail = [f"crystal {result.get('crystal')}" + (f", {result['voltage_kv']:g} kV" if result.get("voltage_kv") else "")]
+    if cal_in is not None:
+        cal = f"calibration {cal_in:.6g} 1/Å per px ({result.get('calibration_source', 'given')})"
+        if cal_fit is not None:
+            cal += f" -> {cal_fit:.6g} fitted ({100 * (cal_fit / cal_in - 1):+.1f} %)"
+        tail.append(cal)
+    if result.get("centre") is not None:
+        how = (result.get("centre_finding") or {}).get("method")
+        tail.append(f"centre ({result['centre'][0]:g}, {result['centre'][1]:g})" + (f" by {how}" if how else ""))
+    lines.append("; ".join(tail))
+    return "\n".join(lines)

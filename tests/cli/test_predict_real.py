@@ -122,6 +122,16 @@ def test_a_calibration_file_tightens_the_tolerances_and_refuses_a_near_lattice(t
     assert rc == 0 and not any("outside the stated tolerance" in r for r in wide["grains"][0]["verdict_reasons"])
 
 
+def test_with_a_json_file_the_screen_gets_a_summary(tmp_path, capsys):
+    rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--no-refine"], tmp_path)
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    g = res["grains"][0]
+    assert lines[0].startswith(f"grain 1: zone [1 0 1], beam {g['angle_to_zone_axis_deg']:.2f}° from it")
+    assert lines[0].endswith(g["verdict"]) and lines[-1].startswith("crystal CuNi")
+    assert "calibration 0.00979 1/Å per px (given) -> " in lines[-1]
+
+
 def test_calibration_typed_in_inverse_nanometres_is_refused(tmp_path, capsys):
     rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.0979], tmp_path)
     assert rc != 0

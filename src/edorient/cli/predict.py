@@ -92,7 +92,9 @@ class Predict(Subcommand):
                                  "sub-degree orientations, uncertainty, ambiguity flag); on by default")
         parser.add_argument("--device", default="cpu", help="torch device of the refinement (cpu, cuda; default cpu)")
         parser.add_argument("--overlay", type=Path, default=None, help="write a PNG with the predicted spots")
-        parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
+        parser.add_argument("--json", type=Path, default=None,
+                            help="write the result as JSON to this file and print a short summary (default: the "
+                                 "JSON on stdout)")
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
@@ -121,9 +123,12 @@ class Predict(Subcommand):
                             refine=args.refine, device=args.device)
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
         text = result_json(result)
-        if args.json:
+        if args.json:  # the JSON in its file; on the screen what a person reads
             from edorient._utils.atomic import atomic_write_text
+            from edorient.predict import summary_text
 
             atomic_write_text(args.json, text + "\n")
-        print(text)
+            print(summary_text(result))
+        else:  # (no file asked for: the JSON on stdout, for pipes)
+            print(text)
         return 0
