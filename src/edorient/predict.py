@@ -23,8 +23,8 @@ user's own image, in the file's pixels, with hkl labels and the mask shaded.
 from __future__ import annotations
 
 import functools
-
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,12 @@ import numpy as np
 from edorient import conventions as cv
 from edorient.errors import EdorientError, check_finite
 
+log = logging.getLogger(__name__)
+
+
+#: The highest accelerating voltage of the transmission microscopes in use (kV); above it
+#: ``predict`` warns (the voltage was likely mistyped).
+HIGHEST_TEM_KV = 1300.0
 
 #: ``edorient predict``'s tolerances where ``--calibration`` is a calibration file of ``edorient
 #: calibrate`` (the camera measured on a known crystal, its ellipticity removed) and the user set
@@ -235,16 +241,20 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     model = _load_model(run, config, crystal) if run is not None else None  # a bad run fails before any work
     calibration, cal_source = _calibration(config, pattern, crystal)
     kv = config.voltage_kv if config.voltage_kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
+    if kv > HIGHEST_TEM_KV:  # (the simulator takes up to 3 MV; a typo of 200 is likelier)
+        log.warning("the voltage %g kV is above the %g kV of the highest-voltage microscopes in use; did you mean "
+                    "%g kV? (give --kv)", kv, HIGHEST_TEM_KV, kv / 10)
     image = pattern.image
     if config.intensity == "display":  # a figure: bright spots on dark, any scale
         image = image - image.min()
     from edorient.indexing.preprocess import bright_spikes, validity_mask, with_bad_pixels
 
-    bad = None
+    bad = pattern.bad  # the file's NaN pixels
     if config.mask is not None:
         from edorient.io.images import read_detector_mask
 
-        bad = read_detector_mask(config.mask, image.shape)
+        given = read_detector_mask(config.mask, image.shape)
+        bad = given if bad is None else bad | given
     spikes = bright_spikes(image if bad is None else np.where(bad, 0.0, image))  # hot pixels brighter than the beam
     if spikes.any():
         bad = spikes if bad is None else bad | spikes

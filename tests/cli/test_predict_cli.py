@@ -112,8 +112,9 @@ def test_bad_files(tmp_path, capsys):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     np.save(tmp_path / "nan.npy", np.full((32, 32), np.nan, np.float32))
     np.save(tmp_path / "stack.npy", np.zeros((3, 32, 32), np.float32))
+    (tmp_path / "folder").mkdir()
     cases = [("bad.tif", "cannot read TIFF"), ("nan.npy", "NaN"), ("stack.npy", "--frame"), ("missing.mrc", "not found"),
-             ("x.xyz", "unsupported")]
+             ("x.xyz", "unsupported"), ("folder", "is a folder")]
     (tmp_path / "x.xyz").write_text("x")
     for name, needle in cases:
         rc = main(["predict", str(tmp_path / name), "--calibration", "0.01"])

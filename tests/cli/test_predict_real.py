@@ -132,6 +132,21 @@ def test_with_a_json_file_the_screen_gets_a_summary(tmp_path, capsys):
     assert "calibration 0.00979 1/Å per px (given) -> " in lines[-1]
 
 
+def test_nan_pixels_are_ignored_and_a_mistyped_voltage_is_questioned(tmp_path, capsys):
+    # NaN marks a detector's gaps and dead pixels: a gap through the pattern is masked, not refused
+    al = np.load(REAL / "images" / "al_001_sped.npy").astype(np.float32)
+    al[:, 60:63] = np.nan
+    al[10, 10] = np.inf
+    path = tmp_path / "al_gap.npy"
+    np.save(path, al)
+    rc, res = _run([path, "--crystal", REAL / "cif" / "Al.cif", "--calibration", 0.01901, "--kv", 2000,
+                    "--no-refine"], tmp_path)
+    assert rc == 0 and "265 NaN or infinite pixels ignored" in res["source"]
+    assert res["preprocessing"]["mask"]["detector_mask_px"] == 265
+    assert res["grains"][0]["nearest_zone_axis"] == [0, 0, 1]
+    assert "did you mean 200 kV?" in capsys.readouterr().err
+
+
 def test_calibration_typed_in_inverse_nanometres_is_refused(tmp_path, capsys):
     rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.0979], tmp_path)
     assert rc != 0

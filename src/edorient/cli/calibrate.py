@@ -64,6 +64,7 @@ class Calibrate(Subcommand):
         guess = args.calibration if args.calibration is not None else pattern.calibration
         kv = args.kv if args.kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
         fit = fit_calibration(pattern.image, crystal, zone=args.zone, guess=guess, tolerance=args.tolerance,
+                              mask=None if pattern.bad is None else ~pattern.bad,
                               centre=None if args.centre is None else tuple(args.centre), max_index=args.max_index,
                               max_ellipticity=args.max_ellipticity)
         cal = calibration_from_fit(fit, voltage_kv=kv, crystal=crystal.name, source=str(args.image))

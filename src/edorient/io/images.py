@@ -50,12 +50,16 @@ class Pattern:
         One line: the format, the frame, and where the calibration came from (or why none).
     voltage_kv
         Accelerating voltage (kV) stated in the file, or ``None``.
+    bad
+        (rows, cols) True at the file's NaN or infinite pixels (the usual mark of a gap or a
+        dead pixel), which ``image`` holds as 0; ``None`` where every pixel is finite.
     """
 
     image: np.ndarray
     calibration: float | None = None
     source_note: str = ""
     voltage_kv: float | None = None
+    bad: np.ndarray | None = None
 
 
 @dataclass
@@ -309,6 +313,8 @@ READERS: dict[str, Callable[[Path], _Raw]] = {
 def _read_raw(p: Path, what: str, kind: str, check: str):
     """(the reader's raw result, its data with colour turned gray) of the file ``p``; a missing
     file or an unknown format is one line naming ``what`` / ``kind`` and what to ``check``."""
+    if p.is_dir():
+        raise EdorientError(f"{p} is a folder; give one {kind} file (a folder of patterns is for `edorient map`)")
     if not p.is_file():
         raise EdorientError(f"{what} not found: {p} (check {check})")
     reader = READERS.get(p.suffix.lower())
@@ -362,14 +368,22 @@ def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
     data = np.array(data, dtype=np.float32)
     if data.ndim != 2 or min(data.shape) < 16:
         raise EdorientError(f"{p} is not a 2-D image of at least 16 x 16 pixels (shape {data.shape})")
-    if not np.all(np.isfinite(data)):
-        raise EdorientError(f"{p} contains NaN or infinite pixels; clean the file first")
-    if float(data.max()) == float(data.min()):
-        raise EdorientError(f"{p} has no pattern: every pixel is {float(data.min()):g}; check the file or --frame")
+    finite = np.isfinite(data)
+    bad = None
+    if not finite.all():  # NaN marks gaps and dead pixels: ignored, unless they are most of the image
+        if finite.sum() < 0.2 * finite.size:
+            raise EdorientError(f"{p}: {int((~finite).sum())} of its {finite.size} pixels are NaN or infinite; "
+                                f"check the file or --frame")
+        bad = ~finite
+        data[bad] = 0.0
+        notes.append(f"{int(bad.sum())} NaN or infinite pixels ignored")
+    if float(data[finite].max()) == float(data[finite].min()):
+        raise EdorientError(f"{p} has no pattern: every pixel is {float(data[finite].min()):g}; check the file or --frame")
     notes.insert(0, f"{p.suffix.lower().lstrip('.')} file")
     if raw.calibration is None and not any("calibration" in n for n in notes):
         notes.append("no calibration in the file")
-    return Pattern(image=data, calibration=raw.calibration, source_note="; ".join(notes), voltage_kv=raw.voltage_kv)
+    return Pattern(image=data, calibration=raw.calibration, source_note="; ".join(notes), voltage_kv=raw.voltage_kv,
+                   bad=bad)
 
 
 def read_detector_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
