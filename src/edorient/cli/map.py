@@ -81,6 +81,8 @@ class Map(Subcommand):
         parser.add_argument("--chunk", type=positive_int, default=None,
                             help="patterns per chunk, rounded down to whole scan rows where it holds two or more (then "
                                  "each chunk's anchors form a 2-D lattice; default 512, at most a quarter of the scan)")
+        parser.add_argument("--kv", type=finite_float, default=None,
+                            help="accelerating voltage in kV (default: the scan file's beam energy, else 200)")
         parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda; default cpu)")
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
                             help="template dictionary size (template matching)")
@@ -98,7 +100,7 @@ class Map(Subcommand):
                                second_grain=None if args.second_grain == "partner" else args.second_grain,
                                device=args.device, matcher_directions=args.matcher_directions,
                                chosen_partner_k=args.partner_again, find_defects=args.find_defects,
-                               thickness=args.thickness, disc_px=args.disc,
+                               thickness=args.thickness, disc_px=args.disc, voltage_kv=args.kv,
                                detector_mask=None if args.mask is None else str(args.mask),
                                **({} if args.anchor_stride is None else {"anchor_stride": args.anchor_stride}),
                                **({} if args.anchor_rows is None else {"anchor_rows": args.anchor_rows}),

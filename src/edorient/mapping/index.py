@@ -274,6 +274,9 @@ class MapSettings:
     """Torch device of the CNN and refinement."""
     torch_threads: int | None = None
     """Torch threads in this process (None: leave torch's default)."""
+    voltage_kv: float | None = None
+    """Accelerating voltage (kV) of the models (their Ewald sphere); None: the scan file's beam
+    energy where it states one (:func:`~edorient.mapping.runner.run_map` fills it in), else 200."""
 
     def __post_init__(self) -> None:
         if self.grains not in ("1", "2", "auto"):
@@ -296,6 +299,8 @@ class MapSettings:
             raise EdorientError(f"--partner-again must be >= 1 candidate, got {self.chosen_partner_k}")
         if self.neighbour_radius < 0:
             raise EdorientError(f"--neighbour-radius must be >= 0 probe steps (0: off), got {self.neighbour_radius}")
+        if self.voltage_kv is not None and not 1.0 <= self.voltage_kv <= 3000.0:
+            raise EdorientError(f"--kv must lie in 1-3000 kV, got {self.voltage_kv:g}")
         if self.disc_px is not None and not 0 <= self.disc_px <= 16:
             raise EdorientError(f"--disc must be auto, off or a radius in (0, 16] detector pixels, got {self.disc_px}")
         if self.second_grain not in (None, "model"):
@@ -464,8 +469,12 @@ class Indexer:
                 raise EdorientError(f"the one- and two-grain models take different image sizes ({size}, {s})")
             models[key], size = model, s
         self.size = int(size or settings.size)
-        self.sim = Simulator(self.crystal, SimulationConfig(image_size=self.size) if settings.thickness is None else
-                             SimulationConfig(image_size=self.size, thickness=float(settings.thickness)))
+        from edorient import conventions as cv
+
+        kv = float(cv.DEFAULT_VOLTAGE_KV if settings.voltage_kv is None else settings.voltage_kv)
+        self.sim = Simulator(self.crystal, SimulationConfig(image_size=self.size, voltage_kv=kv) if settings.thickness
+                             is None else SimulationConfig(image_size=self.size, thickness=float(settings.thickness),
+                                                           voltage_kv=kv))
         extra = {}
         if settings.explained_below is not None:
             import inspect

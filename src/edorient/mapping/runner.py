@@ -428,6 +428,8 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         if not 1.0 <= float(distortion[0]) <= 1.5:
             raise EdorientError(f"the calibration's ellipticity {distortion[0]} lies outside 1-1.5; check the calibration file")
         source = replace(source, distortion=(float(distortion[0]), float(distortion[1])))
+    if settings.voltage_kv is None and source.voltage_kv is not None:  # the file's beam energy
+        settings = replace(settings, voltage_kv=float(source.voltage_kv))
     out = claim_output_dir(out, KIND)
     compute = replace(compute, chunk=resolve_chunk(compute.chunk, source.shape, source.kind, source.pattern_shape))
     ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))

@@ -79,6 +79,8 @@ class ScanSource:
     distortion: tuple[float, float] | None = None
     """The detector's elliptical distortion (ellipticity, major-axis angle in degrees) of a
     calibration file (``edorient calibrate``), undone in every pattern about its direct beam; None: none."""
+    voltage_kv: float | None = None
+    """The accelerating voltage (kV) the file states (its beam energy), or None."""
 
     @property
     def n_patterns(self) -> int:
@@ -353,10 +355,10 @@ def _rsciio_source(text: str, plugin: str, calibration: float | None) -> ScanSou
     nav_shape, sig_shape = _shape_of(text, tuple(np.shape(s["data"])))
     if np.dtype(s["data"].dtype).kind not in "uif":
         raise EdorientError(f"{text} holds {s['data'].dtype}, not real-valued intensities")
+    kev = _beam_energy(s.get("metadata", {}))
     if calibration is not None:
         cal, where = float(calibration), "--calibration"
     else:
-        kev = _beam_energy(s.get("metadata", {}))
         cals = [calibration_from_axis(a, kev) for a in sig]
         if cals[0] is None or cals[1] is None:
             raise EdorientError(f"{text} has no reciprocal-space calibration in its detector axes (units "
@@ -366,4 +368,5 @@ def _rsciio_source(text: str, plugin: str, calibration: float | None) -> ScanSou
                                 f"{cals[1]:g} 1/Å per pixel); give --calibration")
         cal, where = float(cals[0]), f"axes metadata ({sig[0].get('units')})"
         _check_calibration(cal, f"read from the file's {where}")
-    return ScanSource(text, "rsciio", nav_shape, sig_shape, cal, where, plugin=plugin, signal_index=i)
+    return ScanSource(text, "rsciio", nav_shape, sig_shape, cal, where, plugin=plugin, signal_index=i,
+                      voltage_kv=float(kev) if kev and np.isfinite(kev) and kev > 0 else None)

@@ -244,9 +244,10 @@ def _reduce(crystal, v: np.ndarray) -> np.ndarray:
 
 
 def write_hspy(path: str | Path, counts: np.ndarray, calibration: float, step_nm: float = 2.0,
-               title: str = "edorient simulated scan") -> Path:
+               title: str = "edorient simulated scan", voltage_kv: float | None = None) -> Path:
     """Write a 4D-STEM array (ny, nx, H, W) as a HyperSpy ``.hspy`` file with rosettasciio,
-    the detector calibration ``calibration`` (1/Å per pixel) in its signal axes as 1/nm."""
+    the detector calibration ``calibration`` (1/Å per pixel) in its signal axes as 1/nm, and
+    ``voltage_kv`` (where given) as the beam energy in its metadata."""
     from rsciio import hspy
 
     from edorient import __version__
@@ -258,8 +259,10 @@ def write_hspy(path: str | Path, counts: np.ndarray, calibration: float, step_nm
             {"name": "x", "size": nx, "scale": step_nm, "offset": 0.0, "units": "nm", "navigate": True},
             {"name": "ky", "size": H, "scale": k, "offset": -k * (H // 2), "units": "1/nm", "navigate": False},
             {"name": "kx", "size": W, "scale": k, "offset": -k * (W // 2), "units": "1/nm", "navigate": False}]
-    signal = {"data": counts, "axes": axes,
-              "metadata": {"General": {"title": title}, "Signal": {"signal_type": "electron_diffraction"}},
+    metadata = {"General": {"title": title}, "Signal": {"signal_type": "electron_diffraction"}}
+    if voltage_kv is not None:
+        metadata["Acquisition_instrument"] = {"TEM": {"beam_energy": float(voltage_kv)}}
+    signal = {"data": counts, "axes": axes, "metadata": metadata,
               "original_metadata": {}, "attributes": {"_lazy": False}, "tmp_parameters": {},
               "package_info": {"name": "edorient", "version": __version__}, "learning_results": {}, "models": {}}
     path = Path(path)
@@ -276,7 +279,9 @@ def write_scan(path: str | Path, cfg: ScanSimConfig, crystal_name: str = "anatas
     if path.suffix.lower() != ".hspy":
         raise EdorientError(f"the simulated scan is written as .hspy, got {path.name}")
     counts, truth = simulate_scan(cfg, crystal_name)
-    write_hspy(path, counts, cfg.calibration, cfg.step_nm)
+    from edorient import conventions as cv
+
+    write_hspy(path, counts, cfg.calibration, cfg.step_nm, voltage_kv=cv.DEFAULT_VOLTAGE_KV)  # simulated at it
     tpath = path.with_name(path.stem + "_truth.npz")
     with atomic_path(tpath) as tmp:
         np.savez_compressed(tmp, **truth)

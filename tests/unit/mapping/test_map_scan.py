@@ -107,3 +107,22 @@ def test_reader_without_its_optional_dependency(tmp_path, monkeypatch):
     (tmp_path / "s.blo").write_bytes(b"\0" * 64)
     with pytest.raises(EdorientError, match="pip install scikit-image"):
         open_scan(tmp_path / "s.blo")
+
+
+def test_the_scan_files_beam_energy_sets_the_models_voltage(tiny_scan, tmp_path):
+    from rsciio import hspy
+
+    from edorient.mapping.index import Indexer, MapSettings
+    from edorient.mapping.simulate import write_hspy
+
+    path, _ = tiny_scan
+    assert open_scan(path).voltage_kv == pytest.approx(200.0)  # simulated at 200 kV, and says so
+    data = np.asarray(hspy.file_reader(str(path))[0]["data"])
+    write_hspy(tmp_path / "at300.hspy", data, 0.02, voltage_kv=300.0)
+    assert open_scan(tmp_path / "at300.hspy").voltage_kv == pytest.approx(300.0)
+    write_hspy(tmp_path / "unstated.hspy", data, 0.02)
+    assert open_scan(tmp_path / "unstated.hspy").voltage_kv is None
+    assert Indexer(MapSettings(voltage_kv=300.0, refine=False)).sim.config.voltage_kv == 300.0
+    assert Indexer(MapSettings(refine=False)).sim.config.voltage_kv == 200.0
+    with pytest.raises(EdorientError, match="--kv"):
+        MapSettings(voltage_kv=0.0)
