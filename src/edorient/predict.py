@@ -37,6 +37,10 @@ from edorient.errors import EdorientError, check_finite
 log = logging.getLogger(__name__)
 
 
+#: A fitted calibration this far (relative) from the given one gets a note in the summary: a
+#: lattice a few per cent off the crystal's (another crystal) fits at such a scale too.
+CALIBRATION_NOTE = 0.05
+
 #: The highest accelerating voltage of the transmission microscopes in use (kV); above it
 #: ``predict`` warns (the voltage was likely mistyped).
 HIGHEST_TEM_KV = 1300.0
@@ -564,6 +568,10 @@ def summary_text(result: dict[str, Any]) -> str:
         if cal_fit is not None:
             cal += f" -> {cal_fit:.6g} fitted ({100 * (cal_fit / cal_in - 1):+.1f} %)"
         tail.append(cal)
+        if cal_fit is not None and abs(cal_fit / cal_in - 1) >= CALIBRATION_NOTE:
+            # a lattice some per cent off this crystal's fits at a calibration that far off too
+            lines.append(f"note: the answer needs a calibration {100 * abs(cal_fit / cal_in - 1):.0f} % off the given "
+                         "one; if the camera is known better, check the crystal, or narrow --calibration-tolerance")
     if result.get("centre") is not None:
         how = (result.get("centre_finding") or {}).get("method")
         tail.append(f"centre ({result['centre'][0]:g}, {result['centre'][1]:g})" + (f" by {how}" if how else ""))

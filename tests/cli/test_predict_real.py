@@ -147,6 +147,16 @@ def test_nan_pixels_are_ignored_and_a_mistyped_voltage_is_questioned(tmp_path, c
     assert "did you mean 200 kV?" in capsys.readouterr().err
 
 
+def test_the_summary_notes_a_calibration_far_from_the_given_one_and_the_assumed_crystal(tmp_path, capsys):
+    rc, res = _run([CUNI, "--calibration", 0.0088, "--crystal", CUNI_CIF, "--no-refine"], tmp_path)
+    assert rc == 0 and res["calibration_fitted"] / 0.0088 > 1.05
+    assert "note: the answer needs a calibration 1" in capsys.readouterr().out
+    # no --crystal: anatase is assumed, and the user is told so
+    rc, res = _run([CUNI, "--calibration", 0.00979, "--no-refine"], tmp_path)
+    assert rc == 0 and res["crystal"] == "anatase"
+    assert "no --crystal given: indexed as anatase" in capsys.readouterr().err
+
+
 def test_calibration_typed_in_inverse_nanometres_is_refused(tmp_path, capsys):
     rc, _ = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.0979], tmp_path)
     assert rc != 0

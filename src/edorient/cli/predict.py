@@ -63,7 +63,8 @@ class Predict(Subcommand):
         parser.add_argument("--run", type=Path, default=None,
                             help="a trained run folder, or pretrained:NAME for a shipped model (pretrained:anatase-single, "
                                  "pretrained:anatase-bicrystal); default: template matching, no model needed")
-        parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
+        parser.add_argument("--crystal", default=None,
+                            help="'anatase' (the built-in crystal, the default) or a CIF path")
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
                             help="direct-beam position in the file (default: found automatically)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
@@ -121,7 +122,13 @@ class Predict(Subcommand):
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
                             single_directions=args.single_directions, pair_directions=args.pair_directions,
                             refine=args.refine, device=args.device)
-        result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal, overlay=args.overlay)
+        result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal or "anatase",
+                              overlay=args.overlay)
+        if args.crystal is None:  # (another crystal's pattern can fit anatase's; say it was assumed)
+            import logging
+
+            logging.getLogger("edorient.predict").warning(
+                "no --crystal given: indexed as anatase TiO2, the built-in crystal; give --crystal FILE.cif for another")
         text = result_json(result)
         if args.json:  # the JSON in its file; on the screen what a person reads
             from edorient._utils.atomic import atomic_write_text
