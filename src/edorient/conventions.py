@@ -36,6 +36,11 @@ Labels
   crystal's Laue group. For anatase (Laue group 4/mmm) the sector is ``x >= y >= 0, z >= 0``,
   the stereographic triangle [001]-[100]-[110]. For any Laue group the sector is the Dirichlet
   cell around :data:`SECTOR_REFERENCE` (for 4/mmm this is exactly the triangle above).
+- An orientation is *reported* (``predict``'s ``orientation_matrix``, ``inplane_deg``, hkl labels;
+  ``map``'s tables) as its symmetry-equivalent ``R Sᵀ`` (``S`` a proper rotation of the Laue
+  group) whose beam direction lies on the label (on its opposite where no proper rotation
+  reaches the label: the same pattern), with the smallest in-plane angle among equal beams
+  (:func:`edorient.physics.symmetry.reported_rotation`), so one orientation is written one way.
 - The *angular error* between two directions is the smallest angle between them over the Laue
   group (Laue groups contain the inversion, so ``d`` and ``-d`` are one label).
 - The thesis' error (eq. 3.2) is ``|dx| + |dy| + |dz|`` between unit vectors; MAE and σ as eq.

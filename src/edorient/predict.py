@@ -193,9 +193,15 @@ def _run_crystal(run) -> str | None:
 
 def _grain_json(crystal, R, label, reflections=None) -> dict:
     from edorient.physics.orientation import beam_direction, inplane_angle
+    from edorient.physics.symmetry import reported_rotation
 
+    R = reported_rotation(R, crystal.laue)  # the same orientation, written one way (conventions)
     uvw, ang = nearest_zone_axis(label, crystal)
+    # the label in lattice components [u v w] (fractional), scaled to the nearest zone axis' size
+    frac = np.linalg.solve(crystal.direct_matrix, np.asarray(label, dtype=float))
+    frac *= max(abs(v) for v in uvw) / np.abs(frac).max()
     out = {"direction": [round(float(v), 6) for v in label],
+           "direction_uvw": [round(float(v), 3) + 0.0 for v in frac],
            "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
            "inplane_deg": round(float(inplane_angle(R)), 3),
            "orientation_matrix": np.round(R, 6).tolist(),
@@ -494,8 +500,10 @@ def _overlay(path: Path, image: np.ndarray, draw: dict, grains: list[dict], crys
     if draw.get("mask") is not None and not draw["mask"].all():
         ax.imshow(np.ma.masked_where(draw["mask"], np.ones_like(image)), cmap="autumn", alpha=0.25, vmin=0, vmax=1)
     h, w = image.shape
+    from edorient.physics.symmetry import reported_rotation
+
     for g, (R, info) in enumerate(zip(draw["rotations"], grains)):
-        spots = sim.spots(R)
+        spots = sim.spots(reported_rotation(R, crystal.laue))  # (the hkl of the reported orientation)
         pix = sim.spot_pixels(spots)
         keep = spots.intensity >= 1e-3
         fr, fc = to_file_pixels(pix[keep], sim.config.image_size, draw["centre"], draw["file_per_working"]).T

@@ -589,9 +589,13 @@ class Indexer:
         return out
 
     def _outputs(self, rotations, directions, scores, ref, g: int) -> dict:
-        n = len(rotations)
-        out = {"rotations": rotations, "directions": directions}
         from edorient.physics.orientation import inplane_angle
+        from edorient.physics.symmetry import reported_rotation
+
+        n = len(rotations)
+        # (the same orientations written as predict writes them: the same in-plane angles)
+        rotations = reported_rotation(rotations, self.crystal.laue)
+        out = {"rotations": rotations, "directions": directions}
 
         out["inplane_deg"] = inplane_angle(rotations.reshape(-1, 3, 3)).reshape(n, g)
         if ref is not None:

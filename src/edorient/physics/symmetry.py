@@ -40,7 +40,8 @@ from numpy.typing import ArrayLike
 from edorient.conventions import SECTOR_REFERENCE
 from edorient.errors import EdorientError
 
-__all__ = ["LAUE_GROUP_NAMES", "LaueGroup", "laue_group", "misorientation_deg", "proper_rotations"]
+__all__ = ["LAUE_GROUP_NAMES", "LaueGroup", "laue_group", "misorientation_deg", "proper_rotations",
+           "reported_rotation"]
 
 #: The eleven Laue groups, by Hermann–Mauguin symbol.
 LAUE_GROUP_NAMES: tuple[str, ...] = (
@@ -554,3 +555,36 @@ def misorientation_deg(a: np.ndarray, b: np.ndarray, proper: np.ndarray) -> np.n
     # trace(a h^T b^T) for every h
     tr = np.einsum("...ij,mkj,...ik->...m", a, proper, b)
     return np.degrees(np.arccos(np.clip((tr.max(-1) - 1) / 2, -1.0, 1.0)))
+
+
+def reported_rotation(rotations: ArrayLike, laue) -> np.ndarray:
+    """The symmetry-equivalent ``R Sᵀ`` (``S`` a proper rotation of ``laue``) of orientations
+    (..., 3, 3) in which they are reported (:mod:`edorient.conventions`, "Labels"): the beam
+    direction on the grain's label (``laue.reduce``; on its opposite where no proper rotation
+    reaches the label, the pattern being the same), and among equal beams the smallest in-plane
+    angle. ``R Sᵀ`` draws the same pattern as ``R``, so the choice is only how it is written;
+    without it the same orientation came out of two runs with in-plane angles 180° apart and
+    its spots labelled 2̄00 in one and 020 in the other.
+
+    Examples
+    --------
+    >>> from edorient.physics.orientation import inplane_angle, rotation_from_direction
+    >>> g = laue_group("m-3m")
+    >>> R = rotation_from_direction([0, 0, 1], 100.0)  # a cube axis: a four-fold one
+    >>> round(float(inplane_angle(reported_rotation(R, g))), 6)
+    10.0
+    """
+    from edorient.physics.orientation import inplane_angle
+
+    R = np.asarray(rotations, dtype=float)
+    P = proper_rotations(laue)
+    cand = np.einsum("...ij,mkj->...mik", R, P)  # R Sᵀ for every S: (..., m, 3, 3)
+    label = laue.reduce(R[..., 2, :])
+    along = np.einsum("...mj,...j->...m", cand[..., 2, :], label)
+    theta = inplane_angle(cand)
+    # the beam on the label, else on its opposite (one of the two always is), then the smallest
+    # in-plane angle (to 1e-6°)
+    tier = np.where(along > 1 - 1e-7, 2, np.where(along < -1 + 1e-7, 1, 0))
+    key = np.where(tier == tier.max(-1, keepdims=True), np.round(theta, 6), np.inf)
+    pick = np.argmin(key, axis=-1)
+    return np.take_along_axis(cand, pick[..., None, None, None], axis=-3)[..., 0, :, :]

@@ -298,3 +298,21 @@ def test_pairwise_apart_matches_the_angle(name):
     ang = g.angle(a[:, None], b[None])
     for deg in (1.0, 4.0, 20.0):
         np.testing.assert_array_equal(g.apart(a, b, deg, chunk=64), ang > deg)
+
+
+@pytest.mark.parametrize("name", ["4/mmm", "m-3m", "6/mmm", "2/m", "-1"])
+def test_reported_rotation_is_one_writing_of_each_orientation(name):
+    from edorient.physics.orientation import random_rotations
+    from edorient.physics.symmetry import misorientation_deg, proper_rotations, reported_rotation
+
+    g = laue_group(name)
+    P = proper_rotations(g)
+    R = random_rotations(500, rng=3)
+    C = reported_rotation(R, g)
+    assert misorientation_deg(R, C, P).max() < 1e-4  # the same orientation
+    # its beam on the grain's label (or on the label's opposite, which no proper rotation reaches)
+    along = np.einsum("ij,ij->i", C[:, 2, :], g.reduce(R[:, 2, :]))
+    np.testing.assert_allclose(np.abs(along), 1.0, atol=1e-9)
+    # every symmetry-equivalent writing of an orientation gives the same one
+    S = P[np.random.default_rng(0).integers(0, len(P), len(R))]
+    np.testing.assert_allclose(reported_rotation(np.einsum("nij,nkj->nik", R, S), g), C, atol=1e-9)
