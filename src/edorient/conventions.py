@@ -38,9 +38,10 @@ Labels
   cell around :data:`SECTOR_REFERENCE` (for 4/mmm this is exactly the triangle above).
 - An orientation is *reported* (``predict``'s ``orientation_matrix``, ``inplane_deg``, hkl labels;
   ``map``'s tables) as its symmetry-equivalent ``R Sᵀ`` (``S`` a proper rotation of the Laue
-  group) whose beam direction lies on the label (on its opposite where no proper rotation
-  reaches the label: the same pattern), with the smallest in-plane angle among equal beams
-  (:func:`edorient.physics.symmetry.reported_rotation`), so one orientation is written one way.
+  group) whose beam direction lies within 2° of the label (of its opposite where no proper
+  rotation brings it there: the same pattern), with the smallest in-plane angle among those
+  (:func:`edorient.physics.symmetry.reported_rotation`), so one orientation is written one way,
+  and fits either side of a zone axis get the same in-plane angle.
 - The *angular error* between two directions is the smallest angle between them over the Laue
   group (Laue groups contain the inversion, so ``d`` and ``-d`` are one label).
 - The thesis' error (eq. 3.2) is ``|dx| + |dy| + |dz|`` between unit vectors; MAE and σ as eq.

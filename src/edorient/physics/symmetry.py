@@ -557,14 +557,23 @@ def misorientation_deg(a: np.ndarray, b: np.ndarray, proper: np.ndarray) -> np.n
     return np.degrees(np.arccos(np.clip((tr.max(-1) - 1) / 2, -1.0, 1.0)))
 
 
+#: :func:`reported_rotation`: equivalents whose beams lie within this angle (degrees) of the
+#: label count as on it.
+REPORT_BEAM_DEG = 2.0
+
+
 def reported_rotation(rotations: ArrayLike, laue) -> np.ndarray:
     """The symmetry-equivalent ``R Sᵀ`` (``S`` a proper rotation of ``laue``) of orientations
     (..., 3, 3) in which they are reported (:mod:`edorient.conventions`, "Labels"): the beam
-    direction on the grain's label (``laue.reduce``; on its opposite where no proper rotation
-    reaches the label, the pattern being the same), and among equal beams the smallest in-plane
-    angle. ``R Sᵀ`` draws the same pattern as ``R``, so the choice is only how it is written;
-    without it the same orientation came out of two runs with in-plane angles 180° apart and
-    its spots labelled 2̄00 in one and 020 in the other.
+    direction within :data:`REPORT_BEAM_DEG` of the grain's label (``laue.reduce``; of its
+    opposite where no proper rotation brings it there, the pattern being the same), and among
+    those the smallest in-plane angle. ``R Sᵀ`` draws the same pattern as ``R``, so the choice
+    is only how it is written; without it the same orientation came out of two runs with
+    in-plane angles 180° apart and its spots labelled 2̄00 in one and 020 in the other. Near a
+    symmetry axis several equivalents' beams lie within a degree of the label (2x the tilt from
+    the axis): taking the smallest in-plane angle among them, not the one exactly on the label,
+    keeps the angle from jumping by the axis' turn between two fits a few hundredths of a
+    degree either side of a zone axis.
 
     Examples
     --------
@@ -582,9 +591,10 @@ def reported_rotation(rotations: ArrayLike, laue) -> np.ndarray:
     label = laue.reduce(R[..., 2, :])
     along = np.einsum("...mj,...j->...m", cand[..., 2, :], label)
     theta = inplane_angle(cand)
-    # the beam on the label, else on its opposite (one of the two always is), then the smallest
-    # in-plane angle (to 1e-6°)
-    tier = np.where(along > 1 - 1e-7, 2, np.where(along < -1 + 1e-7, 1, 0))
+    # the beam near the label, else near its opposite (one of the two always is on it), then the
+    # smallest in-plane angle (to 1e-6°)
+    near = np.cos(np.radians(REPORT_BEAM_DEG))
+    tier = np.where(along >= near, 2, np.where(along <= -near, 1, 0))
     key = np.where(tier == tier.max(-1, keepdims=True), np.round(theta, 6), np.inf)
     pick = np.argmin(key, axis=-1)
     return np.take_along_axis(cand, pick[..., None, None, None], axis=-3)[..., 0, :, :]
