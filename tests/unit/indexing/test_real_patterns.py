@@ -280,3 +280,17 @@ def test_a_beam_stop_over_the_direct_beam_is_masked():
         assert (near & ~pre.mask).sum() == near.sum()
         assert (~pre.mask & ~stop).sum() <= 0.4 * stop.sum()
         assert pre.steps["mask"]["beam_stop_px"] == int((~pre.mask).sum())
+
+
+def test_a_blooming_streak_is_masked_and_a_clipped_spot_kept():
+    # a CCD spills a saturated beam's charge along its columns: that streak carries no spot;
+    # a clipped round spot does
+    rng = np.random.default_rng(4)
+    rr, cc = np.indices((128, 128)).astype(float)
+    x = rng.poisson(30 + 4000 * np.exp(-((rr - 40) ** 2 + (cc - 90) ** 2) / 18.0)).astype(float)
+    x = np.minimum(x, 1000.0)  # the spot clipped: ~20 px at the maximum, round
+    x[60:110, 63:65] = 1000.0  # a 2 px wide, 50 px long streak at the maximum
+    mask, rep = pp.validity_mask(x)
+    assert not mask[60:110, 63:65].any() and rep["saturation_streaks_px"] >= 100
+    assert mask[36:45, 86:95].all()  # the clipped spot stays
+    assert rep["saturated_px"] == int((x >= 1000).sum())
