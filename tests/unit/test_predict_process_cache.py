@@ -35,3 +35,23 @@ def test_a_second_call_reuses_the_first_calls_objects(tmp_path, monkeypatch):
     pr.predict_file(path, cfg)
     assert not any(pr._PROCESS_CACHE.get(k) is v for k, v in kept.items())
     assert 0 < len(pr._PROCESS_CACHE) <= len(kept)
+
+
+def test_a_pattern_and_the_same_pattern_larger_do_not_share_a_search(tmp_path, monkeypatch):
+    # the same field of view in pixels three times smaller: a kept search maps file pixels by
+    # its calibration, so reused for the second it read a garbled image (al_001 3x larger after
+    # al_001 in one process: the right zone 'no match', pattern score -0.05)
+    from types import SimpleNamespace
+
+    from edorient.indexing.pipeline import IndexConfig, SearchConfig, _searcher
+
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+    xt = anatase()
+    search = SearchConfig(n_directions=60)
+    cache: dict = {}
+    a = _searcher(xt, IndexConfig(0.019, (44.0, 44.0), search=search), SimpleNamespace(data_radius_px=45.0), cache)
+    b = _searcher(xt, IndexConfig(0.019 / 3, (132.0, 132.0), search=search), SimpleNamespace(data_radius_px=135.0), cache)
+    assert a is not b and b.calibration == 0.019 / 3
+    assert a.working_calibration == b.working_calibration  # the same working frame, built again
+    c = _searcher(xt, IndexConfig(0.019, (44.0, 44.0), search=search), SimpleNamespace(data_radius_px=45.0), cache)
+    assert c is a  # the same file geometry: kept

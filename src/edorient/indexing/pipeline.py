@@ -471,7 +471,9 @@ def _json_number(v):
 
 
 def _searcher(crystal, cfg: IndexConfig, pre, cache: dict | None) -> PatternSearch:
-    key = (id(crystal), round(np.log(cfg.calibration * pre.data_radius_px) / 0.01), cfg.search)
+    # (the searcher maps the file's pixels by its calibration: two files whose fields agree but
+    # whose pixels differ, a pattern and the same 3x larger, must not share one)
+    key = (id(crystal), float(cfg.calibration), round(np.log(cfg.calibration * pre.data_radius_px) / 0.01), cfg.search)
     if cache is not None and key in cache:
         return cache[key]
     s = PatternSearch(crystal, cfg.calibration, pre.data_radius_px, cfg.search)
