@@ -64,11 +64,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--logfile", default=None, help="also write the log to this file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cls in commands:
-        p = sub.add_parser(cls.COMMAND, help=cls.HELP, description=cls.HELP)
+        p = sub.add_parser(cls.COMMAND, help=cls.HELP, description=cls.HELP, formatter_class=_DefaultsFormatter)
         if argv is None or cls.COMMAND == chosen:
             cls.add_args(p)
         p.set_defaults(_func=cls.func)
     return parser
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """States an option's default where its help does not already (a user should not have to
+    read the source to learn what a run assumed); nothing for flags, None and required options."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if ("default" in text or action.required or d is None or d is False or d is True
+                or d is argparse.SUPPRESS or not action.option_strings):
+            return text
+        shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else d
+        return f"{text} (default: {shown})"
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
