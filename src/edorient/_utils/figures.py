@@ -6,16 +6,23 @@ import os
 from pathlib import Path
 
 
+#: Figure formats a file name may ask for (its suffix); anything else is written as PNG.
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg", ".tif": "tiff",
+                  ".tiff": "tiff"}
+
+
 def save_png(fig, path: str | os.PathLike, dpi: int | None = None, tight: bool = False) -> Path:
-    """Write ``fig`` as a PNG atomically (a killed run leaves the old file or none) and close it."""
+    """Write ``fig`` atomically (a killed run leaves the old file or none) and close it: as PNG,
+    or in the format its suffix names (:data:`FIGURE_FORMATS`: a ``.jpg`` holds a JPEG)."""
     import matplotlib.pyplot as plt
 
     from edorient._utils.atomic import atomic_path
 
     path = Path(path)
+    fmt = FIGURE_FORMATS.get(path.suffix.lower(), "png")
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)
     return path
