@@ -131,13 +131,13 @@ def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tup
     return uvw[k].tolist(), float(ang[k])
 
 
-def _calibration(config: PredictConfig, pattern, crystal) -> tuple[float, str]:
+def _calibration(config: PredictConfig, pattern, crystal, path=None) -> tuple[float, str]:
     """The starting calibration (Å⁻¹/px) and where it came from."""
     cal = config.calibration
     if cal is None:
         if pattern.calibration is None:
-            raise EdorientError("the file has no calibration: give --calibration (1/Å per pixel) or a calibration "
-                                "file of `edorient calibrate`")
+            raise EdorientError(f"{'the file' if path is None else path} has no calibration: give --calibration "
+                                "(1/Å per pixel) or a calibration file of `edorient calibrate`")
         cal, source = float(pattern.calibration), "file metadata"
     else:
         check_finite("calibration", cal)
@@ -249,7 +249,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     pattern = read_pattern(path, config.frame)
     crystal = get_crystal(crystal_name)
     model = _load_model(run, config, crystal) if run is not None else None  # a bad run fails before any work
-    calibration, cal_source = _calibration(config, pattern, crystal)
+    calibration, cal_source = _calibration(config, pattern, crystal, path)
     kv = config.voltage_kv if config.voltage_kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
     if kv > HIGHEST_TEM_KV:  # (the simulator takes up to 3 MV; a typo of 200 is likelier)
         log.warning("the voltage %g kV is above the %g kV of the highest-voltage microscopes in use; did you mean "

@@ -122,6 +122,14 @@ def test_bad_files(tmp_path, capsys):
         assert rc == 2 and len(err) == 1 and needle in err[0], (name, err)
     np.save(tmp_path / "ok.npy", np.ones((32, 32), np.float32))
     assert main(["predict", str(tmp_path / "ok.npy"), "--calibration", "-1"]) == 2
+    # no calibration given and none in the file: the file is named
+    pattern = np.zeros((32, 32), np.float32)
+    pattern[16, 16] = 1.0
+    np.save(tmp_path / "nocal.npy", pattern)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "nocal.npy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nocal.npy has no calibration: give --calibration" in err[0], err
 
 
 def test_degenerate_images_have_no_pattern(tmp_path, capsys):
