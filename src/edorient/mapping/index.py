@@ -299,8 +299,10 @@ class MapSettings:
             raise EdorientError(f"--partner-again must be >= 1 candidate, got {self.chosen_partner_k}")
         if self.neighbour_radius < 0:
             raise EdorientError(f"--neighbour-radius must be >= 0 probe steps (0: off), got {self.neighbour_radius}")
-        if self.voltage_kv is not None and not 1.0 <= self.voltage_kv <= 3000.0:
-            raise EdorientError(f"--kv must lie in 1-3000 kV, got {self.voltage_kv:g}")
+        from edorient.render import MAX_VOLTAGE_KV
+
+        if self.voltage_kv is not None and not 1.0 <= self.voltage_kv <= MAX_VOLTAGE_KV:
+            raise EdorientError(f"--kv must lie in 1-{MAX_VOLTAGE_KV:g} kV, got {self.voltage_kv:g}")
         if self.disc_px is not None and not 0 <= self.disc_px <= 16:
             raise EdorientError(f"--disc must be auto, off or a radius in (0, 16] detector pixels, got {self.disc_px}")
         if self.second_grain not in (None, "model"):
