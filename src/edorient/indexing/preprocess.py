@@ -352,6 +352,13 @@ def _beam_radius(y: np.ndarray, centre, r: np.ndarray, minimum: float) -> float:
     return float(max(minimum, min(r[blob].max() + 1.0, cap)))
 
 
+def _beam_shows(x: np.ndarray, r: np.ndarray, mask: np.ndarray, beam_radius_px: float) -> bool:
+    """Whether the direct beam shows at the centre: the median of its disc among the image's
+    brightest 1 % (then no beam stop covers it)."""
+    disc = x[r <= beam_radius_px]
+    return disc.size > 0 and float(np.median(disc)) >= float(np.percentile(x[mask] if mask.any() else x, 99))
+
+
 def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: float = 4.0,
                background: bool = True, validity: tuple[np.ndarray, dict] | None = None,
                fit_image: bool = False) -> Preprocessed:
@@ -401,10 +408,10 @@ def preprocess(image: np.ndarray, centre: tuple[float, float], beam_radius_px: f
     # among the image's brightest 1 %), there is none. Without this, the far side of a halo centred
     # a few pixels off the beam (an SAD pattern with saturated spots beside the beam, pyemaps'
     # Al sample) lay 5 noise sigmas below its rings' medians and was masked as a 1,300 px "stop".
-    disc = x[r <= beam_radius_px]
-    beam_shows = disc.size > 0 and float(np.median(disc)) >= float(np.percentile(x[mask] if mask.any() else x, 99))
-    # (fewer dark pixels than a stop's least size: no region can be one, nothing to label)
-    if noise > 0 and not beam_shows and kern.count_dark(y, med - 5 * noise, mask, r, 2 * beam_radius_px) >= min_stop:
+    # (fewer dark pixels than a stop's least size: no region can be one, nothing to label; that
+    # count, compiled, first: the map prepares every pattern of a scan)
+    if (noise > 0 and kern.count_dark(y, med - 5 * noise, mask, r, 2 * beam_radius_px) >= min_stop
+            and not _beam_shows(x, r, mask, beam_radius_px)):
         inner = r <= 2 * beam_radius_px
         dark = (y < med - 5 * noise) & mask & ~inner
         lab, n = ndimage.label(ndimage.binary_opening(dark, iterations=1))
