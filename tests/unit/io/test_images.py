@@ -218,3 +218,28 @@ def test_resampling_to_the_model_is_bilinear_with_zero_outside():
         want = ndimage.map_coordinates(src, np.stack(np.broadcast_arrays(rows[:, None], cols[None, :])), order=1,
                                        cval=0.0).astype(np.float32)
         np.testing.assert_allclose(resample_to_model(img, centre, cal_in, 128, 0.0234), want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_blockfile_is_read_with_its_frames(tmp_path):
+    # NanoMegas blockfiles (.blo, the usual SPED format) open out of the box: rosettasciio's
+    # reader imports scikit-image, a dependency of edorient for that reason
+    from rsciio import blockfile
+
+    from edorient.mapping.scan import open_scan
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 200, size=(2, 3, 32, 32)).astype(np.uint8)
+    data[..., 16, 16] = 255  # a direct beam
+    k = 0.02  # 1/Å per pixel, written as the signal axes' scale in 1/nm
+    axes = [{"name": n, "size": s, "scale": sc, "offset": 0.0, "units": u, "navigate": nav}
+            for n, s, sc, u, nav in (("y", 2, 1.0, "nm", True), ("x", 3, 1.0, "nm", True),
+                                     ("ky", 32, 10 * k, "1/nm", False), ("kx", 32, 10 * k, "1/nm", False))]
+    signal = {"data": data, "axes": axes, "metadata": {"General": {"title": "t"}}, "original_metadata": {},
+              "attributes": {"_lazy": False}, "tmp_parameters": {}}
+    path = tmp_path / "scan.blo"
+    blockfile.file_writer(str(path), signal, show_progressbar=False)
+    p = read_pattern(path, frame=4)
+    assert p.image.shape == (32, 32) and p.image[16, 16] == p.image.max()
+    np.testing.assert_array_equal(p.image, data[1, 1].astype(np.float32))
+    src = open_scan(path, calibration=0.02)
+    assert src.shape == (2, 3) and src.pattern_shape == (32, 32)
