@@ -114,6 +114,23 @@ class PredictConfig:
     the centre finding, the background and every fit."""
 
 
+def zone_family(uvw, crystal) -> list[int]:
+    """The name of the family ``<u v w>`` of zone axis ``uvw``: of its equivalents under the
+    crystal's Laue group (in lattice indices), the one with the largest indices first, as
+    crystallographers write it (so the cubic [1 0 1] and [0 1 1] are both <1 1 0>, the
+    tetragonal [0 1 1] is <1 0 1>; ``calibrate`` and ``predict`` may name different members).
+
+    >>> from edorient.structures import anatase
+    >>> zone_family([0, 1, 1], anatase()), zone_family([0, -1, 0], anatase())
+    ([1, 0, 1], [1, 0, 0])
+    """
+    A = np.asarray(crystal.direct_matrix, dtype=float)
+    d = A @ np.asarray(uvw, dtype=float)
+    ops = np.asarray(crystal.laue.ops, dtype=float)
+    eq = np.rint(np.linalg.solve(A, (ops @ d).T).T).astype(int)  # (m, 3) lattice indices of each image
+    return list(max(map(tuple, eq.tolist())))  # (tuples compare index by index)
+
+
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
     """The zone axis [u v w] (|u|, |v|, |w| <= max_index, coprime) closest to ``direction``
     modulo the Laue group, and the angle (degrees) to it."""
@@ -205,7 +222,7 @@ def _grain_json(crystal, R, label, reflections=None) -> dict:
            "beam_direction_crystal": [round(float(v), 6) for v in beam_direction(R)],
            "inplane_deg": round(float(inplane_angle(R)), 3),
            "orientation_matrix": np.round(R, 6).tolist(),
-           "nearest_zone_axis": uvw, "angle_to_zone_axis_deg": round(ang, 3)}
+           "nearest_zone_axis": uvw, "zone_family": zone_family(uvw, crystal), "angle_to_zone_axis_deg": round(ang, 3)}
     if reflections is not None:
         twins = zone_axis_twins(crystal, R, reflections)
         out["zone_axis_twin"] = twins[0] if twins else None
@@ -559,7 +576,9 @@ def summary_text(result: dict[str, Any]) -> str:
     lines = []
     for i, g in enumerate(result.get("grains", []), 1):
         unc = g.get("uncertainty_deg")
-        parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])}",
+        fam = g.get("zone_family")
+        parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])}"
+                 + ("" if fam is None else f" <{' '.join(str(int(v)) for v in fam)}>"),
                  f"beam {g['angle_to_zone_axis_deg']:.2f}° from it"]
         if g.get("inplane_deg") is not None:
             parts.append(f"in-plane {g['inplane_deg']:.1f}°")

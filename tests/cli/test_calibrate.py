@@ -25,6 +25,7 @@ def test_calibrate_cuni_writes_file_and_overlay(tmp_path, capsys):
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["calibration"] == pytest.approx(0.00979, rel=5e-3) and printed["zone"] == [1, 1, 0]
+    assert printed["zone_family"] == [1, 1, 0]  # the family's name, as predict's [1 0 1] is <1 1 0> too
     cal = load_calibration(out)
     assert cal.calibration == pytest.approx(0.00979, rel=5e-3) and cal.crystal == "CuNi" and cal.voltage_kv == 200.0
     assert cal.centre == pytest.approx((208.5, 152.0), abs=1.5)

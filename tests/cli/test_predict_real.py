@@ -127,7 +127,7 @@ def test_with_a_json_file_the_screen_gets_a_summary(tmp_path, capsys):
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     g = res["grains"][0]
-    assert lines[0].startswith(f"grain 1: zone [1 0 1], beam {g['angle_to_zone_axis_deg']:.2f}° from it")
+    assert lines[0].startswith(f"grain 1: zone [1 0 1] <1 1 0>, beam {g['angle_to_zone_axis_deg']:.2f}° from it")
     assert lines[0].endswith(g["verdict"]) and lines[-1].startswith("crystal CuNi")
     assert "calibration 0.00979 1/Å per px (given) -> " in lines[-1]
     # the direction also in lattice components, scaled like its nearest zone axis

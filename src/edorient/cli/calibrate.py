@@ -71,8 +71,11 @@ class Calibrate(Subcommand):
         save_calibration(args.out, cal)
         if args.overlay is not None:
             draw_overlay(args.overlay, pattern.image, fit)
+        from edorient.predict import zone_family
+
         out = {"file": str(args.image), "read": pattern.source_note, "crystal": crystal.name,
-               "calibration_guess": guess, **fit.summary(), "voltage_kv": kv, "out": str(args.out)}
+               "calibration_guess": guess, **fit.summary(), "zone_family": zone_family(fit.zone, crystal),
+               "voltage_kv": kv, "out": str(args.out)}
         if args.overlay is not None:
             out["overlay"] = str(args.overlay)
         print(json.dumps(out, indent=2))
