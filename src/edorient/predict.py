@@ -101,6 +101,9 @@ class PredictConfig:
     distortion: tuple[float, float] | None = None
     """(ellipticity, axis angle in degrees) of the detector, e.g. from a calibration file of
     ``edorient calibrate``; the image is resampled to an isotropic calibration first."""
+    zone: tuple[int, int, int] | None = None
+    """A zone axis [u v w] the user expects (tilted to): each grain then says how far its beam is
+    from it and which way the zone lies on the detector (:func:`zone_relation`)."""
     disc_px: float | None = 0.0
     """Radius (file pixels) of the probe's diffraction discs of nano-beam data, deconvolved from
     the pattern before the search (:mod:`edorient.indexing.discs`); None: measured on the
@@ -129,6 +132,44 @@ def zone_family(uvw, crystal) -> list[int]:
     ops = np.asarray(crystal.laue.ops, dtype=float)
     eq = np.rint(np.linalg.solve(A, (ops @ d).T).T).astype(int)  # (m, 3) lattice indices of each image
     return list(max(map(tuple, eq.tolist())))  # (tuples compare index by index)
+
+
+def zone_relation(R: np.ndarray, crystal, uvw) -> dict:
+    """Where zone axis ``uvw`` lies for a grain of orientation ``R``: the angle (degrees) between
+    the beam and the nearest of the zone's symmetry equivalents, the direction (degrees from the
+    detector's +col axis, anticlockwise on screen, :mod:`edorient.conventions`) towards which
+    that zone axis leans from the beam, and the opposite one, where the zone's Laue circle (its
+    brightest spots) lies on the pattern: tilting the specimen to bring the zone onto the beam
+    moves that circle's centre onto the direct beam. None where the two coincide.
+
+    >>> from edorient.physics.orientation import rotation_from_direction
+    >>> from edorient.structures import anatase
+    >>> xt = anatase()
+    >>> z = xt.zone_axis_direction([0, 0, 1])
+    >>> tilt = np.array([np.sin(np.radians(2.0)), 0.0, np.cos(np.radians(2.0))])  # 2° off [0 0 1]
+    >>> r = zone_relation(rotation_from_direction(tilt, 0.0), xt, [0, 0, 1])
+    >>> r["angle_deg"], r["zone_towards_deg"], r["laue_circle_towards_deg"]
+    (2.0, 180.0, 0.0)
+    """
+    from edorient.errors import EdorientError
+
+    uvw = [int(v) for v in uvw]
+    if len(uvw) != 3 or not any(uvw):
+        raise EdorientError(f"--zone must be three integers U V W, not all 0; got {uvw}")
+    R = np.asarray(R, dtype=float)
+    z = np.asarray(crystal.zone_axis_direction(uvw), dtype=float)
+    eq = np.asarray(crystal.laue.ops, dtype=float) @ z  # (m, 3), the inversion among them
+    lab = eq @ R.T  # each equivalent in the lab frame
+    k = int(np.argmax(lab[:, 2]))  # the one nearest the beam (lab z points back along it)
+    v = lab[k] / np.linalg.norm(lab[k])
+    angle = float(np.degrees(np.arccos(np.clip(v[2], -1.0, 1.0))))
+    if np.hypot(v[0], v[1]) < 1e-9:
+        towards = laue = None
+    else:
+        towards = float(np.degrees(np.arctan2(v[1], v[0])) % 360.0)
+        laue = round((towards + 180.0) % 360.0, 2)
+        towards = round(towards, 2)
+    return {"uvw": uvw, "angle_deg": round(angle, 3), "zone_towards_deg": towards, "laue_circle_towards_deg": laue}
 
 
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
@@ -313,6 +354,9 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     else:
         grains, extra, draw = _predict_search(image, centre, calibration, kv, config, crystal, validity)
     result.update(extra)
+    if config.zone is not None:
+        for g in grains:
+            g["zone_given"] = zone_relation(np.asarray(g["orientation_matrix"]), crystal, config.zone)
     result.update({"grains": grains, "calibration_in": calibration, "calibration_source": cal_source,
                    "voltage_kv": kv, "centre": [round(centre[0], 3), round(centre[1], 3)], "centre_finding": centre_info})
     if overlay is not None:
@@ -588,6 +632,12 @@ def summary_text(result: dict[str, Any]) -> str:
         if g.get("verdict_reasons"):
             line += " (" + "; ".join(g["verdict_reasons"]) + ")"
         lines.append(line)
+        zg = g.get("zone_given")
+        if zg is not None:
+            where = ("on the beam" if zg["zone_towards_deg"] is None else
+                     f"its Laue circle (the bright spots) towards {zg['laue_circle_towards_deg']:.0f}° on the "
+                     "detector (from +col, anticlockwise): tilt to bring its centre onto the direct beam")
+            lines.append(f"  the zone {_zone_text(zg['uvw'])} you gave: {zg['angle_deg']:.2f}° from the beam, {where}")
     cal_in, cal_fit = result.get("calibration_in"), result.get("calibration_fitted")
     tail = [f"crystal {result.get('crystal')}" + (f", {result['voltage_kv']:g} kV" if result.get("voltage_kv") else "")]
     if cal_in is not None:

@@ -78,3 +78,18 @@ def test_an_archive_other_than_the_recorded_one_is_refused(tmp_path):
         pytest.skip(str(e.value))
     assert "SHA-256 differs" in str(e.value)
     assert not (tmp_path / "al_114_pyemaps.npy").exists()
+
+
+def test_pyemaps_al_says_where_the_zone_lies(public, tmp_path):
+    # the first-order Laue zone ring of this pattern, fitted apart from edorient, is centred at
+    # (row 100.2, col 81.4) against the beam's (99.9, 99.9): the beam 0.9° off [1 1 4], the zone's
+    # Laue circles centred towards 181° on the detector (from +col, anticlockwise: lab y is up)
+    case = public["al_114_pyemaps"]
+    out = tmp_path / "r.json"
+    rc = main(["-q", "predict", str(case.image), "--crystal", str(case.cif), "--calibration", str(case.calibration),
+               "--zone", "1", "1", "4", "--json", str(out)])
+    assert rc == 0
+    z = json.loads(out.read_text())["grains"][0]["zone_given"]
+    assert z["uvw"] == [1, 1, 4] and z["angle_deg"] == pytest.approx(0.9, abs=0.4)
+    folz = np.degrees(np.arctan2(-(100.2 - 99.92), 81.4 - 99.92)) % 360
+    assert abs((z["laue_circle_towards_deg"] - folz + 180) % 360 - 180) < 20, (z, folz)

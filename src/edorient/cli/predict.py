@@ -65,6 +65,10 @@ class Predict(Subcommand):
                                  "pretrained:anatase-bicrystal); default: template matching, no model needed")
         parser.add_argument("--crystal", default=None,
                             help="'anatase' (the built-in crystal, the default) or a CIF path")
+        parser.add_argument("--zone", nargs=3, type=int, default=None, metavar=("U", "V", "W"),
+                            help="a zone axis you expect (tilted to): each grain also says how far its beam is from "
+                                 "it and which way on the detector the zone lies (the way to tilt); the search "
+                                 "itself does not use it")
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
                             help="direct-beam position in the file (default: found automatically)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
@@ -121,7 +125,8 @@ class Predict(Subcommand):
                             disc_px=args.disc,
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
                             single_directions=args.single_directions, pair_directions=args.pair_directions,
-                            refine=args.refine, device=args.device)
+                            refine=args.refine, device=args.device,
+                            zone=None if args.zone is None else tuple(args.zone))
         result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal or "anatase",
                               overlay=args.overlay)
         if args.crystal is None:  # (another crystal's pattern can fit anatase's; say it was assumed)
