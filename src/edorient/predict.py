@@ -151,8 +151,6 @@ def zone_relation(R: np.ndarray, crystal, uvw) -> dict:
     >>> r["angle_deg"], r["zone_towards_deg"], r["laue_circle_towards_deg"]
     (2.0, 180.0, 0.0)
     """
-    from edorient.errors import EdorientError
-
     uvw = [int(v) for v in uvw]
     if len(uvw) != 3 or not any(uvw):
         raise EdorientError(f"--zone must be three integers U V W, not all 0; got {uvw}")
