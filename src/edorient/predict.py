@@ -134,6 +134,14 @@ def zone_family(uvw, crystal) -> list[int]:
     return list(max(map(tuple, eq.tolist())))  # (tuples compare index by index)
 
 
+def _checked_zone(uvw) -> list[int]:
+    """``--zone`` as three integers, not all 0 (one line naming the fix otherwise)."""
+    uvw = [int(v) for v in uvw]
+    if len(uvw) != 3 or not any(uvw):
+        raise EdorientError(f"--zone must be three integers U V W, not all 0; got {uvw}")
+    return uvw
+
+
 def zone_relation(R: np.ndarray, crystal, uvw) -> dict:
     """Where zone axis ``uvw`` lies for a grain of orientation ``R``: the angle (degrees) between
     the beam and the nearest of the zone's symmetry equivalents, the direction (degrees from the
@@ -151,9 +159,7 @@ def zone_relation(R: np.ndarray, crystal, uvw) -> dict:
     >>> r["angle_deg"], r["zone_towards_deg"], r["laue_circle_towards_deg"]
     (2.0, 180.0, 0.0)
     """
-    uvw = [int(v) for v in uvw]
-    if len(uvw) != 3 or not any(uvw):
-        raise EdorientError(f"--zone must be three integers U V W, not all 0; got {uvw}")
+    uvw = _checked_zone(uvw)
     R = np.asarray(R, dtype=float)
     z = np.asarray(crystal.zone_axis_direction(uvw), dtype=float)
     eq = np.asarray(crystal.laue.ops, dtype=float) @ z  # (m, 3), the inversion among them
@@ -302,6 +308,8 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         raise EdorientError(f"--calibration-tolerance must be in [0, 0.5), got {config.calibration_tolerance}")
     if not 0 <= config.ellipticity_tolerance < 0.5:
         raise EdorientError(f"--ellipticity-tolerance must be in [0, 0.5), got {config.ellipticity_tolerance}")
+    if config.zone is not None:  # (before any work, not after the whole prediction)
+        _checked_zone(config.zone)
     pattern = read_pattern(path, config.frame)
     crystal = get_crystal(crystal_name)
     model = _load_model(run, config, crystal) if run is not None else None  # a bad run fails before any work
@@ -620,7 +628,7 @@ def summary_text(result: dict[str, Any]) -> str:
         unc = g.get("uncertainty_deg")
         fam = g.get("zone_family")
         parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])}"
-                 + ("" if fam is None else f" <{' '.join(str(int(v)) for v in fam)}>"),
+                 + ("" if fam is None else f" <{_zone_text(fam)[1:-1]}>"),
                  f"beam {g['angle_to_zone_axis_deg']:.2f}° from it"]
         if g.get("inplane_deg") is not None:
             parts.append(f"in-plane {g['inplane_deg']:.1f}°")
