@@ -134,11 +134,29 @@ def zone_family(uvw, crystal) -> list[int]:
     return list(max(map(tuple, eq.tolist())))  # (tuples compare index by index)
 
 
-def _checked_zone(uvw) -> list[int]:
-    """``--zone`` as three integers, not all 0 (one line naming the fix otherwise)."""
+def _checked_zone(uvw, crystal=None) -> list[int]:
+    """``--zone`` as three integers, not all 0: three indices ``U V W``, or four Miller-Bravais
+    ``U V T W`` (``U + V + T = 0``) of hexagonal axes, converted (:func:`~edorient.physics.crystal.from_miller_bravais`;
+    with ``crystal``, only where its cell has hexagonal axes). One line naming the fix otherwise.
+
+    >>> _checked_zone([0, 1, 1]), _checked_zone([2, -1, -1, 0])
+    ([0, 1, 1], [1, 0, 0])
+    """
+    from edorient.physics.crystal import from_miller_bravais
+
     uvw = [int(v) for v in uvw]
+    if len(uvw) == 4 and any(uvw):
+        if crystal is not None and not crystal.hexagonal_axes:
+            raise EdorientError(f"--zone {' '.join(map(str, uvw))}: four (Miller-Bravais) indices are for hexagonal "
+                                f"axes, and {crystal.name}'s cell {tuple(round(float(v), 4) for v in crystal.cell)} has "
+                                f"none; give three, U V W")
+        try:
+            return from_miller_bravais(uvw)
+        except EdorientError as e:
+            raise EdorientError(f"--zone: {e}") from None
     if len(uvw) != 3 or not any(uvw):
-        raise EdorientError(f"--zone must be three integers U V W, not all 0; got {uvw}")
+        raise EdorientError(f"--zone must be three integers U V W (or four, U V T W, for hexagonal axes), not all 0; "
+                            f"got {uvw}")
     return uvw
 
 
@@ -159,7 +177,7 @@ def zone_relation(R: np.ndarray, crystal, uvw) -> dict:
     >>> r["angle_deg"], r["zone_towards_deg"], r["laue_circle_towards_deg"]
     (2.0, 180.0, 0.0)
     """
-    uvw = _checked_zone(uvw)
+    uvw = _checked_zone(uvw, crystal)
     R = np.asarray(R, dtype=float)
     z = np.asarray(crystal.zone_axis_direction(uvw), dtype=float)
     eq = np.asarray(crystal.laue.ops, dtype=float) @ z  # (m, 3), the inversion among them
@@ -173,7 +191,12 @@ def zone_relation(R: np.ndarray, crystal, uvw) -> dict:
         towards = float(np.degrees(np.arctan2(v[1], v[0])) % 360.0)
         laue = round((towards + 180.0) % 360.0, 2)
         towards = round(towards, 2)
-    return {"uvw": uvw, "angle_deg": round(angle, 3), "zone_towards_deg": towards, "laue_circle_towards_deg": laue}
+    out = {"uvw": uvw, "angle_deg": round(angle, 3), "zone_towards_deg": towards, "laue_circle_towards_deg": laue}
+    if crystal.hexagonal_axes:
+        from edorient.physics.crystal import miller_bravais
+
+        out["uvw_miller_bravais"] = miller_bravais(uvw)
+    return out
 
 
 def nearest_zone_axis(direction: np.ndarray, crystal, max_index: int = 6) -> tuple[list[int], float]:
@@ -268,6 +291,11 @@ def _grain_json(crystal, R, label, reflections=None) -> dict:
            "inplane_deg": round(float(inplane_angle(R)), 3),
            "orientation_matrix": np.round(R, 6).tolist(),
            "nearest_zone_axis": uvw, "zone_family": zone_family(uvw, crystal), "angle_to_zone_axis_deg": round(ang, 3)}
+    if crystal.hexagonal_axes:  # as microscopists write them for hexagonal axes too
+        from edorient.physics.crystal import miller_bravais
+
+        out["nearest_zone_axis_miller_bravais"] = miller_bravais(uvw)
+        out["zone_family_miller_bravais"] = miller_bravais(out["zone_family"])
     if reflections is not None:
         twins = zone_axis_twins(crystal, R, reflections)
         out["zone_axis_twin"] = twins[0] if twins else None
@@ -312,6 +340,8 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         _checked_zone(config.zone)
     pattern = read_pattern(path, config.frame)
     crystal = get_crystal(crystal_name)
+    if config.zone is not None:  # four indices only for a hexagonal cell
+        _checked_zone(config.zone, crystal)
     model = _load_model(run, config, crystal) if run is not None else None  # a bad run fails before any work
     calibration, cal_source = _calibration(config, pattern, crystal, path)
     kv = config.voltage_kv if config.voltage_kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
@@ -626,10 +656,16 @@ def summary_text(result: dict[str, Any]) -> str:
     lines = []
     for i, g in enumerate(result.get("grains", []), 1):
         unc = g.get("uncertainty_deg")
-        fam = g.get("zone_family")
-        parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])}"
-                 + ("" if fam is None else f" <{_zone_text(fam)[1:-1]}>"),
-                 f"beam {g['angle_to_zone_axis_deg']:.2f}° from it"]
+        fam, mb = g.get("zone_family"), g.get("nearest_zone_axis_miller_bravais")
+        if mb is not None:  # hexagonal axes: the four-index forms as well
+            fam_mb = g.get("zone_family_miller_bravais")
+            parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])} = {_zone_text(mb)}"
+                     + ("" if fam_mb is None else f" <{_zone_text(fam_mb)[1:-1]}>")]
+        else:
+            parts = [f"grain {i}: zone {_zone_text(g['nearest_zone_axis'])}"
+                     + ("" if fam is None else f" <{_zone_text(fam)[1:-1]}>")]
+        parts += [
+                  f"beam {g['angle_to_zone_axis_deg']:.2f}° from it"]
         if g.get("inplane_deg") is not None:
             parts.append(f"in-plane {g['inplane_deg']:.1f}°")
         if unc is not None:
@@ -643,7 +679,8 @@ def summary_text(result: dict[str, Any]) -> str:
             where = ("on the beam" if zg["zone_towards_deg"] is None else
                      f"its Laue circle (the bright spots) towards {zg['laue_circle_towards_deg']:.0f}° on the "
                      "detector (from +col, anticlockwise): tilt to bring its centre onto the direct beam")
-            lines.append(f"  the zone {_zone_text(zg['uvw'])} you gave: {zg['angle_deg']:.2f}° from the beam, {where}")
+            mb = f" = {_zone_text(zg['uvw_miller_bravais'])}" if zg.get("uvw_miller_bravais") else ""
+            lines.append(f"  the zone {_zone_text(zg['uvw'])}{mb} you gave: {zg['angle_deg']:.2f}° from the beam, {where}")
     cal_in, cal_fit = result.get("calibration_in"), result.get("calibration_fitted")
     tail = [f"crystal {result.get('crystal')}" + (f", {result['voltage_kv']:g} kV" if result.get("voltage_kv") else "")]
     if cal_in is not None:

@@ -299,9 +299,19 @@ def test_a_hexagonal_crystal_from_a_cif_is_indexed_at_its_zone(zone, tmp_path):
     counts = np.random.default_rng(sum(zone)).poisson(sim.linear_images(R[None])[0] * 5e4 + 5)
     np.save(tmp_path / "mg.npy", counts.astype(np.float32))
     c = (size - 1) / 2
-    rc, res = _run([tmp_path / "mg.npy", "--crystal", cif, "--calibration", cal * 1.1, "--centre", c, c], tmp_path)
+    from edorient.physics.crystal import from_miller_bravais, miller_bravais
+
+    mb = miller_bravais(zone)  # the zone given as a microscopist writes it for hexagonal axes
+    rc, res = _run([tmp_path / "mg.npy", "--crystal", cif, "--calibration", cal * 1.1, "--centre", c, c,
+                    "--zone", *mb], tmp_path)
     assert rc == 0
     g = res["grains"][0]
     err = float(xt.laue.angle(np.array(g["direction"])[None], R[2][None])[0])
     assert err < 0.5, (zone, err, g["verdict"])
+    # the zones also in four indices, the same directions
+    four = g["nearest_zone_axis_miller_bravais"]
+    assert sum(four[:3]) == 0 and from_miller_bravais(four) == g["nearest_zone_axis"]
+    assert from_miller_bravais(g["zone_family_miller_bravais"]) == g["zone_family"]
+    assert g["zone_given"]["uvw"] == list(zone) and g["zone_given"]["uvw_miller_bravais"] == mb
+    assert g["zone_given"]["angle_deg"] == pytest.approx(1.5, abs=0.5)
     assert abs(res["calibration_fitted"] / cal - 1) < 0.02, res["calibration_fitted"]

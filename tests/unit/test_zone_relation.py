@@ -43,3 +43,33 @@ def test_the_nearest_equivalent_is_taken_and_a_zero_zone_refused():
     assert zone_relation(R, xt, [0, 1, 1])["laue_circle_towards_deg"] is None
     with pytest.raises(EdorientError, match="not all 0"):
         zone_relation(R, xt, [0, 0, 0])
+
+
+def test_four_miller_bravais_indices_only_for_hexagonal_axes():
+    from edorient.errors import EdorientError
+    from edorient.physics.crystal import Crystal, from_miller_bravais, miller_bravais
+    from edorient.physics.symmetry import laue_group
+    from edorient.predict import _checked_zone
+
+    assert _checked_zone([2, -1, -1, 0]) == [1, 0, 0] and _checked_zone([0, 0, 0, 1]) == [0, 0, 1]
+    # the three-index direction is the four-index one: u a1 + v a2 + t a3 + w c with a3 = -(a1 + a2)
+    for uvw in ([1, 0, 0], [1, 1, 0], [2, 1, 0], [1, 0, 1], [1, -1, 3], [0, 0, 1]):
+        u, v, t, w = miller_bravais(uvw)
+        U, V, W = uvw
+        k = (u - t) / U if U else (v - t) / V if V else w / W
+        assert np.allclose([u - t, v - t, w], k * np.array(uvw)) and u + v + t == 0
+        assert from_miller_bravais([u, v, t, w]) == list(np.array(uvw) // np.gcd.reduce(uvw))
+    with pytest.raises(EdorientError, match="u \\+ v \\+ t = 0"):
+        _checked_zone([1, 1, 1, 0])
+    with pytest.raises(EdorientError, match="four \\(Miller-Bravais\\) indices are for hexagonal axes"):
+        _checked_zone([2, -1, -1, 0], anatase())
+    from edorient.physics.crystal import direct_matrix
+
+    cell = (3.0, 3.0, 5.0, 90.0, 90.0, 120.0)
+    hexa = Crystal(name="hex", cell=cell, symbols=("Mg",), numbers=np.array([12]), frac=np.zeros((1, 3)),
+                   occupancy=np.ones(1), b_iso=np.zeros(1), space_group="P 6/m m m",
+                   laue=laue_group("6/mmm", direct_matrix(*cell)))
+    assert hexa.hexagonal_axes and not anatase().hexagonal_axes
+    assert _checked_zone([1, 0, -1, 0], hexa) == [2, 1, 0]
+    assert zone_relation(rotation_from_direction(hexa.zone_axis_direction([2, 1, 0]), 0.0), hexa,
+                         [1, 0, -1, 0])["uvw_miller_bravais"] == [1, 0, -1, 0]

@@ -16,8 +16,9 @@ class Calibrate(Subcommand):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("image", type=Path, help="pattern file (.png .tif .mrc .npy .dm3 .dm4 .emd .hspy .mib ...)")
         parser.add_argument("--crystal", required=True, help="'anatase' (built in) or a CIF path of the specimen")
-        parser.add_argument("--zone", nargs=3, type=int, default=None, metavar=("U", "V", "W"),
-                            help="the zone axis of the pattern if known (default: tried up to index --max-index)")
+        parser.add_argument("--zone", nargs="+", type=int, default=None, metavar="INDEX",
+                            help="the zone axis of the pattern if known, U V W, or U V T W (Miller-Bravais) for "
+                                 "hexagonal axes (default: tried up to index --max-index)")
         parser.add_argument("--calibration", type=finite_float, default=None,
                             help="a starting value in 1/Å per px (default: the file's own, if any); zones giving a "
                                  "scale beyond --tolerance of it are not considered")
@@ -57,13 +58,16 @@ class Calibrate(Subcommand):
             raise EdorientError(f"--kv must lie in 1-3000 kV, got {args.kv:g}")
         if args.max_index < 1 or args.max_index > 6:
             raise EdorientError(f"--max-index must lie in 1-6, got {args.max_index}")
-        if args.zone is not None and not any(args.zone):
-            raise EdorientError("--zone must not be 0 0 0: give the zone axis U V W of the pattern")
+        from edorient.predict import _checked_zone, zone_family
+
+        if args.zone is not None:
+            _checked_zone(args.zone)
         crystal = get_crystal(args.crystal)
+        zone = None if args.zone is None else _checked_zone(args.zone, crystal)
         pattern = read_pattern(args.image, args.frame)
         guess = args.calibration if args.calibration is not None else pattern.calibration
         kv = args.kv if args.kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
-        fit = fit_calibration(pattern.image, crystal, zone=args.zone, guess=guess, tolerance=args.tolerance,
+        fit = fit_calibration(pattern.image, crystal, zone=zone, guess=guess, tolerance=args.tolerance,
                               mask=None if pattern.bad is None else ~pattern.bad,
                               centre=None if args.centre is None else tuple(args.centre), max_index=args.max_index,
                               max_ellipticity=args.max_ellipticity)
@@ -71,8 +75,6 @@ class Calibrate(Subcommand):
         save_calibration(args.out, cal)
         if args.overlay is not None:
             draw_overlay(args.overlay, pattern.image, fit)
-        from edorient.predict import zone_family
-
         out = {"file": str(args.image), "read": pattern.source_note, "crystal": crystal.name,
                "calibration_guess": guess, **fit.summary(), "zone_family": zone_family(fit.zone, crystal),
                "voltage_kv": kv, "out": str(args.out)}

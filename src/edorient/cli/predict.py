@@ -65,8 +65,9 @@ class Predict(Subcommand):
                                  "pretrained:anatase-bicrystal); default: template matching, no model needed")
         parser.add_argument("--crystal", default=None,
                             help="'anatase' (the built-in crystal, the default) or a CIF path")
-        parser.add_argument("--zone", nargs=3, type=int, default=None, metavar=("U", "V", "W"),
-                            help="a zone axis you expect (tilted to): each grain also says how far its beam is from "
+        parser.add_argument("--zone", nargs="+", type=int, default=None, metavar="INDEX",
+                            help="a zone axis you expect (tilted to), U V W, or U V T W (Miller-Bravais) for "
+                                 "hexagonal axes: each grain also says how far its beam is from "
                                  "it and which way on the detector the zone lies (the way to tilt); the search "
                                  "itself does not use it")
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),

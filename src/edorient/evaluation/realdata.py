@@ -6,7 +6,7 @@ One case a line, tab-separated (``#`` starts a comment line)::
 
 ``image`` and ``cif`` are paths relative to the table. The zone axis is three integers, or four
 (Miller-Bravais ``[U V T W]`` of a hexagonal cell, ``U + V + T = 0``), read as the three-index
-``[U-T V-T W]``; the compact ``110`` / ``1-10`` (one signed digit an index) is read too. The
+``[U-T V-T W]`` (divided by their common factor); the compact ``110`` / ``1-10`` (one signed digit an index) is read too. The
 last two columns may be empty, ``?`` or missing: the voltage is then the file's or the default,
 the direct beam unknown. A value marked uncertain with a trailing ``?``
 (``200?``) is taken as given. The test of every case (``tests/realdata``) and its benchmark
@@ -48,7 +48,7 @@ def zone_indices(text: str, where: str = "zone") -> tuple[int, int, int]:
     >>> zone_indices("1 1 0")
     (1, 1, 0)
     >>> zone_indices("2 -1 -1 0")
-    (3, 0, 0)
+    (1, 0, 0)
     >>> zone_indices("[1-10]")  # the compact form: one signed digit an index
     (1, -1, 0)
     """
@@ -60,10 +60,12 @@ def zone_indices(text: str, where: str = "zone") -> tuple[int, int, int]:
     except ValueError:
         raise EdorientError(f"{where}: zone axis {text!r} is not integers; write it as 'u v w' or 'U V T W'") from None
     if len(idx) == 4:
-        U, V, T, W = idx
-        if U + V + T != 0:
-            raise EdorientError(f"{where}: Miller-Bravais zone [{text}] needs U + V + T = 0; check the indices")
-        idx = [U - T, V - T, W]
+        from edorient.physics.crystal import from_miller_bravais
+
+        try:
+            idx = from_miller_bravais(idx)
+        except EdorientError as e:
+            raise EdorientError(f"{where}: {e}") from None
     if len(idx) != 3 or not any(idx):
         raise EdorientError(f"{where}: zone axis {text!r} must be three integers (or four, Miller-Bravais), not all 0")
     return tuple(idx)

@@ -119,6 +119,14 @@ class Crystal:
         v = self._A @ np.asarray(uvw, dtype=float)
         return v / np.linalg.norm(v)
 
+    @property
+    def hexagonal_axes(self) -> bool:
+        """Whether the cell has hexagonal axes (a = b, alpha = beta = 90°, gamma = 120°: the
+        hexagonal and trigonal crystals, the latter in the hexagonal setting), where zone axes
+        are also written with four Miller-Bravais indices (:func:`miller_bravais`)."""
+        a, b, _, al, be, ga = self.cell
+        return bool(abs(a - b) <= 1e-4 * a and abs(al - 90) < 1e-3 and abs(be - 90) < 1e-3 and abs(ga - 120) < 1e-3)
+
     def __len__(self) -> int:
         return len(self.symbols)
 
@@ -133,6 +141,42 @@ class Crystal:
             "formula": _formula(self.symbols, self.occupancy),
             **({"notes": list(self.notes)} if self.notes else {}),
         }
+
+
+def miller_bravais(uvw) -> list[int]:
+    """A zone axis ``[U V W]`` of hexagonal axes in the four Miller-Bravais indices ``[u v t w]``
+    (``u = (2U - V) / 3``, ``v = (2V - U) / 3``, ``t = -(u + v)``, ``w = W``), as the smallest
+    integers.
+
+    >>> miller_bravais([1, 0, 0]), miller_bravais([1, 2, 0]), miller_bravais([0, 0, 1]), miller_bravais([1, 0, 1])
+    ([2, -1, -1, 0], [0, 1, -1, 0], [0, 0, 0, 1], [2, -1, -1, 3])
+    """
+    import math
+
+    U, V, W = (int(v) for v in uvw)
+    out = [2 * U - V, 2 * V - U, -(U + V), 3 * W]
+    g = math.gcd(*out) or 1
+    return [v // g for v in out]
+
+
+def from_miller_bravais(uvtw) -> list[int]:
+    """The three-index zone axis ``[U V W] = [u - t, v - t, w]`` of Miller-Bravais ``[u v t w]``
+    (which must have ``u + v + t = 0``), as the smallest integers; the inverse of
+    :func:`miller_bravais`.
+
+    >>> from_miller_bravais([2, -1, -1, 0]), from_miller_bravais([0, 1, -1, 0]), from_miller_bravais([2, -1, -1, 3])
+    ([1, 0, 0], [1, 2, 0], [1, 0, 1])
+    """
+    import math
+
+    from edorient.errors import EdorientError
+
+    u, v, t, w = (int(x) for x in uvtw)
+    if u + v + t != 0:
+        raise EdorientError(f"the Miller-Bravais zone [{u} {v} {t} {w}] needs u + v + t = 0; check the indices")
+    out = [u - t, v - t, w]
+    g = math.gcd(*out) or 1
+    return [x // g for x in out]
 
 
 def _formula(symbols, occupancy) -> str:

@@ -33,8 +33,9 @@ def test_unknown_voltage_and_centre_and_missing_columns(tmp_path):
 
 
 def test_miller_bravais_zone_is_the_same_direction():
-    # [2 -1 -1 0] is a1 (three-index [1 0 0] times 3); [0 0 0 1] is c; [1 0 -1 0] is [2 1 0]
-    assert zone_indices("2 -1 -1 0") == (3, 0, 0)
+    # [2 -1 -1 0] is a1 (three-index [1 0 0], the indices' common factor 3 divided out); [0 0 0 1]
+    # is c; [1 0 -1 0] is [2 1 0]
+    assert zone_indices("2 -1 -1 0") == (1, 0, 0)
     assert zone_indices("0 0 0 1") == (0, 0, 1)
     assert zone_indices("1 0 -1 0") == (2, 1, 0)
     # the three-index [2 1 0] of a hexagonal cell is perpendicular to c and 30° from a1
@@ -46,7 +47,7 @@ def test_miller_bravais_zone_is_the_same_direction():
 def test_compact_zone_notation():
     assert zone_indices("110") == (1, 1, 0)
     assert zone_indices("[1-12]") == (1, -1, 2)
-    assert zone_indices("2-1-10") == (3, 0, 0)  # Miller-Bravais, compact
+    assert zone_indices("2-1-10") == (1, 0, 0)  # Miller-Bravais, compact
     assert zone_indices("[1, 1, 2]") == (1, 1, 2)
 
 
