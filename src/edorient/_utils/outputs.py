@@ -36,6 +36,7 @@ KINDS = {
     "demo": "demo (edorient demo)",
     "reproduce": "reproduction (edorient reproduce)",
     "map": "orientation map (edorient map)",
+    "predictions": "predictions of several files (edorient predict --out-dir)",
 }
 
 #: Temporaries of edorient's atomic writes: ``.NAME.tmp-PID`` and ``.NAME.RANDOM.tmp[.SUFFIX]``.

@@ -41,7 +41,8 @@ class Predict(Subcommand):
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("image", type=Path, help="image file (.png .tif .mrc .npy ...)")
+        parser.add_argument("image", type=Path, nargs="+",
+                            help="image file (.png .tif .mrc .npy ...); several (e.g. a shell glob) with --out-dir")
         parser.add_argument("--calibration", default=None,
                             help="1/Å per pixel of the file, or a calibration file of `edorient calibrate`; "
                                  "the starting value of the fitted scale (default: the file's metadata)")
@@ -101,6 +102,12 @@ class Predict(Subcommand):
         parser.add_argument("--json", type=Path, default=None,
                             help="write the result as JSON to this file and print a short summary (default: the "
                                  "JSON on stdout)")
+        parser.add_argument("--out-dir", type=Path, default=None,
+                            help="a folder for the results of one or more files, in one process (the dictionaries "
+                                 "built once): NAME.json and NAME.png a file, summary.tsv (a row a grain), "
+                                 "config.json; a killed run goes on where it stopped (default: none, one file)")
+        parser.add_argument("--no-overlays", dest="overlays", action="store_false",
+                            help="with --out-dir: no NAME.png overlays (on by default)")
 
     @classmethod
     def func(cls, args: argparse.Namespace) -> int:
@@ -108,6 +115,13 @@ class Predict(Subcommand):
         from edorient._utils.resources import check_matcher_directions
         from edorient.predict import PredictConfig, predict_file, result_json
 
+        from edorient.errors import EdorientError
+
+        if args.out_dir is None and len(args.image) > 1:
+            raise EdorientError(f"{len(args.image)} image files given: give --out-dir DIR for their results (a JSON and "
+                                "an overlay each, and summary.tsv), or one file")
+        if args.out_dir is not None and (args.json is not None or args.overlay is not None):
+            raise EdorientError("--out-dir writes each file's JSON and overlay itself; leave out --json and --overlay")
         for flag, path in (("--json", args.json), ("--overlay", args.overlay)):
             if path is not None:
                 check_output_file(path, flag)
@@ -128,13 +142,30 @@ class Predict(Subcommand):
                             single_directions=args.single_directions, pair_directions=args.pair_directions,
                             refine=args.refine, device=args.device,
                             zone=None if args.zone is None else tuple(args.zone))
-        result = predict_file(args.image, cfg, run=args.run, crystal_name=args.crystal or "anatase",
-                              overlay=args.overlay)
-        if args.crystal is None:  # (another crystal's pattern can fit anatase's; say it was assumed)
-            import logging
+        def assumed() -> None:
+            if args.crystal is None:  # (another crystal's pattern can fit anatase's; say it was assumed)
+                import logging
 
-            logging.getLogger("edorient.predict").warning(
-                "no --crystal given: indexed as anatase TiO2, the built-in crystal; give --crystal FILE.cif for another")
+                logging.getLogger("edorient.predict").warning(
+                    "no --crystal given: indexed as anatase TiO2, the built-in crystal; give --crystal FILE.cif for "
+                    "another")
+
+        if args.out_dir is not None:
+            assumed()
+            from edorient.predict import predict_files
+
+            done = predict_files(args.image, cfg, args.out_dir, run=args.run, crystal_name=args.crystal or "anatase",
+                                 overlays=args.overlays, echo=print)
+            failed = done["failed"]
+            print(f"{done['done']} file(s) predicted, {done['skipped']} done before, {len(failed)} failed; "
+                  f"table: {done['summary']}")
+            if failed:
+                raise EdorientError(f"{len(failed)} of {len(args.image)} file(s) failed (first: {failed[0][0]}: "
+                                    f"{failed[0][1]}); the others' results are in {args.out_dir}")
+            return 0
+        result = predict_file(args.image[0], cfg, run=args.run, crystal_name=args.crystal or "anatase",
+                              overlay=args.overlay)
+        assumed()
         text = result_json(result)
         if args.json:  # the JSON in its file; on the screen what a person reads
             from edorient._utils.atomic import atomic_write_text
