@@ -75,8 +75,8 @@ def main() -> None:
     t_batch = (time.perf_counter() - t) / args.n
     same = sum(json.loads((batch_dir / f"{p.name}.json").read_text())["grains"][0]["orientation_matrix"]
                == r["grains"][0]["orientation_matrix"] for p, r in zip(paths, loop))
-    print(f"| crystal | files | one process a file, s a file | --out-dir, s a file (the first's dictionary load "
-          f"included) | ratio | same answers |")
+    print("| crystal | files | one process a file, s a file | --out-dir, s a file (the first's dictionary load "
+          "included) | ratio | same answers |")
     print("|---|---|---|---|---|---|")
     print(f"| {crystal.name} | {args.n} | {t_loop:.2f} (first {args.loop}) | {t_batch:.2f} | {t_loop / t_batch:.1f}x | "
           f"{same} of {args.loop} |")
