@@ -548,6 +548,32 @@ def _process_cache() -> dict:
     return _PROCESS_CACHE
 
 
+#: :func:`_fit_rival`: an answer and its whole-image rival whose nearest zone axis is the same and
+#: whose beams both lie within this many degrees of it are said to share the zone.
+SAME_ZONE_DEG = 3.0
+
+
+def _fit_rival(crystal, grain: dict, direction: np.ndarray) -> dict:
+    """The one-grain fit's rival (the best hypothesis more than ``DISTINCT_DEG`` from the answer,
+    whose fit sets ``image_fit_margin``) as the user reads it: its direction, nearest zone axis,
+    angle to the answer and whether it shares the answer's zone (:data:`SAME_ZONE_DEG`). Where
+    the verdict is ``ambiguous`` through that rival and it shares the zone, a reason says that the
+    zone is not in doubt, only the beam's tilt off it (an off-zone pattern and the zone-axis twin
+    of its tilt show the same zero-order spots)."""
+    label = crystal.laue.reduce(direction / np.linalg.norm(direction))
+    uvw, ang = nearest_zone_axis(label, crystal)
+    apart = float(crystal.laue.angle(np.asarray(grain["direction"], dtype=float)[None], label[None])[0])
+    same = (uvw == grain["nearest_zone_axis"] and ang <= SAME_ZONE_DEG
+            and grain["angle_to_zone_axis_deg"] <= SAME_ZONE_DEG)
+    if same and grain["verdict"] == "ambiguous" and any("fits the whole image within" in r
+                                                        for r in grain["verdict_reasons"]):
+        grain["verdict_reasons"].append(
+            f"that direction lies {ang:.2f}° from the same zone {_zone_text(uvw)} (the answer {grain['angle_to_zone_axis_deg']:.2f}°): "
+            "the zone is not in doubt, the beam's tilt off it is")
+    return {"direction": [round(float(v), 6) for v in label], "nearest_zone_axis": uvw,
+            "angle_to_zone_axis_deg": round(ang, 3), "angle_to_answer_deg": round(apart, 3), "same_zone": bool(same)}
+
+
 def _predict_search(image, centre, calibration, kv, config: PredictConfig, crystal, validity=None):
     """The template search (no trained model): :func:`edorient.indexing.pipeline.index_pattern`."""
     from edorient.indexing.pipeline import IndexConfig, index_pattern
@@ -586,6 +612,9 @@ def _predict_search(image, centre, calibration, kv, config: PredictConfig, cryst
         if g.image_fit is not None:
             d["image_fit"] = g.image_fit
             d["image_fit_margin"] = g.image_fit_margin
+    rival = (res.refinement or {}).get("rival_direction")
+    if rival is not None and grains and grains[0].get("image_fit_margin") is not None:
+        grains[0]["fit_rival"] = _fit_rival(crystal, grains[0], np.asarray(rival, dtype=float))
     extra = {"method": "template search" + (" + refinement" if config.refine else ""),
              "preprocessing": res.pre.steps,
              "calibration_fitted": round(calibration * scale, 7), "calibration_scale": round(scale, 4),

@@ -51,6 +51,9 @@ def test_pyemaps_al_near_114_is_found_without_its_centre(public, scale, tmp_path
     err = float(crystal.laue.angle(crystal.zone_axis_direction(case.zone)[None], np.array(g["direction"])[None])[0])
     assert err <= 1.5 and g["nearest_zone_axis"] == [1, 1, 4], (err, g["nearest_zone_axis"])
     assert g["verdict"] in ("confident", "ambiguous"), g["verdict_reasons"]
+    if g["verdict"] == "ambiguous":  # the rival lies near the same zone, and the user is told so
+        assert g["fit_rival"]["same_zone"] and g["fit_rival"]["nearest_zone_axis"] == [1, 1, 4], g["fit_rival"]
+        assert "the zone is not in doubt" in g["verdict_reasons"][-1]
     # the centre is found (the package's own value within 1.5 px), the calibration fitted back
     assert np.hypot(*(np.array(res["centre"]) - np.array(case.centre))) < 1.5, res["centre"]
     assert abs(res["calibration_fitted"] / case.calibration - 1) < 0.03, res["calibration_fitted"]

@@ -73,3 +73,32 @@ def test_four_miller_bravais_indices_only_for_hexagonal_axes():
     assert _checked_zone([1, 0, -1, 0], hexa) == [2, 1, 0]
     assert zone_relation(rotation_from_direction(hexa.zone_axis_direction([2, 1, 0]), 0.0), hexa,
                          [1, 0, -1, 0])["uvw_miller_bravais"] == [1, 0, -1, 0]
+
+
+def test_a_rival_near_the_same_zone_is_said_to_leave_the_zone_in_no_doubt():
+    from edorient.predict import _fit_rival, _grain_json
+
+    xt = anatase()
+    z = xt.zone_axis_direction([1, 0, 1])
+    # the answer 0.9° off [1 0 1] one way, the rival 0.9° off it the other way (1.8° apart)
+    ax = np.cross(z, [0.0, 1.0, 0.0])
+    ax /= np.linalg.norm(ax)
+
+    def tilted(deg):
+        t = np.radians(deg)
+        return np.cos(t) * z + np.sin(t) * ax
+
+    g = _grain_json(xt, rotation_from_direction(tilted(0.9), 10.0), xt.laue.reduce(tilted(0.9)))
+    g.update(verdict="ambiguous", verdict_reasons=["another direction more than 1° away fits the whole image within "
+                                                   "0.010 (below 0.025)"])
+    r = _fit_rival(xt, g, tilted(-0.9))
+    assert r["same_zone"] and r["nearest_zone_axis"] == g["nearest_zone_axis"]
+    assert r["angle_to_answer_deg"] == pytest.approx(1.8, abs=1e-3) and r["angle_to_zone_axis_deg"] == pytest.approx(0.9, abs=1e-3)
+    assert len(g["verdict_reasons"]) == 2 and "the zone is not in doubt" in g["verdict_reasons"][1]
+    # a rival near another zone: said so in the JSON, no such sentence
+    g["verdict_reasons"] = g["verdict_reasons"][:1]
+    r = _fit_rival(xt, g, xt.zone_axis_direction([1, 1, 2]))
+    assert not r["same_zone"] and r["nearest_zone_axis"] != g["nearest_zone_axis"] and len(g["verdict_reasons"]) == 1
+    # a confident answer gets no sentence either
+    g["verdict"] = "confident"
+    assert _fit_rival(xt, g, tilted(-0.9))["same_zone"] and len(g["verdict_reasons"]) == 1

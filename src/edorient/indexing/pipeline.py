@@ -532,8 +532,9 @@ def _with_scale_rivals(crystal, one: dict, others: list) -> dict:
         rivals.append({"calibration_scale": round(float(scale * o["calibration_scale"]), 5),
                        "image_fit": o["image_fit"], "direction": [round(float(v), 5) for v in o["rotation"][2]],
                        "angle_to_answer_deg": round(a, 3)})
-        if a > vd.DISTINCT_DEG:
-            margin = min(margin, float(one["image_fit"]) - float(o["image_fit"]))
+        if a > vd.DISTINCT_DEG and float(one["image_fit"]) - float(o["image_fit"]) < margin:
+            margin = float(one["image_fit"]) - float(o["image_fit"])
+            out["rival_direction"] = [round(float(v), 6) for v in o["rotation"][2]]
     out["image_fit_margin"] = round(margin, 4) if np.isfinite(margin) else None
     out["scale_rivals"] = rivals
     return out
@@ -673,6 +674,7 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
     best = hyps[b]
     far = apart(b, vd.DISTINCT_DEG)
     margin = float(best[0] - fits[far].max()) if far.any() else float("inf")
+    rival = hyps[int(np.argmax(np.where(far, fits, -np.inf)))] if far.any() else None
     dirs = np.stack([h[1][2] for h in hyps])
     angles = laue.angle(np.broadcast_to(best[1][2], dirs.shape), dirs)
     unc, inpl = fit_uncertainty(_simulator(best[3]), img, best[1], best[4], best[5], valid)
@@ -684,6 +686,7 @@ def _refine_single(crystal, cfg: IndexConfig, pre, res: SearchResult, scorer, ca
             "fit_score": None if best[8] is None else round(best[8], 4),
             "image_fit": round(float(best[0]), 4), "image_fit_margin": round(margin, 4) if np.isfinite(margin) else None,
             "hypotheses": len(hyps), "polish_shift_deg": round(best[9], 4),
+            "rival_direction": None if rival is None else [round(float(v), 6) for v in rival[1][2]],
             "hypothesis_fits": [[round(float(a), 3), round(float(h[0]), 4)] for a, h in zip(angles, hyps)]}
 
 
@@ -801,7 +804,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         unc, inpl = [fit["uncertainty_deg"]], [fit["inplane_uncertainty_deg"]]
         refinement = {k: fit[k] for k in ("start", "centre_offset_px", "calibration_scale", "fit_score", "thickness",
                                           "image_fit", "image_fit_margin", "hypotheses", "polish_shift_deg",
-                                          "refiner_uncertainty_deg", "hypothesis_fits", "scale_rivals")}
+                                          "refiner_uncertainty_deg", "hypothesis_fits", "scale_rivals",
+                                          "rival_direction")}
         refinement["grain_ratio"] = None
         if other is not None:
             rotations = np.concatenate([rotations, other["rotation"][None]])
