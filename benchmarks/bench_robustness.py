@@ -5,10 +5,11 @@ predict`` still find the known zone? (issue 11; a check for the kept-aside cases
 
 Each of al_001 and cuni_110 (the development cases with a single crystal) is written as a JPEG
 at quality 60, an RGB PNG, 3x larger as a 16-bit TIFF clipped at 1.5x its maximum (spots
-saturate), off-centre in a 2.2x larger zero frame, rotated 37°, with a painted scale bar, and at
-200 counts peak (Poisson); every variant is indexed in one process, in that order, with the
-case's calibration (scaled with the image), and the table gives the angle to the known zone,
-the verdict and the seconds (the first call of a geometry builds or loads its dictionary).
+saturate), off-centre in a 2.2x larger zero frame, rotated 37°, with a painted scale bar, at
+200 counts peak (Poisson), and with 16:15 pixels (a PAL video frame); every variant is indexed
+in one process, in that order, with the case's calibration (scaled with the image), and the
+table gives the angle to the known zone, the verdict and the seconds (the first call of a
+geometry builds or loads its dictionary).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def variants(case, out: Path) -> list[tuple[Path, float, str]]:
     p = out / f"{name}_lowdose.npy"
     np.save(p, np.random.default_rng(0).poisson(np.clip(im, 0, None) / im.max() * 200).astype(np.float32))
     rows.append((p, cal, "200 counts peak"))
+    p = out / f"{name}_pal.npy"  # a 4:3 PAL video frame's 16:15 pixels (the calibration along the rows)
+    np.save(p, ndimage.zoom(im, (1.0, 16 / 15), order=1).astype(np.float32))
+    rows.append((p, cal, "non-square pixels (16:15, a video frame)"))
     return rows
 
 

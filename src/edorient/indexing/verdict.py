@@ -119,6 +119,10 @@ def scale_allowed(fitted_scale: float, tolerance: float) -> bool:
     return bool(abs(float(fitted_scale) - 1.0) <= float(tolerance) + SCALE_SLACK)
 
 
+#: How :func:`distortion_reasons`' sentence on the ellipticity starts (callers recognise it).
+ELLIPTICITY_REASON = "its spots fit this crystal only with a"
+
+
 def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float = ELLIPTICITY_TOLERANCE) -> list[str]:
     """Why the answer's spots sit where they do only through more than a camera's distortion
     (``distortion``: a :class:`~edorient.indexing.spots.SpotDistortion`, or None: not checked;
@@ -135,7 +139,7 @@ def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float =
         return []
     out = []
     if not distortion.ellipticity - 1.0 <= ellipticity_tolerance:
-        out.append(f"its spots fit this crystal only with a {100 * (distortion.ellipticity - 1):.1f} % elliptical "
+        out.append(f"{ELLIPTICITY_REASON} {100 * (distortion.ellipticity - 1):.1f} % elliptical "
                    f"distortion (above the {100 * ellipticity_tolerance:g} % allowed): another crystal, or a distorted "
                    f"camera (widen --ellipticity-tolerance, or remove it with a calibration file from edorient calibrate)")
     if not distortion.residual_px <= MAX_SPOT_RESIDUAL * tol_px:
