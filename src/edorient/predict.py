@@ -506,7 +506,7 @@ def predict_files(paths, config: PredictConfig, out_dir: str | Path, run: str | 
 
     from edorient import __version__
     from edorient._utils.atomic import atomic_write_text
-    from edorient._utils.outputs import claim_output_dir
+    from edorient._utils.outputs import check_same_settings, claim_output_dir
     from edorient._utils.progress import progress_bar
     from edorient.structures import get_crystal
 
@@ -528,16 +528,9 @@ def predict_files(paths, config: PredictConfig, out_dir: str | Path, run: str | 
     out = claim_output_dir(out_dir, PREDICTIONS_KIND, flag="--out-dir")
     ident = json.loads(json.dumps({"config": dataclasses.asdict(config), "crystal": crystal_name,
                                    "run": None if run is None else str(run), "overlays": bool(overlays)}, default=str))
-    cfg_path = out / "config.json"
-    if cfg_path.is_file():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except ValueError:
-            old = {}
-        if old.get("identity") not in (None, ident):
-            raise EdorientError(f"--out-dir {out} holds predictions made with other settings (its config.json); give "
-                                "another --out-dir, or the same settings to go on with it")
-    atomic_write_text(cfg_path, json.dumps({"command": "predict", "edorient_version": __version__, "identity": ident},
+    check_same_settings(out, ident, f"--out-dir {out} holds predictions made with other settings (its config.json); "
+                                    "give another --out-dir, or the same settings to go on with it")
+    atomic_write_text(out / "config.json", json.dumps({"command": "predict", "edorient_version": __version__, "identity": ident},
                                            indent=2) + "\n")
     say = echo if echo is not None else (lambda line: log.info("%s", line))
     done, skipped, failed, results = 0, 0, [], {}

@@ -190,6 +190,17 @@ def claim_output_dir(folder: str | os.PathLike, kind: str, flag: str = "--out", 
     return folder
 
 
+def check_same_settings(folder: str | os.PathLike, identity, refusal: str) -> None:
+    """A resumable output's guard: where ``folder``'s ``config.json`` records another
+    ``identity`` (what makes its results what they are: the input, the settings), refuse with
+    ``refusal`` (one line naming the folder and the fix); a missing or unreadable config.json, or
+    one without an identity, is accepted (the run then writes its own)."""
+    cfg = _json(Path(folder) / "config.json")
+    old = cfg.get("identity") if isinstance(cfg, dict) else None
+    if old not in (None, identity):
+        raise EdorientError(refusal)
+
+
 def check_output_file(path: str | os.PathLike, flag: str, create_parent: bool = True) -> Path:
     """Check, before any work, that the file ``path`` given with ``flag`` can be written.
 

@@ -415,7 +415,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     cols) of the probes where the file does not say (:func:`~edorient.mapping.scan.open_scan`)."""
     from edorient import __version__
     from edorient._utils.atomic import atomic_write_text
-    from edorient._utils.outputs import claim_output_dir
+    from edorient._utils.outputs import check_same_settings, claim_output_dir
     from edorient._utils.progress import progress_bar
 
     compute = compute or ComputeSettings()
@@ -434,14 +434,8 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     compute = replace(compute, chunk=resolve_chunk(compute.chunk, source.shape, source.kind, source.pattern_shape))
     ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))
     cfg_path = out / "config.json"
-    if cfg_path.is_file():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except ValueError:
-            old = {}
-        if old.get("identity") not in (None, ident):
-            raise EdorientError(f"--out {out} holds a map of another scan or other settings; give a new --out "
-                                "(or the same settings to resume it)")
+    check_same_settings(out, ident, f"--out {out} holds a map of another scan or other settings; give a new --out "
+                                    "(or the same settings to resume it)")
     config = {"command": "map", "edorient_version": __version__, "identity": ident,
               "compute": asdict(compute), "seed": int(seed)}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str) + "\n")
