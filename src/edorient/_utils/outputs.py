@@ -198,7 +198,24 @@ def check_same_settings(folder: str | os.PathLike, identity, refusal: str) -> No
     cfg = _json(Path(folder) / "config.json")
     old = cfg.get("identity") if isinstance(cfg, dict) else None
     if old not in (None, identity):
-        raise EdorientError(refusal)
+        diff = _differences(old, identity)
+        shown = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff[:3])
+        more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
+        raise EdorientError(f"{refusal} (differs: {shown}{more})" if diff else refusal)
+
+
+def _differences(a, b, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, a's value, b's value) where two JSON-like values differ.
+
+    >>> _differences({"x": 1, "s": {"c": 0.02, "k": 200}}, {"x": 1, "s": {"c": 0.022, "k": 200}})
+    [('s.c', 0.02, 0.022)]
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def check_output_file(path: str | os.PathLike, flag: str, create_parent: bool = True) -> Path:

@@ -312,6 +312,18 @@ def _thickness_line(run) -> str:
             "- effective thickness: the models' (not fitted" + (f": {t['why']})" if t.get("why") else ")"))
 
 
+def _calibration_line(run) -> str:
+    c = getattr(run, "calibration", {}) or {}
+    if c.get("adopted"):
+        return (f"- **calibration checked on {c['answered']} patterns: they fit at {c['median_scale']:.4f}x the given "
+                f"{c['given']:.6g}, so the map used {c['fitted']:.6g}** (give the right --calibration, or a "
+                "calibration file of edorient calibrate, to be sure)")
+    if "median_scale" in c:
+        return (f"- calibration checked on {c['answered']} of {c['patterns']} patterns: they fit at "
+                f"{c['median_scale']:.4f}x the given one (kept)")
+    return "- calibration not checked" + (f" ({c['why']})" if c.get("why") else "")
+
+
 def _disc_line(run) -> str:
     d = getattr(run, "discs", {}) or {}
     if d.get("measured"):
@@ -340,6 +352,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
          + ("" if getattr(run.source, "distortion", None) is None else
             f"; the detector's ellipticity {run.source.distortion[0]:.4f} (major axis at {run.source.distortion[1]:.1f}°) "
             "undone in every pattern")),
+        _calibration_line(run),
         _detector_line(run),
         _disc_line(run),
         _thickness_line(run),
@@ -407,7 +420,8 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
                     "workers": run.workers, "chunks_done_before": run.chunks_done_before, **{
                         k: round(v, 3) for k, v in run.timings.items()},
                     "neighbour_pass": getattr(run, "neighbours", {}), "detector": getattr(run, "detector", {}),
-                    "thickness": getattr(run, "thickness", {}), "discs": getattr(run, "discs", {})})
+                    "thickness": getattr(run, "thickness", {}), "discs": getattr(run, "discs", {}),
+                    "calibration": getattr(run, "calibration", {})})
     summary = {"patterns": len(run.results["status"]), "two_grains": int((run.results["n_grains"] == 2).sum()),
                "runs": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

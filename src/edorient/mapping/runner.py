@@ -84,6 +84,8 @@ class MapRun:
     """The effective thickness used (:func:`_fit_thickness`'s report; ``used_A`` None: the models')."""
     discs: dict = field(default_factory=dict)
     """The probe's diffraction discs (:func:`_fit_disc`'s report; ``used_px`` 0: none deconvolved)."""
+    calibration: dict = field(default_factory=dict)
+    """The calibration checked on a sample of the scan (:func:`_check_calibration`'s report)."""
 
 
 #: The detector's defects are looked for (:attr:`MapSettings.find_defects`) in at most this many
@@ -140,6 +142,62 @@ def _fit_thickness(source: ScanSource, settings: MapSettings, sample=None) -> tu
 #: The probe's discs are measured (:func:`_fit_disc`) on the direct beam of this many patterns
 #: spread over the scan.
 DISC_SAMPLE = 32
+
+#: The calibration is checked (:func:`_check_calibration`) on this many patterns spread over the
+#: scan, at least :data:`CALIBRATION_MIN_PATTERNS` of them with an answer, ...
+CALIBRATION_SAMPLE = 8
+CALIBRATION_MIN_PATTERNS = 3
+#: ... and their median fitted scale is used where it lies more than this far from the given one.
+CALIBRATION_ADOPT = 0.03
+
+
+def _check_calibration(source: ScanSource, settings: MapSettings, sample, mask_path: str | None = None
+                       ) -> tuple[ScanSource, dict]:
+    """The calibration checked as ``edorient predict`` fits it: its template search (the scale
+    within ±15 %, no refinement, the centre by Friedel symmetry) on :data:`CALIBRATION_SAMPLE`
+    patterns spread over the scan (``sample()``); the median fitted scale of those it does not
+    call ``no match`` is used, with a warning, where it lies more than :data:`CALIBRATION_ADOPT`
+    from 1. The map's own fits take the calibration as given, and 10 % off it put a simulated
+    map's grains 45° off with nothing to tell (a microscopist's calibration of the camera length
+    is often that uncertain). Returns the source (its calibration replaced where adopted) and a
+    report."""
+    from edorient.indexing.pipeline import IndexConfig, index_pattern
+    from edorient.indexing.search import SearchConfig
+    from edorient.indexing.spots import find_centre
+    from edorient.structures import get_crystal
+
+    raw = sample()
+    raw = raw[np.unique(np.linspace(0, len(raw) - 1, min(len(raw), CALIBRATION_SAMPLE)).astype(int))]
+    ignore = None if mask_path is None else np.load(mask_path).astype(bool)
+    crystal = get_crystal(settings.crystal)
+    search = SearchConfig(voltage_kv=settings.voltage_kv or 200.0, scale_tolerance=0.15)
+    scales, cache = [], {}
+    for p in raw:
+        img = np.asarray(p, dtype=np.float64)
+        if ignore is not None:
+            img = np.where(ignore, 0.0, img)
+        try:
+            c = find_centre(img, None if ignore is None else ~ignore)
+            res = index_pattern(img, IndexConfig(source.calibration, (float(c.row), float(c.col)), refine=False,
+                                                 search=search), crystal, cache=cache)
+        except EdorientError:
+            continue
+        if res.grains and res.grains[0].verdict != "no match":
+            scales.append(float(res.calibration_scale))
+    report = {"given": source.calibration, "patterns": int(len(raw)), "answered": len(scales)}
+    if len(scales) < CALIBRATION_MIN_PATTERNS:
+        report.update(adopted=False, why=f"fewer than {CALIBRATION_MIN_PATTERNS} patterns answered")
+        return source, report
+    k = float(np.median(scales))
+    report.update(median_scale=round(k, 4), scales=[round(v, 4) for v in scales], fitted=round(source.calibration * k, 7))
+    if abs(k - 1.0) <= CALIBRATION_ADOPT:
+        report["adopted"] = False
+        return source, report
+    log.warning("the patterns fit best at a calibration %.4g 1/Å per px, %+.1f %% off the given %.4g (median of %d "
+                "patterns); the map uses it (give the right --calibration, or a calibration file of edorient "
+                "calibrate, to be sure)", source.calibration * k, 100 * (k - 1), source.calibration, len(scales))
+    report["adopted"] = True
+    return replace(source, calibration=source.calibration * k), report
 
 
 def _spread_sample(source: ScanSource, k: int) -> np.ndarray:
@@ -430,6 +488,16 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         source = replace(source, distortion=(float(distortion[0]), float(distortion[1])))
     if settings.voltage_kv is None and source.voltage_kv is not None:  # the file's beam energy
         settings = replace(settings, voltage_kv=float(source.voltage_kv))
+    # the inputs' own checks before the folder is claimed: a refused input leaves no config.json
+    # behind to refuse the corrected command
+    from edorient.indexing.calibration import check_calibration_units
+    from edorient.structures import get_crystal
+
+    check_calibration_units(source.calibration, get_crystal(settings.crystal), tuple(source.pattern_shape))
+    if settings.detector_mask is not None:
+        from edorient.io.images import read_detector_mask
+
+        read_detector_mask(settings.detector_mask, tuple(source.pattern_shape))
     out = claim_output_dir(out, KIND)
     compute = replace(compute, chunk=resolve_chunk(compute.chunk, source.shape, source.kind, source.pattern_shape))
     ident = json.loads(json.dumps(_identity(source, settings, compute.chunk, seed), default=str))
@@ -459,6 +527,14 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         used, disc = _fit_disc(source, used, spread)
         disc["used_px"] = float(used.disc_px)
         atomic_write_text(d_path, json.dumps(disc, indent=2) + "\n")
+    c_path = out / "calibration.json"  # (before the thickness: that fit reads the calibration)
+    try:
+        calib = json.loads(c_path.read_text())
+        if calib.get("adopted"):
+            source = replace(source, calibration=float(calib["fitted"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        source, calib = _check_calibration(source, settings, spread, used.detector_mask)
+        atomic_write_text(c_path, json.dumps(calib, indent=2) + "\n")
     t_path = out / "thickness.json"
     try:
         thickness = json.loads(t_path.read_text())
@@ -531,7 +607,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
             cluster.close()
     compute_s = time.perf_counter() - t0
     run = MapRun(out, source, results, len(ranges), len(done), compute_s, n_computed, workers, timings, neighbours,
-                 detector, {**thickness, "used_A": used.thickness}, disc)
+                 detector, {**thickness, "used_A": used.thickness}, disc, calib)
     if assemble:
         from edorient.mapping.outputs import write_outputs
 
