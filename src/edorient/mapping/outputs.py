@@ -77,7 +77,12 @@ def orix_crystal_map(results: dict, shape: tuple[int, int], grain: int, crystal)
     R = results["rotations"][:, grain]
     present = np.isfinite(R).all((-1, -2))
     rr, cc = np.mgrid[0:ny, 0:nx]
-    phases = PhaseList(Phase(name=crystal.name, point_group=orix_symmetry(crystal).name))
+    from diffpy.structure import Lattice, Structure
+
+    # the cell's lattice goes with the phase, so the .ang header carries it (MTEX reads it); orix
+    # aligns it as edorient does (a along x, c* along z: edorient.conventions)
+    phases = PhaseList(Phase(name=crystal.name, point_group=orix_symmetry(crystal).name,
+                             structure=Structure(lattice=Lattice(*(float(v) for v in crystal.cell)))))
     prop = {"score": np.nan_to_num(results["score"]).astype(float),
             "uncertainty": np.nan_to_num(results["uncertainty_deg"][:, grain], nan=-1).astype(float),
             "share": np.nan_to_num(results["share"][:, grain]).astype(float),

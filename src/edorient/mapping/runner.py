@@ -151,6 +151,28 @@ CALIBRATION_MIN_PATTERNS = 3
 CALIBRATION_ADOPT = 0.03
 
 
+def _sample_scales(raw, ignore, calibration: float, search, crystal, cache: dict) -> list[float]:
+    """The calibration scale ``edorient predict``'s search fits to each pattern of ``raw`` that it
+    does not call ``no match`` (:func:`_check_calibration`)."""
+    from edorient.indexing.pipeline import IndexConfig, index_pattern
+    from edorient.indexing.spots import find_centre
+
+    scales = []
+    for p in raw:
+        img = np.asarray(p, dtype=np.float64)
+        if ignore is not None:
+            img = np.where(ignore, 0.0, img)
+        try:
+            c = find_centre(img, None if ignore is None else ~ignore)
+            res = index_pattern(img, IndexConfig(calibration, (float(c.row), float(c.col)), refine=False,
+                                                 search=search), crystal, cache=cache)
+        except EdorientError:
+            continue
+        if res.grains and res.grains[0].verdict != "no match":
+            scales.append(float(res.calibration_scale))
+    return scales
+
+
 def _check_calibration(source: ScanSource, settings: MapSettings, sample, mask_path: str | None = None
                        ) -> tuple[ScanSource, dict]:
     """The calibration checked as ``edorient predict`` fits it: its template search (the scale
@@ -161,9 +183,7 @@ def _check_calibration(source: ScanSource, settings: MapSettings, sample, mask_p
     map's grains 45° off with nothing to tell (a microscopist's calibration of the camera length
     is often that uncertain). Returns the source (its calibration replaced where adopted) and a
     report."""
-    from edorient.indexing.pipeline import IndexConfig, index_pattern
     from edorient.indexing.search import SearchConfig
-    from edorient.indexing.spots import find_centre
     from edorient.structures import get_crystal
 
     raw = sample()
@@ -171,19 +191,13 @@ def _check_calibration(source: ScanSource, settings: MapSettings, sample, mask_p
     ignore = None if mask_path is None else np.load(mask_path).astype(bool)
     crystal = get_crystal(settings.crystal)
     search = SearchConfig(voltage_kv=settings.voltage_kv or 200.0, scale_tolerance=0.15)
-    scales, cache = [], {}
-    for p in raw:
-        img = np.asarray(p, dtype=np.float64)
-        if ignore is not None:
-            img = np.where(ignore, 0.0, img)
-        try:
-            c = find_centre(img, None if ignore is None else ~ignore)
-            res = index_pattern(img, IndexConfig(source.calibration, (float(c.row), float(c.col)), refine=False,
-                                                 search=search), crystal, cache=cache)
-        except EdorientError:
-            continue
-        if res.grains and res.grains[0].verdict != "no match":
-            scales.append(float(res.calibration_scale))
+    quiet = logging.getLogger("edorient.indexing.spots")  # (a centre's doubts are predict's to print, not the map's)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        scales = _sample_scales(raw, ignore, source.calibration, search, crystal, {})
+    finally:
+        quiet.setLevel(level)
     report = {"given": source.calibration, "patterns": int(len(raw)), "answered": len(scales)}
     if len(scales) < CALIBRATION_MIN_PATTERNS:
         report.update(adopted=False, why=f"fewer than {CALIBRATION_MIN_PATTERNS} patterns answered")

@@ -68,6 +68,9 @@ def test_orix_reads_back(mapped):
         beam = (xmap.orientations * __import__("orix").vector.Vector3d.zvector()).data
         tol = 1e-6 if ext == ".h5" else 2e-3  # .ang keeps Euler angles to 5 decimals
         assert np.allclose(np.abs(np.sum(beam * R[:, 2], 1)), 1.0, atol=tol)
+        # the phase carries anatase's cell (the .ang header's lattice constants; were 1 1 1)
+        lat = next(p for i, p in xmap.phases if i >= 0).structure.lattice
+        assert (lat.a, lat.c) == pytest.approx((3.7845, 9.5143), abs=1e-3), ext
 
 
 def test_resume_after_failure(tiny_scan, tmp_path, monkeypatch, mapped):
