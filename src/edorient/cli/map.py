@@ -37,7 +37,9 @@ class Map(Subcommand):
                                  "folders)")
         parser.add_argument("--scan-shape", type=positive_int, nargs=2, default=None, metavar=("ROWS", "COLS"),
                             help="lay the file's patterns, in the order stored, out on this grid of probes (a stack "
-                                 "of patterns, a Merlin .mib without its .hdr, a scan stored as one line)")
+                                 "of patterns, a Merlin .mib without its .hdr, a scan stored as one line, a folder of "
+                                 "one file a probe in sorted name order; default: the file's own grid, a folder's one "
+                                 "row per file)")
         parser.add_argument("--no-refine", dest="refine", action="store_false",
                             help="skip the refinement (no sub-degree orientations, no uncertainty)")
         parser.add_argument("--mask", type=Path, default=None,

@@ -977,8 +977,8 @@ def index_chunk(source, start: int, stop: int, settings: MapSettings) -> dict:
     t1 = time.perf_counter()
     ix = get_indexer(settings)  # built at a worker's first chunk (models, dictionaries): setup, not indexing
     t2 = time.perf_counter()
-    res = ix.index(raw, source.calibration, first_index=start, anchor_stride=settings.stride_for(source.kind),
-                   distortion=source.distortion, row_length=None if source.kind == "files" else int(source.shape[1]))
+    res = ix.index(raw, source.calibration, first_index=start, anchor_stride=settings.stride_for(source.layout),
+                   distortion=source.distortion, row_length=None if source.layout == "files" else int(source.shape[1]))
     res["read_s"] = np.float64(t1 - t0)
     res["setup_s"] = np.float64(t2 - t1)
     res["index_s"] = np.float64(time.perf_counter() - t2)

@@ -38,10 +38,10 @@ def _anchors_line(run, settings, chunk: int) -> str:
     from edorient.mapping.index import whole_rows
 
     r = run.results
-    stride = settings.stride_for(run.source.kind)
+    stride = settings.stride_for(run.source.layout)
     whole = int(np.sum(r["anchor"])) if "anchor" in r else len(r["status"])
     width = int(run.source.shape[1])
-    lattice = run.source.kind != "files" and settings.anchor_rows > 1 and whole_rows(chunk, width)
+    lattice = run.source.layout != "files" and settings.anchor_rows > 1 and whole_rows(chunk, width)
     where = (f"every {stride}th pattern of every {settings.anchor_rows}th row of a chunk (and the last of each)"
              if lattice else f"every {stride}th pattern of a chunk")
     return (f"- anchors: {where} by the whole chain, the others from their nearest anchors' grains; "
@@ -325,7 +325,7 @@ def _calibration_line(run) -> str:
                 "calibration file of edorient calibrate, to be sure)")
     if "median_scale" in c:
         return (f"- calibration checked on {c['answered']} of {c['patterns']} patterns: they fit at "
-                f"{c['median_scale']:.4f}x the given one (kept)")
+                f"{c['median_scale']:.4f}x the given one (kept" + (f": {c['why']}" if c.get("why") else "") + ")")
     return "- calibration not checked" + (f" ({c['why']})" if c.get("why") else "")
 
 

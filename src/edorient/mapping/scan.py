@@ -20,7 +20,8 @@ Inputs
   the order stored, out on that grid of probes.
 - A folder, or a glob pattern (``'frames/*.tif'``), of single-pattern image files
   (:data:`edorient.io.images.READERS`): one row per file, in sorted name order; calibration
-  required.
+  required. With ``--scan-shape`` the files, in that order, are the probes of a scan (row-major):
+  a 2-D map, its neighbour pass and each grain's support, as for a scan file.
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ class ScanSource:
     @property
     def n_patterns(self) -> int:
         return int(self.shape[0] * self.shape[1])
+
+    @property
+    def layout(self) -> str:
+        """``files`` for a list of pattern files mapped file by file (no 2-D neighbourhood), else
+        the kind; a list of files laid out on a grid (``open_scan``'s ``scan_shape``) is ``grid``."""
+        if self.kind == "files":
+            return "files" if tuple(self.shape) == (len(self.files), 1) else "grid"
+        return self.kind
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Patterns ``start:stop`` (row-major probe index) as float32 (n, H, W)."""
@@ -243,9 +252,7 @@ def open_scan(path: str | Path, calibration: float | None = None, scan_shape: tu
     if rows < 1 or cols < 1 or rows * cols != src.n_patterns:
         raise EdorientError(f"--scan-shape {rows} {cols} lays out {rows * cols} probes but {path} holds "
                             f"{src.n_patterns} patterns; give ROWS COLS whose product is {src.n_patterns}")
-    if src.kind == "files":
-        raise EdorientError("--scan-shape needs one scan file; a folder or glob of pattern files is mapped file by file")
-    return replace(src, shape=(rows, cols))
+    return replace(src, shape=(rows, cols))  # (a list of files: laid out row-major in their sorted order)
 
 
 def _open_scan(path: str | Path, calibration: float | None = None) -> ScanSource:

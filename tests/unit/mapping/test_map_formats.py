@@ -88,6 +88,31 @@ def test_a_mib_without_its_hdr_is_a_line_of_probes_until_given_its_shape(scan, t
     np.testing.assert_allclose(a.results["rotations"], b.results["rotations"], atol=1e-9, equal_nan=True)
 
 
+def test_a_folder_of_one_file_a_probe_is_a_scan_given_its_shape(scan, tmp_path):
+    # a scan saved as one .npy a probe (sorted names): without --scan-shape one row per file,
+    # mapped file by file; with it the probes of a 3 x 4 scan, mapped as the .hspy is (2-D
+    # neighbourhood, anchors, maps)
+    path, src, counts = scan
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(counts.reshape(12, *counts.shape[2:])):
+        np.save(folder / f"p{i:03d}.npy", frame.astype(np.float32))
+    files = open_scan(folder, calibration=src.calibration)
+    assert files.shape == (12, 1) and files.layout == "files"
+    grid = open_scan(folder, calibration=src.calibration, scan_shape=(3, 4))
+    assert grid.shape == (3, 4) and grid.layout == "grid"
+    np.testing.assert_array_equal(grid.read(5, 11), src.read(5, 11))
+    single, bi = default_runs("anatase")
+    settings = MapSettings(run_single=single, run_bicrystal=bi, thickness=50.0)
+    compute = ComputeSettings(workers=0, progress=False)
+    a = run_map(path, tmp_path / "from_hspy", settings, compute, assemble=False)
+    b = run_map(folder, tmp_path / "from_files", settings, compute, calibration=src.calibration, scan_shape=(3, 4))
+    np.testing.assert_array_equal(a.results["n_grains"], b.results["n_grains"])
+    np.testing.assert_allclose(a.results["rotations"], b.results["rotations"], atol=1e-9, equal_nan=True)
+    assert "support" in b.results and (tmp_path / "from_files" / "maps" / "overview.png").is_file()
+    assert "p000.npy" in (tmp_path / "from_files" / "results.csv").read_text()  # each probe's file named
+
+
 def test_a_scan_of_any_layout_is_laid_out_anew(tmp_path):
     # a 4-D .npy, zarr and .hspy stored as 2 x 6 read as 3 x 4 in row-major probe order
     import zarr
