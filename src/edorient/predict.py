@@ -468,12 +468,7 @@ def _without_discs(image: np.ndarray, centre, disc_px: float | None, valid: np.n
     return deconvolve_discs(image, radius, valid=valid).astype(np.float64), {**report, "deconvolved": True}
 
 
-#: Entries of :func:`edorient.indexing.pipeline.index_pattern`'s cache kept across the
-#: :func:`predict_file` calls of one process (the search's dictionary, the one-grain chain's, the
-#: refiners and simulators of the working frame; loaded again they cost ~0.2 s a call: 1.01 ->
-#: 0.78 s on cuni_110). More than this many (about two working frames' worth, ~10 an
-#: orientation frame) and it is emptied, which bounds its memory (a pair dictionary is ~0.3 GB).
-#: Its keys hold the crystal's ``id``; the entries hold the crystal, so no id is reused while kept.
+
 #: The output folder kind of ``edorient predict --out-dir`` (:mod:`edorient._utils.outputs`).
 PREDICTIONS_KIND = "predictions"
 #: The table of every file's grains that ``predict --out-dir`` writes beside the files' results.
@@ -577,6 +572,12 @@ def predict_files(paths, config: PredictConfig, out_dir: str | Path, run: str | 
     return {"done": done, "skipped": skipped, "failed": failed, "summary": str(summary)}
 
 
+#: Entries of :func:`edorient.indexing.pipeline.index_pattern`'s cache kept across the
+#: :func:`predict_file` calls of one process (the search's dictionary, the one-grain chain's, the
+#: refiners and simulators of the working frame; loaded again they cost ~0.2 s a call: 1.01 ->
+#: 0.78 s on cuni_110). More than this many (about two working frames' worth, ~10 an
+#: orientation frame) and it is emptied, which bounds its memory (a pair dictionary is ~0.3 GB).
+#: Its keys hold the crystal's ``id``; the entries hold the crystal, so no id is reused while kept.
 PROCESS_CACHE_ENTRIES = 24
 _PROCESS_CACHE: dict = {}
 
