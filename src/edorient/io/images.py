@@ -165,6 +165,8 @@ def _read_npy(path: Path) -> _Raw:
         raw = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         raise EdorientError(f"cannot read NumPy file {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(raw, np.ndarray) and raw.dtype.kind == "b":  # (a mask saved as booleans)
+        return _Raw(np.asarray(raw, dtype=np.uint8))
     if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "uif":
         kind = "an archive of several arrays" if not isinstance(raw, np.ndarray) else f"dtype {raw.dtype}"
         raise EdorientError(f"{path} holds {kind}, not real-valued intensities: save the pattern as a real "

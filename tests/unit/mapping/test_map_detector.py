@@ -71,8 +71,9 @@ def test_read_detector_mask(tmp_path):
     m = np.zeros((32, 48), np.uint8)
     m[3, :] = 255
     np.save(tmp_path / "m.npy", m)
+    np.save(tmp_path / "bool.npy", m > 0)  # a mask saved as booleans (was refused as "not real-valued")
     Image.fromarray(m).save(tmp_path / "m.png")
-    for name in ("m.npy", "m.png"):
+    for name in ("m.npy", "bool.npy", "m.png"):
         bad = read_detector_mask(tmp_path / name, (32, 48))
         assert bad.dtype == bool and bad[3].all() and bad.sum() == 48
     with pytest.raises(EdorientError, match="is 32 x 48 px but the detector is 48 x 32"):
