@@ -372,15 +372,15 @@ def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
         raise EdorientError(f"{p} is not a 2-D image of at least 16 x 16 pixels (shape {data.shape})")
     finite = np.isfinite(data)
     bad = None
+    check = "check the file" + (" or --frame" if frame is not None else "")  # (--frame only where one was given)
     if not finite.all():  # NaN marks gaps and dead pixels: ignored, unless they are most of the image
         if finite.sum() < 0.2 * finite.size:
-            raise EdorientError(f"{p}: {int((~finite).sum())} of its {finite.size} pixels are NaN or infinite; "
-                                f"check the file or --frame")
+            raise EdorientError(f"{p}: {int((~finite).sum())} of its {finite.size} pixels are NaN or infinite; {check}")
         bad = ~finite
         data[bad] = 0.0
         notes.append(f"{int(bad.sum())} NaN or infinite pixels ignored")
     if float(data[finite].max()) == float(data[finite].min()):
-        raise EdorientError(f"{p} has no pattern: every pixel is {float(data[finite].min()):g}; check the file or --frame")
+        raise EdorientError(f"{p} has no pattern: every pixel is {float(data[finite].min()):g}; {check}")
     notes.insert(0, f"{p.suffix.lower().lstrip('.')} file")
     if raw.calibration is None and not any("calibration" in n for n in notes):
         notes.append("no calibration in the file")

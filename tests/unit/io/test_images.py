@@ -243,3 +243,16 @@ def test_a_blockfile_is_read_with_its_frames(tmp_path):
     np.testing.assert_array_equal(p.image, data[1, 1].astype(np.float32))
     src = open_scan(path, calibration=0.02)
     assert src.shape == (2, 3) and src.pattern_shape == (32, 32)
+
+
+def test_a_blank_image_is_named_and_frame_mentioned_only_where_one_was_given(tmp_path):
+    from edorient.errors import EdorientError
+    from edorient.io.images import read_pattern
+
+    np.save(tmp_path / "blank.npy", np.zeros((32, 32), np.float32))
+    with pytest.raises(EdorientError) as e:
+        read_pattern(tmp_path / "blank.npy")
+    assert "has no pattern: every pixel is 0; check the file" in str(e.value) and "--frame" not in str(e.value)
+    np.save(tmp_path / "stack.npy", np.zeros((2, 32, 32), np.float32))
+    with pytest.raises(EdorientError, match="check the file or --frame"):
+        read_pattern(tmp_path / "stack.npy", frame=1)
