@@ -56,3 +56,14 @@ def test_calibrate_pattern_without_lattice(tmp_path, capsys):
     status = main(["calibrate", str(tmp_path / "noise.npy"), "--crystal", "anatase", "--out", str(tmp_path / "c.json")])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("edorient calibrate: error:")
+
+
+@pytest.mark.parametrize("value, message", [("missing_cal.json", "calibration file not found"),
+                                            ("cal/none", "calibration file not found"),
+                                            ("0.02nm", "neither a number")])
+def test_a_calibration_that_is_no_number_and_no_file_is_named(tmp_path, capsys, value, message):
+    from edorient.cli._base import calibration_or_file
+    from edorient.errors import EdorientError
+
+    with pytest.raises(EdorientError, match=message):
+        calibration_or_file(str(tmp_path / value) if "/" in value or value.endswith(".json") else value)

@@ -92,6 +92,9 @@ def calibration_or_file(text: str):
         pass
     path = Path(text)
     if not path.is_file():
+        if path.suffix.lower() == ".json" or "/" in text or "\\" in text:  # meant as a file: say it is not there
+            raise EdorientError(f"--calibration {text}: calibration file not found (check the path; or give a number "
+                                "of 1/Å per pixel, e.g. --calibration 0.0190)")
         raise EdorientError(f"--calibration {text!r} is neither a number (1/Å per pixel) nor a calibration "
                             "file; give one, e.g. --calibration 0.0190 or --calibration cal.json")
     from edorient.indexing.calibration import load_calibration
