@@ -373,7 +373,9 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
         f"- seed: {seed}", "",
         "## Timings", "",
         (f"- patterns indexed in this run: {run.patterns_computed} in {run.compute_s:.1f} s "
-         f"({rate:.2f} patterns/s, wall clock incl. cluster start)"),
+         f"({rate:.2f} patterns/s, wall clock incl. cluster start)" if run.patterns_computed else
+         "- patterns indexed in this run: none (every chunk was done before; `summary.json` keeps each run's "
+         "timings)"),
         (f"- summed over workers: reading {run.timings['read_s']:.1f} s, building the estimators (once a worker) "
          f"{run.timings.get('setup_s', 0.0):.1f} s, indexing {run.timings['index_s']:.1f} s"
          + (f"; neighbour pass {run.timings['neighbour_s']:.1f} s (wall clock)" if "neighbour_s" in run.timings else "")), "",

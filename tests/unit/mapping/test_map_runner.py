@@ -86,6 +86,10 @@ def test_resume_after_failure(tiny_scan, tmp_path, monkeypatch, mapped):
     assert run.chunks_done_before == 2 and run.patterns_computed == 6
     for k, v in mapped.results.items():
         np.testing.assert_array_equal(run.results[k], v, err_msg=k)
+    # once more: nothing left to do, and the report says so (it printed "0 in 0.1 s (nan patterns/s)")
+    run = run_map(tiny_scan[0], out, _settings(), cs)
+    report = (out / "report.md").read_text()
+    assert run.patterns_computed == 0 and "none (every chunk was done before" in report and "nan" not in report
 
 
 def test_refuses_other_settings_and_folders(tiny_scan, mapped, tmp_path):
