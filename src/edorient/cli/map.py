@@ -17,8 +17,9 @@ class Map(Subcommand):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         from edorient.mapping.index import SECOND_GRAIN_MIN_SPOTS
 
-        parser.add_argument("scan", help="4D-STEM file (.hspy .zspy .mib .blo .dm4 .emd), .npy/.zarr (rows, cols, H, W), "
-                                         "or a folder / quoted glob of pattern files (one row per file)")
+        parser.add_argument("scan", nargs="+",
+                            help="4D-STEM file (.hspy .zspy .mib .blo .dm4 .emd), .npy/.zarr (rows, cols, H, W), "
+                                 "or a folder / glob / list of pattern files (one row per file, in the order given)")
         parser.add_argument("--out", type=Path, required=True, help="output folder (created; rerun to resume)")
         parser.add_argument("--crystal", default="anatase", help="'anatase' or a CIF path")
         parser.add_argument("--grains", choices=["auto", "1", "2"], default="auto",
@@ -116,7 +117,8 @@ class Map(Subcommand):
             calibration, cal = calibration_or_file(args.calibration)
             if cal is not None and cal.ellipticity != 1.0:
                 distortion = (float(cal.ellipticity), float(cal.angle_deg))
-        run = run_map(args.scan, args.out, settings, compute, calibration=calibration, seed=args.seed,
+        scan = args.scan[0] if len(args.scan) == 1 else list(args.scan)  # (several: an unquoted glob's files)
+        run = run_map(scan, args.out, settings, compute, calibration=calibration, seed=args.seed,
                       distortion=distortion, scan_shape=None if args.scan_shape is None else tuple(args.scan_shape))
         n = len(run.results["status"])
         two = int((run.results["n_grains"] == 2).sum())

@@ -255,14 +255,23 @@ def open_scan(path: str | Path, calibration: float | None = None, scan_shape: tu
     return replace(src, shape=(rows, cols))  # (a list of files: laid out row-major in their sorted order)
 
 
-def _open_scan(path: str | Path, calibration: float | None = None) -> ScanSource:
+def _open_scan(path, calibration: float | None = None) -> ScanSource:
     """:func:`open_scan` without a scan shape: the file's own."""
     from edorient.io.images import READERS
 
-    text = str(path)
-    p = Path(text)
     if calibration is not None:
         _check_calibration(float(calibration), "--calibration")
+    if isinstance(path, (list, tuple)):  # several pattern files (a glob the shell expanded): in the order given
+        files = [str(f) for f in path]
+        for f in files:
+            if not Path(f).is_file():
+                raise EdorientError(f"pattern file not found: {f} (check the path)")
+            if Path(f).suffix.lower() not in READERS:
+                raise EdorientError(f"{f} is not a pattern file edorient reads ({', '.join(sorted(READERS))}); give "
+                                    "one scan file, or pattern files only")
+        return _files_source(f"{files[0]} .. {files[-1]} ({len(files)} files)", files, calibration)
+    text = str(path)
+    p = Path(text)
     if any(ch in text for ch in "*?[") and not p.exists():
         files = sorted(f for f in _glob.glob(text) if Path(f).suffix.lower() in READERS and Path(f).is_file())
         if not files:

@@ -111,6 +111,17 @@ def test_a_folder_of_one_file_a_probe_is_a_scan_given_its_shape(scan, tmp_path):
     np.testing.assert_allclose(a.results["rotations"], b.results["rotations"], atol=1e-9, equal_nan=True)
     assert "support" in b.results and (tmp_path / "from_files" / "maps" / "overview.png").is_file()
     assert "p000.npy" in (tmp_path / "from_files" / "results.csv").read_text()  # each probe's file named
+    # the same files listed one by one (an unquoted glob the shell expanded): the same scan
+    listed = open_scan(sorted(folder.glob("*.npy")), calibration=src.calibration, scan_shape=(3, 4))
+    assert listed.shape == (3, 4) and listed.files == grid.files
+    np.testing.assert_array_equal(listed.read(0, 12), grid.read(0, 12))
+    with pytest.raises(EdorientError, match="pattern file not found"):
+        open_scan([folder / "p000.npy", folder / "nope.npy"], calibration=src.calibration)
+    from edorient.cli.main import main
+
+    files = [str(f) for f in sorted(folder.glob("*.npy"))]
+    assert main(["-q", "map", *files, "--calibration", str(src.calibration), "--scan-shape", "3", "4", "--grains", "1",
+                 "--out", str(tmp_path / "from_list"), "--workers", "0", "--no-progress"]) == 0
 
 
 def test_a_scan_of_any_layout_is_laid_out_anew(tmp_path):
