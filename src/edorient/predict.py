@@ -600,12 +600,14 @@ def _fit_rival(crystal, grain: dict, direction: np.ndarray) -> dict:
     the verdict is ``ambiguous`` through that rival and it shares the zone, a reason says that the
     zone is not in doubt, only the beam's tilt off it (an off-zone pattern and the zone-axis twin
     of its tilt show the same zero-order spots)."""
+    from edorient.indexing.verdict import FIT_MARGIN_REASON
+
     label = crystal.laue.reduce(direction / np.linalg.norm(direction))
     uvw, ang = nearest_zone_axis(label, crystal)
     apart = float(crystal.laue.angle(np.asarray(grain["direction"], dtype=float)[None], label[None])[0])
     same = (uvw == grain["nearest_zone_axis"] and ang <= SAME_ZONE_DEG
             and grain["angle_to_zone_axis_deg"] <= SAME_ZONE_DEG)
-    if same and grain["verdict"] == "ambiguous" and any("fits the whole image within" in r
+    if same and grain["verdict"] == "ambiguous" and any(FIT_MARGIN_REASON in r
                                                         for r in grain["verdict_reasons"]):
         grain["verdict_reasons"].append(
             f"that direction lies {ang:.2f}° from the same zone {_zone_text(uvw)} (the answer {grain['angle_to_zone_axis_deg']:.2f}°): "

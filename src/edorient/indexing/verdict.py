@@ -119,8 +119,10 @@ def scale_allowed(fitted_scale: float, tolerance: float) -> bool:
     return bool(abs(float(fitted_scale) - 1.0) <= float(tolerance) + SCALE_SLACK)
 
 
-#: How :func:`distortion_reasons`' sentence on the ellipticity starts (callers recognise it).
+#: How :func:`distortion_reasons`' sentence on the ellipticity starts, and the words of
+#: :func:`fit_verdict_reasons`' sentence on the fit margin (callers recognise them).
 ELLIPTICITY_REASON = "its spots fit this crystal only with a"
+FIT_MARGIN_REASON = "fits the whole image within"
 
 
 def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float = ELLIPTICITY_TOLERANCE) -> list[str]:
@@ -214,7 +216,7 @@ def fit_verdict_reasons(score: float, fit: float, fit_margin: float, uncertainty
     if fit_margin == -np.inf:
         why.append("no alternative with this grain elsewhere (> 1° away) was refined, so none is ruled out")
     elif not fit_margin >= MIN_FIT_MARGIN:
-        why.append(f"another direction more than {DISTINCT_DEG:g}° away fits the whole image within {fit_margin:.3f} "
+        why.append(f"another direction more than {DISTINCT_DEG:g}° away {FIT_MARGIN_REASON} {fit_margin:.3f} "
                    f"(below {MIN_FIT_MARGIN})")
     if agreement < FIT_CONFIDENT_AGREEMENT:
         why.append(f"{agreement:.0%} of the image's bright spots lie on the answer's (below {FIT_CONFIDENT_AGREEMENT:.0%})")

@@ -149,14 +149,14 @@ CALIBRATION_SAMPLE = 8
 CALIBRATION_MIN_PATTERNS = 3
 #: ... and their median fitted scale is used where it lies more than this far from the given one
 #: and at least :data:`CALIBRATION_MIN_GRAINS` answers more than :data:`CALIBRATION_DISTINCT_DEG`
-#: apart lie within :data:`CALIBRATION_AGREE` of it (else a warning only).
+#: apart lie within :data:`CALIBRATION_AGREE` of it (else the given one is kept, report.md saying why).
 CALIBRATION_ADOPT = 0.03
 CALIBRATION_MIN_GRAINS = 2
 CALIBRATION_DISTINCT_DEG = 5.0
 CALIBRATION_AGREE = 0.02
 
 
-def _sample_scales(raw, ignore, calibration: float, search, crystal, cache: dict) -> list[float]:
+def _sample_scales(raw, ignore, calibration: float, search, crystal, cache: dict) -> list[tuple[float, np.ndarray]]:
     """(scale, beam direction) that ``edorient predict``'s search and one-grain fit give each
     pattern of ``raw`` that they do not call ``no match`` (:func:`_check_calibration`)."""
     from edorient.indexing.pipeline import IndexConfig, index_pattern
