@@ -165,8 +165,6 @@ def _read_npy(path: Path) -> _Raw:
         raw = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         raise EdorientError(f"cannot read NumPy file {path}: {str(exc).splitlines()[0]}") from None
-    if isinstance(raw, np.ndarray) and raw.dtype.kind == "b":  # (a mask saved as booleans)
-        return _Raw(np.asarray(raw, dtype=np.uint8))
     if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "uif":
         kind = "an archive of several arrays" if not isinstance(raw, np.ndarray) else f"dtype {raw.dtype}"
         raise EdorientError(f"{path} holds {kind}, not real-valued intensities: save the pattern as a real "
@@ -388,6 +386,17 @@ def read_pattern(path: str | Path, frame: int | None = None) -> Pattern:
                    bad=bad)
 
 
+def _bool_npy(p: Path) -> np.ndarray | None:
+    """A .npy of booleans as uint8; None for anything else (read the usual way)."""
+    if p.suffix.lower() != ".npy" or not p.is_file():
+        return None
+    try:
+        arr = np.load(p, allow_pickle=False, mmap_mode="r")
+    except Exception:  # noqa: BLE001 - unreadable: the usual reader says so in one line
+        return None
+    return np.asarray(arr, dtype=np.uint8) if isinstance(arr, np.ndarray) and arr.dtype.kind == "b" else None
+
+
 def read_detector_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """The pixels to ignore of a detector of ``shape`` (H, W), from an image file of that size
     (any format of :data:`READERS`): (H, W) bool, True where the file is nonzero (or NaN), i.e. a
@@ -397,7 +406,9 @@ def read_detector_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     pixels instead (the other convention, e.g. py4DSTEM's), and would leave too little to index.
     """
     p = Path(path)
-    data = _read_raw(p, "detector mask", "mask", "--mask")[1]
+    data = _bool_npy(p)  # (a mask saved as booleans; a pattern of them is refused)
+    if data is None:
+        data = _read_raw(p, "detector mask", "mask", "--mask")[1]
     data = np.asarray(data.compute() if hasattr(data, "compute") else data)
     if data.ndim != 2:
         raise EdorientError(f"the mask {p} is not one 2-D image (shape {data.shape}); give the detector's mask")
