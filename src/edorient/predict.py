@@ -550,25 +550,27 @@ def predict_files(paths, config: PredictConfig, out_dir: str | Path, run: str | 
         done += 1
         for line in _grain_lines(res):
             say(f"{p}: {line}")
-    rows = ["\t".join(SUMMARY_COLUMNS)]
+    rows = [dict(zip(SUMMARY_COLUMNS, SUMMARY_COLUMNS))]
     errors = dict(failed)
     for p in paths:
         if str(p) in errors:
-            rows.append("\t".join([str(p), "", "", "", "", "", "", "", "error", "", errors[str(p)]]))
+            rows.append({"file": str(p), "verdict": "error", "reasons": errors[str(p)]})
             continue
         res = results[p]
         for i, g in enumerate(res.get("grains", []), 1):
-            mb = g.get("nearest_zone_axis_miller_bravais")
-            unc, inpl = g.get("uncertainty_deg"), g.get("inplane_deg")
-            rows.append("\t".join([
-                str(p), str(i), _zone_text(g["nearest_zone_axis"]), "" if mb is None else _zone_text(mb),
-                "" if g.get("zone_family") is None else "<" + _zone_text(g["zone_family"])[1:-1] + ">",
-                f"{g['angle_to_zone_axis_deg']:.3f}", "" if inpl is None else f"{inpl:.2f}",
-                "" if unc is None else f"{unc:.3f}", g["verdict"],
-                "" if res.get("calibration_fitted") is None else f"{res['calibration_fitted']:.6g}",
-                "; ".join(g.get("verdict_reasons") or [])]))
+            mb, fam = g.get("nearest_zone_axis_miller_bravais"), g.get("zone_family")
+            unc, inpl, cal = g.get("uncertainty_deg"), g.get("inplane_deg"), res.get("calibration_fitted")
+            rows.append({"file": str(p), "grain": str(i), "zone": _zone_text(g["nearest_zone_axis"]),
+                         "zone_miller_bravais": "" if mb is None else _zone_text(mb),
+                         "zone_family": "" if fam is None else "<" + _zone_text(fam)[1:-1] + ">",
+                         "beam_from_zone_deg": f"{g['angle_to_zone_axis_deg']:.3f}",
+                         "inplane_deg": "" if inpl is None else f"{inpl:.2f}",
+                         "uncertainty_deg": "" if unc is None else f"{unc:.3f}", "verdict": g["verdict"],
+                         "calibration_fitted": "" if cal is None else f"{cal:.6g}",
+                         "reasons": "; ".join(g.get("verdict_reasons") or [])})
+    lines = ["\t".join(r.get(c, "") for c in SUMMARY_COLUMNS) for r in rows]
     summary = out / "summary.tsv"
-    atomic_write_text(summary, "\n".join(rows) + "\n")
+    atomic_write_text(summary, "\n".join(lines) + "\n")
     return {"done": done, "skipped": skipped, "failed": failed, "summary": str(summary)}
 
 
