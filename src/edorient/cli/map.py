@@ -36,6 +36,9 @@ class Map(Subcommand):
                             help="1/Å per detector pixel, or a calibration file of `edorient calibrate` (its ellipticity is "
                                  "then undone in every pattern; default: from the file's axes; required for .npy, .zarr, "
                                  "folders)")
+        parser.add_argument("--step", type=finite_float, default=None, metavar="NM",
+                            help="probe step in nm for the orientation files' coordinates (default: the file's "
+                                 "scan axes; unknown: counted in probe steps); changes no answer, a rerun may set it")
         parser.add_argument("--scan-shape", type=positive_int, nargs=2, default=None, metavar=("ROWS", "COLS"),
                             help="lay the file's patterns, in the order stored, out on this grid of probes (a stack "
                                  "of patterns, a Merlin .mib without its .hdr, a scan stored as one line, a folder of "
@@ -119,7 +122,8 @@ class Map(Subcommand):
                 distortion = (float(cal.ellipticity), float(cal.angle_deg))
         scan = args.scan[0] if len(args.scan) == 1 else list(args.scan)  # (several: an unquoted glob's files)
         run = run_map(scan, args.out, settings, compute, calibration=calibration, seed=args.seed,
-                      distortion=distortion, scan_shape=None if args.scan_shape is None else tuple(args.scan_shape))
+                      distortion=distortion, scan_shape=None if args.scan_shape is None else tuple(args.scan_shape),
+                      step_nm=args.step)
         n = len(run.results["status"])
         two = int((run.results["n_grains"] == 2).sum())
         nb = run.neighbours.get("second_grains_added")

@@ -9,7 +9,9 @@
   the second grain's share, a virtual bright-field image, and ``overview.png`` with all of them
   and the IPF colour key.
 - ``orientations_grain1.ang`` / ``.h5`` (and ``_grain2``): orix ``CrystalMap`` files (orix reads
-  them back with ``orix.io.load``; MTEX reads the .ang).
+  them back with ``orix.io.load``; MTEX reads the .ang): x/y in µm at the probe step (the file's
+  scan axes or ``--step``; in probe steps where unknown), image quality the score, confidence
+  index the share of the pattern's spots explained.
 - ``report.md``: settings, scan, timings, counts.
 
 Orientation convention of the exports: orix's ``Orientation`` takes sample (lab) vectors to
@@ -68,27 +70,34 @@ def _orientations(rotations: np.ndarray, crystal):
     return Orientation.from_matrix(np.transpose(R, (0, 2, 1)), symmetry=orix_symmetry(crystal))
 
 
-def orix_crystal_map(results: dict, shape: tuple[int, int], grain: int, crystal):
+def orix_crystal_map(results: dict, shape: tuple[int, int], grain: int, crystal, step_nm: float | None = None):
     """An orix ``CrystalMap`` of grain ``grain`` (0 or 1): not-indexed points (no beam, no such
-    grain) get phase -1; properties score, uncertainty, share, n_grains."""
+    grain) get phase -1; properties score, uncertainty, share, n_grains, and the .ang's image
+    quality ``iq`` (the score) and confidence index ``ci`` (the share of the pattern's spots the
+    reported grain or pair explains). Coordinates in µm where the probe step ``step_nm`` is
+    known (MTEX reads an .ang's x/y as µm), else in probe steps (``scan_unit`` px)."""
     from orix.crystal_map import CrystalMap, Phase, PhaseList
 
     ny, nx = shape
     R = results["rotations"][:, grain]
     present = np.isfinite(R).all((-1, -2))
     rr, cc = np.mgrid[0:ny, 0:nx]
+    step, unit = (1.0, "px") if step_nm is None else (float(step_nm) / 1000.0, "um")
     from diffpy.structure import Lattice, Structure
 
     # the cell's lattice goes with the phase, so the .ang header carries it (MTEX reads it); orix
     # aligns it as edorient does (a along x, c* along z: edorient.conventions)
     phases = PhaseList(Phase(name=crystal.name, point_group=orix_symmetry(crystal).name,
                              structure=Structure(lattice=Lattice(*(float(v) for v in crystal.cell)))))
+    explained = np.where(results["n_grains"] == 2, results["explained2"], results["explained1"])
     prop = {"score": np.nan_to_num(results["score"]).astype(float),
             "uncertainty": np.nan_to_num(results["uncertainty_deg"][:, grain], nan=-1).astype(float),
             "share": np.nan_to_num(results["share"][:, grain]).astype(float),
-            "n_grains": results["n_grains"].astype(float)}
-    return CrystalMap(_orientations(R, crystal), phase_id=np.where(present, 0, -1), x=cc.ravel().astype(float),
-                      y=rr.ravel().astype(float), phase_list=phases, prop=prop, scan_unit="px")
+            "n_grains": results["n_grains"].astype(float),
+            "iq": np.nan_to_num(results["score"]).astype(float),
+            "ci": np.where(present, np.nan_to_num(explained), -1.0).astype(float)}
+    return CrystalMap(_orientations(R, crystal), phase_id=np.where(present, 0, -1), x=cc.ravel() * step,
+                      y=rr.ravel() * step, phase_list=phases, prop=prop, scan_unit=unit)
 
 
 def _zone_axes(directions: np.ndarray, crystal) -> tuple[list[str], np.ndarray]:
@@ -342,6 +351,14 @@ def _disc_line(run) -> str:
     return "- probe's diffraction discs: none deconvolved" + (f" ({d['why']})" if d.get("why") else "")
 
 
+def _step_line(source) -> str:
+    step = getattr(source, "step_nm", None)
+    if step is None:
+        return ("- probe step: unknown (the scan's axes carry no length unit): the .ang/.h5 coordinates count probe "
+                "steps, which MTEX reads as µm; give --step NM")
+    return f"- probe step: {step:g} nm (from {source.step_source}); the .ang/.h5 coordinates in µm"
+
+
 def _report(run, settings, compute, seed, written: list[str]) -> str:
     r = run.results
     n = len(r["status"])
@@ -357,6 +374,7 @@ def _report(run, settings, compute, seed, written: list[str]) -> str:
          + ("" if getattr(run.source, "distortion", None) is None else
             f"; the detector's ellipticity {run.source.distortion[0]:.4f} (major axis at {run.source.distortion[1]:.1f}°) "
             "undone in every pattern")),
+        _step_line(run.source),
         _calibration_line(run),
         _detector_line(run),
         _disc_line(run),
@@ -406,7 +424,7 @@ def write_outputs(run, settings, compute, seed: int) -> list[str]:
     for g in (0, 1):
         if g == 1 and not (run.results["n_grains"] == 2).any():
             continue
-        cmap = orix_crystal_map(run.results, (ny, nx), g, crystal)
+        cmap = orix_crystal_map(run.results, (ny, nx), g, crystal, run.source.step_nm)
         # orix's .ang writer needs a 2-D grid (a list of files is 1-D: .h5 only)
         for ext in ((".ang", ".h5") if ny > 1 and nx > 1 else (".h5",)):
             name = f"orientations_grain{g + 1}{ext}"

@@ -399,9 +399,16 @@ def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) 
     s.pop("torch_threads", None)
     src = asdict(source)
     src.pop("files", None)
+    for k in ("step_nm", "step_source"):  # (the outputs' coordinates only: no answer depends on them)
+        src.pop(k, None)
     if source.kind != "files" or Path(source.path).exists():
         src["path"] = str(Path(source.path).resolve())
     src["n_files"] = len(source.files)
+    from edorient.structures import crystal_digest
+
+    digest = crystal_digest(settings.crystal)  # (a CIF edited in place is another crystal)
+    if digest is not None:
+        s["crystal_sha256"] = digest
     return {"scan": src, "settings": s, "chunk": int(chunk), "seed": int(seed)}
 
 
@@ -503,11 +510,14 @@ def worker_environ() -> dict:
 
 def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: ComputeSettings | None = None,
             calibration: float | None = None, seed: int = 0, assemble: bool = True,
-            distortion: tuple[float, float] | None = None, scan_shape: tuple[int, int] | None = None) -> MapRun:
+            distortion: tuple[float, float] | None = None, scan_shape: tuple[int, int] | None = None,
+            step_nm: float | None = None) -> MapRun:
     """Index every pattern of ``scan`` into ``out`` (see the module docstring); resumable.
     ``distortion``: the detector's (ellipticity, major-axis angle in degrees), e.g. of a
     calibration file of ``edorient calibrate``, undone in every pattern. ``scan_shape``: (rows,
-    cols) of the probes where the file does not say (:func:`~edorient.mapping.scan.open_scan`)."""
+    cols) of the probes where the file does not say (:func:`~edorient.mapping.scan.open_scan`).
+    ``step_nm``: the probe step (nm) for the orientation files' coordinates, where the file's scan
+    axes do not say (or say otherwise); it changes no answer, so a rerun may set it."""
     from edorient import __version__
     from edorient._utils.atomic import atomic_write_text
     from edorient._utils.outputs import check_same_settings, claim_output_dir
@@ -518,7 +528,7 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
         raise EdorientError(f"--chunk must be >= 1 pattern, got {compute.chunk}")
     if compute.workers is not None and compute.workers < 0:
         raise EdorientError(f"--workers must be >= 0, got {compute.workers}")
-    source = open_scan(scan, calibration, scan_shape)
+    source = open_scan(scan, calibration, scan_shape, step_nm)
     if distortion is not None and float(distortion[0]) != 1.0:
         if not 1.0 <= float(distortion[0]) <= 1.5:
             raise EdorientError(f"the calibration's ellipticity {distortion[0]} lies outside 1-1.5; check the calibration file")
@@ -542,7 +552,8 @@ def run_map(scan: str | Path, out: str | Path, settings: MapSettings, compute: C
     check_same_settings(out, ident, f"--out {out} holds a map of another scan or other settings; give a new --out "
                                     "(or the same settings to resume it)")
     config = {"command": "map", "edorient_version": __version__, "identity": ident,
-              "compute": asdict(compute), "seed": int(seed)}
+              "compute": asdict(compute), "seed": int(seed),
+              "step": {"nm": source.step_nm, "source": source.step_source or "unknown"}}
     atomic_write_text(cfg_path, json.dumps(config, indent=2, default=str) + "\n")
 
     used, detector = _detector_mask(out, source, settings)  # the settings every chunk and pass below uses

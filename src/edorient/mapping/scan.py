@@ -82,6 +82,11 @@ class ScanSource:
     calibration file (``edorient calibrate``), undone in every pattern about its direct beam; None: none."""
     voltage_kv: float | None = None
     """The accelerating voltage (kV) the file states (its beam energy), or None."""
+    step_nm: float | None = None
+    """The probe step (nm) between scan positions: ``--step``, else the file's scan axes where they
+    carry a length unit; None: unknown (the orientation files then count in probe steps)."""
+    step_source: str = ""
+    """Where ``step_nm`` came from (``--step``, the file's scan axes), empty where unknown."""
 
     @property
     def n_patterns(self) -> int:
@@ -217,6 +222,27 @@ def calibration_from_axis(axis: dict, beam_energy_kev: float | None = None) -> f
                         "--calibration in 1/Å per pixel (1/nm is 10x 1/Å: divide by 10)")
 
 
+#: Length units of a scan axis, in nanometres.
+_LENGTH_NM = {"nm": 1.0, "µm": 1e3, "μm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9,
+              "å": 0.1, "a": 0.1, "angstrom": 0.1, "pm": 1e-3}
+
+
+def step_from_axes(axes: list[dict]) -> float | None:
+    """The probe step (nm) of a scan's navigation axes (rosettasciio axis dicts), or None where an
+    axis has no length unit (``px``, none) or the rows' and columns' steps differ by more than
+    0.1 % (the orientation files hold one step)."""
+    steps = []
+    for a in axes:
+        factor = _LENGTH_NM.get(str(a.get("units") or "").strip().lower())
+        scale = a.get("scale")
+        if factor is None or scale is None or not np.isfinite(float(scale)) or float(scale) == 0:
+            return None
+        steps.append(abs(float(scale)) * factor)
+    if not steps or max(steps) - min(steps) > 1e-3 * max(steps):
+        return None
+    return float(steps[0])
+
+
 def _check_calibration(cal: float, where: str) -> float:
     check_finite("calibration", cal)
     lo, hi = CALIBRATION_RANGE
@@ -234,8 +260,8 @@ def _beam_energy(md: dict) -> float | None:
         return None
 
 
-def open_scan(path: str | Path, calibration: float | None = None, scan_shape: tuple[int, int] | None = None
-              ) -> ScanSource:
+def open_scan(path: str | Path, calibration: float | None = None, scan_shape: tuple[int, int] | None = None,
+              step_nm: float | None = None) -> ScanSource:
     """Look at ``path`` once and describe it (see the module docstring).
 
     ``calibration`` (1/Å per pixel) overrides the file's; it is required where the file has
@@ -243,9 +269,14 @@ def open_scan(path: str | Path, calibration: float | None = None, scan_shape: tu
     probes (a stack of patterns, a Merlin .mib without its .hdr, a scan stored as one line); it
     must hold every pattern. Bad input (missing file, wrong dimensions, no calibration, an
     implausible one, a scan shape that does not fit) raises :class:`EdorientError` with one line
-    naming the fix.
+    naming the fix. ``step_nm`` (the probe step in nm) overrides the file's scan axes.
     """
     src = _open_scan(path, calibration)
+    if step_nm is not None:
+        check_finite("--step", step_nm)
+        if step_nm <= 0:
+            raise EdorientError(f"--step must be a positive probe step in nm, got {step_nm:g}")
+        src = replace(src, step_nm=float(step_nm), step_source="--step")
     if scan_shape is None:
         return src
     rows, cols = (int(v) for v in scan_shape)
@@ -384,5 +415,7 @@ def _rsciio_source(text: str, plugin: str, calibration: float | None) -> ScanSou
                                 f"{cals[1]:g} 1/Å per pixel); give --calibration")
         cal, where = float(cals[0]), f"axes metadata ({sig[0].get('units')})"
         _check_calibration(cal, f"read from the file's {where}")
+    step = step_from_axes([a for a in s.get("axes", []) if a.get("navigate")])
     return ScanSource(text, "rsciio", nav_shape, sig_shape, cal, where, plugin=plugin, signal_index=i,
-                      voltage_kv=float(kev) if kev and np.isfinite(kev) and kev > 0 else None)
+                      voltage_kv=float(kev) if kev and np.isfinite(kev) and kev > 0 else None,
+                      step_nm=step, step_source="the file's scan axes" if step else "")

@@ -71,6 +71,51 @@ def test_orix_reads_back(mapped):
         # the phase carries anatase's cell (the .ang header's lattice constants; were 1 1 1)
         lat = next(p for i, p in xmap.phases if i >= 0).structure.lattice
         assert (lat.a, lat.c) == pytest.approx((3.7845, 9.5143), abs=1e-3), ext
+        # the probe step of the .hspy's scan axes (2 nm), in µm as MTEX reads an .ang (was 1)
+        assert xmap.dx == pytest.approx(0.002) and xmap.dy == pytest.approx(0.002), ext
+        assert xmap.x.max() == pytest.approx(3 * 0.002) and xmap.y.max() == pytest.approx(3 * 0.002), ext
+    # the .ang's image quality is the score (its confidence index: test_ang_confidence_index)
+    ang = orix_io.load(str(mapped.out / "orientations_grain1.ang"))
+    np.testing.assert_allclose(ang.prop["iq"], mapped.results["score"], atol=1e-5)
+    assert 0.1 < ang.prop["iq"].min()
+    assert "probe step: 2 nm (from the file's scan axes)" in (mapped.out / "report.md").read_text()
+    assert json.loads((mapped.out / "config.json").read_text())["step"] == {"nm": 2.0, "source": "the file's scan axes"}
+
+
+def test_ang_confidence_index(mapped, tmp_path):
+    """The .ang's confidence index is the share of the pattern's spots the reported grain (or
+    pair) explains, -1 where the grain is absent (orix and MTEX read -1 as not indexed); the
+    coordinates count probe steps where the step is unknown."""
+    from orix import io as orix_io
+
+    from edorient.mapping.outputs import orix_crystal_map
+    from edorient.structures import anatase
+
+    r = {k: np.array(v, copy=True) for k, v in mapped.results.items()}
+    r["n_grains"][:] = 1
+    r["n_grains"][:4] = 2
+    r["rotations"][:4, 1] = r["rotations"][4:8, 0]
+    r["explained1"] = np.linspace(0.3, 0.9, 16)
+    r["explained2"] = np.full(16, np.nan)
+    r["explained2"][:4] = 0.95
+    for g in (0, 1):
+        orix_io.save(str(tmp_path / f"g{g}.ang"), orix_crystal_map(r, (4, 4), g, anatase()))
+        ci = orix_io.load(str(tmp_path / f"g{g}.ang")).prop["ci"]
+        want = np.where(np.arange(16) < 4, 0.95, r["explained1"]) if g == 0 else np.r_[np.full(4, 0.95), -np.ones(12)]
+        np.testing.assert_allclose(ci, want, atol=1e-5)
+    xmap = orix_crystal_map(r, (4, 4), 0, anatase())
+    assert xmap.scan_unit == "px" and xmap.dx == 1.0
+
+
+def test_step_from_axes():
+    from edorient.mapping.scan import step_from_axes
+
+    assert step_from_axes([{"units": "nm", "scale": 2.0}, {"units": "nm", "scale": 2.0}]) == 2.0
+    assert step_from_axes([{"units": "µm", "scale": 0.01}, {"units": "um", "scale": -0.01}]) == pytest.approx(10.0)
+    assert step_from_axes([{"units": "Å", "scale": 5.0}]) == pytest.approx(0.5)
+    assert step_from_axes([{"units": "<undefined>", "scale": 1.0}, {"units": "nm", "scale": 1.0}]) is None
+    assert step_from_axes([{"units": "nm", "scale": 2.0}, {"units": "nm", "scale": 3.0}]) is None  # no one step
+    assert step_from_axes([{"units": "1/nm", "scale": 2.0}]) is None
 
 
 def test_resume_after_failure(tiny_scan, tmp_path, monkeypatch, mapped):
@@ -237,3 +282,21 @@ def test_a_calibration_in_other_units_is_refused_before_the_folder_is_made(tiny_
         run_map(tiny_scan[0], out, MapSettings(grains="1", detector_mask=str(tmp_path / "missing.npy")),
                 ComputeSettings(workers=0, progress=False))
     assert not out.exists()
+
+
+def test_step_given_on_a_rerun(mapped, tiny_scan, tmp_path):
+    """--step changes no answer: a finished map rerun with it resumes (nothing indexed again) and
+    rewrites the orientation files at that step; a step <= 0 is refused before any work."""
+    import shutil
+
+    from orix import io as orix_io
+
+    shutil.copytree(mapped.out, tmp_path / "m")
+    cs = ComputeSettings(workers=0, chunk=5, progress=False)
+    again = run_map(tiny_scan[0], tmp_path / "m", _settings(), cs, step_nm=5.0)
+    assert again.patterns_computed == 0
+    assert orix_io.load(str(tmp_path / "m" / "orientations_grain1.ang")).dx == pytest.approx(0.005)
+    assert "probe step: 5 nm (from --step)" in (tmp_path / "m" / "report.md").read_text()
+    with pytest.raises(EdorientError, match="--step must be a positive probe step in nm"):
+        run_map(tiny_scan[0], tmp_path / "other", _settings(), cs, step_nm=-2.0)
+    assert not (tmp_path / "other").exists()
