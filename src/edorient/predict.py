@@ -521,7 +521,11 @@ def predict_files(paths, config: PredictConfig, out_dir: str | Path, run: str | 
     if run is not None:
         _load_model(run, config, crystal)
     out = claim_output_dir(out_dir, PREDICTIONS_KIND, flag="--out-dir")
+    from edorient.structures import crystal_digest
+
+    digest = crystal_digest(crystal_name)  # (a CIF edited in place is another crystal)
     ident = json.loads(json.dumps({"config": dataclasses.asdict(config), "crystal": crystal_name,
+                                   **({} if digest is None else {"crystal_sha256": digest}),
                                    "run": None if run is None else str(run), "overlays": bool(overlays)}, default=str))
     check_same_settings(out, ident, f"--out-dir {out} holds predictions made with other settings (its config.json); "
                                     "give another --out-dir, or the same settings to go on with it")

@@ -149,6 +149,20 @@ def get_crystal(name_or_path: str | Path) -> Crystal:
     )
 
 
+def crystal_digest(name_or_path: str | Path) -> str | None:
+    """SHA-256 of a CIF's bytes (None for a built-in crystal): what a resumable output records
+    beside the path, so that a CIF edited in place is not taken for the one its results came from."""
+    key = str(name_or_path)
+    if key.lower() in BUILTIN:
+        return None
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(key).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise EdorientError(f"cannot read the crystal file {key} ({exc.strerror or exc}); give an existing .cif path") from None
+
+
 @functools.lru_cache(maxsize=32)
 def _read_cif_cached(path: str, mtime_ns: int, size: int) -> Crystal:
     """:func:`read_cif` once per file version (the symmetry closure alone takes ~0.08 s, a

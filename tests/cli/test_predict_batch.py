@@ -97,3 +97,24 @@ def test_a_folder_of_other_settings_or_a_clash_is_refused(files, tmp_path, capsy
     assert "give --out-dir DIR" in capsys.readouterr().err
     assert main(["-q", "predict", str(a), *ARGS, "--out-dir", str(out), "--json", str(tmp_path / "r.json")]) == 2
     assert "leave out --json and --overlay" in capsys.readouterr().err
+
+
+def test_a_cif_edited_in_place_is_another_crystal(files, tmp_path, capsys):
+    """The folder's identity holds the CIF's content (SHA-256), not only its path: results of the
+    CIF before an edit are not resumed as if they were the edited crystal's."""
+    from pathlib import Path
+
+    (a, _), _ = files
+    cif = tmp_path / "anatase.cif"
+    cif.write_text((Path(__file__).parents[1] / "data" / "anatase.cif").read_text())
+    args = [a for a in ARGS if a not in ("--crystal", "anatase")]
+    out = tmp_path / "preds"
+    assert main(["-q", "predict", str(a), *args, "--crystal", str(cif), "--out-dir", str(out), "--no-overlays"]) == 0
+    assert json.loads((out / "config.json").read_text())["identity"]["crystal_sha256"]
+    capsys.readouterr()
+    # the same CIF again: resumed (nothing redone)
+    assert main(["-q", "predict", str(a), *args, "--crystal", str(cif), "--out-dir", str(out), "--no-overlays"]) == 0
+    assert "0 file(s) predicted, 1 done before" in capsys.readouterr().out
+    cif.write_text(cif.read_text() + "\n# edited in place: another file's content\n")
+    assert main(["-q", "predict", str(a), *args, "--crystal", str(cif), "--out-dir", str(out), "--no-overlays"]) == 2
+    assert "crystal_sha256" in capsys.readouterr().err
