@@ -24,9 +24,12 @@ worker (raw + working images + the refinement's tensors), independent of the sca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -425,10 +428,25 @@ def _client(compute: ComputeSettings):
     for name in ("distributed", "tornado"):  # the cluster's INFO chatter is not the map's
         logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.WARNING))
     n = compute.workers or os.cpu_count() or 1
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}), _workers_ignore_sigint():
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """SIGINT ignored while the LocalCluster spawns its worker processes, which inherit it: a
+    Ctrl-C then reaches the map alone, which keeps its finished chunks and closes the cluster
+    (the workers had each printed a KeyboardInterrupt traceback above the map's one line)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (only the main thread may set a handler; a map run from a thread keeps Dask's behaviour)
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _run_on_cluster(client, fn, tasks: dict, key: str, finish) -> None:

@@ -207,6 +207,44 @@ def test_local_workers_keep_one_thread_but_not_the_malloc_trim_threshold(monkeyp
         assert worker_environ() == {"FOO": "2"}
 
 
+def _child_sigint(queue):
+    import signal
+
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_local_workers_are_spawned_ignoring_ctrl_c():
+    """The LocalCluster's worker processes are spawned with SIGINT ignored (inherited), so a Ctrl-C
+    reaches the map alone (one line, its chunks kept) instead of printing each worker's
+    KeyboardInterrupt traceback; the map's own handler is back afterwards."""
+    import multiprocessing
+    import signal
+    import threading
+
+    from edorient.mapping.runner import _workers_ignore_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    ctx = multiprocessing.get_context("spawn")  # (Dask's default start method for its workers)
+    queue = ctx.Queue()
+    with _workers_ignore_sigint():
+        child = ctx.Process(target=_child_sigint, args=(queue,))
+        child.start()
+    assert queue.get(timeout=60) is True
+    child.join(60)
+    assert signal.getsignal(signal.SIGINT) is before
+    # from another thread (no handler can be set there) it changes nothing
+    seen = []
+
+    def other():
+        with _workers_ignore_sigint():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == [before]
+
+
 def test_neighbour_pass_parts_are_written_and_reused(tmp_path, monkeypatch):
     # a 6 x 8 scan of three grains: boundaries whose second grain the neighbour pass looks for
     from edorient.mapping import runner
