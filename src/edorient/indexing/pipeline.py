@@ -815,7 +815,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
             unc, inpl = unc + [other["uncertainty_deg"]], inpl + [other["inplane_uncertainty_deg"]]
     t4 = time.perf_counter()
     # a pair's agreement: the image's spots explained by either grain (each explains about half)
-    distortion, dist_why = None, []
+    distortion, dist_why, unchecked_why = None, [], []
     if pair is not None:
         agreement, n_spots = spot_agreement(pre, res, rotations, cfg.calibration,
                                             centre_offset_px=pair["centre_offset_px"], fit_scale=pair["calibration_scale"])
@@ -829,6 +829,7 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         agreement, n_spots, dist, tol_px = spot_agreement(pre, res, rotations[0], cfg.calibration, distortion=True,
                                                           centre_offset_px=shift[0], fit_scale=shift[1])
         dist_why = vd.distortion_reasons(dist, tol_px, cfg.ellipticity_tolerance)
+        unchecked_why = vd.unchecked_reasons(dist)
         distortion = {k: _json_number(v) for k, v in asdict(dist).items()} | {"tolerance_px": round(tol_px, 3)}
     # how sharply the score falls 2° away from the first grain: a sparse pattern can be matched
     # about as well over several degrees, and then the direction is not known to 2°
@@ -874,6 +875,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                                            f"(nearest {off:.1f}°)"]
             else:  # the search alone (no refinement)
                 v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok, distortion_why=dist_why)
+            if v != "no match" and unchecked_why:  # (the camera check could not be made)
+                v, why = "ambiguous", why + unchecked_why
         else:
             m, ru = float("nan"), []
             if second and second["real"]:
