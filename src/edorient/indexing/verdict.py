@@ -32,7 +32,9 @@ distortion; :func:`~edorient.indexing.spots.spot_distortion`): an answer whose s
 ellipticity than ``ELLIPTICITY_TOLERANCE`` (a user's ``--ellipticity-tolerance``), or that leaves
 them more than ``MAX_SPOT_RESIDUAL`` of the matching tolerance off after it, is ``no match``
 (:func:`distortion_reasons`). The lattices another crystal's zone shares with this one only
-approximately are refused so; the ones it shares within a camera's distortion are not.
+approximately are refused so; the ones it shares within a camera's distortion are not. Where
+the check cannot be made (fewer than six matched spots, or all on one row) the crystal is
+unconfirmed and the answer at most ``ambiguous`` (:func:`unchecked_reasons`).
 
 The thresholds below were measured by ``benchmarks/bench_verdict.py`` (figures, the command and
 the machine in docs/results.md, "Verdict"): ``NO_MATCH_SCORE`` sits above the best scores of pure
