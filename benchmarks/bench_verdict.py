@@ -98,16 +98,20 @@ def fit_margin(row, distinct_deg):
 def verdict_of(row, distortion: bool = True, ellipticity_tolerance: float | None = None):
     """The pipeline's verdict from the saved inputs with the current constants of
     :mod:`edorient.indexing.verdict` (the same function the pipeline calls); ``distortion``
-    False: without the spot-distortion check; ``ellipticity_tolerance``: the check's (None: the
-    default)."""
+    False: without the spot-distortion check (nor the rule that an answer it cannot check is at
+    most ambiguous); ``ellipticity_tolerance``: the check's (None: the default)."""
     from edorient.indexing import verdict as vd
 
     if row["image_fit"] is None:
         return row["verdict"]
     unc = None if row["uncertainty"] is None else row["uncertainty"] / row["uncertainty_scale"] * FIT_UNCERTAINTY_SCALE
     scale_ok = vd.scale_allowed(row["scale"], row["scale_tolerance"]) if "scale" in row else True  # older runs: not saved
-    return vd.verdict_fit(row["score"], row["image_fit"], fit_margin(row, vd.DISTINCT_DEG), unc, row["agreement"],
-                          scale_ok, distortion_why(row, ellipticity_tolerance) if distortion else [])
+    v = vd.verdict_fit(row["score"], row["image_fit"], fit_margin(row, vd.DISTINCT_DEG), unc, row["agreement"],
+                       scale_ok, distortion_why(row, ellipticity_tolerance) if distortion else [])
+    d = row.get("spot_distortion")
+    if distortion and v != "no match" and d and not d["measured"]:
+        v = "ambiguous"  # the check could not be made (vd.unchecked_reasons, as the pipeline)
+    return v
 
 
 def distortion_why(row, ellipticity_tolerance: float | None = None) -> list[str]:

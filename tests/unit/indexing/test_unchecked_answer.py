@@ -56,6 +56,31 @@ def test_a_right_answer_on_four_spots_is_ambiguous_and_says_why(tmp_path, monkey
     assert any(r.startswith(vd.UNCHECKED_REASON) for r in g.reasons), g.reasons
 
 
+def test_the_verdict_benchmark_recomputes_the_pipelines_verdict(tmp_path, monkeypatch):
+    """benchmarks/bench_verdict.py recomputes each verdict from saved inputs (to try constants
+    without indexing again); it must give the pipeline's own, this rule included (it had not:
+    its table counted the rule's ambiguous answers as confident)."""
+    import sys
+    from pathlib import Path
+
+    from edorient.structures import anatase
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+    import bench_verdict
+
+    (tmp_path / "Al.cif").write_text(AL_CIF)
+    al = read_cif(tmp_path / "Al.cif")
+    centre = ((SIZE - 1) / 2, (SIZE - 1) / 2)
+    R = random_rotations(100, rng=9900004)[[59]]
+    rows = bench_verdict.run(_patterns(al, R, 59), R, centre, CAL, al, cache={})
+    R2 = random_rotations(3, rng=5)
+    rows += bench_verdict.run(_patterns(anatase(), R2, 5), R2, centre, CAL, anatase(), cache={})
+    assert rows[0]["verdict"] == "ambiguous" and "confident" in [r["verdict"] for r in rows[1:]]
+    assert [bench_verdict.verdict_of(r) for r in rows] == [r["verdict"] for r in rows]
+    sys.modules.pop("bench_verdict", None)
+
+
 def test_unchecked_reasons_follow_the_check():
     from edorient.indexing.spots import SpotDistortion
 
