@@ -74,7 +74,8 @@ def orix_crystal_map(results: dict, shape: tuple[int, int], grain: int, crystal,
     """An orix ``CrystalMap`` of grain ``grain`` (0 or 1): not-indexed points (no beam, no such
     grain) get phase -1; properties score, uncertainty, share, n_grains, and the .ang's image
     quality ``iq`` (the score) and confidence index ``ci`` (the share of the pattern's spots the
-    reported grain or pair explains). Coordinates in µm where the probe step ``step_nm`` is
+    reported grain or pair explains; 0 for a paired grain whose support is below
+    :data:`~edorient.mapping.index.SUPPORT_MIN`). Coordinates in µm where the probe step ``step_nm`` is
     known (MTEX reads an .ang's x/y as µm), else in probe steps (``scan_unit`` px)."""
     from orix.crystal_map import CrystalMap, Phase, PhaseList
 
@@ -90,12 +91,18 @@ def orix_crystal_map(results: dict, shape: tuple[int, int], grain: int, crystal,
     phases = PhaseList(Phase(name=crystal.name, point_group=orix_symmetry(crystal).name,
                              structure=Structure(lattice=Lattice(*(float(v) for v in crystal.cell)))))
     explained = np.where(results["n_grains"] == 2, results["explained2"], results["explained1"])
+    ci = np.where(present, np.nan_to_num(explained), -1.0)
+    if "support" in results:  # a paired grain no one-grain probe near it reports: worth doubting (docs/mapping.md)
+        from edorient.mapping.index import SUPPORT_MIN
+
+        s = results["support"][:, grain]
+        ci = np.where(present & (results["n_grains"] == 2) & (s >= 0) & (s < SUPPORT_MIN), 0.0, ci)
     prop = {"score": np.nan_to_num(results["score"]).astype(float),
             "uncertainty": np.nan_to_num(results["uncertainty_deg"][:, grain], nan=-1).astype(float),
             "share": np.nan_to_num(results["share"][:, grain]).astype(float),
             "n_grains": results["n_grains"].astype(float),
             "iq": np.nan_to_num(results["score"]).astype(float),
-            "ci": np.where(present, np.nan_to_num(explained), -1.0).astype(float)}
+            "ci": ci.astype(float)}
     return CrystalMap(_orientations(R, crystal), phase_id=np.where(present, 0, -1), x=cc.ravel() * step,
                       y=rr.ravel() * step, phase_list=phases, prop=prop, scan_unit=unit)
 

@@ -84,8 +84,9 @@ def test_orix_reads_back(mapped):
 
 def test_ang_confidence_index(mapped, tmp_path):
     """The .ang's confidence index is the share of the pattern's spots the reported grain (or
-    pair) explains, -1 where the grain is absent (orix and MTEX read -1 as not indexed); the
-    coordinates count probe steps where the step is unknown."""
+    pair) explains, 0 for a paired grain with support below SUPPORT_MIN, -1 where the grain is
+    absent (orix and MTEX read -1 as not indexed); the coordinates count probe steps where the
+    step is unknown."""
     from orix import io as orix_io
 
     from edorient.mapping.outputs import orix_crystal_map
@@ -98,10 +99,13 @@ def test_ang_confidence_index(mapped, tmp_path):
     r["explained1"] = np.linspace(0.3, 0.9, 16)
     r["explained2"] = np.full(16, np.nan)
     r["explained2"][:4] = 0.95
+    r["support"] = np.full((16, 2), -1, dtype=np.int16)
+    r["support"][:, 0] = 1  # (low: a single grain keeps its CI, a paired grain 1 gets 0)
+    r["support"][:4, 1] = [0, 2, 3, 9]  # a paired grain no one-grain probe near it reports: CI 0
     for g in (0, 1):
         orix_io.save(str(tmp_path / f"g{g}.ang"), orix_crystal_map(r, (4, 4), g, anatase()))
         ci = orix_io.load(str(tmp_path / f"g{g}.ang")).prop["ci"]
-        want = np.where(np.arange(16) < 4, 0.95, r["explained1"]) if g == 0 else np.r_[np.full(4, 0.95), -np.ones(12)]
+        want = (np.r_[np.zeros(4), r["explained1"][4:]] if g == 0 else np.r_[0, 0, 0.95, 0.95, -np.ones(12)])
         np.testing.assert_allclose(ci, want, atol=1e-5)
     xmap = orix_crystal_map(r, (4, 4), 0, anatase())
     assert xmap.scan_unit == "px" and xmap.dx == 1.0
