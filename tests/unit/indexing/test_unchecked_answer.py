@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from edorient.evaluation.realdata import _AL_CIF
 from edorient.indexing import verdict as vd
 from edorient.indexing.pipeline import IndexConfig, index_pattern
 from edorient.physics.orientation import random_rotations
@@ -19,26 +20,7 @@ from edorient.structures import read_cif
 
 from test_agreement_scale import CAL, SIZE, _patterns
 
-AL_CIF = """data_Al
-_cell_length_a 4.0495
-_cell_length_b 4.0495
-_cell_length_c 4.0495
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_space_group_name_H-M_alt 'F m -3 m'
-_space_group_IT_number 225
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-_atom_site_occupancy
-_atom_site_B_iso_or_equiv
-Al Al 0 0 0 1 0.8
-"""
-
+AL_CIF = _AL_CIF  # (Fm-3m, a = 4.0495 Å)
 
 
 def test_a_right_answer_on_four_spots_is_ambiguous_and_says_why(tmp_path, monkeypatch):
