@@ -460,7 +460,9 @@ def spot_agreement(pre, res: SearchResult, rotation: np.ndarray, calibration: fl
         share = float((intensity * (d <= tol)).sum() / intensity.sum())
     if not distortion:
         return share, n
-    return share, n, spot_distortion(P, intensity, pf, pre.centre, tol), tol
+    from edorient.indexing.verdict import CAMERA_CHECK_SPOTS
+
+    return share, n, spot_distortion(P, intensity, pf, pre.centre, tol, min_spots=CAMERA_CHECK_SPOTS), tol
 
 
 def _json_number(v):

@@ -33,8 +33,8 @@ ellipticity than ``ELLIPTICITY_TOLERANCE`` (a user's ``--ellipticity-tolerance``
 them more than ``MAX_SPOT_RESIDUAL`` of the matching tolerance off after it, is ``no match``
 (:func:`distortion_reasons`). The lattices another crystal's zone shares with this one only
 approximately are refused so; the ones it shares within a camera's distortion are not. Where
-the check cannot be made (fewer than six matched spots, or all on one row) the crystal is
-unconfirmed and the answer at most ``ambiguous`` (:func:`unchecked_reasons`).
+the check cannot be made (fewer than ``CAMERA_CHECK_SPOTS`` matched spots, or all on one row)
+the crystal is unconfirmed and the answer at most ``ambiguous`` (:func:`unchecked_reasons`).
 
 The thresholds below were measured by ``benchmarks/bench_verdict.py`` (figures, the command and
 the machine in docs/results.md, "Verdict"): ``NO_MATCH_SCORE`` sits above the best scores of pure
@@ -152,20 +152,24 @@ def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float =
     return out
 
 
+#: The camera check (:func:`~edorient.indexing.spots.spot_distortion`, 6 numbers) is made from
+#: this many matched spots off one row (the function's own default, 6, before session 27).
+#: Measured on bench_verdict's simulated Al patterns (random orientations, docs/results.md
+#: "Session 27"): searched as Al (seed 9900004), the 19 answers on 4-5 matched spots need
+#: 0.00-0.44 % ellipticity, none refused for it; searched as anatase (seed 9500003), the wrong
+#: answers on 4-5 spots need 3.7-8.4 %, 4 of 5 refused.
+CAMERA_CHECK_SPOTS = 4
 #: How :func:`unchecked_reasons`' sentence starts (callers recognise it).
 UNCHECKED_REASON = "too few of its spots to check"
 
 
 def unchecked_reasons(distortion) -> list[str]:
     """Why a one-grain answer is at most ``ambiguous`` because the camera check of
-    :func:`distortion_reasons` could not be made: fewer matched spots than an affine map needs
-    (:func:`~edorient.indexing.spots.spot_distortion`'s ``min_spots``), or all of them on one
-    row. That check is what refuses another crystal's zone whose lattice matches one of this
-    crystal's only approximately; an answer resting on 3-5 spots is left unchecked by it.
-    Measured (bench_verdict's simulated patterns, docs/results.md "Session 27"): Al searched as
-    anatase, of the answers wrongly ``confident`` 3 of 7 and 4 of 10 were unchecked; of right
-    ``confident`` answers, 1 of 182 anatase, 0 of 78 Si, 0 of 80 Mg and 7 of 39 Al (the sparsest:
-    random orientations of a small fcc cell). None (not checked at all, e.g. a pair): empty.
+    :func:`distortion_reasons` could not be made: fewer than :data:`CAMERA_CHECK_SPOTS` matched
+    spots, or all of them on one row. That check is what refuses another crystal's zone whose
+    lattice matches one of this crystal's only approximately; an answer resting on 2-3 spots is
+    left unchecked by it. Measured (bench_verdict's simulated patterns, docs/results.md "Session
+    27"): see there. None (not checked at all, e.g. a pair): empty.
 
     >>> from edorient.indexing.spots import SpotDistortion
     >>> unchecked_reasons(SpotDistortion(1.02, 30.0, 1.0, 0.2, 12, True))
@@ -176,7 +180,8 @@ def unchecked_reasons(distortion) -> list[str]:
     if distortion is None or distortion.measured:
         return []
     return [f"{UNCHECKED_REASON} that they sit where this crystal puts them and not another's: {distortion.matched} "
-            "matched, or all on one row (6 off a row are needed); the zone may be right, the crystal is unconfirmed"]
+            f"matched, or all on one row ({CAMERA_CHECK_SPOTS} off a row are needed); the zone may be right, the "
+            "crystal is unconfirmed"]
 
 
 def _no_match_reasons(score: float, agreement: float, scale_ok: bool, no_match_score: float = NO_MATCH_SCORE,
