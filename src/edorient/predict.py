@@ -353,7 +353,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     kv = config.voltage_kv if config.voltage_kv is not None else (pattern.voltage_kv or cv.DEFAULT_VOLTAGE_KV)
     if kv > HIGHEST_TEM_KV:  # (the simulator takes up to 3 MV; a typo of 200 is likelier)
         log.warning("the voltage %g kV is above the %g kV of the highest-voltage microscopes in use; did you mean "
-                    "%g kV? (give --kv)", kv, HIGHEST_TEM_KV, kv / 10)
+                    "%g kV? (give --kv)", kv, HIGHEST_TEM_KV, _meant_kv(kv))
     image = pattern.image
     if config.intensity == "display":  # a figure: bright spots on dark, any scale
         image = image - image.min()
@@ -415,6 +415,16 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         _overlay(Path(overlay), image, draw, grains, crystal)
         result["overlay"] = str(overlay)
     return result
+
+
+def _meant_kv(kv: float) -> float:
+    """The voltage a mistyped ``kv`` (above any microscope's) most likely meant: volts typed for
+    kilovolts, else a digit too many.
+
+    >>> _meant_kv(200000), _meant_kv(2000), _meant_kv(3000)
+    (200.0, 200.0, 300.0)
+    """
+    return float(kv) / 1000 if float(kv) / 1000 >= 10 else float(kv) / 10
 
 
 #: :func:`_pixel_aspect`: an elliptical distortion whose axes lie within this many degrees of the
@@ -727,7 +737,8 @@ def _load_model(run, config: PredictConfig, crystal):
 
 
 def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, model, crystal, validity=None):
-    """A trained model's proposal on the preprocessed pattern, refined; verdict from the score."""
+    """A trained model's proposal on the preprocessed pattern, refined; verdict from the score,
+    at most ``ambiguous`` (:data:`~edorient.indexing.verdict.MODEL_UNCHECKED_REASON`)."""
     from edorient.indexing import verdict as vd
     from edorient.indexing.estimators import Refined, build_estimator
     from edorient.render import SimulationConfig, Simulator
@@ -750,6 +761,8 @@ def _predict_cnn(image, centre, calibration, kv, config: PredictConfig, run, mod
         out = _grain_json(crystal, R, d, sim.reflections)
         amb = bool(refined.direction_ambiguous[0, g]) if refined is not None else False
         v, why = vd.verdict_reasons(float(s), np.inf)
+        if v == "confident":  # (the score alone: nothing checked that this crystal explains the pattern)
+            v, why = "ambiguous", [vd.MODEL_UNCHECKED_REASON]
         if amb and v != "no match":
             v, why = "ambiguous", why + ["the refinement finds another direction that fits about as well"]
         out.update({"score": round(float(s), 4), "verdict": v, "verdict_reasons": why})

@@ -92,6 +92,19 @@ def test_anatase_cnn_refuses_another_crystal(tmp_path, capsys):
     assert "trained on anatase" in err and "not CuNi" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_trained_models_answer_is_not_confident(tmp_path):
+    """``--run``: the model's answer carries none of the template path's checks (spot agreement,
+    whole-image margin, camera check), so it is at most ambiguous and says why. CuNi [1 1 0]
+    searched as anatase through the shipped model was anatase [6 1 0] ``confident`` (4.7° off)."""
+    from edorient.indexing.verdict import MODEL_UNCHECKED_REASON
+
+    rc, res = _run([CUNI, "--calibration", 0.00979, "--run", "pretrained:anatase-single"], tmp_path)
+    assert rc == 0
+    g = res["grains"][0]
+    assert g["verdict"] in ("ambiguous", "no match"), g
+    assert g["verdict"] == "no match" or MODEL_UNCHECKED_REASON in g["verdict_reasons"], g
+
+
 def test_calibration_file_with_ellipticity_is_applied(tmp_path):
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps({"calibration": 0.00979, "ellipticity": 1.02, "angle_deg": 30.0, "voltage_kv": 200.0}))

@@ -159,6 +159,12 @@ def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float =
 #: 0.00-0.44 % ellipticity, none refused for it; searched as anatase (seed 9500003), the wrong
 #: answers on 4-5 spots need 3.7-8.4 %, 4 of 5 refused.
 CAMERA_CHECK_SPOTS = 4
+#: Why a trained model's answer (``predict --run``) is at most ``ambiguous``: it carries no spot
+#: agreement, whole-image margin or camera check, so nothing tells a right answer from another
+#: crystal's pattern explained as this one's (a CuNi [1 1 0] pattern was anatase [6 1 0]
+#: ``confident`` through the shipped single-crystal model, 4.7° off that zone).
+MODEL_UNCHECKED_REASON = ("a trained model's answer is not checked against the pattern's spots (leave out --run: the "
+                          "template search's answers are)")
 #: How :func:`unchecked_reasons`' sentence starts (callers recognise it).
 UNCHECKED_REASON = "too few of its spots to check"
 
