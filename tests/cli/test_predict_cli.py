@@ -170,3 +170,24 @@ def test_dictionary_sizes_that_cannot_be_are_refused_in_one_line(tmp_path, capsy
                "--single-directions", "10000000000"])
     err = capsys.readouterr().err
     assert rc == 2 and "--single-directions" not in err and "no pattern" in err, err
+
+
+def test_torch_threads_default_to_one_unless_asked(monkeypatch):
+    """predict runs on one torch thread unless --threads or $OMP_NUM_THREADS says otherwise: with
+    torch's default (a thread a core) and another job on a 2-core machine a pattern took 10x as long."""
+    import torch
+
+    from edorient.cli.predict import _set_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        _set_threads(None)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        _set_threads(None)
+        assert torch.get_num_threads() == 2
+        _set_threads(3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

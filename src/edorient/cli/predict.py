@@ -35,6 +35,19 @@ def _tolerances(args: argparse.Namespace, calibrated: bool) -> tuple[float, floa
             base[1] if args.ellipticity_tolerance is None else args.ellipticity_tolerance)
 
 
+def _set_threads(threads: int | None) -> None:
+    """torch's intra-op threads: ``threads``, else ``$OMP_NUM_THREADS`` where set, else 1. With
+    torch's default (one a core) and another job on the machine, a pattern took 28 s instead of
+    2.8 s (a new user's review, 2 cores): the threads of its many small operations wait for a core."""
+    import os
+
+    import torch
+
+    if threads is None:
+        threads = 1 if not os.environ.get("OMP_NUM_THREADS", "").strip().isdigit() else int(os.environ["OMP_NUM_THREADS"])
+    torch.set_num_threads(max(1, int(threads)))
+
+
 class Predict(Subcommand):
     COMMAND = "predict"
     HELP = "estimate the beam direction(s) in a diffraction image file (PNG, TIFF, MRC, NPY)"
@@ -98,6 +111,9 @@ class Predict(Subcommand):
                             help="skip the refinement (fit of the kinematic spot model from the coarse estimate: "
                                  "sub-degree orientations, uncertainty, ambiguity flag); on by default")
         parser.add_argument("--device", default="cpu", help="torch device of the refinement (cpu, cuda; default cpu)")
+        parser.add_argument("--threads", type=positive_int, default=None,
+                            help="torch threads (default: $OMP_NUM_THREADS, else 1: a pattern's small tensors gain "
+                                 "little from more, and threads that wait for a busy core cost 10x)")
         parser.add_argument("--overlay", type=Path, default=None, help="write a PNG with the predicted spots")
         parser.add_argument("--json", type=Path, default=None,
                             help="write the result as JSON to this file and print a short summary (default: the "
@@ -125,6 +141,7 @@ class Predict(Subcommand):
         for flag, path in (("--json", args.json), ("--overlay", args.overlay)):
             if path is not None:
                 check_output_file(path, flag)
+        _set_threads(args.threads)
         check_matcher_directions(args.matcher_directions)  # before the dictionary is allocated
         if args.refine:
             check_matcher_directions(args.single_directions, "--single-directions")
