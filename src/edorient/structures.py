@@ -102,7 +102,50 @@ def read_cif(path: str | Path) -> Crystal:
         notes = (f"no U or B in the CIF for site(s) {', '.join(defaulted)}: B = {DEFAULT_B_ISO} Å² assumed",)
         log.warning("CIF %s: %s", p, notes[0])
     name = st.name or p.stem
-    return _expand(name, (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma), sg, sites, notes)
+    cell6 = (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
+    other = _other_origin(p, sg)
+    if other is not None:  # the symbol alone, and the two origin choices give different structures
+        ours, theirs = _expand(name, cell6, sg, sites), _expand(name, cell6, other, sites)
+        if len(ours.symbols) != len(theirs.symbols) or not np.isclose(_shortest(ours), _shortest(theirs), atol=0.01):
+            note = (f"space group {sg.hm} has two origin choices and the CIF gives no symmetry operations: read in "
+                    f"origin choice {sg.ext} ({_describe(ours)}); in origin choice {other.ext} it would be "
+                    f"{_describe(theirs)}. If its coordinates are in origin choice {other.ext}, write "
+                    f"'{other.hm} :{other.ext}' in _symmetry_space_group_name_H-M")
+            notes = notes + (note,)
+            log.warning("CIF %s: %s", p, note)
+    return _expand(name, cell6, sg, sites, notes)
+
+
+def _other_origin(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup | None":
+    """The space group's other origin choice where the CIF names the group by its symbol only, with
+    no ':1'/':2' and no symmetry operations, and the group has two (gemmi reads such a symbol in
+    origin choice 2: a CIF written in choice 1 gets the wrong structure); None otherwise."""
+    if sg.ext not in ("1", "2"):
+        return None
+    block = gemmi.cif.read(str(path)).sole_block()
+    for tag in ("_space_group_symop_operation_xyz", "_symmetry_equiv_pos_as_xyz", "_space_group_symop.operation_xyz"):
+        if block.find_values(tag):
+            return None
+    for tag in ("_space_group_name_H-M_alt", "_symmetry_space_group_name_H-M", "_space_group.name_H-M_alt"):
+        value = block.find_value(tag)
+        if value is not None and ":" in gemmi.cif.as_string(value):
+            return None
+    return gemmi.find_spacegroup_by_name(f"{sg.hm}:{'1' if sg.ext == '2' else '2'}")
+
+
+def _shortest(crystal: Crystal) -> float:
+    """The shortest distance between two atoms of the crystal, in Å (periodic images included)."""
+    A = direct_matrix(*crystal.cell)
+    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
+    f = crystal.frac
+    d = f[:, None, None, :] - f[None, :, None, :] + shifts[None, None, :, :]
+    r = np.linalg.norm(d @ A.T, axis=-1)
+    r[r < 1e-6] = np.inf  # an atom and itself
+    return float(r.min()) if np.isfinite(r).any() else float("inf")
+
+
+def _describe(crystal: Crystal) -> str:
+    return f"{len(crystal.symbols)} atoms in the cell, shortest distance {_shortest(crystal):.2f} Å"
 
 
 def _missing_cell_lengths(path: Path) -> list[str]:

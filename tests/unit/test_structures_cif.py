@@ -51,3 +51,43 @@ def test_missing_u_gets_the_stated_default(tmp_path):
 def test_nan_coordinates_are_refused(tmp_path):
     with pytest.raises(EdorientError, match="O1 has non-numeric fractional coordinates"):
         _variant(tmp_path, "O1 O 0.0 0.0 0.2081", "O1 O nan 0.0 0.2081")
+
+
+SI = """data_Si
+_cell_length_a 5.431
+_cell_length_b 5.431
+_cell_length_c 5.431
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M '{sg}'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_B_iso_or_equiv
+Si1 Si {xyz} 0.5
+"""
+
+
+@pytest.mark.parametrize("xyz, atoms", [("0 0 0", 16), ("0.125 0.125 0.125", 8)])
+def test_a_symbol_with_two_origin_choices_and_no_operations_is_flagged(tmp_path, xyz, atoms):
+    """'F d -3 m' with neither ':1'/':2' nor symmetry operations is read in origin choice 2 (gemmi);
+    diamond Si written in choice 1 (Si at 0,0,0) then has 16 atoms 1.92 Å apart, not 8 at the known
+    2.35 Å (a sqrt(3)/4): the note says what each choice gives and how to say which is meant."""
+    path = tmp_path / "si.cif"
+    path.write_text(SI.format(sg="F d -3 m", xyz=xyz))
+    x = read_cif(path)
+    assert x.space_group == "F d -3 m:2" and len(x.symbols) == atoms
+    (note,) = x.notes
+    assert "origin choice 1" in note and "'F d -3 m :1'" in note
+    assert "8 atoms in the cell, shortest distance 2.35 Å" in note and "16 atoms" in note
+    explicit = tmp_path / "si1.cif"
+    explicit.write_text(SI.format(sg="F d -3 m :1", xyz="0 0 0"))
+    y = read_cif(explicit)
+    assert y.space_group == "F d -3 m:1" and len(y.symbols) == 8 and y.notes == ()
+    from edorient.structures import _shortest
+
+    assert _shortest(y) == pytest.approx(5.431 * np.sqrt(3) / 4, abs=1e-6)  # the Si-Si bond, a sqrt(3)/4
