@@ -406,6 +406,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         from dataclasses import replace
 
         again = predict_file(path, replace(config, distortion=aspect), run, crystal_name, overlay)
+        _aspect_unconfirmed(again["grains"], aspect, again.get("calibration_in"))
         again["pixel_aspect"] = {"ellipticity": round(aspect[0], 4), "angle_deg": round(aspect[1], 2),
                                  "along": "columns" if min(aspect[1], 180 - aspect[1]) <= PIXEL_ASPECT_AXIS_DEG else "rows",
                                  "first_answer": {k: grains[0][k] for k in ("nearest_zone_axis", "angle_to_zone_axis_deg",
@@ -445,7 +446,8 @@ def _pixel_aspect(grains: list, config: PredictConfig) -> tuple[float, float] | 
     development cases) turns the sum's axis (al_001, 1.0 % of its own, stretched 6.7 %: 4.3°).
     The cost, measured through this function on bench_verdict's Al patterns searched as anatase
     (seeds 9500001 / 9900001, 66 each): 2 / 3 were indexed again, 1 / 1 of them then
-    ``confident`` (8 / 11 confident in all, against 7 / 10 without the second try)."""
+    ``confident`` (8 / 11 confident in all, against 7 / 10 without the second try); since
+    session 28 such answers are at most ``ambiguous`` (:func:`_aspect_unconfirmed`)."""
     from edorient.indexing.verdict import ELLIPTICITY_REASON
 
     if config.distortion is not None or config.calibration_file is not None or not grains:
@@ -461,6 +463,21 @@ def _pixel_aspect(grains: list, config: PredictConfig) -> tuple[float, float] | 
     if not 1.0 < e <= PIXEL_ASPECT_MAX or min(a, abs(a - 90.0), 180.0 - a) > PIXEL_ASPECT_AXIS_DEG:
         return None
     return e, a
+
+
+def _aspect_unconfirmed(grains: list, aspect: tuple[float, float], calibration) -> None:
+    """Cap the grains found on pixels of an inferred shape at ``ambiguous``
+    (:data:`~edorient.indexing.verdict.ASPECT_UNCONFIRMED_REASON`), naming the calibration file
+    that states the shape and makes the answer checkable."""
+    from edorient.indexing.verdict import ASPECT_UNCONFIRMED_REASON
+
+    cal = json.dumps({"calibration": calibration, "ellipticity": round(aspect[0], 4), "angle_deg": round(aspect[1], 2)})
+    for g in grains:
+        if g.get("verdict") == "confident":
+            g["verdict"] = "ambiguous"
+            g["verdict_reasons"] = list(g.get("verdict_reasons") or []) + [
+                f"{ASPECT_UNCONFIRMED_REASON} (another crystal's pattern also fits on stretched pixels): if the "
+                f"detector's pixels are known to be this shape, give it as a calibration file, {cal}"]
 
 
 def _without_discs(image: np.ndarray, centre, disc_px: float | None, valid: np.ndarray) -> tuple[np.ndarray, dict]:

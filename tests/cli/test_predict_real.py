@@ -328,3 +328,16 @@ def test_a_hexagonal_crystal_from_a_cif_is_indexed_at_its_zone(zone, tmp_path):
     assert g["zone_given"]["uvw"] == list(zone) and g["zone_given"]["uvw_miller_bravais"] == mb
     assert g["zone_given"]["angle_deg"] == pytest.approx(1.5, abs=0.5)
     assert abs(res["calibration_fitted"] / cal - 1) < 0.02, res["calibration_fitted"]
+
+
+def test_another_crystal_on_inferred_stretched_pixels_is_not_confident(tmp_path):
+    """CuNi [1 1 0] searched as anatase (no --crystal): anatase [2 0 1] fits its spots only with a
+    10.6 % stretch along the rows, which predict takes for non-square pixels and undoes; the answer
+    then fitted, but the stretch came from anatase's own fit, so it stays at most ambiguous."""
+    from edorient.indexing.verdict import ASPECT_UNCONFIRMED_REASON
+
+    rc, res = _run([CUNI, "--calibration", 0.00979], tmp_path)
+    assert rc == 0 and res["crystal"].startswith("anatase")
+    assert res["pixel_aspect"]["first_answer"]["verdict"] == "no match"
+    g = res["grains"][0]
+    assert g["verdict"] == "ambiguous" and any(r.startswith(ASPECT_UNCONFIRMED_REASON) for r in g["verdict_reasons"]), g

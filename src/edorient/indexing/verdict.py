@@ -165,6 +165,13 @@ CAMERA_CHECK_SPOTS = 4
 #: ``confident`` through the shipped single-crystal model, 4.7° off that zone).
 MODEL_UNCHECKED_REASON = ("a trained model's answer is not checked against the pattern's spots (leave out --run: the "
                           "template search's answers are)")
+#: Why an answer found after undoing an inferred pixel shape (``predict``'s ``pixel_aspect``) is at
+#: most ``ambiguous``: the stretch is read from this crystal's own fit to the spots, so another
+#: crystal's pattern passes as this one's on stretched pixels (CuNi [1 1 0] searched as anatase:
+#: ``no match`` at 10.6 % ellipticity, then anatase [2 0 1] ``confident`` once "undone"). The diffuse
+#: halo cannot confirm it: on the unstretched development patterns its isophotes are 3-24 %
+#: elliptical (docs/results.md, session 28).
+ASPECT_UNCONFIRMED_REASON = "the pixel shape was inferred from this crystal's own fit"
 #: How :func:`unchecked_reasons`' sentence starts (callers recognise it).
 UNCHECKED_REASON = "too few of its spots to check"
 
