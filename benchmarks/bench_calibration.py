@@ -30,8 +30,8 @@ def real_cases() -> None:
     from edorient.io.images import read_image
     from edorient.structures import get_crystal
 
-    print("| case | zone | calibration fitted (true) | error | ellipticity, axis | centre (true) | spots used / found | residual | s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| case | zone | calibration fitted (true) | error | ellipticity, axis | centre (true) | spots used / found | residual | missing | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for line in (REAL / "cases.tsv").read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
@@ -47,7 +47,7 @@ def real_cases() -> None:
             print(f"| {name} | {'given' if z else 'searched: [' + ' '.join(map(str, f.zone)) + ']'} | {f.calibration:.5f} ({truth}) | "
                   f"{100 * (f.calibration / truth - 1):+.2f} % | {f.ellipticity:.4f}, {f.angle_deg:.0f}° | "
                   f"({f.centre[0]:.2f}, {f.centre[1]:.2f}) ({beam[0]}, {beam[1]}) | {f.n_spots} / {f.n_found} | "
-                  f"{f.residual_px:.2f} px | {dt:.2f} |")
+                  f"{f.residual_px:.2f} px | {f.missing_share:.2f} | {dt:.2f} |")
         print(f"<!-- {name}: find_centre ({c.row:.2f}, {c.col:.2f}), {c.n_pairs} pairs, symmetry {c.symmetry_score:.2f} -->")
 
 

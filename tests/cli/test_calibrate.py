@@ -67,3 +67,33 @@ def test_a_calibration_that_is_no_number_and_no_file_is_named(tmp_path, capsys, 
 
     with pytest.raises(EdorientError, match=message):
         calibration_or_file(str(tmp_path / value) if "/" in value or value.endswith(".json") else value)
+
+
+def test_a_close_runner_up_is_named_and_a_guess_settles_it(tmp_path, capsys):
+    """ZrO2 [1 0 0] with no --calibration: its own spot lattice at 1/sqrt(2) of the scale (a
+    centred relabelling) fits nearly as well; the answer is right, and the warning names the
+    other reading and how to choose. With a nominal calibration there is no second reading."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "indexing"))
+    from _measured import measured
+
+    from edorient.physics.orientation import rotation_from_direction
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import get_crystal
+
+    cif = Path(__file__).resolve().parents[1] / "data" / "zro2.cif"
+    x = get_crystal(cif)
+    sim = Simulator(x, SimulationConfig(image_size=256, calibration=0.008, spot_sigma_px=1.5))
+    img, _, _ = measured(sim, rotation_from_direction(x.zone_axis_direction([1, 0, 0]), 17.0), size=256,
+                         calibration=0.008, centre=(121.3, 134.8), ellipticity=1.0, angle_deg=0.0, beam_stop=False, rng=1)
+    path = tmp_path / "zro2.npy"
+    np.save(path, img.astype(np.float32))
+    base = ["calibrate", str(path), "--crystal", str(cif), "--zone", "1", "0", "0", "--out", str(tmp_path / "c.json")]
+    assert main(base) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["calibration"] == pytest.approx(0.008, rel=2e-3)
+    assert "fits nearly as well" in cap.err and "0.005656" in cap.err and "give --calibration" in cap.err
+    assert main(base + ["--calibration", "0.0085", "--tolerance", "0.2"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["calibration"] == pytest.approx(0.008, rel=2e-3) and "nearly as well" not in cap.err

@@ -8,6 +8,11 @@ from pathlib import Path
 from edorient.cli._base import Subcommand, finite_float
 
 
+#: A runner-up (another zone, or this zone at another scale) within this much of the answer's
+#: penalty is named in a warning (one index step of the spot lattice costs 2).
+CLOSE_RUNNER_UP = 2.0
+
+
 class Calibrate(Subcommand):
     COMMAND = "calibrate"
     HELP = "fit the calibration (1/Å per px) and elliptical distortion on a zone-axis pattern of a known crystal"
@@ -71,6 +76,16 @@ class Calibrate(Subcommand):
                               mask=None if pattern.bad is None else ~pattern.bad,
                               centre=None if args.centre is None else tuple(args.centre), max_index=args.max_index,
                               max_ellipticity=args.max_ellipticity)
+        ru = fit.runner_up
+        if ru is not None and ru.get("penalty_margin", 99.0) < CLOSE_RUNNER_UP:
+            import logging
+
+            logging.getLogger("edorient.calibrate").warning(
+                "zone [%s] at %.6g 1/Å per px fits nearly as well as the answer (zone [%s], %.6g)%s; check the "
+                "overlay, or %s", " ".join(map(str, ru["zone"])), ru["calibration"], " ".join(map(str, fit.zone)),
+                fit.calibration, "" if guess is None else f" within {args.tolerance:.0%} of {guess:g}",
+                "give --calibration (the nominal value of the camera length) to choose" if guess is None
+                else "give --zone")
         cal = calibration_from_fit(fit, voltage_kv=kv, crystal=crystal.name, source=str(args.image))
         save_calibration(args.out, cal)
         if args.overlay is not None:

@@ -142,6 +142,9 @@ class CalibrationFit:
         The next-best zone and its ellipticity and calibration, or None.
     centre_note
         How the centre was found (:class:`~edorient.indexing.spots.CentreResult`).
+    missing_share
+        Share of the zone's kinematic intensity, within the spots' extent, that the fit puts
+        where the image has no spot (:func:`_missing`; at most :data:`MISSING_MAX`).
     positions
         (n, 2) (row, col) of the spots found; ``inlier`` marks those used.
     inlier
@@ -162,6 +165,7 @@ class CalibrationFit:
     positions: np.ndarray = field(repr=False)
     inlier: np.ndarray = field(repr=False)
     basis_px: np.ndarray = field(repr=False, default=None)
+    missing_share: float = 0.0
 
     def predicted_pixels(self, n_max: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """(row, col) of the zone's lattice nodes under the fit, with their hkl."""
@@ -180,6 +184,7 @@ class CalibrationFit:
             "zone": list(self.zone), "basis_hkl": self.basis_hkl.tolist(),
             "residual_px": round(self.residual_px, 3), "n_spots": self.n_spots, "n_found": self.n_found,
             "runner_up": self.runner_up, "centre_note": self.centre_note,
+            "missing_share": round(self.missing_share, 3),
         }
 
 
@@ -200,7 +205,47 @@ def _explained(crystal, Ab, cell, V, I, F2max) -> float:
     return float((I * ok).sum() / I.sum())
 
 
-#: The three sublattices of index 2 of a 2-D lattice (Hermite normal forms).
+#: Largest share of a labelling's kinematic intensity that may fall where the image has no spot
+#: (:func:`_missing`). Right labellings: the development patterns 0.00 (al_001, al_001_T1,
+#: cuni_110), simulated ZrO2 zones 0.00; wrong ones: anatase [0 0 1] labelled at sqrt(2) its scale
+#: (200 read as 110, a guess 30 % off) 0.66.
+MISSING_MAX = 0.5
+
+
+def _missing(crystal, Ab, cell, V, centre, node_ok, rmax) -> float:
+    """Share of the kinematic intensity (|F|^2) of the zone's reflections on nodes of ``Ab`` within
+    ``rmax`` px of the centre, on valid pixels, that falls where the image has no spot (``V``: all
+    spots found, origin at the direct beam; ``centre``: the lattice's origin there). A labelling at
+    a fraction of the true scale puts reflections of the crystal between the spots, where nothing
+    is: the one thing that tells it from the right one when no calibration is guessed."""
+    from edorient.physics.reflections import structure_factors
+
+    k = int(np.ceil(rmax * np.abs(np.linalg.inv(Ab)).sum(axis=1).max())) + 1
+    g = np.arange(-k, k + 1)
+    n = np.stack(np.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, 2)
+    n = n[np.any(n != 0, axis=1)]
+    xy = n @ Ab.T + centre
+    keep = (np.linalg.norm(xy - centre, axis=1) <= rmax) & node_ok(xy)
+    if not keep.any():
+        return 0.0
+    n, xy = n[keep], xy[keep]
+    F2 = np.abs(structure_factors(crystal, n @ cell.hkl)) ** 2
+    if F2.sum() <= 0:
+        return 0.0
+    # a node counts as seen with a spot within a third of the nodes' spacing: a labelling at a
+    # fraction of the scale leaves its empty nodes a whole spacing from any spot, while spots near
+    # a saturated direct beam may be found several pixels off (cuni_110's 111: 3-8 px)
+    spacing = float(np.linalg.norm(Ab, axis=0).min())
+    tol = np.maximum(1.5 + 0.015 * np.linalg.norm(xy - centre, axis=1), spacing / 3)
+    dist = np.sqrt(((xy[:, None, :] - V[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    return float(F2[dist > tol].sum() / F2.sum())
+
+
+#: The three sublattices of index 2 of a 2-D lattice (Hermite normal forms): ``A @ M`` spans
+#: {2a1, a2}, {a1, 2a2} and {2a1, a1 + a2}. Its three superlattices, L + a1/2, L + a2/2 and
+#: L + (a1 + a2)/2, are ``A @ inv(M.T)`` (``inv(M)`` gives L + a1/2 twice and never the centred
+#: one: a monoclinic ZrO2 [0 0 1] pattern, whose strong spots lie on the 110-type lattice, was
+#: then calibrated at half the true value).
 _INDEX2 = (np.array([[2, 0], [0, 1]]), np.array([[1, 0], [0, 2]]), np.array([[2, 1], [0, 1]]))
 
 
@@ -305,12 +350,13 @@ def fit_calibration(
     # superlattice (higher-order Laue-zone spots projected between the nodes): index 2 either way
     variants = [(A, 0)]
     for Mi in _INDEX2:
-        for Av in (A @ Mi, A @ np.linalg.inv(Mi)):
+        for Av in (A @ Mi, A @ np.linalg.inv(Mi.T)):
             variants.append((np.stack(reduce_basis(Av[:, 0], Av[:, 1]), axis=1), 1))
     from edorient.physics.reflections import compute_reflections
 
     F2max = float(compute_reflections(crystal, 1.5).intensity.max())
     Vin, Iin = V[lat.inlier] - lat.centre, I[lat.inlier]
+    rmax = float(np.percentile(np.linalg.norm(Vin, axis=1), 90))  # (the spots' extent: far nodes fade)
     cells = []
     for z in zones:
         try:
@@ -323,6 +369,7 @@ def fit_calibration(
         sub = zone_cell(crystal, z, centring, allowed_only=True)
         if abs(np.linalg.det(sub.gram) - np.linalg.det(cell.gram)) > 1e-9 * np.linalg.det(cell.gram):
             cells.append(sub)
+    others = []  # every (cell, basis) judged: the runner-up may be the same zone at another scale
     for cell in cells:
         z = cell.uvw
         best = None
@@ -336,38 +383,45 @@ def fit_calibration(
                     continue
                 if guess is not None and abs(math.log(kappa / guess)) > math.log(1 + tolerance):
                     continue
-                cost = (e - 1.0) / 0.01 + 2.0 * index_step
-                if best is None or cost < best[0]:
-                    best = (cost, kappa, e, phi, Ab)
-        if best is None:
-            continue
-        cost, kappa, e, phi, Ab = best
-        if e > max_ellipticity:
-            continue
-        # the spots should be reflections the crystal has: a cell that puts the strong spots on
-        # absent (or no) reflections explains them worse (e.g. anatase [001]: 200, not 110)
-        explained = _explained(crystal, Ab, cell, Vin, Iin, F2max)
-        penalty = cost + 10.0 * (1.0 - explained) + 0.5 * sum(abs(x) for x in z)
-        if guess is not None:
-            penalty += abs(math.log(kappa / guess)) / 0.02
-        results.append((penalty, z, cell, kappa, e, phi, Ab))
+                if e > max_ellipticity:
+                    continue
+                # the spots should be reflections the crystal has: a cell that puts the strong spots on
+                # absent (or no) reflections explains them worse (e.g. anatase [001]: 200, not 110), and
+                # one at a fraction of the scale puts reflections where there are no spots (ZrO2 [001]
+                # labelled at half its scale); both are judged for every basis, not only the least distorted
+                explained = _explained(crystal, Ab, cell, Vin, Iin, F2max)
+                missing = _missing(crystal, Ab, cell, V, lat.centre, node_ok, rmax)
+                if missing > MISSING_MAX:
+                    continue
+                penalty = ((e - 1.0) / 0.01 + 2.0 * index_step + 10.0 * (1.0 - explained) + 10.0 * missing
+                           + 0.5 * sum(abs(x) for x in z))
+                if guess is not None:
+                    penalty += abs(math.log(kappa / guess)) / 0.02
+                others.append((penalty, z, cell, kappa, e, phi, Ab, missing))
+                if best is None or penalty < best[0]:
+                    best = others[-1]
+        if best is not None:
+            results.append(best)
     if not results:
         what = f"zone [{' '.join(map(str, zone))}]" if zone is not None else f"any zone up to index {max_index}"
         lim = f" and within {tolerance:.0%} of --calibration {guess:g}" if guess is not None else ""
         raise EdorientError(f"the spot lattice of the image matches no cell of {crystal.name} {what} with "
                             f"ellipticity <= {max_ellipticity:g}{lim}; check the crystal, --zone and --calibration")
     results.sort(key=lambda t: t[0])
-    _, z, cell, kappa, e, phi, Ab = results[0]
+    _, z, cell, kappa, e, phi, Ab, missing = results[0]
     runner = None
-    if len(results) > 1:
-        _, z2, _, k2, e2, _, _ = results[1]
-        runner = {"zone": list(z2), "calibration": round(k2, 7), "ellipticity": round(e2, 5)}
+    rivals = sorted((t for t in others if tuple(t[1]) != tuple(z) or abs(math.log(t[3] / kappa)) > 0.03),
+                    key=lambda t: t[0])
+    if rivals:  # the next zone, or this zone at another scale (a sub- or superlattice labelling)
+        p2, z2, _, k2, e2, _, _, _ = rivals[0]
+        runner = {"zone": list(z2), "calibration": round(k2, 7), "ellipticity": round(e2, 5),
+                  "penalty_margin": round(p2 - results[0][0], 3)}
     centre_rc = (r0 - lat.centre[1], c0 + lat.centre[0])
     return CalibrationFit(
         calibration=kappa, ellipticity=e, angle_deg=phi, centre=(float(centre_rc[0]), float(centre_rc[1])),
         zone=z, basis_hkl=cell.hkl, residual_px=lat.residual_px, n_spots=int(lat.inlier.sum()),
         n_found=len(spots), runner_up=runner, centre_note=cres.note, positions=P, inlier=lat.inlier,
-        basis_px=Ab,
+        basis_px=Ab, missing_share=missing,
     )
 
 

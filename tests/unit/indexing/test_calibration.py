@@ -177,3 +177,46 @@ def test_distort_image_is_undone_by_undistort_image():
     r, c = np.unravel_index(np.argmax(distort_image(one, 1.05, 30.0, centre)), one.shape)
     v = distortion_matrix(1.05, 30.0) @ [0.0, 20.0]
     assert abs(r - (centre[0] - v[1])) <= 0.5 and abs(c - (centre[1] + v[0])) <= 0.5
+
+
+ZRO2 = Path(__file__).resolve().parents[2] / "data" / "zro2.cif"
+
+
+@pytest.mark.parametrize("uvw", [[0, 0, 1], [1, 0, 0]])
+def test_monoclinic_zone_is_calibrated_at_its_scale_without_a_guess(uvw):
+    """ZrO2 [0 0 1]: 010 absent (2_1 along b) and 100 weak, so the strongest spots lie on the
+    110-type lattice; its centred superlattice (adding 100) was never tried and the zone was
+    labelled at half its scale (0.004 for 0.008). [1 0 0] came out at 1/sqrt(2). Now the right
+    scale wins without --calibration, and the wrong one is reported as the runner-up."""
+    from edorient.physics.reflections import structure_factors
+
+    x = get_crystal(ZRO2)
+    F2 = np.abs(structure_factors(x, np.array([[0, 1, 0], [1, 0, 0], [2, 0, 0]]))) ** 2
+    assert F2[0] < 1e-6 * F2[2] and F2[1] < F2[2] / 2  # the pattern's trap, from the structure
+    true = 0.008
+    sim = Simulator(x, SimulationConfig(image_size=256, calibration=true, spot_sigma_px=1.5))
+    R = rotation_from_direction(x.zone_axis_direction(uvw), 17.0)
+    img, _, _ = measured(sim, R, size=256, calibration=true, centre=(121.3, 134.8), ellipticity=1.0,
+                         angle_deg=0.0, beam_stop=False, rng=1)
+    for zone in (uvw, None):
+        fit = fit_calibration(img, x, zone=zone)
+        assert fit.calibration == pytest.approx(true, rel=2e-3) and tuple(fit.zone) == tuple(uvw)
+        assert fit.missing_share < 0.05
+    assert fit.runner_up is not None and fit.runner_up["penalty_margin"] > 0
+    with_zone = fit_calibration(img, x, zone=uvw)
+    assert with_zone.runner_up is not None and abs(with_zone.runner_up["calibration"] / true - 1) > 0.2
+
+
+def test_the_three_superlattices_of_index_two_are_tried():
+    """L + a1/2, L + a2/2 and L + (a1 + a2)/2: the third is the centred one."""
+    from edorient.indexing.calibration import _INDEX2
+
+    A = np.array([[1.0, 0.0], [0.0, 1.0]])
+    added = set()
+    for M in _INDEX2:
+        B = A @ np.linalg.inv(M.T)
+        assert abs(abs(np.linalg.det(B)) - 0.5) < 1e-12
+        # the half-lattice point each superlattice adds, as a coset of Z^2
+        pts = {tuple(np.round((B @ np.array(n)) % 1.0, 6)) for n in ((1, 0), (0, 1), (1, 1))}
+        added |= pts - {(0.0, 0.0)}
+    assert added == {(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)}
