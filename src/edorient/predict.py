@@ -885,9 +885,13 @@ def _grain_lines(result: dict[str, Any]) -> list[str]:
         lines.append(line)
         zg = g.get("zone_given")
         if zg is not None:
-            where = ("on the beam" if zg["zone_towards_deg"] is None else
-                     f"its Laue circle (the bright spots) towards {zg['laue_circle_towards_deg']:.0f}° on the "
-                     "detector (from +col, anticlockwise): tilt to bring its centre onto the direct beam")
+            if zg["zone_towards_deg"] is None:
+                where = "on the beam"
+            elif unc is not None and zg["angle_deg"] <= 2.0 * unc:  # (the direction of a tilt within the noise)
+                where = f"on the beam within the answer's uncertainty ({unc:.2f}° RMS): no tilt to make"
+            else:
+                where = (f"its Laue circle (the bright spots) towards {zg['laue_circle_towards_deg']:.0f}° on the "
+                         "detector (from +col, anticlockwise): tilt to bring its centre onto the direct beam")
             mb = f" = {_zone_text(zg['uvw_miller_bravais'])}" if zg.get("uvw_miller_bravais") else ""
             lines.append(f"  the zone {_zone_text(zg['uvw'])}{mb} you gave: {zg['angle_deg']:.2f}° from the beam, {where}")
     return lines
