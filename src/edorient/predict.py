@@ -246,7 +246,7 @@ def _find_centre(image: np.ndarray, config: PredictConfig, validity) -> tuple[tu
         h, w = image.shape
         if not (0 <= r < h and 0 <= c < w):
             raise EdorientError(f"--centre {r:g} {c:g} is outside the {h} x {w} image; give ROW COL in its pixels")
-        return (r, c), {"method": "given"}
+        return (r, c), {"method": "given", **_given_centre_check(image, validity, (r, c))}
     try:
         from edorient.indexing.spots import find_centre
     except ImportError:  # pragma: no cover
@@ -257,6 +257,35 @@ def _find_centre(image: np.ndarray, config: PredictConfig, validity) -> tuple[tu
     info = {"method": res.method, "friedel_symmetry": round(float(res.symmetry_score), 3),
             "pairs": int(res.n_pairs), "ok": bool(res.ok), "note": res.note}
     return (float(res.row), float(res.col)), info
+
+
+#: :func:`_given_centre_check`: a given centre this many pixels from a confident Friedel centre is
+#: named in a warning.
+CENTRE_CHECK_PX = 3.0
+
+
+def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float]) -> dict:
+    """Where the spots' Friedel symmetry puts the direct beam, beside a ``--centre`` given; a
+    warning where the two differ by more than :data:`CENTRE_CHECK_PX` and the symmetry is clear
+    (a centre typed as COL ROW, or read off another image, gives ``no match`` with no hint)."""
+    from edorient.indexing.spots import find_centre
+
+    try:
+        res = find_centre(image, validity[0])
+    except Exception:  # (the check only advises; the given centre is used whatever it says)
+        return {}
+    if not res.ok:
+        return {}
+    found = (float(res.row), float(res.col))
+    off = float(np.hypot(found[0] - given[0], found[1] - given[1]))
+    out = {"friedel_centre": [round(found[0], 3), round(found[1], 3)], "friedel_offset_px": round(off, 2)}
+    if off > CENTRE_CHECK_PX:
+        swapped = np.hypot(found[0] - given[1], found[1] - given[0]) <= CENTRE_CHECK_PX
+        log.warning("--centre %g %g is %.1f px from the direct beam the spots' Friedel pairs give (%.1f, %.1f, %d "
+                    "pairs)%s; the given one is used", given[0], given[1], off, found[0], found[1], res.n_pairs,
+                    ": it looks like COL ROW, give ROW COL" if swapped else
+                    "; leave --centre out, or check it, if the answer is no match")
+    return out
 
 
 def _run_crystal(run) -> str | None:

@@ -341,3 +341,17 @@ def test_another_crystal_on_inferred_stretched_pixels_is_not_confident(tmp_path)
     assert res["pixel_aspect"]["first_answer"]["verdict"] == "no match"
     g = res["grains"][0]
     assert g["verdict"] == "ambiguous" and any(r.startswith(ASPECT_UNCONFIRMED_REASON) for r in g["verdict_reasons"]), g
+
+
+def test_a_centre_given_as_col_row_is_named(tmp_path, capsys):
+    """--centre typed COL ROW: the answer is no match with nothing pointing at the centre; the
+    spots' Friedel centre (still found, not used) names the swap. The right order: no warning."""
+    rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--centre", 152, 208.5, "--no-refine"],
+                   tmp_path)
+    err = capsys.readouterr().err
+    assert rc == 0 and "looks like COL ROW" in err and res["centre_finding"]["friedel_offset_px"] > 50, err
+    rc, res = _run([CUNI, "--crystal", CUNI_CIF, "--calibration", 0.00979, "--centre", 208.5, 152, "--no-refine"],
+                   tmp_path)
+    err = capsys.readouterr().err
+    assert rc == 0 and "--centre" not in err and res["centre_finding"]["friedel_offset_px"] < 1, err
+    assert res["grains"][0]["verdict"] == "confident"
