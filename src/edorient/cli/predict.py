@@ -85,7 +85,8 @@ class Predict(Subcommand):
                                  "it and which way on the detector the zone lies (the way to tilt); the search "
                                  "itself does not use it")
         parser.add_argument("--centre", nargs=2, type=finite_float, default=None, metavar=("ROW", "COL"),
-                            help="direct-beam position in the file (default: found automatically)")
+                            help="direct-beam position in the file (default: found by Friedel symmetry; a given one "
+                                 "is used as given, with a warning where the spots put the beam over 3 px away)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
         parser.add_argument("--disc", type=disc_radius, default=0.0, metavar="auto|off|PX",
                             help="radius in pixels of the probe's diffraction discs (nano-beam data), deconvolved from "
