@@ -451,7 +451,9 @@ def check_calibration_units(
     A calibration is implausible when the crystal's first strong reflection would lie within
     :data:`MIN_FIRST_RING_PX` pixels of the direct beam, or the image would reach beyond
     :data:`MAX_FIELD_G` Å⁻¹ (both: 10x too large, e.g. 1/nm), or when that reflection would lie
-    beyond the image's farthest corner (10x too small).
+    beyond the image's farthest corner (10x too small where 10x larger puts it at least
+    :data:`MIN_FIRST_RING_PX` out; else a crop too tight to hold any reflection, said so rather
+    than a wrong 10x hint: a 28 x 28 crop of al_001 at its right calibration was told "use 0.1901").
 
     Raises
     ------
@@ -484,8 +486,13 @@ def check_calibration_units(
         raise EdorientError(f"calibration {cal:g} 1/Å per px puts {what} {r1:.1f} px from the direct beam and the "
                             f"image edge at {edge_g:.2g} 1/Å: is it in 1/nm? 1/nm is 10x 1/Å: use {cal / 10:.4g}")
     if r1 > far:
+        if r1 / 10.0 >= MIN_FIRST_RING_PX:  # (10x larger would make a pattern; else the image is a tight crop)
+            raise EdorientError(f"calibration {cal:g} 1/Å per px puts {what} {r1:.0f} px from the direct beam, beyond "
+                                f"the image ({far:.0f} px to its farthest corner): 10x too small? use {cal * 10:.4g}")
         raise EdorientError(f"calibration {cal:g} 1/Å per px puts {what} {r1:.0f} px from the direct beam, beyond the "
-                            f"image ({far:.0f} px to its farthest corner): 10x too small? use {cal * 10:.4g}")
+                            f"image ({far:.0f} px to its farthest corner): the image holds none of the crystal's "
+                            f"reflections; give a larger crop (at least {2 * math.ceil(1.5 * r1)} px around the beam), "
+                            "or check the calibration")
 
 
 # -- calibration file ----------------------------------------------------------------------

@@ -220,3 +220,16 @@ def test_the_three_superlattices_of_index_two_are_tried():
         pts = {tuple(np.round((B @ np.array(n)) % 1.0, 6)) for n in ((1, 0), (0, 1), (1, 1))}
         added |= pts - {(0.0, 0.0)}
     assert added == {(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)}
+
+
+def test_a_calibration_too_small_and_a_crop_too_tight_get_their_own_hints():
+    """anatase's 101 (d = 3.52 Å) at 0.00134 1/Å per px lies 212 px out on a 224 px image: 10x
+    too small (0.0134 puts it 21 px out). At 0.0134 on a 28 x 28 crop it lies 21 px out, beyond
+    the crop's 20 px corner: the calibration is fine, the crop holds no reflection."""
+    x = anatase()
+    with pytest.raises(EdorientError, match=r"10x too small\? use 0\.0134"):
+        check_calibration_units(0.00134, x, (224, 224))
+    with pytest.raises(EdorientError, match="larger crop") as err:
+        check_calibration_units(0.0134, x, (28, 28))
+    assert "10x" not in str(err.value)
+    check_calibration_units(0.0134, x, (64, 64))  # a crop that holds the 101 ring: fine
