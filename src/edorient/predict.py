@@ -71,7 +71,8 @@ class PredictConfig:
     frame: int | None = None
     """Frame of a stack."""
     intensity: str = "linear"
-    """``linear`` (detector counts) or ``display`` (already a display image, e.g. a figure)."""
+    """``linear`` (detector counts), ``display`` (already a display image, e.g. a figure) or
+    ``inverted`` (a negative: dark spots on a light ground, turned over first)."""
     size: int = 150
     """Working image size of the template search (a run uses its own; :attr:`SearchConfig.size`)."""
     matcher_directions: int = 400
@@ -356,8 +357,8 @@ def _check_config(config: PredictConfig) -> None:
     """The settings' own checks, before any file is read (one line naming the fix)."""
     if config.grains not in (1, 2):
         raise EdorientError(f"--grains must be 1 or 2, got {config.grains}")
-    if config.intensity not in ("linear", "display"):
-        raise EdorientError(f"--intensity must be linear or display, got {config.intensity!r}")
+    if config.intensity not in ("linear", "display", "inverted"):
+        raise EdorientError(f"--intensity must be linear, display or inverted, got {config.intensity!r}")
     if not 0 <= config.calibration_tolerance < 0.5:
         raise EdorientError(f"--calibration-tolerance must be in [0, 0.5), got {config.calibration_tolerance}")
     if not 0 <= config.ellipticity_tolerance < 0.5:
@@ -384,8 +385,14 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         log.warning("the voltage %g kV is above the %g kV of the highest-voltage microscopes in use; did you mean "
                     "%g kV? (give --kv)", kv, HIGHEST_TEM_KV, _meant_kv(kv))
     image = pattern.image
-    if config.intensity == "display":  # a figure: bright spots on dark, any scale
-        image = image - image.min()
+    if config.intensity == "inverted":  # a negative: dark spots on a light ground
+        image = np.nanmax(image) - image
+    elif config.intensity == "linear" and looks_inverted(image):
+        log.warning("most of %s is bright (its median lies in the top %d %% of its range): if its spots are dark "
+                    "on a light ground (a negative, an inverted print), give --intensity inverted", path,
+                    round(100 * (1 - INVERTED_MEDIAN)))
+    if config.intensity in ("display", "inverted"):  # a figure: bright spots on dark, any scale
+        image = image - np.nanmin(image)
     from edorient.indexing.preprocess import bright_spikes, validity_mask, with_bad_pixels
 
     bad = pattern.bad  # the file's NaN pixels
@@ -445,6 +452,28 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         _overlay(Path(overlay), image, draw, grains, crystal)
         result["overlay"] = str(overlay)
     return result
+
+
+#: :func:`looks_inverted`: the median's place in the 1-99.9 % range above which an image is taken
+#: for a negative (a diffraction pattern is mostly dark: the development cases 0.002-0.013).
+INVERTED_MEDIAN = 0.6
+
+
+def looks_inverted(image: np.ndarray) -> bool:
+    """Whether most of ``image`` is bright, as in a negative (dark spots on a light ground).
+
+    >>> rng = np.random.default_rng(0)
+    >>> pattern = rng.poisson(5.0, (64, 64)).astype(float)
+    >>> pattern[30:34, 30:34] = 1000.0
+    >>> looks_inverted(pattern), looks_inverted(pattern.max() - pattern)
+    (False, True)
+    """
+    x = np.asarray(image, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return False
+    lo, med, hi = np.percentile(x, [1.0, 50.0, 99.9])
+    return bool(hi > lo and (med - lo) / (hi - lo) > INVERTED_MEDIAN)
 
 
 def _meant_kv(kv: float) -> float:

@@ -355,3 +355,22 @@ def test_a_centre_given_as_col_row_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0 and "--centre" not in err and res["centre_finding"]["friedel_offset_px"] < 1, err
     assert res["grains"][0]["verdict"] == "confident"
+
+
+def test_a_negative_is_named_and_read_with_intensity_inverted(tmp_path, capsys):
+    """al_001 turned over (dark spots on a light ground): read as counts it is no match, with a
+    warning that names the likely cause; --intensity inverted finds [0 0 1] confident."""
+    from edorient.io.images import read_image
+
+    al = read_image(REAL / "images" / "al_001_sped.npy").astype(np.float32)
+    neg = tmp_path / "al_negative.npy"
+    np.save(neg, al.max() - al)
+    base = [neg, "--crystal", REAL / "cif" / "Al.cif", "--calibration", 0.01901]
+    rc, res = _run(base, tmp_path)
+    err = capsys.readouterr().err
+    assert rc == 0 and "--intensity inverted" in err and res["grains"][0]["verdict"] == "no match", err
+    rc, res = _run(base + ["--intensity", "inverted"], tmp_path)
+    err = capsys.readouterr().err
+    g = res["grains"][0]
+    assert rc == 0 and "--intensity inverted" not in err
+    assert g["verdict"] == "confident" and g["nearest_zone_axis"] == [0, 0, 1], g

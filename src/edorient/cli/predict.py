@@ -94,8 +94,9 @@ class Predict(Subcommand):
         parser.add_argument("--mask", type=Path, default=None,
                             help="an image of the detector's size, nonzero at pixels to ignore (dead, hot, gaps, a beam "
                                  "stop); they are left out of the centre finding, the background and the fits")
-        parser.add_argument("--intensity", choices=["linear", "display"], default="linear",
-                            help="linear: detector counts (default); display: an already contrast-adjusted image")
+        parser.add_argument("--intensity", choices=["linear", "display", "inverted"], default="linear",
+                            help="linear: detector counts (default); display: an already contrast-adjusted image; "
+                                 "inverted: a negative (dark spots on a light ground), turned over first")
         parser.add_argument("--matcher-directions", type=positive_int, default=400,
                             help="template dictionary size: directions over the Laue sector (default 400; "
                                  "low-index zone axes are always added; cached on disk)")
