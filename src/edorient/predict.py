@@ -254,7 +254,10 @@ def _find_centre(image: np.ndarray, config: PredictConfig, validity) -> tuple[tu
         from edorient.io.images import find_direct_beam
 
         return find_direct_beam(image), {"method": "brightest blob"}
-    res = find_centre(image, validity[0])
+    from edorient.indexing.preprocess import dark_flat_patches
+
+    dark = dark_flat_patches(image)  # (a painted-out beam stop: the beam may be behind it)
+    res = find_centre(image, validity[0] & ~dark if dark.any() else validity[0])
     info = {"method": res.method, "friedel_symmetry": round(float(res.symmetry_score), 3),
             "pairs": int(res.n_pairs), "ok": bool(res.ok), "note": res.note}
     return (float(res.row), float(res.col)), info

@@ -374,3 +374,25 @@ def test_a_negative_is_named_and_read_with_intensity_inverted(tmp_path, capsys):
     g = res["grains"][0]
     assert rc == 0 and "--intensity inverted" not in err
     assert g["verdict"] == "confident" and g["nearest_zone_axis"] == [0, 0, 1], g
+
+
+def test_a_beam_zeroed_out_is_looked_for_behind_its_patch(tmp_path):
+    """al_001 with its direct beam zeroed within 10 px (a beam stop painted out): the zeros were
+    taken for dark ground, so the centre finder expected the beam there, refused the true centre
+    and took a diffracted spot (1 Friedel pair of 8); the interior patch at the image's minimum
+    now lets the beam hide behind it (4 pairs, [0 0 1] confident)."""
+    from edorient.indexing.preprocess import dark_flat_patches
+    from edorient.io.images import read_image
+
+    al = read_image(REAL / "images" / "al_001_sped.npy").astype(np.float32)
+    rr, cc = np.mgrid[: al.shape[0], : al.shape[1]]
+    disc = np.hypot(rr - 43.5, cc - 43.5) <= 10
+    zeroed = np.where(disc, 0.0, al).astype(np.float32)
+    dark = dark_flat_patches(zeroed)
+    assert dark[disc].all() and dark.sum() < 2 * disc.sum() and not dark_flat_patches(al).any()
+    path = tmp_path / "al_stop.npy"
+    np.save(path, zeroed)
+    rc, res = _run([path, "--crystal", REAL / "cif" / "Al.cif", "--calibration", 0.01901], tmp_path)
+    assert rc == 0 and np.hypot(res["centre"][0] - 43.5, res["centre"][1] - 43.5) < 0.5, res["centre"]
+    g = res["grains"][0]
+    assert g["verdict"] == "confident" and g["nearest_zone_axis"] == [0, 0, 1], g

@@ -119,6 +119,26 @@ def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
     return ndimage.binary_dilation(bad, iterations=3)
 
 
+def dark_flat_patches(image: np.ndarray, min_area: int = MIN_FLAT_AREA) -> np.ndarray:
+    """True on connected patches of at least ``min_area`` pixels at the image's minimum that do
+    not touch its border: :func:`validity_mask` keeps them (an 8-bit pattern's empty ground
+    carries no spot either way), but one where the direct beam would be is a beam stop painted
+    out (or a zeroed disc), behind which the centre finder must not expect the beam: al_001 with
+    its beam zeroed within 10 px was centred on a diffracted spot, from 1 Friedel pair of 8."""
+    x = np.asarray(image, dtype=np.float64)
+    flat = _flat_windows(x) & (x == float(np.nanmin(x)))
+    if int(flat.sum()) < min_area or float(np.mean(x == float(np.nanmin(x)))) >= 0.3:
+        return np.zeros(x.shape, dtype=bool)  # (none large enough, or the empty ground of a sparse pattern)
+    lab, n = ndimage.label(flat)
+    idx = np.arange(1, n + 1)
+    sizes = ndimage.sum(flat, lab, idx)
+    border = np.zeros(x.shape, dtype=bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    on_border = ndimage.maximum(border, lab, idx).astype(bool)
+    keep = (sizes >= min_area) & ~on_border
+    return ndimage.binary_dilation(np.isin(lab, 1 + np.flatnonzero(keep)), structure=np.ones((3, 3), bool), iterations=3)
+
+
 #: A hot pixel of a scan (:func:`detector_defects`): in the scan's mean pattern at least this many
 #: times brighter than the median of its 5 x 5 neighbourhood, and its cluster (hot pixels touching
 #: each other, at most ``HOT_MAX_CLUSTER``) this many times brighter than every pixel around it
