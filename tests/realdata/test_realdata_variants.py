@@ -97,3 +97,33 @@ def test_non_square_pixels_are_undone(name, aspect, tmp_path, monkeypatch):
     # the same ellipticity at 30° from the axes is not a pixel shape: no second try
     assert pr._pixel_aspect([dict(g, **pa["first_answer"], spot_distortion={
         "measured": True, "ellipticity": pa["ellipticity"], "angle_deg": 30.0})], cfg) is None
+
+
+@pytest.mark.parametrize("zoom, clip", [(2, True), (4, False)])
+def test_an_enlarged_pattern_is_binned_to_its_spots_width(zoom, clip, tmp_path, monkeypatch):
+    """cuni_110 enlarged 2x (as an 8-bit figure, its spots clipped) or 4x: spots 8-15 px wide, on
+    which the centre finder put the beam 49 px off (2x) or could not check it (4x) and the zone was
+    refused. Binned to spots 4-5 px wide it is [1 0 1] confident, centre and calibration given back
+    in the file's pixels."""
+    from scipy import ndimage
+
+    from edorient import predict as pr
+    from edorient.evaluation.realdata import read_cases
+    from edorient.io.images import read_image
+
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path / "cache"))
+    case = {c.name: c for c in read_cases(REAL / "cases.tsv")}["cuni_110"]
+    big = ndimage.zoom(read_image(case.image).astype(float), zoom, order=1)
+    path = tmp_path / f"cuni_x{zoom}.npy"
+    np.save(path, (np.clip(big, 0, 255).round() if clip else big).astype(np.float32))
+    b, fwhm = pr.bin_factor(np.load(path))
+    assert b >= 2 and fwhm > 7
+    res = pr.predict_file(path, pr.PredictConfig(calibration=case.calibration / zoom, voltage_kv=case.kv),
+                          crystal_name=str(case.cif))
+    g = res["grains"][0]
+    assert g["verdict"] == "confident" and g["nearest_zone_axis"] == [1, 0, 1] and g["angle_to_zone_axis_deg"] < 0.3, g
+    assert res["binned"]["factor"] == b
+    truth = [(x + 0.5) * zoom - 0.5 for x in (208.5, 152.0)]  # the README's beam, in the enlarged pixels
+    assert np.hypot(res["centre"][0] - truth[0], res["centre"][1] - truth[1]) < 1.5 * zoom, res["centre"]
+    assert abs(res["calibration_fitted"] / (case.calibration / zoom) - 1) < 0.01
+    assert pr.bin_factor(read_image(case.image).astype(float))[0] == 1  # the original is left as it is

@@ -78,6 +78,19 @@ def disc_radius(text: str) -> float | None:
     return value
 
 
+def bin_arg(text: str) -> int | None:
+    """argparse type of ``predict --bin``: ``auto`` (None: by the spots' width) or a factor 1-16."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number 1-16, got {text!r}") from None
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number 1-16, got {text!r}")
+    return value
+
+
 def calibration_or_file(text: str):
     """``--calibration`` as a number (1/Å per pixel) or a calibration file of ``edorient
     calibrate``: (calibration, the file's :class:`~edorient.indexing.calibration.Calibration` or

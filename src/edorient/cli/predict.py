@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edorient.cli._base import Subcommand, disc_radius, finite_float, positive_int
+from edorient.cli._base import Subcommand, bin_arg, disc_radius, finite_float, positive_int
 
 
 def _calibration_arg(args: argparse.Namespace):
@@ -88,6 +88,10 @@ class Predict(Subcommand):
                             help="direct-beam position in the file (default: found by Friedel symmetry; a given one "
                                  "is used as given, with a warning where the spots put the beam over 3 px away)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
+        parser.add_argument("--bin", type=bin_arg, default=None, metavar="auto|N",
+                            help="bin the pattern N x N first (1: never); auto (default): by its spots' width, so "
+                                 "that broad spots (a large detector, an enlarged figure) become 4-5 px wide; not "
+                                 "with --disc. Centre and calibration stay in the file's pixels")
         parser.add_argument("--disc", type=disc_radius, default=0.0, metavar="auto|off|PX",
                             help="radius in pixels of the probe's diffraction discs (nano-beam data), deconvolved from "
                                  "the pattern first (auto: measured on its direct beam; default off)")
@@ -156,7 +160,7 @@ class Predict(Subcommand):
                             ellipticity_tolerance=ell_tol, voltage_kv=kv,
                             background=args.background, size=args.size,
                             centre=centre, frame=args.frame, mask=None if args.mask is None else str(args.mask),
-                            disc_px=args.disc,
+                            disc_px=args.disc, bin=args.bin,
                             intensity=args.intensity, matcher_directions=args.matcher_directions,
                             single_directions=args.single_directions, pair_directions=args.pair_directions,
                             refine=args.refine, device=args.device,
