@@ -101,7 +101,8 @@ class PredictConfig:
     bin: int | None = None
     """Bin the pattern by this factor before anything else (1: never); None: by its spots' width
     (:func:`bin_factor`), so that broad spots of a large detector or an enlarged figure are found
-    as the narrow ones the spot finder and the centre finder are measured on."""
+    as the narrow ones the spot finder and the centre finder are measured on; None means 1 where
+    ``disc_px`` is not 0 (a disc's width is the probe's)."""
     cache: bool = True
     """Keep template dictionaries in the on-disk cache."""
     distortion: tuple[float, float] | None = None
@@ -244,14 +245,14 @@ def _calibration(config: PredictConfig, pattern, crystal, path=None) -> tuple[fl
     return float(cal), source
 
 
-def _find_centre(image: np.ndarray, config: PredictConfig, validity) -> tuple[tuple[float, float], dict]:
+def _find_centre(image: np.ndarray, config: PredictConfig, validity, b: int = 1) -> tuple[tuple[float, float], dict]:
     """The direct beam: given, or found by Friedel symmetry (with the brightest blob as fallback)."""
     if config.centre is not None:
         r, c = (float(v) for v in config.centre)
         h, w = image.shape
         if not (0 <= r < h and 0 <= c < w):
             raise EdorientError(f"--centre {r:g} {c:g} is outside the {h} x {w} image; give ROW COL in its pixels")
-        return (r, c), {"method": "given", **_given_centre_check(image, validity, (r, c))}
+        return (r, c), {"method": "given", **_given_centre_check(image, validity, (r, c), b)}
     try:
         from edorient.indexing.spots import find_centre
     except ImportError:  # pragma: no cover
@@ -272,10 +273,11 @@ def _find_centre(image: np.ndarray, config: PredictConfig, validity) -> tuple[tu
 CENTRE_CHECK_PX = 3.0
 
 
-def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float]) -> dict:
+def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float], b: int = 1) -> dict:
     """Where the spots' Friedel symmetry puts the direct beam, beside a ``--centre`` given; a
     warning where the two differ by more than :data:`CENTRE_CHECK_PX` and the symmetry is clear
-    (a centre typed as COL ROW, or read off another image, gives ``no match`` with no hint)."""
+    (a centre typed as COL ROW, or read off another image, gives ``no match`` with no hint).
+    ``image`` binned ``b`` x ``b``: the report and the warning are in the file's pixels."""
     from edorient.indexing.spots import find_centre
 
     try:
@@ -284,7 +286,10 @@ def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float])
         return {}
     if not res.ok:
         return {}
-    found = (float(res.row), float(res.col))
+    def file_px(v):
+        return tuple((float(x) + 0.5) * b - 0.5 for x in v)
+
+    found, given = file_px((res.row, res.col)), file_px(given)
     off = float(np.hypot(found[0] - given[0], found[1] - given[1]))
     out = {"friedel_centre": [round(found[0], 3), round(found[1], 3)], "friedel_offset_px": round(off, 2)}
     if off > CENTRE_CHECK_PX:
@@ -410,13 +415,16 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
 
         given = read_detector_mask(config.mask, image.shape)
         bad = given if bad is None else bad | given
-    file_image, fwhm = image, None
+    file_image, file_config, fwhm = image, config, None
     b = config.bin
     if b is None:  # (not with --disc: a disc's width is the probe's, which the deconvolution undoes)
         b, fwhm = (1, None) if config.disc_px != 0 else bin_factor(image if bad is None else np.where(bad, np.nan, image))
     if b > 1:  # the rest runs on the binned pattern; centre and calibration are given back in the file's pixels
         from dataclasses import replace
 
+        if min(image.shape) // b < 16:
+            raise EdorientError(f"--bin {b} leaves {image.shape[0] // b} x {image.shape[1] // b} pixels of the "
+                                f"{image.shape[0]} x {image.shape[1]} image {path}; give a smaller --bin")
         image, bad = bin_image(image, bad, b)
         calibration = calibration * b
         if config.centre is not None:
@@ -431,7 +439,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         validity[1]["bright_spikes_px"] = int(spikes.sum())
     else:
         validity = validity_mask(image)
-    centre, centre_info = _find_centre(image, config, validity)
+    centre, centre_info = _find_centre(image, config, validity, b)
     discs = None
     if config.disc_px != 0:
         image, discs = _without_discs(image, centre, config.disc_px, validity[0])
@@ -475,8 +483,9 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     if aspect is not None:  # non-square pixels: undone, and the pattern indexed again
         from dataclasses import replace
 
-        given = config.centre if b == 1 or config.centre is None else tuple((v + 0.5) * b - 0.5 for v in config.centre)
-        again = predict_file(path, replace(config, distortion=aspect, centre=given, bin=b), run, crystal_name, overlay)
+        again = predict_file(path, replace(file_config, distortion=aspect, bin=b), run, crystal_name, overlay)
+        if b > 1:  # (what the automatic binning measured, which the second call, told b, did not)
+            again["binned"] = result["binned"]
         _aspect_unconfirmed(again["grains"], aspect, again.get("calibration_in"))
         again["pixel_aspect"] = {"ellipticity": round(aspect[0], 4), "angle_deg": round(aspect[1], 2),
                                  "along": "columns" if min(aspect[1], 180 - aspect[1]) <= PIXEL_ASPECT_AXIS_DEG else "rows",
@@ -542,14 +551,14 @@ def spot_fwhm(image: np.ndarray, n: int = 12) -> float | None:
     for r, c in sp.positions[np.argsort(-sp.intensity)]:
         ri, ci = int(round(r)), int(round(c))
         peak = x[ri, ci]
-        if peak >= top:  # a saturated plateau is not the spot's width
-            continue
         r0, c0 = max(ri - 40, 0), max(ci - 40, 0)
         sub = x[r0: ri + 41, c0: ci + 41]
         base = float(np.percentile(sub, 20))
         lab, _ = ndimage.label(sub >= base + 0.5 * (peak - base))
         k = lab[ri - r0, ci - c0]
-        if k:
+        # a saturated plateau is not the spot's width (the finder may place a clipped spot on its
+        # rim, below the clip level: the spot's area is checked, not its found peak)
+        if k and not (sub[lab == k] >= top).any():
             widths.append(2.0 * float(np.sqrt((lab == k).sum() / np.pi)))
         if len(widths) >= n:
             break
@@ -594,17 +603,16 @@ def _unbin_result(result: dict, b: int, fwhm: float | None) -> None:
     def file_px(v):
         return [round((float(x) + 0.5) * b - 0.5, 3) for x in v]
 
-    result["centre"] = file_px(result["centre"])
-    cf = result.get("centre_finding") or {}
-    if cf.get("friedel_centre") is not None:
-        cf["friedel_centre"] = file_px(cf["friedel_centre"])
+    result["centre"] = file_px(result["centre"])  # (centre_finding's friedel_centre is in them already)
+    if (result.get("discs") or {}).get("radius_px") is not None:
+        result["discs"]["radius_px"] = round(float(result["discs"]["radius_px"]) * b, 3)
     for k in ("calibration_in", "calibration_fitted"):
         if result.get(k) is not None:
             result[k] = round(float(result[k]) / b, 9)
+    why = f"its spots {fwhm:.1f} px wide" if fwhm is not None else "--bin"
     result["binned"] = {"factor": int(b), "spot_fwhm_px": None if fwhm is None else round(fwhm, 2),
-                        "note": f"the pattern was binned {b} x {b} (its spots {fwhm:.1f} px wide); other pixel sizes "
-                                "here (preprocessing, spot_distortion, refinement) are of the binned image"
-                                if fwhm is not None else f"the pattern was binned {b} x {b} (--bin)"}
+                        "note": f"the pattern was binned {b} x {b} ({why}); other pixel sizes here (preprocessing, "
+                                "spot_distortion, refinement, centre_finding's note) are of the binned image"}
 
 
 def _meant_kv(kv: float) -> float:

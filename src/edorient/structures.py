@@ -137,11 +137,14 @@ def _shortest(crystal: Crystal) -> float:
     """The shortest distance between two atoms of the crystal, in Å (periodic images included)."""
     A = direct_matrix(*crystal.cell)
     shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
-    f = crystal.frac
-    d = f[:, None, None, :] - f[None, :, None, :] + shifts[None, None, :, :]
-    r = np.linalg.norm(d @ A.T, axis=-1)
-    r[r < 1e-6] = np.inf  # an atom and itself
-    return float(r.min()) if np.isfinite(r).any() else float("inf")
+    f = np.asarray(crystal.frac, dtype=float)
+    best = float("inf")
+    for p in f:  # (one atom at a time: memory n x 27, not n^2 x 27, for cells of thousands of atoms)
+        r = np.linalg.norm((f[:, None, :] - p + shifts[None]) @ A.T, axis=-1)
+        r = r[r > 1e-6]  # (an atom and itself)
+        if r.size:
+            best = min(best, float(r.min()))
+    return best
 
 
 def _describe(crystal: Crystal) -> str:

@@ -85,7 +85,7 @@ class Calibrate(Subcommand):
                 "overlay, or %s", " ".join(map(str, ru["zone"])), ru["calibration"], " ".join(map(str, fit.zone)),
                 fit.calibration, "" if guess is None else f" within {args.tolerance:.0%} of {guess:g}",
                 "give --calibration (the nominal value of the camera length) to choose" if guess is None
-                else "give --zone")
+                else "give --zone" if zone is None else "narrow --tolerance")
         cal = calibration_from_fit(fit, voltage_kv=kv, crystal=crystal.name, source=str(args.image))
         save_calibration(args.out, cal)
         if args.overlay is not None:

@@ -89,9 +89,9 @@ class Predict(Subcommand):
                                  "is used as given, with a warning where the spots put the beam over 3 px away)")
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
         parser.add_argument("--bin", type=bin_arg, default=None, metavar="auto|N",
-                            help="bin the pattern N x N first (1: never); auto (default): by its spots' width, so "
-                                 "that broad spots (a large detector, an enlarged figure) become 4-5 px wide; not "
-                                 "with --disc. Centre and calibration stay in the file's pixels")
+                            help="bin the pattern N x N first (1: never); auto (default): by its spots' width, "
+                                 "so that spots wider than ~7 px (a large detector, an enlarged figure) become 3.5-7 "
+                                 "px wide; auto is 1 with --disc. Centre and calibration stay in the file's pixels")
         parser.add_argument("--disc", type=disc_radius, default=0.0, metavar="auto|off|PX",
                             help="radius in pixels of the probe's diffraction discs (nano-beam data), deconvolved from "
                                  "the pattern first (auto: measured on its direct beam; default off)")

@@ -124,7 +124,9 @@ def dark_flat_patches(image: np.ndarray, min_area: int = MIN_FLAT_AREA) -> np.nd
     not touch its border: :func:`validity_mask` keeps them (an 8-bit pattern's empty ground
     carries no spot either way), but one where the direct beam would be is a beam stop painted
     out (or a zeroed disc), behind which the centre finder must not expect the beam: al_001 with
-    its beam zeroed within 10 px was centred on a diffracted spot, from 1 Friedel pair of 8."""
+    its beam zeroed within 10 px was centred on a diffracted spot, from 1 Friedel pair of 8. The
+    patches are grown by 3 px (the 5 x 5 flatness test eats their rim); none where the minimum
+    covers 30 % of the image or more (the empty ground of a sparse pattern)."""
     x = np.asarray(image, dtype=np.float64)
     flat = _flat_windows(x) & (x == float(np.nanmin(x)))
     if int(flat.sum()) < min_area or float(np.mean(x == float(np.nanmin(x)))) >= 0.3:
