@@ -127,3 +127,28 @@ def test_an_enlarged_pattern_is_binned_to_its_spots_width(zoom, clip, tmp_path, 
     assert np.hypot(res["centre"][0] - truth[0], res["centre"][1] - truth[1]) < 1.5 * zoom, res["centre"]
     assert abs(res["calibration_fitted"] / (case.calibration / zoom) - 1) < 0.01
     assert pr.bin_factor(read_image(case.image).astype(float))[0] == 1  # the original is left as it is
+
+
+def test_a_given_centre_is_checked_in_the_files_pixels_when_binned(tmp_path, monkeypatch, caplog):
+    """On a binned pattern the --centre check compared binned pixels against its 3 px (a centre
+    4.9 file px off passed unremarked, and the warning quoted binned coordinates)."""
+    import logging
+
+    from scipy import ndimage
+
+    from edorient import predict as pr
+    from edorient.io.images import read_image
+
+    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path / "cache"))
+    big = ndimage.zoom(read_image(REAL / "images" / "cuni_110_sad.png").astype(float), 2, order=1)
+    path = tmp_path / "cuni_x2.npy"
+    np.save(path, big.astype(np.float32))
+    given = (422.5, 304.5)  # the beam is at about (417.6, 304.6) in these pixels
+    with caplog.at_level(logging.WARNING, logger="edorient.predict"):
+        res = pr.predict_file(path, pr.PredictConfig(calibration=0.00979 / 2, voltage_kv=200, centre=given, bin=2,
+                                                     refine=False), crystal_name=str(REAL / "cif" / "CuNi.cif"))
+    cf = res["centre_finding"]
+    assert res["centre"] == list(given) and res["binned"]["factor"] == 2
+    assert abs(cf["friedel_offset_px"] - np.hypot(*(np.array(cf["friedel_centre"]) - given))) < 0.02
+    assert 4.0 < cf["friedel_offset_px"] < 6.0
+    assert any("--centre 422.5 304.5 is" in r.getMessage() for r in caplog.records), caplog.text
