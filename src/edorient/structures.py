@@ -74,6 +74,8 @@ def read_cif(path: str | Path) -> Crystal:
         raise EdorientError(f"CIF {p} has no unit cell ({', '.join(missing) or '_cell_length_a/b/c'} missing or "
                             "not a positive number); add the cell lengths in Å")
     sg = _space_group(st)
+    if sg is not None:
+        sg = _stated_setting(p, sg)
     if sg is None:
         raise EdorientError(
             f"CIF {p} has no readable space group (add _space_group_name_H-M_alt or "
@@ -116,6 +118,37 @@ def read_cif(path: str | Path) -> Crystal:
     return _expand(name, cell6, sg, sites, notes)
 
 
+_SYMOP_TAGS = ("_space_group_symop_operation_xyz", "_symmetry_equiv_pos_as_xyz", "_space_group_symop.operation_xyz")
+_HALL_TAGS = ("_space_group_name_Hall", "_symmetry_space_group_name_Hall", "_space_group.name_Hall")
+_CODE_TAGS = ("_space_group_IT_coordinate_system_code", "_space_group.IT_coordinate_system_code")
+
+
+def _stated_setting(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup":
+    """``sg`` in the setting the CIF states other than by its symmetry operations (which gemmi
+    reads first) or its H-M symbol: a Hall symbol, or the IT coordinate-system code '1' / '2' of a
+    group with two origin choices (gemmi reads a bare 'F d -3 m' in choice 2 whatever they say)."""
+    block = gemmi.cif.read(str(path)).sole_block()
+    if any(block.find_values(t) for t in _SYMOP_TAGS):
+        return sg
+    for tag in _HALL_TAGS:
+        value = block.find_value(tag)
+        if value is not None and gemmi.cif.as_string(value).strip() not in ("", "?", "."):
+            try:
+                found = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(gemmi.cif.as_string(value)))
+            except (RuntimeError, ValueError):
+                found = None
+            if found is not None:
+                return found
+    for tag in _CODE_TAGS:
+        value = block.find_value(tag)
+        code = None if value is None else gemmi.cif.as_string(value).strip()
+        if code in ("1", "2") and sg.ext in ("1", "2") and code != sg.ext:
+            other = gemmi.find_spacegroup_by_name(f"{sg.hm}:{code}")
+            if other is not None:
+                return other
+    return sg
+
+
 def _other_origin(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup | None":
     """The space group's other origin choice where the CIF names the group by its symbol only, with
     no ':1'/':2' and no symmetry operations, and the group has two (gemmi reads such a symbol in
@@ -123,8 +156,8 @@ def _other_origin(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup | Non
     if sg.ext not in ("1", "2"):
         return None
     block = gemmi.cif.read(str(path)).sole_block()
-    for tag in ("_space_group_symop_operation_xyz", "_symmetry_equiv_pos_as_xyz", "_space_group_symop.operation_xyz"):
-        if block.find_values(tag):
+    for tag in _SYMOP_TAGS + _HALL_TAGS + _CODE_TAGS:  # (the setting stated: :func:`_stated_setting` read it)
+        if block.find_values(tag) or block.find_value(tag) is not None:
             return None
     for tag in ("_space_group_name_H-M_alt", "_symmetry_space_group_name_H-M", "_space_group.name_H-M_alt"):
         value = block.find_value(tag)

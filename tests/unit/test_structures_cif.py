@@ -91,3 +91,14 @@ def test_a_symbol_with_two_origin_choices_and_no_operations_is_flagged(tmp_path,
     from edorient.structures import _shortest
 
     assert _shortest(y) == pytest.approx(5.431 * np.sqrt(3) / 4, abs=1e-6)  # the Si-Si bond, a sqrt(3)/4
+
+
+@pytest.mark.parametrize("extra", ["_space_group_IT_coordinate_system_code 1",
+                                   "_symmetry_space_group_name_Hall 'F 4d 2 3 -1d'"])
+def test_an_origin_choice_stated_otherwise_is_read_so(tmp_path, extra):
+    """The origin choice stated by the IT coordinate-system code or a Hall symbol (no ':1', no
+    operations): gemmi read the bare symbol in choice 2 whatever they said."""
+    path = tmp_path / "si.cif"
+    path.write_text(SI.format(sg="F d -3 m", xyz="0 0 0").replace("loop_", extra + "\nloop_", 1))
+    x = read_cif(path)
+    assert x.space_group == "F d -3 m:1" and len(x.symbols) == 8 and x.notes == ()
