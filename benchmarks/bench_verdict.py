@@ -111,6 +111,13 @@ def verdict_of(row, distortion: bool = True, ellipticity_tolerance: float | None
     d = row.get("spot_distortion")
     if distortion and v != "no match" and d and not d["measured"]:
         v = "ambiguous"  # the check could not be made (vd.unchecked_reasons, as the pipeline)
+    if distortion and v == "confident" and d and d["measured"] and "scale" in row:
+        from edorient.indexing.spots import SpotDistortion
+
+        sd = SpotDistortion(d["ellipticity"], d["angle_deg"], d["scale"], d["residual_px"], d["matched"], True)
+        if vd.camera_freedom_reasons(row["scale"], row["scale_tolerance"], sd, vd.ELLIPTICITY_TOLERANCE
+                                     if ellipticity_tolerance is None else ellipticity_tolerance):
+            v = "ambiguous"  # (vd.camera_freedom_reasons, as the pipeline)
     return v
 
 

@@ -396,3 +396,16 @@ def test_a_beam_zeroed_out_is_looked_for_behind_its_patch(tmp_path):
     assert rc == 0 and np.hypot(res["centre"][0] - 43.5, res["centre"][1] - 43.5) < 0.5, res["centre"]
     g = res["grains"][0]
     assert g["verdict"] == "confident" and g["nearest_zone_axis"] == [0, 0, 1], g
+
+
+def test_another_crystal_using_all_the_cameras_freedom_is_not_confident(tmp_path):
+    """al_001 with no --crystal (searched as the built-in anatase): anatase [5 3 1] fits at -14.9 %
+    calibration and 3.8 % ellipticity, each inside its tolerance (15 %, 4 %) and was confident;
+    both near their limits at once is what a wrong crystal needs, and it is now ambiguous."""
+    from edorient.indexing.verdict import CAMERA_FREEDOM_REASON
+
+    rc, res = _run([REAL / "images" / "al_001_sped.npy", "--calibration", 0.01901], tmp_path)
+    g = res["grains"][0]
+    assert rc == 0 and res["crystal"].startswith("anatase")
+    assert g["verdict"] in ("ambiguous", "no match") and g["verdict"] != "confident", g
+    assert g["verdict"] == "no match" or any(r.startswith(CAMERA_FREEDOM_REASON) for r in g["verdict_reasons"]), g

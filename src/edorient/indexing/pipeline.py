@@ -844,6 +844,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
     kept = refinement is not None and "kept" in (status if isinstance(status, list) else [status])
     scale_fitted = res.scale * (refinement["calibration_scale"] if kept else 1.0)
     scale_ok = vd.scale_allowed(scale_fitted, cfg.search.scale_tolerance)
+    freedom_why = ([] if pair is not None else
+                   vd.camera_freedom_reasons(scale_fitted, cfg.search.scale_tolerance, dist, cfg.ellipticity_tolerance))
     grains = []
     for g, (R, s) in enumerate(zip(rotations, scores)):
         label = crystal.laue.reduce(R[2])
@@ -879,6 +881,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
                 v, why = vd.verdict_reasons(s, m, agreement, scale_ok=scale_ok, distortion_why=dist_why)
             if v != "no match" and unchecked_why:  # (the camera check could not be made)
                 v, why = "ambiguous", why + unchecked_why
+            if v == "confident" and freedom_why:  # (the camera's scale and ellipticity both near their limits)
+                v, why = "ambiguous", why + freedom_why
         else:
             m, ru = float("nan"), []
             if second and second["real"]:

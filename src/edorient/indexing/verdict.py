@@ -172,8 +172,43 @@ MODEL_UNCHECKED_REASON = ("a trained model's answer is not checked against the p
 #: halo cannot confirm it: on the unstretched development patterns its isophotes are 3-24 %
 #: elliptical (docs/results.md, session 28).
 ASPECT_UNCONFIRMED_REASON = "the pixel shape was inferred from this crystal's own fit"
+#: :func:`camera_freedom_reasons`: the largest sum of squares of the fitted calibration error and
+#: ellipticity, each as a share of its tolerance, at which a one-grain answer can be ``confident``.
+#: Measured: the real development cases need at most (0.11, 0.55) of (±15 %, 4 %) with the
+#: calibration 10 % off (0.43); the verdict benchmark's 5 % calibration error and 3 % ellipticity
+#: (0.33, 0.75), 0.68; al_001 searched as anatase (no --crystal), anatase [5 3 1] at -14.9 % and
+#: 3.8 %, 1.87 (a new user's review, session 28).
+CAMERA_FREEDOM_MAX = 1.5
+#: How :func:`camera_freedom_reasons`' sentence starts (callers recognise it).
+CAMERA_FREEDOM_REASON = "its fit takes most of the camera's allowed freedom at once"
 #: How :func:`unchecked_reasons`' sentence starts (callers recognise it).
 UNCHECKED_REASON = "too few of its spots to check"
+
+
+def camera_freedom_reasons(scale: float, scale_tolerance: float, distortion, ellipticity_tolerance: float) -> list[str]:
+    """Why a one-grain answer is at most ``ambiguous`` because its fit needs a calibration error
+    and an ellipticity that together take most of what the camera is allowed (their shares of
+    the tolerances, squared and summed, above :data:`CAMERA_FREEDOM_MAX`): each within its limit,
+    but a right answer rarely needs both near it, while another crystal's pattern fitted as this
+    one's uses all the freedom there is. Empty where either tolerance is 0 or the distortion was
+    not measured.
+
+    >>> from edorient.indexing.spots import SpotDistortion
+    >>> d = SpotDistortion(1.0377, 30.0, 1.0, 0.1, 9, True)
+    >>> camera_freedom_reasons(0.851, 0.15, d, 0.04)[0][:58]
+    "its fit takes most of the camera's allowed freedom at once"
+    >>> camera_freedom_reasons(0.95, 0.15, d, 0.04), camera_freedom_reasons(1.10, 0.15, SpotDistortion(1.02, 0.0, 1.0, 0.1, 9, True), 0.04)
+    ([], [])
+    """
+    if distortion is None or not distortion.measured or not scale_tolerance > 0 or not ellipticity_tolerance > 0:
+        return []
+    ds, de = float(scale) - 1.0, float(distortion.ellipticity) - 1.0
+    used = (ds / scale_tolerance) ** 2 + (de / ellipticity_tolerance) ** 2
+    if not used > CAMERA_FREEDOM_MAX:
+        return []
+    return [f"{CAMERA_FREEDOM_REASON}: the calibration {100 * ds:+.1f} % (±{100 * scale_tolerance:g} % allowed) and "
+            f"{100 * de:.1f} % ellipticity ({100 * ellipticity_tolerance:g} % allowed), as another crystal's pattern "
+            "fitted as this one's would (give --crystal, or a calibration file of edorient calibrate, to check)"]
 
 
 def unchecked_reasons(distortion) -> list[str]:
