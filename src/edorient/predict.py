@@ -160,10 +160,13 @@ def _checked_zone(uvw, crystal=None) -> list[int]:
         try:
             return from_miller_bravais(uvw)
         except EdorientError as e:
-            raise EdorientError(f"--zone: {e}") from None
-    if len(uvw) != 3 or not any(uvw):
-        raise EdorientError(f"--zone must be three integers U V W (or four, U V T W, for hexagonal axes), not all 0; "
-                            f"got {uvw}")
+            raise EdorientError(f"--zone: {e} (four indices are the Miller-Bravais [u v t w] of hexagonal axes; "
+                                "for other cells give three, U V W)") from None
+    if len(uvw) not in (3, 4):
+        raise EdorientError(f"--zone needs three integers U V W (or four, U V T W, for hexagonal axes); got "
+                            f"{len(uvw)}: {uvw}")
+    if not any(uvw):
+        raise EdorientError(f"--zone {' '.join(map(str, uvw))} is no direction; give a zone axis such as 1 1 0")
     return uvw
 
 
@@ -466,7 +469,9 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         for g in grains:
             g["zone_given"] = zone_relation(np.asarray(g["orientation_matrix"]), crystal, config.zone)
     result.update({"grains": grains, "calibration_in": calibration, "calibration_source": cal_source,
-                   "voltage_kv": kv, "centre": [round(centre[0], 3), round(centre[1], 3)], "centre_finding": centre_info})
+                   "voltage_kv": kv, "voltage_source": "given" if config.voltage_kv is not None else
+                   ("file" if pattern.voltage_kv else "assumed"),
+                   "centre": [round(centre[0], 3), round(centre[1], 3)], "centre_finding": centre_info})
     if b > 1:
         _unbin_result(result, b, fwhm)
         if overlay is not None:
@@ -1149,7 +1154,10 @@ def summary_text(result: dict[str, Any]) -> str:
     """
     lines = _grain_lines(result)
     cal_in, cal_fit = result.get("calibration_in"), result.get("calibration_fitted")
-    tail = [f"crystal {result.get('crystal')}" + (f", {result['voltage_kv']:g} kV" if result.get("voltage_kv") else "")]
+    kv_note = (" (assumed: the beam's tilt off the zone depends on it; give --kv)"
+               if result.get("voltage_source") == "assumed" else "")
+    tail = [f"crystal {result.get('crystal')}" + (f", {result['voltage_kv']:g} kV{kv_note}" if result.get("voltage_kv")
+                                                 else "")]
     if cal_in is not None:
         cal = f"calibration {cal_in:.6g} 1/Å per px ({result.get('calibration_source', 'given')})"
         if cal_fit is not None:

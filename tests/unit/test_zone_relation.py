@@ -41,7 +41,7 @@ def test_the_nearest_equivalent_is_taken_and_a_zero_zone_refused():
     R = rotation_from_direction(xt.zone_axis_direction([1, 0, 1]), 10.0)
     assert zone_relation(R, xt, [0, 1, 1])["angle_deg"] == pytest.approx(0.0, abs=1e-6)  # [0 1 1] ~ [1 0 1]
     assert zone_relation(R, xt, [0, 1, 1])["laue_circle_towards_deg"] is None
-    with pytest.raises(EdorientError, match="not all 0"):
+    with pytest.raises(EdorientError, match="is no direction"):
         zone_relation(R, xt, [0, 0, 0])
 
 
@@ -118,3 +118,15 @@ def test_a_tilt_within_the_uncertainty_gets_no_direction():
     near, far = lines(0.08, 0.21), lines(2.0, 0.21)
     assert "no tilt to make" in near and "275°" not in near
     assert "towards 275°" in far and "no tilt" not in far
+
+
+def test_zone_messages_name_what_is_wrong():
+    """Two indices: the count is named; four for a cubic cell: Miller-Bravais is for hexagonal
+    axes (the message was 'needs u + v + t = 0', true but no help)."""
+    from edorient.errors import EdorientError
+    from edorient.predict import _checked_zone
+
+    with pytest.raises(EdorientError, match=r"needs three integers .* got 2: \[1, 1\]"):
+        _checked_zone([1, 1])
+    with pytest.raises(EdorientError, match="for other cells give three"):
+        _checked_zone([1, 1, 0, 0])

@@ -124,7 +124,7 @@ def scale_allowed(fitted_scale: float, tolerance: float) -> bool:
 #: How :func:`distortion_reasons`' sentence on the ellipticity starts, and the words of
 #: :func:`fit_verdict_reasons`' sentence on the fit margin (callers recognise them).
 ELLIPTICITY_REASON = "its spots fit this crystal only with a"
-FIT_MARGIN_REASON = "fits the whole image within"
+FIT_MARGIN_REASON = "fits the whole image"
 
 
 def distortion_reasons(distortion, tol_px: float, ellipticity_tolerance: float = ELLIPTICITY_TOLERANCE) -> list[str]:
@@ -297,8 +297,11 @@ def fit_verdict_reasons(score: float, fit: float, fit_margin: float, uncertainty
         why.append(f"the uncertainty {uncertainty_deg:.2f}° is above {MAX_UNCERTAINTY_DEG}°")
     if fit_margin == -np.inf:
         why.append("no alternative with this grain elsewhere (> 1° away) was refined, so none is ruled out")
+    elif fit_margin < 0:  # (the rival fits better: a "margin" of -0.02 is not a small one)
+        why.append(f"another direction more than {DISTINCT_DEG:g}° away {FIT_MARGIN_REASON} better than this answer, "
+                   f"by {-fit_margin:.3f} (a margin of {MIN_FIT_MARGIN} over it is needed)")
     elif not fit_margin >= MIN_FIT_MARGIN:
-        why.append(f"another direction more than {DISTINCT_DEG:g}° away {FIT_MARGIN_REASON} {fit_margin:.3f} "
+        why.append(f"another direction more than {DISTINCT_DEG:g}° away {FIT_MARGIN_REASON} within {fit_margin:.3f} "
                    f"(below {MIN_FIT_MARGIN})")
     if agreement < FIT_CONFIDENT_AGREEMENT:
         why.append(f"{agreement:.0%} of the image's bright spots lie on the answer's (below {FIT_CONFIDENT_AGREEMENT:.0%})")

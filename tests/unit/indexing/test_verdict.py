@@ -12,7 +12,7 @@ from edorient.indexing import verdict as vd
 def test_the_reasons_name_every_failed_check_and_only_those():
     scores = [0.1, 0.8]
     fits = [0.2, 0.9]
-    margins = [-np.inf, 0.001, 0.1, np.inf]
+    margins = [-np.inf, -0.02, 0.001, 0.1, np.inf]
     uncertainties = [None, 0.1]
     agreements = [0.3, 0.62, 0.9]
     for s, f, m, u, a, ok in itertools.product(scores, fits, margins, uncertainties, agreements, [True, False]):
@@ -29,7 +29,8 @@ def test_the_reasons_name_every_failed_check_and_only_those():
         elif v == "ambiguous":
             assert ("did not converge" in text) == (u is None)
             assert ("none is ruled out" in text) == (m == -np.inf)
-            assert ("fits the whole image within" in text) == (np.isfinite(m) and m < vd.MIN_FIT_MARGIN)
+            assert (vd.FIT_MARGIN_REASON in text) == (np.isfinite(m) and m < vd.MIN_FIT_MARGIN)
+            assert ("better than this answer" in text) == (np.isfinite(m) and m < 0)
             assert ("spots" in text) == (a < vd.FIT_CONFIDENT_AGREEMENT)
     for s, m, a, ok in itertools.product(scores, margins[1:], agreements, [True, False]):
         v, why = vd.verdict_reasons(s, m, a, scale_ok=ok)
