@@ -64,6 +64,12 @@ def read_cif(path: str | Path) -> Crystal:
     if not p.is_file():
         raise EdorientError(f"CIF file not found: {p} (give the path to a .cif file)")
     try:
+        blocks = len(gemmi.cif.read(str(p)))
+    except Exception:  # (a parse error: reported with gemmi's message below)
+        blocks = None
+    if blocks == 0:  # (gemmi's own error here is a C++ index message)
+        raise EdorientError(f"CIF {p} holds no data block (an empty file?); give a CIF with data_, cell and atoms")
+    try:
         st = gemmi.read_small_structure(str(p))
     except Exception as exc:  # gemmi raises RuntimeError/ValueError with parser messages
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -102,3 +102,11 @@ def test_an_origin_choice_stated_otherwise_is_read_so(tmp_path, extra):
     path.write_text(SI.format(sg="F d -3 m", xyz="0 0 0").replace("loop_", extra + "\nloop_", 1))
     x = read_cif(path)
     assert x.space_group == "F d -3 m:1" and len(x.symbols) == 8 and x.notes == ()
+
+
+def test_an_empty_cif_is_named_without_a_cpp_message(tmp_path):
+    path = tmp_path / "empty.cif"
+    path.write_text("")
+    with pytest.raises(EdorientError, match="holds no data block") as err:
+        read_cif(path)
+    assert "vector" not in str(err.value)

@@ -167,8 +167,10 @@ def _read_npy(path: Path) -> _Raw:
         raise EdorientError(f"cannot read NumPy file {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "uif":
         kind = "an archive of several arrays" if not isinstance(raw, np.ndarray) else f"dtype {raw.dtype}"
+        how = {"c": ", e.g. np.abs(x) of a complex one", "b": " (a boolean array is a mask: give it as --mask)"}.get(
+            getattr(getattr(raw, "dtype", None), "kind", ""), "")
         raise EdorientError(f"{path} holds {kind}, not real-valued intensities: save the pattern as a real "
-                            "(integer or float) 2-D array, e.g. np.abs(x) of a complex one")
+                            f"(integer or float) 2-D array{how}")
     return _Raw(raw)
 
 

@@ -256,3 +256,15 @@ def test_a_blank_image_is_named_and_frame_mentioned_only_where_one_was_given(tmp
     np.save(tmp_path / "stack.npy", np.zeros((2, 32, 32), np.float32))
     with pytest.raises(EdorientError, match="check the file or --frame"):
         read_pattern(tmp_path / "stack.npy", frame=1)
+
+
+def test_a_boolean_npy_is_pointed_at_mask(tmp_path):
+    """A boolean array is a mask, not a pattern: the hint names --mask (it named np.abs of a
+    complex array)."""
+    from edorient.errors import EdorientError
+    from edorient.io.images import read_pattern
+
+    path = tmp_path / "m.npy"
+    np.save(path, np.zeros((32, 32), bool))
+    with pytest.raises(EdorientError, match="give it as --mask"):
+        read_pattern(path)
