@@ -406,7 +406,8 @@ def fit_calibration(
         what = f"zone [{' '.join(map(str, zone))}]" if zone is not None else f"any zone up to index {max_index}"
         lim = f" and within {tolerance:.0%} of --calibration {guess:g}" if guess is not None else ""
         raise EdorientError(f"the spot lattice of the image matches no cell of {crystal.name} {what} with "
-                            f"ellipticity <= {max_ellipticity:g}{lim}; check the crystal, --zone and --calibration")
+                            f"ellipticity <= {max_ellipticity:g}{lim}; check the crystal, --zone and --calibration "
+                            "(or widen --max-ellipticity for a camera, or pixels, more distorted)")
     results.sort(key=lambda t: t[0])
     _, z, cell, kappa, e, phi, Ab, missing = results[0]
     runner = None
