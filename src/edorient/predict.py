@@ -283,10 +283,15 @@ def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float],
     ``image`` binned ``b`` x ``b``: the report and the warning are in the file's pixels."""
     from edorient.indexing.spots import find_centre
 
+    quiet = logging.getLogger("edorient.indexing.spots")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # (its own "give --centre" warning: the user has given one)
     try:
         res = find_centre(image, validity[0])
     except Exception:  # (the check only advises; the given centre is used whatever it says)
         return {}
+    finally:
+        quiet.setLevel(level)
     if not res.ok:
         return {}
     def file_px(v):
@@ -846,7 +851,7 @@ def _fit_rival(crystal, grain: dict, direction: np.ndarray) -> dict:
                                                         for r in grain["verdict_reasons"]):
         grain["verdict_reasons"].append(
             f"that direction lies {ang:.2f}° from the same zone {_zone_text(uvw)} (the answer {grain['angle_to_zone_axis_deg']:.2f}°): "
-            "the zone is not in doubt, the beam's tilt off it is")
+            "between the two the zone is not in doubt, the beam's tilt off it is (given the crystal and centre)")
     return {"direction": [round(float(v), 6) for v in label], "nearest_zone_axis": uvw,
             "angle_to_zone_axis_deg": round(ang, 3), "angle_to_answer_deg": round(apart, 3), "same_zone": bool(same)}
 
