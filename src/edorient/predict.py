@@ -111,6 +111,11 @@ class PredictConfig:
     zone: tuple[int, int, int] | None = None
     """A zone axis [u v w] the user expects (tilted to): each grain then says how far its beam is
     from it and which way the zone lies on the detector (:func:`zone_relation`)."""
+    scale_check: bool = True
+    """Where the answer is ``no match`` on a pattern with spots it does not explain, index it
+    again at twice and half the calibration and say so if one is ``confident`` there (a file
+    binned or enlarged after its calibration was noted: :func:`_calibration_hint`); the answer
+    itself is kept."""
     disc_px: float | None = 0.0
     """Radius (file pixels) of the probe's diffraction discs of nano-beam data, deconvolved from
     the pattern before the search (:mod:`edorient.indexing.discs`); None: measured on the
@@ -505,7 +510,45 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     if overlay is not None:
         _overlay(Path(overlay), image, draw, grains, crystal)
         result["overlay"] = str(overlay)
+    hint = _calibration_hint(path, result, file_config, run, crystal_name)
+    if hint is not None:
+        result["calibration_hint"] = hint
     return result
+
+
+#: :func:`_calibration_hint`: the factors of the calibration tried where the answer is ``no match``.
+CALIBRATION_HINT_FACTORS = (2.0, 0.5)
+
+
+def _calibration_hint(path, result: dict, config: PredictConfig, run, crystal_name) -> dict | None:
+    """Where the one-grain answer is ``no match`` while the pattern has spots (at least 6) that it
+    leaves mostly unexplained (under 40 %), the pattern indexed again at the calibration times
+    each of :data:`CALIBRATION_HINT_FACTORS`: the first ``confident`` answer there, as a hint
+    (a file binned 2x with the calibration of the unbinned one was ``no match`` with no word on
+    why; the ±15 % the scale is fitted over cannot reach it). None otherwise, with a calibration
+    file (the camera is known), or a trained model's answer."""
+    g = (result.get("grains") or [None])[0]
+    if (not config.scale_check or run is not None or config.calibration_file is not None or g is None
+            or g.get("verdict") != "no match" or (result.get("timings_s") or {}).get("spots_used", 0) < 6
+            or not (g.get("spot_agreement") if g.get("spot_agreement") is not None else 1.0) < 0.4):
+        return None
+    from dataclasses import replace
+
+    cal = float(result["calibration_in"])
+    for f in CALIBRATION_HINT_FACTORS:
+        try:
+            alt = predict_file(path, replace(config, calibration=cal * f, scale_check=False), run, crystal_name)
+        except EdorientError:
+            continue
+        h = alt["grains"][0]
+        if h.get("verdict") == "confident":
+            hint = {"calibration": round(cal * f, 9), "factor": f, "nearest_zone_axis": h["nearest_zone_axis"],
+                    "angle_to_zone_axis_deg": h["angle_to_zone_axis_deg"]}
+            log.warning("%s: no match at the calibration %g, but %s at %g (%gx): was the file binned or resized after "
+                        "its calibration was taken? give --calibration %g to index it so", path, cal,
+                        _zone_text(h["nearest_zone_axis"]) + " confident", cal * f, f, cal * f)
+            return hint
+    return None
 
 
 #: :func:`looks_inverted`: the median's place in the 1-99.9 % range above which an image is taken
@@ -1174,6 +1217,11 @@ def summary_text(result: dict[str, Any]) -> str:
                          "one; if the camera is known better, check the crystal, or narrow --calibration-tolerance")
     if result.get("binned") is not None:
         lines.append(f"note: {result['binned']['note'].split(';')[0]}; centre and calibration in the file's pixels")
+    hint = result.get("calibration_hint")
+    if hint is not None:
+        lines.append(f"note: at the calibration {hint['calibration']:.6g} ({hint['factor']:g}x the given one) the pattern is "
+                     f"{_zone_text(hint['nearest_zone_axis'])} confident: was the file binned or resized after its "
+                     "calibration was taken?")
     pa = result.get("pixel_aspect")
     if pa is not None:
         lines.append(f"note: the spots were stretched {100 * (pa['ellipticity'] - 1):.1f} % along the detector's "

@@ -409,3 +409,20 @@ def test_another_crystal_using_all_the_cameras_freedom_is_not_confident(tmp_path
     assert rc == 0 and res["crystal"].startswith("anatase")
     assert g["verdict"] in ("ambiguous", "no match") and g["verdict"] != "confident", g
     assert g["verdict"] == "no match" or any(r.startswith(CAMERA_FREEDOM_REASON) for r in g["verdict_reasons"]), g
+
+
+def test_a_file_binned_after_its_calibration_gets_a_hint(tmp_path, capsys):
+    """cuni_110 binned 2 x 2 and given the unbinned file's calibration: no match (the scale is
+    fitted over ±15 %, not 2x), and the answer at twice the calibration, confident, is named."""
+    from edorient.io.images import read_image
+
+    cu = read_image(CUNI).astype(np.float64)
+    h, w = (cu.shape[0] // 2) * 2, (cu.shape[1] // 2) * 2
+    binned = cu[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.float32)
+    path = tmp_path / "cuni_bin2.npy"
+    np.save(path, binned)
+    rc, res = _run([path, "--crystal", CUNI_CIF, "--calibration", 0.00979], tmp_path)
+    err = capsys.readouterr().err
+    assert rc == 0 and res["grains"][0]["verdict"] == "no match"
+    hint = res["calibration_hint"]
+    assert hint["factor"] == 2.0 and hint["nearest_zone_axis"] == [1, 0, 1] and "binned or resized" in err
