@@ -64,24 +64,28 @@ def read_cif(path: str | Path) -> Crystal:
     if not p.is_file():
         raise EdorientError(f"CIF file not found: {p} (give the path to a .cif file)")
     try:
-        blocks = len(gemmi.cif.read(str(p)))
-    except Exception:  # (a parse error: reported with gemmi's message below)
-        blocks = None
-    if blocks == 0:  # (gemmi's own error here is a C++ index message)
-        raise EdorientError(f"CIF {p} holds no data block (an empty file?); give a CIF with data_, cell and atoms")
-    try:
-        st = gemmi.read_small_structure(str(p))
+        doc = gemmi.cif.read(str(p))  # (parsed once: the checks below read its tags)
     except Exception as exc:  # gemmi raises RuntimeError/ValueError with parser messages
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EdorientError(f"cannot read CIF {p}: {msg} (check that it is a valid CIF)") from None
+    if len(doc) == 0:  # (gemmi's own error here is a C++ index message)
+        raise EdorientError(f"CIF {p} holds no data block (an empty file?); give a CIF with data_, cell and atoms")
+    if len(doc) > 1:
+        raise EdorientError(f"CIF {p} holds {len(doc)} data blocks; give a CIF with one (its cell, symmetry and atoms)")
+    block = doc.sole_block()
+    try:
+        st = gemmi.make_small_structure_from_block(block)
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdorientError(f"cannot read CIF {p}: {msg} (check that it is a valid CIF)") from None
     cell = st.cell
-    missing = _missing_cell_lengths(p)  # gemmi puts a 1 x 1 x 1 Å cell in their place
+    missing = _missing_cell_lengths(block)  # gemmi puts a 1 x 1 x 1 Å cell in their place
     if missing or not (cell.a > 0 and cell.b > 0 and cell.c > 0):
         raise EdorientError(f"CIF {p} has no unit cell ({', '.join(missing) or '_cell_length_a/b/c'} missing or "
                             "not a positive number); add the cell lengths in Å")
     sg = _space_group(st)
     if sg is not None:
-        sg = _stated_setting(p, sg)
+        sg = _stated_setting(block, sg)
     if sg is None:
         raise EdorientError(
             f"CIF {p} has no readable space group (add _space_group_name_H-M_alt or "
@@ -89,7 +93,7 @@ def read_cif(path: str | Path) -> Crystal:
         )
     if len(st.sites) == 0:
         raise EdorientError(f"CIF {p} lists no atom sites (_atom_site_fract_x/y/z missing)")
-    given = _displacements_given(p)
+    given = _displacements_given(block)
     sites, defaulted = [], []
     for site in st.sites:
         symbol = site.element.name if site.element.name != "X" else site.type_symbol
@@ -111,7 +115,7 @@ def read_cif(path: str | Path) -> Crystal:
         log.warning("CIF %s: %s", p, notes[0])
     name = st.name or p.stem
     cell6 = (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
-    other = _other_origin(p, sg)
+    other = _other_origin(block, sg)
     if other is not None:  # the symbol alone, and the two origin choices give different structures
         ours, theirs = _expand(name, cell6, sg, sites), _expand(name, cell6, other, sites)
         if len(ours.symbols) != len(theirs.symbols) or not np.isclose(_shortest(ours), _shortest(theirs), atol=0.01):
@@ -129,11 +133,10 @@ _HALL_TAGS = ("_space_group_name_Hall", "_symmetry_space_group_name_Hall", "_spa
 _CODE_TAGS = ("_space_group_IT_coordinate_system_code", "_space_group.IT_coordinate_system_code")
 
 
-def _stated_setting(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup":
+def _stated_setting(block: "gemmi.cif.Block", sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup":
     """``sg`` in the setting the CIF states other than by its symmetry operations (which gemmi
     reads first) or its H-M symbol: a Hall symbol, or the IT coordinate-system code '1' / '2' of a
     group with two origin choices (gemmi reads a bare 'F d -3 m' in choice 2 whatever they say)."""
-    block = gemmi.cif.read(str(path)).sole_block()
     if any(block.find_values(t) for t in _SYMOP_TAGS):
         return sg
     for tag in _HALL_TAGS:
@@ -155,13 +158,12 @@ def _stated_setting(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup":
     return sg
 
 
-def _other_origin(path: Path, sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup | None":
+def _other_origin(block: "gemmi.cif.Block", sg: "gemmi.SpaceGroup") -> "gemmi.SpaceGroup | None":
     """The space group's other origin choice where the CIF names the group by its symbol only, with
     no ':1'/':2' and no symmetry operations, and the group has two (gemmi reads such a symbol in
     origin choice 2: a CIF written in choice 1 gets the wrong structure); None otherwise."""
     if sg.ext not in ("1", "2"):
         return None
-    block = gemmi.cif.read(str(path)).sole_block()
     for tag in _SYMOP_TAGS + _HALL_TAGS + _CODE_TAGS:  # (the setting stated: :func:`_stated_setting` read it)
         if block.find_values(tag) or block.find_value(tag) is not None:
             return None
@@ -190,9 +192,8 @@ def _describe(crystal: Crystal) -> str:
     return f"{len(crystal.symbols)} atoms in the cell, shortest distance {_shortest(crystal):.2f} Å"
 
 
-def _missing_cell_lengths(path: Path) -> list[str]:
+def _missing_cell_lengths(block: "gemmi.cif.Block") -> list[str]:
     """The tags of _cell_length_a/b/c that the CIF lacks or gives as no positive number."""
-    block = gemmi.cif.read(str(path)).sole_block()
     missing = []
     for tag in ("_cell_length_a", "_cell_length_b", "_cell_length_c"):
         value = block.find_value(tag)
@@ -202,9 +203,8 @@ def _missing_cell_lengths(path: Path) -> list[str]:
     return missing
 
 
-def _displacements_given(path: Path) -> dict[str, bool]:
+def _displacements_given(block: "gemmi.cif.Block") -> dict[str, bool]:
     """Site label -> whether the CIF gives an isotropic U or B for it (``?`` and ``.`` do not)."""
-    block = gemmi.cif.read(str(path)).sole_block()
     table = block.find("_atom_site_", ["label", "?U_iso_or_equiv", "?B_iso_or_equiv"])
     out = {}
     for row in table:

@@ -110,3 +110,11 @@ def test_an_empty_cif_is_named_without_a_cpp_message(tmp_path):
     with pytest.raises(EdorientError, match="holds no data block") as err:
         read_cif(path)
     assert "vector" not in str(err.value)
+
+
+def test_a_cif_of_two_blocks_is_named(tmp_path):
+    path = tmp_path / "two.cif"
+    path.write_text(SI.format(sg="F d -3 m :1", xyz="0 0 0") + "\n" + SI.format(sg="F d -3 m :1", xyz="0 0 0").replace(
+        "data_Si", "data_Si2"))
+    with pytest.raises(EdorientError, match="holds 2 data blocks; give a CIF with one"):
+        read_cif(path)
