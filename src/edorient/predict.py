@@ -288,15 +288,10 @@ def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float],
     ``image`` binned ``b`` x ``b``: the report and the warning are in the file's pixels."""
     from edorient.indexing.spots import find_centre
 
-    quiet = logging.getLogger("edorient.indexing.spots")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # (its own "give --centre" warning: the user has given one)
-    try:
-        res = find_centre(image, validity[0])
+    try:  # (without find_centre's own "give --centre" warning: the user has given one)
+        res = find_centre(image, validity[0], warn=False)
     except Exception:  # (the check only advises; the given centre is used whatever it says)
         return {}
-    finally:
-        quiet.setLevel(level)
     if not res.ok:
         return {}
     def file_px(v):

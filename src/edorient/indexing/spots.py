@@ -398,6 +398,7 @@ def find_centre(
     tol_px: float = 1.5,
     min_pairs: int = 3,
     min_score: float = 0.5,
+    warn: bool = True,
 ) -> CentreResult:
     """The direct beam, found by Friedel symmetry of the spot pattern and refined to sub-pixel.
 
@@ -425,6 +426,9 @@ def find_centre(
     min_pairs, min_score
         The symmetry check: at least ``min_pairs`` Friedel pairs and a
         :attr:`CentreResult.symmetry_score` of at least ``min_score``.
+    warn
+        Log a failed check (with its advice to give the centre); off where the centre is given
+        and the search only checks it.
 
     Examples
     --------
@@ -456,7 +460,7 @@ def find_centre(
                            tol_px, min_pairs, min_score)
         if alt.n_pairs > res.n_pairs:
             res = replace(alt, note=alt.note + "; saturated pixels left out of the pairs")
-    if not res.ok and res.method != "blob":
+    if warn and not res.ok and res.method != "blob":
         log.warning("%s", res.note)
     return res
 
