@@ -90,7 +90,7 @@ class Predict(Subcommand):
         parser.add_argument("--frame", type=int, default=None, help="frame of a stack")
         parser.add_argument("--bin", type=bin_arg, default=None, metavar="auto|N",
                             help="bin the pattern N x N first (1: never); auto (default): by its spots' width, "
-                                 "so that spots wider than ~7 px (a large detector, an enlarged figure) become 3.5-7 "
+                                 "so that spots 8 px wide or more (a large detector, an enlarged figure) become 4-8 "
                                  "px wide; auto is 1 with --disc. Centre and calibration stay in the file's pixels")
         parser.add_argument("--disc", type=disc_radius, default=0.0, metavar="auto|off|PX",
                             help="radius in pixels of the probe's diffraction discs (nano-beam data), deconvolved from "
