@@ -294,10 +294,7 @@ def _given_centre_check(image: np.ndarray, validity, given: tuple[float, float],
         return {}
     if not res.ok:
         return {}
-    def file_px(v):
-        return tuple((float(x) + 0.5) * b - 0.5 for x in v)
-
-    found, given = file_px((res.row, res.col)), file_px(given)
+    found, given = _file_pixels((res.row, res.col), b), _file_pixels(given, b)
     off = float(np.hypot(found[0] - given[0], found[1] - given[1]))
     out = {"friedel_centre": [round(found[0], 3), round(found[1], 3)], "friedel_offset_px": round(off, 2)}
     if off > CENTRE_CHECK_PX:
@@ -436,7 +433,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         image, bad = bin_image(image, bad, b)
         calibration = calibration * b
         if config.centre is not None:
-            config = replace(config, centre=tuple((float(v) + 0.5) / b - 0.5 for v in config.centre))
+            config = replace(config, centre=_binned_pixels(config.centre, b))
         if config.disc_px not in (0, None):
             config = replace(config, disc_px=float(config.disc_px) / b)
     spikes = bright_spikes(image if bad is None else np.where(bad, 0.0, image))  # hot pixels brighter than the beam
@@ -480,7 +477,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     if b > 1:
         _unbin_result(result, b, fwhm)
         if overlay is not None:
-            draw = dict(draw, centre=tuple((v + 0.5) * b - 0.5 for v in draw["centre"]),
+            draw = dict(draw, centre=_file_pixels(draw["centre"], b),
                         file_per_working=draw["file_per_working"] * b,
                         mask=None if draw.get("mask") is None else np.repeat(np.repeat(draw["mask"], b, 0), b, 1))
             shown = file_image if config.distortion is None else np.repeat(np.repeat(image, b, 0), b, 1)
@@ -655,13 +652,25 @@ def bin_image(image: np.ndarray, bad: np.ndarray | None, b: int) -> tuple[np.nda
     return out, (none if (bad is not None or none.any()) else None)
 
 
+def _file_pixels(rc, b: int) -> tuple[float, ...]:
+    """(row, col) of a pattern binned ``b`` x ``b`` in the file's pixels (a binned pixel's centre
+    is the middle of its block): the inverse of :func:`_binned_pixels`.
+
+    >>> _file_pixels((0.0, 1.0), 2), _binned_pixels((0.5, 2.5), 2)
+    ((0.5, 2.5), (0.0, 1.0))
+    """
+    return tuple((float(v) + 0.5) * b - 0.5 for v in rc)
+
+
+def _binned_pixels(rc, b: int) -> tuple[float, ...]:
+    """(row, col) in the file's pixels -> in those of the pattern binned ``b`` x ``b``."""
+    return tuple((float(v) + 0.5) / b - 0.5 for v in rc)
+
+
 def _unbin_result(result: dict, b: int, fwhm: float | None) -> None:
     """The result of a pattern binned ``b`` x ``b``: centre and calibrations back in the file's
     pixels; the other pixel sizes in it are the binned image's, as ``binned`` says."""
-    def file_px(v):
-        return [round((float(x) + 0.5) * b - 0.5, 3) for x in v]
-
-    result["centre"] = file_px(result["centre"])  # (centre_finding's friedel_centre is in them already)
+    result["centre"] = [round(v, 3) for v in _file_pixels(result["centre"], b)]  # (centre_finding's friedel_centre is in them already)
     if (result.get("discs") or {}).get("radius_px") is not None:
         result["discs"]["radius_px"] = round(float(result["discs"]["radius_px"]) * b, 3)
     for k in ("calibration_in", "calibration_fitted"):
