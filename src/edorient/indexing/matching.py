@@ -196,9 +196,11 @@ class TemplateMatcher:
         self.n_frequencies = n_phi // 2 + 1 if max_frequency is None else min(int(max_frequency) + 1, n_phi // 2 + 1)
         self.max_frequency = None if max_frequency is None else int(max_frequency)
         sector = sector_grid(simulator.crystal.laue, n_directions)
+        n_zones = 0
         if zone_max_index > 0:
             # exact low-index zone axes: the patterns people record; a grid alone misses them
-            sector = np.concatenate([zone_axes(simulator.crystal, zone_max_index), sector])
+            zones = zone_axes(simulator.crystal, zone_max_index)
+            sector, n_zones = np.concatenate([zones, sector]), len(zones)
         # beam directions of the dictionary; without the mirror family (before the coverage fix:
         # kept to measure what it cost) only the sector, half of the orientations
         self.families = 2 if mirror_family else 1
@@ -215,7 +217,11 @@ class TemplateMatcher:
         else:
             self._fft_t = correlation_layout(self.build(chunk))
         groups = np.arange(len(self.directions)).reshape(-1, self.families)
-        self.coarse_index = groups[::3].ravel()
+        # every exact zone axis and every third grid direction: a zone-axis pattern matches its
+        # exact zone far better than the grid's directions a few degrees off, so a scan that
+        # skipped it (every third entry of all, before) took the scale at which another zone's
+        # spots fall on its own (anatase [0 0 1], a 256 px file: scale 0.85, [5 3 1], `no match`)
+        self.coarse_index = np.concatenate([groups[:n_zones], groups[n_zones::3]]).ravel()
         self._fft_t_coarse = None
 
     @property
@@ -234,7 +240,8 @@ class TemplateMatcher:
 
     def polar_correlations(self, a: np.ndarray, coarse: bool = False) -> np.ndarray:
         """:meth:`correlations` of a normalised polar image (n_r, n_phi); with ``coarse``, of
-        every third dictionary direction only (rows of :attr:`coarse_index`), for cheap scans
+        every exact zone axis and every third other dictionary direction only (rows of
+        :attr:`coarse_index`), for cheap scans
         (e.g. over calibration scales) that need the shape of the best score, not its argmax."""
         fa = np.fft.rfft(a, axis=-1)[..., : self.n_frequencies].astype(np.complex64)
         if coarse and self._fft_t_coarse is None:

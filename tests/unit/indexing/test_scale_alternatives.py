@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edorient.indexing import pipeline as pl
+from edorient.indexing.matching import zone_axes
 from edorient.indexing.search import PatternSearch, SearchConfig, SearchResult
 from edorient.physics.orientation import random_rotations
 from edorient.render import SimulationConfig, Simulator
@@ -111,3 +112,31 @@ def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_else
     out = pl._with_scale_rivals(xt, dict(one, image_fit_margin=None), [at(0.9, far, 0.5)])
     assert out["image_fit_margin"] == pytest.approx(0.30)
     assert one["image_fit_margin"] == 0.10  # the answer given is not changed
+
+
+def test_the_scale_scan_reads_every_exact_zone_axis(_cache):
+    # the coarse scan over calibration scales reads every third dictionary entry; it skipped
+    # two thirds of the exact zone axes too ([0 0 1] and [1 1 0] of anatase), so a pattern on one
+    # of them was matched best at the scale where another zone's spots fall on its own
+    s = PatternSearch(anatase(), 0.01, 128.0, SearchConfig(n_directions=100))
+    m = s.matcher
+    n_zones = len(zone_axes(anatase(), s.config.zone_max_index))
+    zone_rows = np.arange(n_zones * m.families)
+    assert np.isin(zone_rows, m.coarse_index).all()
+    rest = np.setdiff1d(m.coarse_index, zone_rows)
+    assert 0 < len(rest) < (len(m.directions) - len(zone_rows)) / 2  # (and still a third of the grid)
+
+
+def test_an_exact_zone_pattern_is_found_at_its_own_scale(_cache):
+    from edorient.indexing.preprocess import preprocess
+    from edorient.physics.orientation import rotation_from_direction
+
+    x = anatase()
+    R = rotation_from_direction(x.zone_axis_direction([0, 0, 1]), 12.0)
+    sim = Simulator(x, SimulationConfig(image_size=256, calibration=0.01, spot_sigma_px=1.6))
+    img = np.random.default_rng(5).poisson((sim.linear_image(R) + 0.0005) * 3e4).astype(float)
+    pre = preprocess(img, (128.0, 128.0))
+    s = PatternSearch(x, 0.01, pre.data_radius_px, SearchConfig(n_directions=100))
+    res = s.search(pre)
+    assert abs(res.scale - 1.0) < 0.02  # (before: 1.032, [0 0 1] unread by the scan)
+    assert x.laue.angle(res.candidates[0].label[None], x.zone_axis_direction([0, 0, 1])[None])[0] < 0.5
