@@ -509,9 +509,10 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
 
 
 #: :func:`summary_text`: a working frame this many times smaller than the pattern's data radius
-#: gets a note suggesting a larger ``--size`` (docs/results.md, session 28: a simulated 512 px
-#: pattern, 3.5x, was 1.8° off at the default 150 px and 0.17° at 300; the development cases are
-#: at most 2.2x: cuni_110's 167 px radius).
+#: gets a note suggesting a larger ``--size`` (docs/results.md, sessions 28-29: a simulated 512 px
+#: pattern, 3.5x, was 1.8° off at the default 150 px and 0.17° at 300; since its spots are
+#: low-passed to the templates' width, 0.43° at 150; the development cases are at most 2.2x:
+#: cuni_110's 167 px radius).
 WORKING_SHRINK_NOTE = 2.5
 #: :func:`_calibration_hint`: the factors of the calibration tried where the answer is ``no match``.
 CALIBRATION_HINT_FACTORS = (2.0, 0.5)
@@ -580,51 +581,14 @@ def looks_inverted(image: np.ndarray) -> bool:
 BIN_SPOT_FWHM_PX = 4.0
 
 
-def spot_fwhm(image: np.ndarray, n: int = 12) -> float | None:
-    """The median full width at half maximum (pixels, as the diameter of the area above half the
-    peak over its surroundings) of the ``n`` brightest unsaturated spots; None with fewer than 3.
-
-    >>> rr, cc = np.mgrid[:96, :96]
-    >>> img = sum(a * np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * 3.0**2))
-    ...           for a, r, c in [(1.0, 48, 48), (0.5, 20, 20), (0.4, 20, 70), (0.3, 70, 45)])
-    >>> round(spot_fwhm(100 * img + 1), 1)  # 2.355 sigma = 7.06 (the brightest, saturated, left out)
-    6.9
-    """
-    from scipy import ndimage
-
-    from edorient.indexing.spots import find_spots
-
-    x = np.asarray(image, dtype=np.float64)
-    valid = np.isfinite(x)
-    x = np.where(valid, x, np.nanmin(x) if valid.any() else 0.0)
-    sp = find_spots(x, valid if not valid.all() else None)
-    if len(sp) < 3:
-        return None
-    top = float(x.max())
-    widths: list[float] = []
-    for r, c in sp.positions[np.argsort(-sp.intensity)]:
-        ri, ci = int(round(r)), int(round(c))
-        peak = x[ri, ci]
-        r0, c0 = max(ri - 40, 0), max(ci - 40, 0)
-        sub = x[r0: ri + 41, c0: ci + 41]
-        base = float(np.percentile(sub, 20))
-        lab, _ = ndimage.label(sub >= base + 0.5 * (peak - base))
-        k = lab[ri - r0, ci - c0]
-        # a saturated plateau is not the spot's width (the finder may place a clipped spot on its
-        # rim, below the clip level: the spot's area is checked, not its found peak)
-        if k and not (sub[lab == k] >= top).any():
-            widths.append(2.0 * float(np.sqrt((lab == k).sum() / np.pi)))
-        if len(widths) >= n:
-            break
-    return float(np.median(widths)) if len(widths) >= 3 else None
-
-
 def bin_factor(image: np.ndarray) -> tuple[int, float | None]:
     """(factor, spot FWHM in px): the whole number of times the spots' FWHM holds
     :data:`BIN_SPOT_FWHM_PX` (1 for spots under twice that, or too few to measure), never below 64
     binned pixels.
     cuni_110 enlarged 2x and 4x (spots 8.4 and 15 px wide) had its centre put 49 px off, or
     unchecked, and the zone refused; binned 2x both are [1 0 1] ``confident``."""
+    from edorient.indexing.spots import spot_fwhm
+
     fwhm = spot_fwhm(image)
     if fwhm is None:
         return 1, None
@@ -1235,7 +1199,7 @@ def summary_text(result: dict[str, Any]) -> str:
     if radius and size and radius / (size / 2) > WORKING_SHRINK_NOTE:
         lines.append(f"note: the pattern's {radius:.0f} px radius is resampled onto a {size} px working frame "
                      f"({radius / (size / 2):.1f}x smaller); on a large pattern of sharp spots a larger --size can be "
-                     "more accurate (a simulated 512 px pattern: 1.8° off at 150, 0.17° at 300)")
+                     "more accurate (a simulated 512 px pattern: 0.43° off at 150, 0.17° at 300)")
     hint = result.get("calibration_hint")
     if hint is not None:
         lines.append(f"note: at the calibration {hint['calibration']:.6g} ({hint['factor']:g}x the given one) the pattern is "

@@ -217,12 +217,10 @@ class TemplateMatcher:
         else:
             self._fft_t = correlation_layout(self.build(chunk))
         groups = np.arange(len(self.directions)).reshape(-1, self.families)
-        # every exact zone axis and every third grid direction: a zone-axis pattern matches its
-        # exact zone far better than the grid's directions a few degrees off, so a scan that
-        # skipped it (every third entry of all, before) took the scale at which another zone's
-        # spots fall on its own (anatase [0 0 1], a 256 px file: scale 0.85, [5 3 1], `no match`)
-        self.coarse_index = np.concatenate([groups[:n_zones], groups[n_zones::3]]).ravel()
-        self._fft_t_coarse = None
+        self.coarse_index = groups[::3].ravel()
+        #: the rows of the exact zone axes (:meth:`polar_correlations`' ``subset="zones"``)
+        self.zone_index = groups[:n_zones].ravel()
+        self._fft_t_subset: dict = {}
 
     @property
     def _fft(self) -> np.ndarray:
@@ -238,16 +236,20 @@ class TemplateMatcher:
         """(m, n_phi) correlation of the image with every dictionary entry at every in-plane angle."""
         return self.polar_correlations(self.scorer.prepare(image01))
 
-    def polar_correlations(self, a: np.ndarray, coarse: bool = False) -> np.ndarray:
-        """:meth:`correlations` of a normalised polar image (n_r, n_phi); with ``coarse``, of
-        every exact zone axis and every third other dictionary direction only (rows of
-        :attr:`coarse_index`), for cheap scans
-        (e.g. over calibration scales) that need the shape of the best score, not its argmax."""
+    def polar_correlations(self, a: np.ndarray, subset: str | None = None) -> np.ndarray:
+        """:meth:`correlations` of a normalised polar image (n_r, n_phi); with ``subset``
+        ``"coarse"``, of every third dictionary direction only (rows of :attr:`coarse_index`),
+        for cheap scans (e.g. over calibration scales) that need the shape of the best score,
+        not its argmax; ``"zones"``, of the exact zone axes only (:attr:`zone_index`)."""
         fa = np.fft.rfft(a, axis=-1)[..., : self.n_frequencies].astype(np.complex64)
-        if coarse and self._fft_t_coarse is None:
-            self._fft_t_coarse = np.ascontiguousarray(self._fft_t[:, self.coarse_index])
+        table = self._fft_t
+        if subset is not None:
+            if subset not in self._fft_t_subset:
+                rows = {"coarse": self.coarse_index, "zones": self.zone_index}[subset]
+                self._fft_t_subset[subset] = np.ascontiguousarray(self._fft_t[:, rows])
+            table = self._fft_t_subset[subset]
         # (k, m, r) conjugated: one batched matrix-vector product per frequency k
-        prod = np.matmul(self._fft_t_coarse if coarse else self._fft_t, fa.T[:, :, None])[..., 0]  # (k, m)
+        prod = np.matmul(table, fa.T[:, :, None])[..., 0]  # (k, m)
         return np.fft.irfft(prod.T, n=a.shape[-1], axis=-1)
 
     def match(self, image01: np.ndarray, refine: bool = True) -> tuple[np.ndarray, np.ndarray, float]:

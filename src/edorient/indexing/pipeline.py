@@ -723,7 +723,8 @@ def index_pattern(image: np.ndarray, cfg: IndexConfig, crystal, cache: dict | No
         tries = [(res, fit_res, scorer, one)]
         for s in alts:
             # (at the dictionary's own thickness: the refinement tries every one)
-            r2 = searcher.search(pre, scale=s, scale_scores=res.scale_scores, thickness=cfg.search.thickness)
+            r2 = searcher.search(pre, scale=s, scale_scores=res.scale_scores, thickness=cfg.search.thickness,
+                                 zone_scale_scores=res.zone_scale_scores)
             if r2.candidates:
                 sc2 = PatternScorer(r2.simulator)
                 f2 = _fit_frame(pre, cfg, r2, searcher)

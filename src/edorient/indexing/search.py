@@ -112,15 +112,33 @@ class SearchResult:
     thickness: float
     scale_grid: np.ndarray = field(repr=False, default=None)
     scale_scores: np.ndarray = field(repr=False, default=None)
+    zone_scale_scores: np.ndarray | None = field(repr=False, default=None)
+    """The best score of the exact zone axes alone at each scale (:meth:`PatternSearch._scale_scores`)."""
     timings: dict = field(default_factory=dict)
     dictionary: dict = field(default_factory=dict)
 
 
+def spot_sigma(pre) -> float | None:
+    """The Gaussian sigma (file pixels) of the preprocessed pattern's spots
+    (:func:`~edorient.indexing.spots.spot_fwhm` of its brightest, measured once and kept in its
+    steps as ``spot_fwhm_px``, so reported); None where too few spots to measure."""
+    if "spot_fwhm_px" not in pre.steps:
+        from edorient.indexing.spots import spot_fwhm
+
+        fwhm = spot_fwhm(pre.image)
+        pre.steps["spot_fwhm_px"] = None if fwhm is None else round(float(fwhm), 3)
+    fwhm = pre.steps["spot_fwhm_px"]
+    return None if fwhm is None else fwhm / (2 * np.sqrt(2 * np.log(2)))
+
+
 def working_image(pre, calibration_in: float, size: int, calibration_out: float) -> np.ndarray:
-    """The preprocessed pattern resampled onto a ``size`` frame around its centre, display-transformed."""
+    """The preprocessed pattern resampled onto a ``size`` frame around its centre, display-transformed.
+    Shrunk, its spots are low-passed to the templates' width (:func:`~edorient.io.images.shrink_sigma`)."""
     from edorient.io.images import resample_to_model
 
-    x = resample_to_model(pre.image, pre.centre, calibration_in, size, calibration_out)
+    shrinking = calibration_out / calibration_in > 1.5  # (shrink_sigma: no low-pass below)
+    x = resample_to_model(pre.image, pre.centre, calibration_in, size, calibration_out,
+                          spot_sigma_px=spot_sigma(pre) if shrinking else None)
     return display_transform(np.clip(x, 0, None).astype(np.float32))
 
 
@@ -171,29 +189,39 @@ class PatternSearch:
         self.build_s = time.perf_counter() - t
         self._scorers = {config.thickness: self.matcher.scorer}
 
-    def _scale_scores(self, pre) -> np.ndarray:
-        """Best dictionary score at each scale of the grid.
+    def _scale_scores(self, pre) -> tuple[np.ndarray, np.ndarray | None]:
+        """Best dictionary score at each scale of the grid: (over every third dictionary
+        direction, over the exact zone axes alone; None without them).
 
         The polar image at scale ``s`` is sampled straight from the file's pixels (radii
         ``r_work * working calibration / (calibration * s)``), once smoothed, instead of
         resampling a working image per scale, and compared with every third dictionary
-        direction only: the ranking of scales is what matters here.
+        direction only: the ranking of scales is what matters here. Two thirds of the exact
+        zone axes are not among them (anatase [0 0 1] and [1 1 0]), and a pattern on one matches
+        it far better than the grid's directions a few degrees off: scanned alone, the zones
+        give a scale of their own to try (:meth:`alternative_scales`).
         """
         from scipy import ndimage
+
+        from edorient.io.images import shrink_sigma
 
         grid = self.matcher.scorer.grid
         ratio = self.working_calibration / self.calibration  # file pixels per working pixel at s = 1
         disp = display_transform(np.clip(pre.image, 0, None).astype(np.float32))
-        sigma = float(np.hypot(grid.smooth_px * ratio, 0.5 * ratio if ratio > 1.5 else 0.0))
+        lowpass = shrink_sigma(ratio, spot_sigma(pre) if ratio > 1.5 else None)  # (working_image's)
+        sigma = float(np.hypot(grid.smooth_px * ratio, lowpass))
         sm = ndimage.gaussian_filter(disp.astype(np.float64), sigma)
         phi = grid.phi
         out = np.empty(len(self.scales))
+        zones = np.empty(len(self.scales)) if len(self.matcher.zone_index) else None
         for i, s in enumerate(self.scales):
             rr = grid.radii[:, None] * (ratio / s)
             coords = np.stack([pre.centre[0] - rr * np.sin(phi), pre.centre[1] + rr * np.cos(phi)])
             polar = grid.normalise(ndimage.map_coordinates(sm, coords, order=1, cval=0.0))
-            out[i] = self.matcher.polar_correlations(polar, coarse=True).max()
-        return out
+            out[i] = self.matcher.polar_correlations(polar, subset="coarse").max()
+            if zones is not None:
+                zones[i] = self.matcher.polar_correlations(polar, subset="zones").max()
+        return out, zones
 
     def _peak_scale(self, best: np.ndarray, k: int) -> float:
         """The scale of grid point ``k`` of the scale scores ``best``, moved to the vertex of the
@@ -224,7 +252,16 @@ class PatternSearch:
         peaks = [j for j in range(len(b)) if abs(j - k0) >= apart
                  and (b[j] > b[j - 1] if j > 0 else b[0] > b[1])
                  and (j == len(b) - 1 or b[j] >= b[j + 1])]
-        return [self._peak_scale(b, j) for j in sorted(peaks, key=lambda j: -b[j])[:n]]
+        out = [self._peak_scale(b, j) for j in sorted(peaks, key=lambda j: -b[j])[:n]]
+        z = None if res.zone_scale_scores is None else np.asarray(res.zone_scale_scores, dtype=float)
+        if z is not None and len(z) == len(b) and z.max() > b.max():
+            # an exact zone axis fits better than any direction of the scan at some scale: that
+            # scale is tried too, where no other try lies within ``apart`` steps of it
+            kz = int(np.argmax(z))
+            taken = [k0] + [int(np.argmin(np.abs(self.scales - s))) for s in out]
+            if all(abs(kz - k) >= apart for k in taken):
+                out.append(self._peak_scale(z, kz))
+        return out
 
     def _scorer(self, thickness: float) -> PatternScorer:
         """The working frame's scorer at an effective ``thickness`` (built once per searcher)."""
@@ -233,7 +270,7 @@ class PatternSearch:
         return self._scorers[thickness]
 
     def search(self, pre, scale: float | None = None, scale_scores: np.ndarray | None = None,
-               thickness: float | None = None) -> SearchResult:
+               thickness: float | None = None, zone_scale_scores: np.ndarray | None = None) -> SearchResult:
         """Search the preprocessed pattern ``pre`` (:class:`~edorient.indexing.preprocess.Preprocessed`)
         at the best calibration scale of the grid, or at ``scale``; ``scale_scores``: those of an
         earlier search of the same pattern (reported, not computed again); ``thickness``: the
@@ -241,7 +278,10 @@ class PatternSearch:
         ``config.thicknesses`` on the best candidate)."""
         cfg = self.config
         t0 = time.perf_counter()
-        best = self._scale_scores(pre) if scale_scores is None else np.asarray(scale_scores, dtype=float)
+        if scale_scores is None:
+            best, zone_best = self._scale_scores(pre)
+        else:
+            best, zone_best = np.asarray(scale_scores, dtype=float), zone_scale_scores
         if scale is None:
             scale = self._peak_scale(best, int(np.argmax(best)))
         elif not np.isfinite(scale) or scale <= 0:
@@ -275,6 +315,7 @@ class PatternSearch:
             if len(cands) == cfg.candidates:
                 break
         return SearchResult(cands, img, self._scorer(best_t).simulator, scale, float(best_t), self.scales, best,
+                            zone_scale_scores=zone_best,
                             timings={"dictionary_s": round(self.build_s, 3), "scale_search_s": round(t1 - t0, 3),
                                      "match_s": round(t2 - t1, 3), "thickness_s": round(t3 - t2, 3)},
                             dictionary={"cached": bool(self.matcher.cache_hit),

@@ -76,7 +76,7 @@ def test_a_wrong_scale_peak_is_overturned_by_the_whole_image_fit(_cache, monkeyp
     sim = Simulator(xt, SimulationConfig(image_size=128, calibration=0.016, spot_sigma_px=1.5))
     img = np.random.default_rng(3).poisson(sim.images(R[None])[0] * 1e5 + 20).astype(float)
     scales = np.linspace(0.85, 1.15, 13)
-    monkeypatch.setattr(PatternSearch, "_scale_scores", lambda self, pre: _curve({11: 0.9, 6: 0.8}))
+    monkeypatch.setattr(PatternSearch, "_scale_scores", lambda self, pre: (_curve({11: 0.9, 6: 0.8}), None))
     cfg = pl.IndexConfig(0.016, (63.5, 63.5), search=SearchConfig(single_directions=400))
     res = pl.index_pattern(img, cfg, xt)
     err = float(xt.laue.angle(R[2][None], res.grains[0].rotation[2][None])[0])
@@ -114,17 +114,25 @@ def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_else
     assert one["image_fit_margin"] == 0.10  # the answer given is not changed
 
 
-def test_the_scale_scan_reads_every_exact_zone_axis(_cache):
-    # the coarse scan over calibration scales reads every third dictionary entry; it skipped
-    # two thirds of the exact zone axes too ([0 0 1] and [1 1 0] of anatase), so a pattern on one
-    # of them was matched best at the scale where another zone's spots fall on its own
+def test_the_scale_scan_reads_the_exact_zone_axes_on_their_own(_cache):
+    # the coarse scan over calibration scales reads every third dictionary entry, two thirds of
+    # the exact zone axes not among them ([0 0 1] and [1 1 0] of anatase); the zones are read
+    # on their own, and their best scale is tried where a zone beats every scanned direction
     s = PatternSearch(anatase(), 0.01, 128.0, SearchConfig(n_directions=100))
     m = s.matcher
     n_zones = len(zone_axes(anatase(), s.config.zone_max_index))
-    zone_rows = np.arange(n_zones * m.families)
-    assert np.isin(zone_rows, m.coarse_index).all()
-    rest = np.setdiff1d(m.coarse_index, zone_rows)
-    assert 0 < len(rest) < (len(m.directions) - len(zone_rows)) / 2  # (and still a third of the grid)
+    assert np.array_equal(m.zone_index, np.arange(n_zones * m.families))
+    assert not np.isin(m.zone_index, m.coarse_index).all()
+    grid = s.scales
+    res = SearchResult([], None, None, float(grid[11]), 50.0, grid, _curve({11: 0.7, 6: 0.6}),
+                       zone_scale_scores=_curve({6: 0.9}))
+    assert s.alternative_scales(res, 1) == pytest.approx([1.0])  # the zones' peak is the scan's next one
+    res = SearchResult([], None, None, float(grid[11]), 50.0, grid, _curve({11: 0.7, 3: 0.6}),
+                       zone_scale_scores=_curve({6: 0.9}))
+    assert s.alternative_scales(res, 1) == pytest.approx([grid[3], 1.0])
+    weak = SearchResult([], None, None, float(grid[11]), 50.0, grid, _curve({11: 0.7, 3: 0.6}),
+                        zone_scale_scores=_curve({6: 0.65}))
+    assert s.alternative_scales(weak, 1) == pytest.approx([grid[3]])  # no zone beats the scan: no extra try
 
 
 def test_an_exact_zone_pattern_is_found_at_its_own_scale(_cache):
@@ -136,7 +144,15 @@ def test_an_exact_zone_pattern_is_found_at_its_own_scale(_cache):
     sim = Simulator(x, SimulationConfig(image_size=256, calibration=0.01, spot_sigma_px=1.6))
     img = np.random.default_rng(5).poisson((sim.linear_image(R) + 0.0005) * 3e4).astype(float)
     pre = preprocess(img, (128.0, 128.0))
-    s = PatternSearch(x, 0.01, pre.data_radius_px, SearchConfig(n_directions=100))
+    s = PatternSearch(x, 0.01, pre.data_radius_px, SearchConfig())
     res = s.search(pre)
-    assert abs(res.scale - 1.0) < 0.02  # (before: 1.032, [0 0 1] unread by the scan)
-    assert x.laue.angle(res.candidates[0].label[None], x.zone_axis_direction([0, 0, 1])[None])[0] < 0.5
+    k = int(np.argmax(res.zone_scale_scores))
+    assert abs(s.scales[k] - 1.0) < 0.03 and res.zone_scale_scores.max() > res.scale_scores.max()
+    assert abs(res.scale - 1.0) > 0.1  # (the scan alone: a wrong scale, where [0 0 1] was never read)
+    assert any(abs(a - 1.0) < 0.02 for a in s.alternative_scales(res, 1))  # tried now
+    # and the whole-image fit takes it (index_pattern, what `edorient predict` runs)
+    from edorient.indexing.pipeline import IndexConfig, index_pattern
+
+    g = index_pattern(img, IndexConfig(0.01, (128.0, 128.0)), x, cache={}).grains[0]
+    assert x.laue.angle(g.rotation[2][None], x.zone_axis_direction([0, 0, 1])[None])[0] < 0.5
+    assert g.verdict == "confident", g.reasons
