@@ -480,7 +480,7 @@ def shrink_sigma(scale: float, spot_sigma_px: float | None = None) -> float:
     depending on where it falls between samples, and the whole-image fit then reads intensities
     (and so the beam's tilt) wrong. Measured (docs/results.md, session 29): eight simulated
     anatase patterns of 1.6 px spots over a 2.56 1/Å field at 512 px, onto the 150 px frame (3.5x):
-    4 of 8 more than 5° off with half a pixel, none more than 0.7° with the templates' width.
+    4 of 8 more than 5° off with half a pixel, all within 0.75° with the templates' width.
 
     >>> shrink_sigma(1.2), shrink_sigma(2.0), round(shrink_sigma(3.5, 1.6), 2), shrink_sigma(2.0, 3.0)
     (0.0, 1.0, 3.88, 1.0)
