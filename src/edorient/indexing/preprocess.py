@@ -194,20 +194,26 @@ def _spikes(image: np.ndarray) -> np.ndarray:
     diff = x - ndimage.median_filter(x, size=3, mode="nearest")
     noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
     cand = (x > HOT_RATIO * np.maximum(local, 0.0)) & (x - local > HOT_SIGMAS * noise) & (x > 0)
-    out = np.zeros_like(cand)
     lab, n = ndimage.label(cand, structure=np.ones((3, 3)))
-    if n:
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
-            if sizes[k] > HOT_MAX_CLUSTER:
+    if not n:
+        return np.zeros_like(cand)
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    low = ndimage.minimum(x, lab, np.arange(n + 1))  # (index 0, the background: unused)
+    # the brightest pixel around each cluster: its 8 neighbours that are not candidates (a
+    # candidate next to a cluster is in it), over every shift at once; -inf: none (a whole image)
+    ring = np.full(n + 1, -np.inf)
+    h, w = x.shape
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            if dr == dc == 0:
                 continue
-            grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
-            mine = lab[grown] == k
-            ring = ndimage.binary_dilation(mine, structure=np.ones((3, 3))) & ~mine
-            m = x[grown]
-            if not ring.any() or m[mine].min() > HOT_RATIO * max(float(m[ring].max()), 0.0):
-                out[grown] |= mine
-    return out
+            src = (slice(max(-dr, 0), h - max(dr, 0)), slice(max(-dc, 0), w - max(dc, 0)))
+            dst = (slice(max(dr, 0), h - max(-dr, 0)), slice(max(dc, 0), w - max(-dc, 0)))
+            k, nb = lab[src], lab[dst] == 0
+            np.maximum.at(ring, k[(k > 0) & nb], x[dst][(k > 0) & nb])
+    keep = (sizes <= HOT_MAX_CLUSTER) & ((ring == -np.inf) | (low > HOT_RATIO * np.maximum(ring, 0.0)))
+    keep[0] = False
+    return keep[lab]
 
 
 def bright_spikes(image: np.ndarray) -> np.ndarray:
