@@ -134,9 +134,9 @@ def spot_sigma(pre) -> float | None:
 def working_image(pre, calibration_in: float, size: int, calibration_out: float) -> np.ndarray:
     """The preprocessed pattern resampled onto a ``size`` frame around its centre, display-transformed.
     Shrunk, its spots are low-passed to the templates' width (:func:`~edorient.io.images.shrink_sigma`)."""
-    from edorient.io.images import resample_to_model
+    from edorient.io.images import LOWPASS_SHRINK, resample_to_model
 
-    shrinking = calibration_out / calibration_in > 1.5  # (shrink_sigma: no low-pass below)
+    shrinking = calibration_out / calibration_in > LOWPASS_SHRINK  # (the spots' width is measured only then)
     x = resample_to_model(pre.image, pre.centre, calibration_in, size, calibration_out,
                           spot_sigma_px=spot_sigma(pre) if shrinking else None)
     return display_transform(np.clip(x, 0, None).astype(np.float32))
@@ -203,12 +203,12 @@ class PatternSearch:
         """
         from scipy import ndimage
 
-        from edorient.io.images import shrink_sigma
+        from edorient.io.images import LOWPASS_SHRINK, shrink_sigma
 
         grid = self.matcher.scorer.grid
         ratio = self.working_calibration / self.calibration  # file pixels per working pixel at s = 1
         disp = display_transform(np.clip(pre.image, 0, None).astype(np.float32))
-        lowpass = shrink_sigma(ratio, spot_sigma(pre) if ratio > 1.5 else None)  # (working_image's)
+        lowpass = shrink_sigma(ratio, spot_sigma(pre) if ratio > LOWPASS_SHRINK else None)  # (working_image's)
         sigma = float(np.hypot(grid.smooth_px * ratio, lowpass))
         sm = ndimage.gaussian_filter(disp.astype(np.float64), sigma)
         phi = grid.phi

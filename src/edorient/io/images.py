@@ -468,13 +468,19 @@ def model_axes(centre: tuple[float, float], calibration_in: float, size: int,
     return centre[0] + (k - r0) * scale, centre[1] + (k - c0) * scale
 
 
+#: :func:`shrink_sigma`: an image shrunk by more than this (input pixels per output pixel) is
+#: low-passed before it is sampled; less, not at all.
+LOWPASS_SHRINK = 1.5
+
+
 def shrink_sigma(scale: float, spot_sigma_px: float | None = None) -> float:
     """Gaussian sigma (input pixels) of the low-pass before an image is sampled at ``scale``
     input pixels per output pixel (0: none).
 
-    Shrinking more than 1.5x (less: none): at least half an output pixel, so that spots are not
-    lost between samples. With the input's spot width ``spot_sigma_px`` (Gaussian sigma, input
-    pixels) known, the spots are also brought to the width of the search's templates,
+    Shrinking more than :data:`LOWPASS_SHRINK` (1.5x; less: none): at least half an output
+    pixel, so that spots are not lost between samples. With the input's spot width
+    ``spot_sigma_px`` (Gaussian sigma, input pixels) known, the spots are also brought to the
+    width of the search's templates,
     :data:`edorient.conventions.DEFAULT_SPOT_SIGMA_PX` output pixels, where they would be
     narrower: a spot much narrower than one output pixel is read at its peak or its flank
     depending on where it falls between samples, and the whole-image fit then reads intensities
@@ -487,7 +493,7 @@ def shrink_sigma(scale: float, spot_sigma_px: float | None = None) -> float:
     """
     from edorient.conventions import DEFAULT_SPOT_SIGMA_PX
 
-    if not scale > 1.5:
+    if not scale > LOWPASS_SHRINK:
         return 0.0
     sigma = 0.5 * scale
     if spot_sigma_px is not None:
