@@ -14,10 +14,11 @@ polar transform of the template search blurs ~400 model images a real pattern.
 names for a square window of odd ``size`` in modes "reflect" or "nearest" (for a minimum or a
 maximum both give the window cut at the image's edge): van Herk / Gil-Werman (running extremes
 over blocks of ``size`` rows, three comparisons a pixel whatever the size), exact as every
-extreme is; the second pass runs on the transpose, and an opening's two filters share their
-transposes (the extreme over a window does not depend on which axis goes first). 3x faster than
-scipy for a spot finder's opening (11 px) and maximum (7 px) on a 128 px image (0.19 against
-0.62 ms).
+extreme is; down the columns a block of rows at a time (two blocks' running extremes held, not
+two copies of the image), along the rows on stripes of rows transposed into a buffer that stays
+in cache. An opening (11 px) and a maximum (7 px): 0.055 and 0.027 ms on a 128 px image (scipy
+~0.45 ms), 41 and 20 ms on a 2048 px detector frame (the whole image's transposes before: ~350
+and ~160 ms).
 
 :func:`group_medians` is the median of the values of each group (a pattern's one-pixel rings
 around its direct beam: :func:`edorient.indexing.preprocess.radial_background`): the values
@@ -132,32 +133,65 @@ def gaussian_filter_stack32(images: np.ndarray, sigma: float) -> np.ndarray:
 @njit(nb.void(_f8[:, ::1], _i8, nb.boolean, _f8[:, ::1]))
 def _extreme_axis0(src, h, take_max, out):
     """``out[i]`` = the maximum (``take_max``) or minimum of ``src``'s rows ``i - h`` to ``i + h``
-    (those on the image), column by column: van Herk / Gil-Werman over blocks of 2h + 1 rows."""
+    (those on the image), column by column: van Herk / Gil-Werman over blocks of k = 2h + 1 rows
+    of the image padded by h rows of -inf (+inf) at each end. Block by block, so that only two
+    blocks' running extremes are held: output row j (padded row j to j + 2h) is the extreme of
+    its block's suffix from j and the next block's prefix to j + 2h."""
     n, m = src.shape
     k = 2 * h + 1
     N = n + 2 * h
     pad = -np.inf if take_max else np.inf
-    pre = np.empty((N, m))  # extreme from its block's start to the row
-    suf = np.empty((N, m))  # extreme from the row to its block's end
-    for i in range(N):
-        j = i - h
-        inside = 0 <= j < n
-        for c in range(m):
-            v = src[j, c] if inside else pad
-            if i % k != 0:
-                v = max(pre[i - 1, c], v) if take_max else min(pre[i - 1, c], v)
-            pre[i, c] = v
-    for i in range(N - 1, -1, -1):
-        j = i - h
-        inside = 0 <= j < n
-        for c in range(m):
-            v = src[j, c] if inside else pad
-            if i % k != k - 1 and i != N - 1:
-                v = max(suf[i + 1, c], v) if take_max else min(suf[i + 1, c], v)
-            suf[i, c] = v
-    for i in range(n):
-        for c in range(m):
-            out[i, c] = max(suf[i, c], pre[i + 2 * h, c]) if take_max else min(suf[i, c], pre[i + 2 * h, c])
+    suf = np.empty((k, m))  # block b - 1: extreme from the row to its block's end
+    pre = np.empty((k, m))  # block b: extreme from its block's start to the row
+    for b in range((N + k - 1) // k + 1):
+        if b > 0:  # block b's prefixes (block b - 1's suffixes are in suf)
+            for t in range(k):
+                j = b * k + t - h
+                inside = 0 <= j < n
+                for c in range(m):
+                    v = src[j, c] if inside else pad
+                    if t > 0:
+                        v = max(pre[t - 1, c], v) if take_max else min(pre[t - 1, c], v)
+                    pre[t, c] = v
+            # output rows (b - 1) k + t: suffix of block b - 1 from t, prefix of block b to t - 1
+            for t in range(k):
+                i = (b - 1) * k + t
+                if i >= n:
+                    break
+                if t == 0:
+                    for c in range(m):
+                        out[i, c] = suf[0, c]
+                else:
+                    for c in range(m):
+                        out[i, c] = max(suf[t, c], pre[t - 1, c]) if take_max else min(suf[t, c], pre[t - 1, c])
+            if (b - 1) * k + k >= n:
+                break
+        for t in range(k - 1, -1, -1):  # block b's suffixes
+            j = b * k + t - h
+            inside = 0 <= j < n
+            for c in range(m):
+                v = src[j, c] if inside else pad
+                if t < k - 1:
+                    v = max(suf[t + 1, c], v) if take_max else min(suf[t + 1, c], v)
+                suf[t, c] = v
+
+
+#: :func:`_extreme_axis1`: rows a stripe (transposed into a buffer that stays in cache).
+_STRIPE = 32
+
+
+@njit(nb.void(_f8[:, ::1], _i8, nb.boolean, _f8[:, ::1]))
+def _extreme_axis1(src, h, take_max, out):
+    """``out[:, i]`` = the extreme of ``src``'s columns ``i - h`` to ``i + h``: :func:`_extreme_axis0`
+    on stripes of :data:`_STRIPE` rows, each transposed into a small buffer (a running extreme
+    along a row is one long chain of dependent comparisons; across the stripe's rows it is not)."""
+    n, m = src.shape
+    for r0 in range(0, n, _STRIPE):
+        r1 = min(r0 + _STRIPE, n)
+        buf = np.ascontiguousarray(src[r0:r1].T)
+        res = np.empty_like(buf)
+        _extreme_axis0(buf, h, take_max, res)
+        out[r0:r1] = res.T
 
 
 def _window(image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
@@ -167,21 +201,19 @@ def _window(image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     return x, int(size) // 2
 
 
-def _extreme_t(x: np.ndarray, h: int, take_max: bool) -> np.ndarray:
-    """The transpose of the running extreme of ``x`` over (2h + 1)² windows: the extreme down
-    its columns, then down the columns of the transpose (an extreme over a window is the same
-    whichever axis goes first, so the two passes of an opening share their transposes)."""
+def _extreme2(x: np.ndarray, h: int, take_max: bool) -> np.ndarray:
+    """The running extreme of ``x`` over (2h + 1)² windows: down the columns, then along the
+    rows, both passes on contiguous rows (no transpose)."""
     a = np.empty_like(x)
     _extreme_axis0(x, h, take_max, a)
-    t = np.ascontiguousarray(a.T)
-    out = np.empty_like(t)
-    _extreme_axis0(t, h, take_max, out)
+    out = np.empty_like(x)
+    _extreme_axis1(a, h, take_max, out)
     return out
 
 
 def _extreme(image: np.ndarray, size: int, take_max: bool) -> np.ndarray:
     x, h = _window(image, size)
-    return np.ascontiguousarray(_extreme_t(x, h, take_max).T)
+    return _extreme2(x, h, take_max)
 
 
 def maximum_filter(image: np.ndarray, size: int) -> np.ndarray:
@@ -199,9 +231,9 @@ def minimum_filter(image: np.ndarray, size: int) -> np.ndarray:
 def grey_opening(image: np.ndarray, size: int) -> np.ndarray:
     """``scipy.ndimage.grey_opening(image, size=(size, size))`` of a 2-D image in float64,
     ``size`` odd: the maximum filter of the minimum filter, the first left transposed for the
-    second (two transposes of the image instead of four)."""
+    second."""
     x, h = _window(image, size)
-    return _extreme_t(_extreme_t(x, h, False), h, True)
+    return _extreme2(_extreme2(x, h, False), h, True)
 
 
 def gaussian_kernel_half(sigma: float, truncate: float = 4.0) -> np.ndarray:

@@ -203,6 +203,7 @@ class PatternSearch:
         """
         from scipy import ndimage
 
+        from edorient._filter_kernels import gaussian_filter
         from edorient.io.images import LOWPASS_SHRINK, shrink_sigma
 
         grid = self.matcher.scorer.grid
@@ -210,7 +211,7 @@ class PatternSearch:
         disp = display_transform(np.clip(pre.image, 0, None).astype(np.float32))
         lowpass = shrink_sigma(ratio, spot_sigma(pre) if ratio > LOWPASS_SHRINK else None)  # (working_image's)
         sigma = float(np.hypot(grid.smooth_px * ratio, lowpass))
-        sm = ndimage.gaussian_filter(disp.astype(np.float64), sigma)
+        sm = gaussian_filter(disp.astype(np.float64), sigma)  # (scipy.ndimage's bits, compiled)
         phi = grid.phi
         out = np.empty(len(self.scales))
         zones = np.empty(len(self.scales)) if len(self.matcher.zone_index) else None

@@ -289,11 +289,11 @@ def spot_fwhm(image: np.ndarray, n: int = 12) -> float | None:
 def brightest_blob(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 3.0) -> tuple[float, float]:
     """(row, col) of the brightest blob: the maximum of the smoothed valid image, refined by
     the centre of mass of the pixels above half of it within 3 sigma."""
-    from scipy import ndimage
+    from edorient import _filter_kernels as kern
 
     img, valid = _check_image(image, mask)
     fill = float(np.median(img[valid]))
-    sm = ndimage.gaussian_filter(np.where(valid, img, fill), sigma)
+    sm = kern.gaussian_filter(np.where(valid, img, fill), sigma)  # (scipy.ndimage's bits, compiled)
     sm[~valid] = -np.inf
     r, c = np.unravel_index(np.argmax(sm), sm.shape)
     h = int(np.ceil(3 * sigma))
@@ -559,12 +559,12 @@ def fill_masked(image: np.ndarray, valid: np.ndarray, sigma: float = 1.0, min_we
     """``image`` with its invalid pixels filled from their valid neighbours (a normalised Gaussian
     convolution of ``sigma`` px) where at least ``min_weight`` of the kernel's weight is valid (a
     masked hot pixel, a detector gap a few pixels wide); elsewhere (a wide masked region) 0."""
-    from scipy import ndimage
+    from edorient import _filter_kernels as kern
 
     x = np.asarray(image, dtype=np.float64)
     v = np.asarray(valid, dtype=np.float64)
-    w = ndimage.gaussian_filter(v, sigma)
-    num = ndimage.gaussian_filter(x * v, sigma)
+    w = kern.gaussian_filter(v, sigma)  # (scipy.ndimage's bits, compiled)
+    num = kern.gaussian_filter(x * v, sigma)
     fill = np.where(w >= min_weight, num / np.maximum(w, 1e-12), 0.0)
     return np.where(valid, x, fill)
 

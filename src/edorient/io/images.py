@@ -513,14 +513,15 @@ def resample_to_model(
     calibration is ``calibration_out`` (Å⁻¹/px); pixels outside the input become 0. Shrinking,
     the image is low-passed first (:func:`shrink_sigma`; ``spot_sigma_px``: its spots' Gaussian
     sigma in input pixels, where measured)."""
-    from scipy import ndimage
 
     scale = calibration_out / calibration_in  # input pixels per output pixel
     rows, cols = model_axes(centre, calibration_in, size, calibration_out)
     src = np.asarray(image, dtype=np.float64)
     sigma = shrink_sigma(scale, spot_sigma_px)
     if sigma > 0:  # shrinking: low-pass first so spots are not lost between samples
-        src = ndimage.gaussian_filter(src, sigma)
+        from edorient._filter_kernels import gaussian_filter
+
+        src = gaussian_filter(src, sigma)  # (scipy.ndimage's bits, compiled: 3x faster on a 2048 px frame)
     # bilinear, separable (the rows, then the columns): ndimage.map_coordinates(order=1,
     # mode="constant") at the grid's points; compiled, 5x faster than the two numpy passes
     from edorient._prep_kernels import bilinear_grid

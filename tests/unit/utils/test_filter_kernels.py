@@ -48,8 +48,8 @@ def test_a_stack_or_no_blur_is_refused(bad):
         gaussian_filter(**bad)
 
 
-@pytest.mark.parametrize("shape", [(128, 128), (37, 53), (6, 9), (1, 5), (3, 1), (11, 22)])
-@pytest.mark.parametrize("size", [1, 3, 7, 11])
+@pytest.mark.parametrize("shape", [(128, 128), (37, 53), (6, 9), (1, 5), (3, 1), (11, 22), (95, 70)])
+@pytest.mark.parametrize("size", [1, 3, 7, 11, 31])  # (31: a 2048 px frame's opening; blocks wider than some images)
 def test_the_extreme_filters_and_the_opening_are_scipy_s_to_the_bit(shape, size):
     from edorient._filter_kernels import grey_opening, maximum_filter, minimum_filter
 
