@@ -199,3 +199,139 @@ def bilinear_grid(src, rlo, rw, rf, clo, cw, cf):
             a, b = clo[j], min(clo[j] + 1, w - 1)
             out[i, j] = np.float32(tmp[i, a] * cw[j] + tmp[i, b] * cf[j])
     return out
+
+
+@njit(_f8(_f8, _f8, _f8))
+def _med3(a, b, c):
+    return max(min(a, b), min(max(a, b), c))
+
+
+@njit(_f8[:, ::1](_f8[:, ::1]))
+def median3_nearest(x):
+    """``scipy.ndimage.median_filter(x, size=3, mode="nearest")`` (the edge pixels repeated past
+    the border): each column's three values sorted, the window's median is the median of the
+    largest of its three smallest, the median of its three middles and the smallest of its three
+    largest (an order statistic of the same values: the same value)."""
+    h, w = x.shape
+    out = np.empty((h, w))
+    lo, mid, hi = np.empty(w), np.empty(w), np.empty(w)
+    for r in range(h):
+        up, down = x[max(r - 1, 0)], x[min(r + 1, h - 1)]
+        row = x[r]
+        for c in range(w):
+            a, b, d = up[c], row[c], down[c]
+            lo[c] = min(min(a, b), d)
+            hi[c] = max(max(a, b), d)
+            mid[c] = _med3(a, b, d)
+        o = out[r]
+        for c in range(w):
+            cl, cr = max(c - 1, 0), min(c + 1, w - 1)
+            o[c] = _med3(max(max(lo[cl], lo[c]), lo[cr]), _med3(mid[cl], mid[c], mid[cr]),
+                         min(min(hi[cl], hi[c]), hi[cr]))
+    return out
+
+
+@njit(_f8(_f8[:, ::1], _i8, _i8))
+def _median5_nearest_at(x, r, c):
+    """The 5 x 5 median of ``x`` at (r, c) as ``median_filter(x, 5, mode="nearest")`` has it."""
+    h, w = x.shape
+    buf = np.empty(25)
+    n = 0
+    for dr in range(-2, 3):
+        rr = min(max(r + dr, 0), h - 1)
+        for dc in range(-2, 3):
+            buf[n] = x[rr, min(max(c + dc, 0), w - 1)]
+            n += 1
+    buf.sort()
+    return buf[12]
+
+
+@njit(_b1(_f8[:, ::1], _i8, _i8, _f8, _f8, _f8, nb.int8[:, ::1]))
+def _spike_candidate(x, r, c, noise, ratio, sigmas, cand):
+    """Whether (r, c) is a spike candidate (``_spikes``' ``cand``), computed once (``cand``: 0
+    unknown, 1 yes, 2 no)."""
+    if cand[r, c] == 0:
+        v = x[r, c]
+        ok = False
+        if v > 0:
+            loc = _median5_nearest_at(x, r, c)
+            ok = v > ratio * max(loc, 0.0) and v - loc > sigmas * noise
+        cand[r, c] = 1 if ok else 2
+    return cand[r, c] == 1
+
+
+@njit(_b1(_f8[:, ::1], _i8, _i8, _f8, _f8, _f8, _i8, nb.int8[:, ::1], nb.int8[:, ::1]))
+def _spike_at(x, r, c, noise, ratio, sigmas, max_cluster, cand, status):
+    """Whether (r, c) belongs to a spike (``_spikes``' definition), from its cluster alone: the
+    8-connected candidates around it, grown until more than ``max_cluster``; ``status`` (0
+    unknown, 1 spike, 2 not) keeps each cluster's answer."""
+    if status[r, c] == 0:
+        h, w = x.shape
+        if not _spike_candidate(x, r, c, noise, ratio, sigmas, cand):
+            status[r, c] = 2
+            return False
+        rows = np.empty(max_cluster + 1, np.int64)
+        cols = np.empty(max_cluster + 1, np.int64)
+        rows[0], cols[0] = r, c
+        n, head, big = 1, 0, False
+        ring = -np.inf
+        while head < n and not big:
+            pr, pc = rows[head], cols[head]
+            head += 1
+            for dr in range(-1, 2):
+                for dc in range(-1, 2):
+                    qr, qc = pr + dr, pc + dc
+                    if (dr == 0 and dc == 0) or qr < 0 or qr >= h or qc < 0 or qc >= w:
+                        continue
+                    if _spike_candidate(x, qr, qc, noise, ratio, sigmas, cand):
+                        seen = False
+                        for k in range(n):
+                            if rows[k] == qr and cols[k] == qc:
+                                seen = True
+                                break
+                        if not seen:
+                            if n > max_cluster:
+                                big = True
+                                break
+                            rows[n], cols[n] = qr, qc
+                            n += 1
+                    elif x[qr, qc] > ring:
+                        ring = x[qr, qc]
+                if big:
+                    break
+        big = big or n > max_cluster
+        keep = False
+        if not big:
+            low = np.inf
+            for k in range(n):
+                low = min(low, x[rows[k], cols[k]])
+            keep = ring == -np.inf or low > ratio * max(ring, 0.0)
+        for k in range(n):
+            status[rows[k], cols[k]] = 1 if keep else 2
+    return status[r, c] == 1
+
+
+@njit(nb.types.Tuple((_b1[:, ::1], _f8, _b1))(_f8[:, ::1], _i8[::1], _f8, _f8, _f8, _i8))
+def bright_spike_scan(x, order, noise, ratio, sigmas, max_cluster):
+    """:func:`~edorient.indexing.preprocess.bright_spikes` from the brightest pixels down: (the
+    spikes at least half as bright as the brightest pixel that is not one, that pixel's value
+    (NaN: none among ``order``), whether the scan got below half of it). ``order``: flat indices
+    of pixels in descending order of value; each one's spike status is decided from its own
+    cluster and neighbourhood (``_spikes``' definition, its 5 x 5 medians computed only there).
+    Incomplete (the caller takes the whole image then) where ``order`` ends first."""
+    h, w = x.shape
+    cand = np.zeros((h, w), np.int8)
+    status = np.zeros((h, w), np.int8)
+    out = np.zeros((h, w), np.bool_)
+    top = np.nan
+    found = False
+    for i in order:
+        r, c = i // w, i % w
+        v = x[r, c]
+        if found and v < 0.5 * top:
+            return out, top, True
+        if _spike_at(x, r, c, noise, ratio, sigmas, max_cluster, cand, status):
+            out[r, c] = True
+        elif not found:
+            top, found = v, True
+    return out, top, False

@@ -37,6 +37,15 @@ def _exact(v: np.ndarray) -> bool:
     return v.ndim == 1 and v.dtype in (np.float64, np.float32)
 
 
+def select(values: np.ndarray, k: int):
+    """The ``k``-th smallest (from 0) of a 1-D array of finite float values, in its dtype
+    (``np.partition(values, k)[k]``)."""
+    v = np.asarray(values)
+    if not _exact(v) or not 0 <= int(k) < v.size:
+        return np.partition(v, int(k))[int(k)]
+    return _pair(v, int(k))[0]
+
+
 def median(values: np.ndarray):
     """``np.median(values)`` of a 1-D array of finite values (a NaN gives an undefined result)."""
     v = np.asarray(values)

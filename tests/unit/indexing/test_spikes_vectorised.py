@@ -65,3 +65,48 @@ def test_the_planted_spikes_are_found_and_the_spot_is_not():
     found = _spikes(_planted())
     assert found[10, 10] and found[0, 0] and found[127, 5:7].all() and found[60:62, 60:62].all()
     assert not found[90:93, 90:93].any()
+
+
+def _whole_image_bright_spikes(x: np.ndarray) -> np.ndarray:
+    """bright_spikes' definition on the whole image: the spikes at least half as bright as the
+    brightest pixel that is not one."""
+    sp = _reference(x)
+    if not sp.any() or sp.all():
+        return np.zeros_like(sp)
+    return sp & (x >= 0.5 * float(x[~sp].max()))
+
+
+def _bright_cases():
+    rng = np.random.default_rng(7)
+    beam = np.exp(-np.hypot(*np.mgrid[-150:150, -150:150]) / 3.0)
+    counting = rng.poisson(3e3 * beam + 0.3).astype(float)  # noise 0 by the MAD
+    spiky = rng.poisson(3e3 * beam + 20.0).astype(float)
+    spiky[[10, 280, 150], [20, 5, 140]] = 2e4  # brighter than the beam's peak, one beside it (on a
+    # counting frame of mostly 0-1 counts a lone bright pixel touches counted ones: no spike)
+    spiky[0, 0] = 1.5e4  # a corner
+    spiky[200:202, 33] = 1.2e4  # a pair
+    spiky[60:63, 60:63] = 1.9e4  # 9 pixels: no spike
+    faint = spiky.copy()
+    faint[100, 100] = 900  # a spike, but under half the brightest non-spike
+    flat_bright = rng.poisson(50, (300, 300)).astype(float)  # half the maximum: most pixels (the whole image)
+    flat_bright[5, 5] = 1e6
+    return [counting, spiky, faint, flat_bright, np.zeros((300, 300)), np.full((300, 300), 7.0),
+            np.pad(np.full((2, 2), 5e3), 149)]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_bright_spikes_from_the_brightest_down_are_the_whole_image_s(case):
+    from edorient.indexing.preprocess import _SCAN_PIXELS, bright_spikes
+
+    x = _bright_cases()[case]
+    assert x.size > _SCAN_PIXELS  # (the scan, not the whole image, answers)
+    np.testing.assert_array_equal(bright_spikes(x), _whole_image_bright_spikes(x))
+
+
+def test_the_scan_finds_the_spikes_brighter_than_the_beam():
+    from edorient.indexing.preprocess import _bright_spikes_scan
+
+    found = _bright_spikes_scan(_bright_cases()[1])
+    assert found is not None  # (decided from the brightest pixels, not handed to the whole image)
+    assert found[10, 20] and found[280, 5] and found[150, 140] and found[0, 0] and found[200:202, 33].all()
+    assert not found[60:63, 60:63].any()

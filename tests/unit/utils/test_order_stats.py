@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edorient._filter_kernels import order_pair
-from edorient._utils.order_stats import median, percentile
+from edorient._utils.order_stats import median, percentile, select
 
 
 def _arrays(rng):
@@ -56,3 +56,12 @@ def test_the_input_is_left_as_it_was():
     keep = v.copy()
     median(v), percentile(v, 99.5), order_pair(v, 10)
     np.testing.assert_array_equal(v, keep)
+
+
+def test_select_is_numpy_s_partition_at_k():
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 10, 1000):
+        for v in (rng.random(n), np.round(rng.random(n), 1), rng.random(n).astype(np.float32)):
+            for k in {0, n // 2, n - 1}:
+                got = select(v, k)
+                assert got == np.partition(v, k)[k] and type(got) is type(np.partition(v, k)[k])

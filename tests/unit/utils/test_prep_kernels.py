@@ -134,3 +134,14 @@ def test_read_only_inputs_are_taken():
     models = rng.random((1, 2, 100)).astype(np.float32)
     valid = np.broadcast_to(rng.random(100) < 0.9, (1, 100))  # read-only
     np.testing.assert_array_equal(masked_correlations(y, models, valid), masked_correlations(y, models, valid.copy()))
+
+
+def test_the_3x3_median_is_scipy_s_nearest_median_filter():
+    from scipy import ndimage
+
+    from edorient._prep_kernels import median3_nearest
+
+    rng = np.random.default_rng(11)
+    for shape in [(64, 80), (1, 7), (5, 1), (2, 2), (1, 1), (33, 3)]:
+        for x in (rng.random(shape), rng.poisson(0.7, shape).astype(float), np.round(rng.normal(size=shape), 1)):
+            np.testing.assert_array_equal(median3_nearest(x), ndimage.median_filter(x, size=3, mode="nearest"))
