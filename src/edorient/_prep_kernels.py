@@ -201,6 +201,60 @@ def bilinear_grid(src, rlo, rw, rf, clo, cw, cf):
     return out
 
 
+@njit(nb.types.Tuple((_i8[:, ::1], _f8[:, ::1]))(_i8[::1], _f8[::1], _f8[::1], _i8, _f8[::1]))
+def _blur_sample_taps(lo, wlo, whi, n, half):
+    """For each sample (its lower neighbour ``lo``, the weights ``wlo`` on it and ``whi`` on the
+    next, clipped to the last of ``n``), the source indices and weights of the Gaussian-blurred
+    signal (``half``: the kernel's centre and right half, edges reflected) interpolated there."""
+    r = len(half) - 1
+    m = len(lo)
+    idx = np.empty((m, 2 * r + 2), np.int64)
+    wt = np.zeros((m, 2 * r + 2))
+    for i in range(m):
+        a, b = lo[i], min(lo[i] + 1, n - 1)
+        for k in range(2 * r + 2):
+            d = a - r + k  # (the taps of a and of b, which is a or a + 1, within a - r .. a + r + 1)
+            idx[i, k] = _reflect(d, n)
+            v = 0.0
+            if abs(d - a) <= r:
+                v += wlo[i] * half[abs(d - a)]
+            if abs(d - b) <= r:
+                v += whi[i] * half[abs(d - b)]
+            wt[i, k] = v
+    return idx, wt
+
+
+@njit(nb.float32[:, ::1](_f8[:, ::1], _f8[::1], _i8[::1], _f8[::1], _f8[::1], _i8[::1], _f8[::1], _f8[::1]))
+def blurred_bilinear_grid(src, half, rlo, rw, rf, clo, cw, cf):
+    """:func:`bilinear_grid` of ``src`` blurred by the Gaussian whose kernel's centre and right
+    half are ``half`` (scipy's "reflect" edges), the blur computed only where the samples read it:
+    each sample's rows combined with the kernel's and the interpolation's weights, then its
+    columns. The same values as blurring the whole image first (``scipy.ndimage.gaussian_filter``)
+    to rounding (~1e-16 relative), 10-20x fewer operations when a large frame is shrunk onto a
+    small one."""
+    h, w = src.shape
+    nr, nc = len(rlo), len(clo)
+    ri, rwt = _blur_sample_taps(rlo, rw, rf, h, half)
+    ci, cwt = _blur_sample_taps(clo, cw, cf, w, half)
+    tmp = np.zeros((nr, w))
+    for i in range(nr):
+        t = tmp[i]
+        for k in range(ri.shape[1]):
+            g = rwt[i, k]
+            if g != 0.0:
+                row = src[ri[i, k]]
+                for j in range(w):
+                    t[j] += g * row[j]
+    out = np.empty((nr, nc), dtype=np.float32)
+    for i in range(nr):
+        for j in range(nc):
+            acc = 0.0
+            for k in range(ci.shape[1]):
+                acc += cwt[j, k] * tmp[i, ci[j, k]]
+            out[i, j] = np.float32(acc)
+    return out
+
+
 @njit(_f8(_f8, _f8, _f8))
 def _med3(a, b, c):
     return max(min(a, b), min(max(a, b), c))

@@ -518,17 +518,19 @@ def resample_to_model(
     rows, cols = model_axes(centre, calibration_in, size, calibration_out)
     src = np.asarray(image, dtype=np.float64)
     sigma = shrink_sigma(scale, spot_sigma_px)
-    if sigma > 0:  # shrinking: low-pass first so spots are not lost between samples
-        from edorient._filter_kernels import gaussian_filter
-
-        src = gaussian_filter(src, sigma)  # (scipy.ndimage's bits, compiled: 3x faster on a 2048 px frame)
     # bilinear, separable (the rows, then the columns): ndimage.map_coordinates(order=1,
     # mode="constant") at the grid's points; compiled, 5x faster than the two numpy passes
-    from edorient._prep_kernels import bilinear_grid
+    from edorient._prep_kernels import bilinear_grid, blurred_bilinear_grid
     from edorient._utils.jit import kernel_array
 
-    return bilinear_grid(kernel_array(src, np.float64), *_linear_weights(rows, src.shape[0]),
-                         *_linear_weights(cols, src.shape[1]))
+    weights = (*_linear_weights(rows, src.shape[0]), *_linear_weights(cols, src.shape[1]))
+    if sigma > 0:  # shrinking: low-pass first so spots are not lost between samples, computed only
+        # where the grid reads it (a 2048 px frame onto 150 px: 7 against 120 ms for the whole
+        # image blurred; the same float32 values in the tests)
+        from edorient._filter_kernels import gaussian_kernel_half
+
+        return blurred_bilinear_grid(kernel_array(src, np.float64), gaussian_kernel_half(sigma), *weights)
+    return bilinear_grid(kernel_array(src, np.float64), *weights)
 
 
 def _linear_weights(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

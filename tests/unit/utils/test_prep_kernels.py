@@ -1,6 +1,7 @@
 """The compiled preprocessing steps give the bits of the numpy and scipy code they replace."""
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from edorient import _prep_kernels as kern
@@ -137,11 +138,32 @@ def test_read_only_inputs_are_taken():
 
 
 def test_the_3x3_median_is_scipy_s_nearest_median_filter():
-    from scipy import ndimage
-
     from edorient._prep_kernels import median3_nearest
 
     rng = np.random.default_rng(11)
     for shape in [(64, 80), (1, 7), (5, 1), (2, 2), (1, 1), (33, 3)]:
         for x in (rng.random(shape), rng.poisson(0.7, shape).astype(float), np.round(rng.normal(size=shape), 1)):
             np.testing.assert_array_equal(median3_nearest(x), ndimage.median_filter(x, size=3, mode="nearest"))
+
+
+@pytest.mark.parametrize("shape, centre, cal_in, size, cal_out", [
+    ((512, 512), (256.3, 250.7), 0.005, 150, 0.017),  # a large frame shrunk 3.4x
+    ((300, 200), (140.2, 90.1), 0.01, 64, 0.03),  # the grid past the image's edge: zeros there
+    ((40, 900), (20.0, 450.0), 0.001, 50, 0.02),  # the kernel longer than the image is tall (reflected twice)
+    ((1, 50), (0.0, 25.0), 0.01, 20, 0.03),
+])
+def test_the_blur_read_at_the_samples_is_the_whole_image_blurred_then_sampled(shape, centre, cal_in, size, cal_out):
+    from edorient._filter_kernels import gaussian_kernel_half
+    from edorient._prep_kernels import blurred_bilinear_grid
+    from edorient.io.images import _linear_weights, model_axes, shrink_sigma
+
+    x = np.random.default_rng(3).random(shape) ** 4
+    sigma = shrink_sigma(cal_out / cal_in, 1.0)
+    rows, cols = model_axes(centre, cal_in, size, cal_out)
+    want = ndimage.map_coordinates(ndimage.gaussian_filter(x, sigma), np.stack(np.meshgrid(rows, cols, indexing="ij")),
+                                   order=1, mode="constant", cval=0.0)
+    got = blurred_bilinear_grid(x, gaussian_kernel_half(sigma), *_linear_weights(rows, shape[0]),
+                                *_linear_weights(cols, shape[1]))
+    assert got.dtype == np.float32 and got.shape == (size, size)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7 * float(want.max()))
+    assert (want == 0).sum() == (got == 0).sum()  # (outside the image: exactly 0, as scipy's constant mode)
