@@ -100,13 +100,20 @@ def _flat_patches(image: np.ndarray, min_area: int) -> np.ndarray:
     lab, n = ndimage.label(flat)
     if n == 0:
         return np.zeros_like(flat)
-    idx = np.arange(1, n + 1)
-    sizes = ndimage.sum(flat, lab, idx)
-    values = ndimage.minimum(image, lab, idx)
+    labf = lab.ravel()
+    sizes = np.bincount(labf, minlength=n + 1)[1:]
+    if not (sizes >= min_area).any():
+        return np.zeros_like(flat)
+    # each patch is of one value (neighbouring flat pixels lie in each other's constant windows):
+    # its minimum is the value at any of its pixels (ndimage.minimum sorted every pixel for it)
+    at = np.flatnonzero(labf)
+    values = np.empty(n + 1)
+    values[labf[at]] = np.asarray(image, dtype=np.float64).ravel()[at]
+    values = values[1:]
     lo = float(image.min())
     border = np.zeros_like(flat)
     border[[0, -1], :] = border[:, [0, -1]] = True
-    on_border = ndimage.maximum(border, lab, idx).astype(bool)
+    on_border = np.bincount(lab[border], minlength=n + 1)[1:] > 0
     # a flat patch brighter than the typical pixel is paint (a label painted out); one at the
     # image's minimum that touches the border is the padding of a crop. A dark flat patch inside
     # is just empty background of an 8-bit image, which carries no spot either way.
