@@ -65,3 +65,21 @@ def test_select_is_numpy_s_partition_at_k():
             for k in {0, n // 2, n - 1}:
                 got = select(v, k)
                 assert got == np.partition(v, k)[k] and type(got) is type(np.partition(v, k)[k])
+
+
+def test_order_pair_of_a_large_frame_bracketed_from_a_sample_or_binned():
+    # more than _BRACKET_ABOVE values: bracketed from a sample where it can be (a top-hat's
+    # skewed values, uniform, sorted), binned where the bracket fails (mostly ties: a counting
+    # frame's 0s and 1s; all equal); the same ranks either way
+    from edorient._filter_kernels import _BRACKET_ABOVE, _pair_bracketed
+
+    rng = np.random.default_rng(8)
+    n = _BRACKET_ABOVE + 1000
+    skewed = rng.exponential(size=n) ** 6
+    cases = [skewed, rng.random(n), np.sort(rng.random(n)), rng.poisson(0.3, n).astype(float), np.zeros(n)]
+    for v in cases:
+        s = np.sort(v)
+        for k in (0, 1, n // 3, n // 2, n - 2, n - 1):
+            assert order_pair(v, k) == (s[k], s[min(k + 1, n - 1)])
+    assert _pair_bracketed(skewed, n // 2)[0]  # (the sample's bracket held the rank)
+    assert not _pair_bracketed(cases[3], n // 2)[0]  # (mostly ties: too many in the bracket)
