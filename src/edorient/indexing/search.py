@@ -208,10 +208,18 @@ class PatternSearch:
 
         grid = self.matcher.scorer.grid
         ratio = self.working_calibration / self.calibration  # file pixels per working pixel at s = 1
-        disp = display_transform(np.clip(pre.image, 0, None).astype(np.float32))
+        lin = np.clip(pre.image, 0, None)
         lowpass = shrink_sigma(ratio, spot_sigma(pre) if ratio > LOWPASS_SHRINK else None)  # (working_image's)
-        sigma = float(np.hypot(grid.smooth_px * ratio, lowpass))
-        sm = gaussian_filter(disp.astype(np.float64), sigma)  # (scipy.ndimage's bits, compiled)
+        if lowpass > 0:
+            # shrunk, the working image is low-passed in linear intensity and display-transformed
+            # after: so here. Transformed first, the noise that passes the floor of a large
+            # frame's brighter halo (1.4 % of a 1024 px frame's pixels, each amplified by the
+            # logarithm to half a spot's level) outweighed the sharp spots, and the scan's scores
+            # came out flat (0.31-0.33 at every scale: 3 of 4 noise draws of one orientation at
+            # 1024 px 23-37° off, docs/results.md, session 30)
+            lin = gaussian_filter(lin.astype(np.float64), lowpass)
+        disp = display_transform(lin.astype(np.float32))
+        sm = gaussian_filter(disp.astype(np.float64), grid.smooth_px * ratio)  # (scipy.ndimage's bits, compiled)
         phi = grid.phi
         out = np.empty(len(self.scales))
         zones = np.empty(len(self.scales)) if len(self.matcher.zone_index) else None
