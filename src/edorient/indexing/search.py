@@ -208,29 +208,58 @@ class PatternSearch:
 
         grid = self.matcher.scorer.grid
         ratio = self.working_calibration / self.calibration  # file pixels per working pixel at s = 1
-        lin = np.clip(pre.image, 0, None)
         lowpass = shrink_sigma(ratio, spot_sigma(pre) if ratio > LOWPASS_SHRINK else None)  # (working_image's)
         if lowpass > 0:
-            # shrunk, the working image is low-passed in linear intensity and display-transformed
-            # after: so here. Transformed first, the noise that passes the floor of a large
-            # frame's brighter halo (1.4 % of a 1024 px frame's pixels, each amplified by the
-            # logarithm to half a spot's level) outweighed the sharp spots, and the scan's scores
-            # came out flat (0.31-0.33 at every scale: 3 of 4 noise draws of one orientation at
-            # 1024 px 23-37° off, docs/results.md, session 30)
-            lin = gaussian_filter(lin.astype(np.float64), lowpass)
-        disp = display_transform(lin.astype(np.float32))
-        sm = gaussian_filter(disp.astype(np.float64), grid.smooth_px * ratio)  # (scipy.ndimage's bits, compiled)
+            # shrunk, the working image is the file low-passed in linear intensity, sampled, then
+            # display-transformed: so here, on a grid of half a working pixel wide enough for the
+            # smallest scale, which every scale's polar image is read from. Transformed first
+            # and blurred at the file's pixels, the noise that passes the floor of a large frame's
+            # brighter halo (1.4 % of a 1024 px frame's pixels, each amplified by the logarithm to
+            # half a spot's level) outweighed the sharp spots and the scores came out flat (0.31-0.33
+            # at every scale: 3 of 4 noise draws of one orientation at 1024 px 23-37° off), and
+            # the two whole-frame blurs took 7 s of a 4096 px call (docs/results.md, session 30)
+            sm, centre, per_px = self._scan_grid(pre, ratio, lowpass)
+        else:  # (the file's pixels, as a working image samples them)
+            disp = display_transform(np.clip(pre.image, 0, None).astype(np.float32))
+            sm = gaussian_filter(disp.astype(np.float64), grid.smooth_px * ratio)  # (scipy.ndimage's bits, compiled)
+            centre, per_px = pre.centre, ratio
         phi = grid.phi
         out = np.empty(len(self.scales))
         zones = np.empty(len(self.scales)) if len(self.matcher.zone_index) else None
         for i, s in enumerate(self.scales):
-            rr = grid.radii[:, None] * (ratio / s)
-            coords = np.stack([pre.centre[0] - rr * np.sin(phi), pre.centre[1] + rr * np.cos(phi)])
+            rr = grid.radii[:, None] * (per_px / s)
+            coords = np.stack([centre[0] - rr * np.sin(phi), centre[1] + rr * np.cos(phi)])
             polar = grid.normalise(ndimage.map_coordinates(sm, coords, order=1, cval=0.0))
             out[i] = self.matcher.polar_correlations(polar, subset="coarse").max()
             if zones is not None:
                 zones[i] = self.matcher.polar_correlations(polar, subset="zones").max()
         return out, zones
+
+    #: :meth:`_scan_grid`: its pixels per working pixel.
+    SCAN_GRID_FINE = 2
+
+    def _scan_grid(self, pre, ratio: float, lowpass: float) -> tuple[np.ndarray, tuple[float, float], float]:
+        """(the shrunk file as working images see it, smoothed as the dictionary's polar images
+        are, on a grid of 1 / :data:`SCAN_GRID_FINE` working pixels around the direct beam; the
+        beam's position on it; its pixels per working pixel at scale 1): low-passed by ``lowpass``
+        file pixels where the grid reads it (:func:`~edorient._prep_kernels.blurred_bilinear_grid`),
+        display-transformed, smoothed by the polar grid's ``smooth_px``."""
+        from edorient import conventions as cv
+        from edorient._filter_kernels import gaussian_filter, gaussian_kernel_half
+        from edorient._prep_kernels import blurred_bilinear_grid
+        from edorient._utils.jit import kernel_array
+        from edorient.io.images import _linear_weights, model_axes
+
+        grid = self.matcher.scorer.grid
+        f = self.SCAN_GRID_FINE
+        reach = float(grid.radii.max()) * f / float(self.scales.min()) + 4 * grid.smooth_px * f + 2
+        m = 2 * int(np.ceil(reach)) + 1
+        src = kernel_array(np.clip(pre.image, 0, None), np.float64)
+        rows, cols = model_axes(pre.centre, self.calibration, m, self.working_calibration / f)
+        lin = blurred_bilinear_grid(src, gaussian_kernel_half(lowpass), *_linear_weights(rows, src.shape[0]),
+                                    *_linear_weights(cols, src.shape[1]))
+        sm = gaussian_filter(display_transform(lin).astype(np.float64), grid.smooth_px * f)
+        return sm, tuple(float(v) for v in cv.centre_pixel(m)), float(f)
 
     def _peak_scale(self, best: np.ndarray, k: int) -> float:
         """The scale of grid point ``k`` of the scale scores ``best``, moved to the vertex of the
