@@ -423,7 +423,8 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
     file_image, file_config, fwhm = image, config, None
     b = config.bin
     if b is None:  # (not with --disc: a disc's width is the probe's, which the deconvolution undoes)
-        b, fwhm = (1, None) if config.disc_px != 0 else bin_factor(image if bad is None else np.where(bad, np.nan, image))
+        b, fwhm = (1, None) if config.disc_px != 0 else bin_factor(image if bad is None else np.where(bad, np.nan, image),
+                                                                   calibration, config.size)
     if b > 1:  # the rest runs on the binned pattern; centre and calibration are given back in the file's pixels
         from dataclasses import replace
 
@@ -581,37 +582,68 @@ def looks_inverted(image: np.ndarray) -> bool:
 BIN_SPOT_FWHM_PX = 4.0
 
 
-def bin_factor(image: np.ndarray) -> tuple[int, float | None]:
+#: :func:`bin_factor`: a frame is also binned while it keeps at least this many binned pixels per
+#: pixel of the working frame (its finer pixels reach the search only through the working frame's
+#: low-pass, at least 1.2 working pixels wide, against which a bin of 1/7 of one is nothing) ...
+BIN_WORKING_PX = 7.0
+#: ... and its spots at least this FWHM in binned pixels. Measured with
+#: ``benchmarks/bench_detector_size.py`` (1.6 px spots, 3.8 px FWHM; docs/results.md, session 30):
+#: 2048 px binned 2x and 4096 px binned 4x (7 binned pixels a working pixel, spots 1.9 and 0.95 px)
+#: 8 of 8 within 1°, as unbinned, at 1.3 against 3.2 s and 3.4 against 13 s a pattern.
+BIN_MIN_SPOT_FWHM_PX = 0.9
+
+
+def bin_factor(image: np.ndarray, calibration: float | None = None, size: int = 150,
+               max_g: float | None = None) -> tuple[int, float | None]:
     """(factor, spot FWHM in px): the whole number of times the spots' FWHM holds
-    :data:`BIN_SPOT_FWHM_PX` (1 for spots under twice that, or too few to measure), never below 64
-    binned pixels.
+    :data:`BIN_SPOT_FWHM_PX` (1 for spots under twice that, or too few to measure); with the
+    ``calibration`` (1/Å per px) known, at least the whole number of times the working frame's
+    pixel (``size`` px over the field out to ``max_g``, as :class:`~edorient.indexing.search.PatternSearch`
+    draws it) holds :data:`BIN_WORKING_PX` file pixels, while the spots stay
+    :data:`BIN_MIN_SPOT_FWHM_PX` wide; never below 64 binned pixels.
     cuni_110 enlarged 2x and 4x (spots 8.4 and 15 px wide) had its centre put 49 px off, or
-    unchecked, and the zone refused; binned 2x both are [1 0 1] ``confident``."""
+    unchecked, and the zone refused; binned 2x both are [1 0 1] ``confident``. A 2048 px counting
+    frame of sharp spots is binned 2x (every whole-frame step 4x cheaper, the same answers)."""
+    from edorient.indexing.search import SearchConfig
     from edorient.indexing.spots import spot_fwhm
 
     fwhm = spot_fwhm(image)
     if fwhm is None:
         return 1, None
     b = max(1, int(fwhm // BIN_SPOT_FWHM_PX))
+    if calibration is not None and calibration > 0:
+        field_px = min(max(np.shape(image)) / 2, (SearchConfig.max_g if max_g is None else max_g) / calibration)
+        per_working = field_px / (size // 2 - 2)  # file pixels per working pixel
+        fine = int(per_working // BIN_WORKING_PX)
+        while fine > 1 and fwhm / fine < BIN_MIN_SPOT_FWHM_PX:
+            fine -= 1
+        b = max(b, fine)
     while b > 1 and min(np.shape(image)) // b < 64:
         b -= 1
     return b, fwhm
 
 
 def bin_image(image: np.ndarray, bad: np.ndarray | None, b: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(the image's ``b`` x ``b`` block means over its good pixels, the blocks with none): rows and
-    columns beyond a whole block are cut.
+    """(the image's ``b`` x ``b`` block sums, a block with bad pixels its good pixels' mean times
+    b², the blocks with none): rows and columns beyond a whole block are cut. Sums, not means: a
+    counting frame stays in whole counts, which the noise floor of a frame of mostly 0-1 counts
+    relies on (:func:`edorient.indexing.preprocess.preprocess`; block means of 4 took a 4096 px
+    frame binned 2x to a floor of 0 and 3 of 8 answers wrong, docs/results.md, session 30).
 
     >>> img = np.arange(16.0).reshape(4, 4)
     >>> bin_image(img, None, 2)[0].tolist()
-    [[2.5, 4.5], [10.5, 12.5]]
+    [[10.0, 18.0], [42.0, 50.0]]
+    >>> bad = np.zeros((4, 4), bool); bad[0, 0] = True  # (3 good pixels of 1, 4, 5: mean 10/3, times 4)
+    >>> round(float(bin_image(img, bad, 2)[0][0, 0]), 3)
+    13.333
     """
     x = np.asarray(image, dtype=np.float64)
     h, w = (x.shape[0] // b) * b, (x.shape[1] // b) * b
     good = np.isfinite(x[:h, :w]) if bad is None else (~np.asarray(bad, dtype=bool)[:h, :w] & np.isfinite(x[:h, :w]))
     total = np.where(good, x[:h, :w], 0.0).reshape(h // b, b, w // b, b).sum(axis=(1, 3))
     count = good.reshape(h // b, b, w // b, b).sum(axis=(1, 3))
-    out = np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
+    full = b * b
+    out = np.where(count == full, total, np.where(count > 0, total / np.maximum(count, 1) * full, 0.0)).astype(np.float32)
     none = count == 0
     return out, (none if (bad is not None or none.any()) else None)
 
