@@ -421,10 +421,10 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         given = read_detector_mask(config.mask, image.shape)
         bad = given if bad is None else bad | given
     file_image, file_config, fwhm = image, config, None
-    b = config.bin
+    b, why = config.bin, "--bin"
     if b is None:  # (not with --disc: a disc's width is the probe's, which the deconvolution undoes)
-        b, fwhm = (1, None) if config.disc_px != 0 else bin_factor(image if bad is None else np.where(bad, np.nan, image),
-                                                                   calibration, config.size)
+        b, fwhm, why = (1, None, "") if config.disc_px != 0 else bin_plan(
+            image if bad is None else np.where(bad, np.nan, image), calibration, config.size)
     if b > 1:  # the rest runs on the binned pattern; centre and calibration are given back in the file's pixels
         from dataclasses import replace
 
@@ -476,7 +476,7 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
                    ("file" if pattern.voltage_kv else "assumed"),
                    "centre": [round(centre[0], 3), round(centre[1], 3)], "centre_finding": centre_info})
     if b > 1:
-        _unbin_result(result, b, fwhm)
+        _unbin_result(result, b, fwhm, why)
         if overlay is not None:
             draw = dict(draw, centre=_file_pixels(draw["centre"], b),
                         file_per_working=draw["file_per_working"] * b,
@@ -595,11 +595,18 @@ BIN_MIN_SPOT_FWHM_PX = 0.9
 
 def bin_factor(image: np.ndarray, calibration: float | None = None, size: int = 150,
                max_g: float | None = None) -> tuple[int, float | None]:
-    """(factor, spot FWHM in px): the whole number of times the spots' FWHM holds
+    """(factor, spot FWHM in px or None) of :func:`bin_plan`."""
+    b, fwhm, _ = bin_plan(image, calibration, size, max_g)
+    return b, fwhm
+
+
+def bin_plan(image: np.ndarray, calibration: float | None = None, size: int = 150,
+             max_g: float | None = None) -> tuple[int, float | None, str]:
+    """(factor, spot FWHM in px or None, why): the whole number of times the spots' FWHM holds
     :data:`BIN_SPOT_FWHM_PX` (1 for spots under twice that, or too few to measure); with the
     ``calibration`` (1/Å per px) known, at least the whole number of times the working frame's
     pixel (``size`` px over the field out to ``max_g``, as :class:`~edorient.indexing.search.PatternSearch`
-    draws it) holds :data:`BIN_WORKING_PX` file pixels, while the spots stay
+    draws it) holds :data:`BIN_WORKING_PX` file pixels, while measured spots stay
     :data:`BIN_MIN_SPOT_FWHM_PX` wide; never below 64 binned pixels.
     cuni_110 enlarged 2x and 4x (spots 8.4 and 15 px wide) had its centre put 49 px off, or
     unchecked, and the zone refused; binned 2x both are [1 0 1] ``confident``. A 2048 px counting
@@ -608,19 +615,22 @@ def bin_factor(image: np.ndarray, calibration: float | None = None, size: int = 
     from edorient.indexing.spots import spot_fwhm
 
     fwhm = spot_fwhm(image)
-    if fwhm is None:
-        return 1, None
-    b = max(1, int(fwhm // BIN_SPOT_FWHM_PX))
+    b = 1 if fwhm is None else max(1, int(fwhm // BIN_SPOT_FWHM_PX))
+    why = "" if fwhm is None else f"its spots {fwhm:.1f} px wide"
     if calibration is not None and calibration > 0:
         field_px = min(max(np.shape(image)) / 2, (SearchConfig.max_g if max_g is None else max_g) / calibration)
         per_working = field_px / (size // 2 - 2)  # file pixels per working pixel
         fine = int(per_working // BIN_WORKING_PX)
-        while fine > 1 and fwhm / fine < BIN_MIN_SPOT_FWHM_PX:
+        # (spots too few to measure on the raw frame, as where a clipped direct beam 50x brighter
+        # hides them from the finder's 2 % threshold, are not held against it: the working frame
+        # sees them through its low-pass either way)
+        while fine > 1 and fwhm is not None and fwhm / fine < BIN_MIN_SPOT_FWHM_PX:
             fine -= 1
-        b = max(b, fine)
+        if fine > b:
+            b, why = fine, f"{per_working:.1f} of its pixels to a pixel of the {size} px working frame"
     while b > 1 and min(np.shape(image)) // b < 64:
         b -= 1
-    return b, fwhm
+    return b, fwhm, why
 
 
 def bin_image(image: np.ndarray, bad: np.ndarray | None, b: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -663,7 +673,7 @@ def _binned_pixels(rc, b: int) -> tuple[float, ...]:
     return tuple((float(v) + 0.5) / b - 0.5 for v in rc)
 
 
-def _unbin_result(result: dict, b: int, fwhm: float | None) -> None:
+def _unbin_result(result: dict, b: int, fwhm: float | None, why: str = "--bin") -> None:
     """The result of a pattern binned ``b`` x ``b``: centre and calibrations back in the file's
     pixels; the other pixel sizes in it are the binned image's, as ``binned`` says."""
     result["centre"] = [round(v, 3) for v in _file_pixels(result["centre"], b)]  # (centre_finding's friedel_centre is in them already)
@@ -672,7 +682,6 @@ def _unbin_result(result: dict, b: int, fwhm: float | None) -> None:
     for k in ("calibration_in", "calibration_fitted"):
         if result.get(k) is not None:
             result[k] = round(float(result[k]) / b, 9)
-    why = f"its spots {fwhm:.1f} px wide" if fwhm is not None else "--bin"
     result["binned"] = {"factor": int(b), "spot_fwhm_px": None if fwhm is None else round(fwhm, 2),
                         "note": f"the pattern was binned {b} x {b} ({why}); other pixel sizes here (preprocessing, "
                                 "spot_distortion, refinement, centre_finding's note) are of the binned image"}

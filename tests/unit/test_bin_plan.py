@@ -1,0 +1,45 @@
+"""A frame much finer than the working frame is binned (predict.bin_plan; session 30)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edorient.predict import BIN_WORKING_PX, bin_image, bin_plan
+
+
+def _frame(n: int, sigma: float) -> np.ndarray:
+    """``n`` px, a lattice of Gaussian spots of ``sigma`` px (none saturated) on a flat ground."""
+    img = np.full((n, n), 5.0)
+    rr, cc = np.mgrid[:n, :n]
+    step = n // 9
+    for r in range(step, n - step // 2, step):
+        for c in range(step, n - step // 2, step):
+            h = 1000.0 * (1 + ((r // step) * 7 + c // step) % 5) / 5
+            win = (slice(r - 12, r + 13), slice(c - 12, c + 13))
+            img[win] += h * np.exp(-((rr[win] - r - 0.3) ** 2 + (cc[win] - c + 0.2) ** 2) / (2 * sigma**2))
+    return img
+
+
+def test_a_frame_of_many_pixels_a_working_pixel_is_binned_by_the_working_frame():
+    img = _frame(2048, 1.6)
+    cal = 2.56 / 2048  # the field's edge at 1.28 1/Å: 1024 px / 73 = 14 px a working pixel
+    b, fwhm, why = bin_plan(img, cal, 150)
+    assert fwhm == pytest.approx(2.355 * 1.6, abs=0.6)
+    assert b == int(1024 / 73 // BIN_WORKING_PX) == 2 and "working frame" in why
+    assert bin_plan(img, cal, 300)[0] == 1  # (a working frame twice as fine: 7 px a working pixel)
+    assert bin_plan(img, None, 150)[0] == 1  # (no calibration: the spots alone decide)
+
+
+def test_spots_too_sharp_for_the_working_frame_s_bin_lower_it():
+    cal = 2.56 / 1024
+    # a 40 px working frame: 512 / 18 = 28 px a working pixel, 4 by the working frame alone
+    assert bin_plan(_frame(1024, 1.6), cal, 40)[0] == 4  # (spots 3.8 px: 0.95 px binned)
+    b, fwhm, _ = bin_plan(_frame(1024, 0.5), cal, 40)  # spots ~1.2 px: 0.3 px binned 4x
+    assert fwhm < 1.8 and b == 1
+
+
+def test_bins_are_sums_so_a_counting_frame_stays_in_whole_counts():
+    counts = np.random.default_rng(0).poisson(0.4, (64, 64)).astype(np.float32)
+    binned, none = bin_image(counts, None, 2)
+    assert none is None and np.array_equal(binned, binned.round()) and binned.sum() == counts.sum()
