@@ -614,20 +614,32 @@ def bin_plan(image: np.ndarray, calibration: float | None = None, size: int = 15
     from edorient.indexing.search import SearchConfig
     from edorient.indexing.spots import spot_fwhm
 
-    fwhm = spot_fwhm(image)
-    b = 1 if fwhm is None else max(1, int(fwhm // BIN_SPOT_FWHM_PX))
-    why = "" if fwhm is None else f"its spots {fwhm:.1f} px wide"
+    fine, per_working = 1, None
     if calibration is not None and calibration > 0:
         field_px = min(max(np.shape(image)) / 2, (SearchConfig.max_g if max_g is None else max_g) / calibration)
         per_working = field_px / (size // 2 - 2)  # file pixels per working pixel
-        fine = int(per_working // BIN_WORKING_PX)
-        # (spots too few to measure on the raw frame, as where a clipped direct beam 50x brighter
-        # hides them from the finder's 2 % threshold, are not held against it: the working frame
-        # sees them through its low-pass either way)
+        fine = max(1, int(per_working // BIN_WORKING_PX))
+        while fine > 1 and min(np.shape(image)) // fine < 64:
+            fine -= 1
+    if fine > 1:  # the spots found on the frame so binned, their widths measured in the file's
+        # pixels around them (a 4096 px frame's spot search: 1.7 -> 0.1 s)
+        from edorient.indexing.spots import find_spots
+
+        binned, none = bin_image(image, None, fine)
+        sp = find_spots(binned, None if none is None else ~none)
+        near = (sp.positions[np.argsort(-sp.intensity)] + 0.5) * fine - 0.5
+        fwhm = spot_fwhm(image, near=near, reach=fine)
+        # (spots too few to measure, as where a clipped direct beam 50x brighter hides them from
+        # the finder's 2 % threshold, are not held against it: the working frame sees them
+        # through its low-pass either way)
         while fine > 1 and fwhm is not None and fwhm / fine < BIN_MIN_SPOT_FWHM_PX:
             fine -= 1
-        if fine > b:
-            b, why = fine, f"{per_working:.1f} of its pixels to a pixel of the {size} px working frame"
+    else:
+        fwhm = spot_fwhm(image)
+    b = 1 if fwhm is None else max(1, int(fwhm // BIN_SPOT_FWHM_PX))
+    why = "" if fwhm is None else f"its spots {fwhm:.1f} px wide"
+    if fine > b:
+        b, why = fine, f"{per_working:.1f} of its pixels to a pixel of the {size} px working frame"
     while b > 1 and min(np.shape(image)) // b < 64:
         b -= 1
     return b, fwhm, why

@@ -43,3 +43,15 @@ def test_bins_are_sums_so_a_counting_frame_stays_in_whole_counts():
     counts = np.random.default_rng(0).poisson(0.4, (64, 64)).astype(np.float32)
     binned, none = bin_image(counts, None, 2)
     assert none is None and np.array_equal(binned, binned.round()) and binned.sum() == counts.sum()
+
+
+def test_spot_widths_measured_around_spots_found_on_a_binned_copy_are_the_whole_search_s():
+    from edorient.indexing.spots import find_spots, spot_fwhm
+
+    img = _frame(512, 1.6)
+    whole = spot_fwhm(img)
+    binned, _ = bin_image(img, None, 4)
+    sp = find_spots(binned)
+    near = (sp.positions[np.argsort(-sp.intensity)] + 0.5) * 4 - 0.5  # (up to 2 px off the peaks)
+    assert spot_fwhm(img, near=near, reach=4) == pytest.approx(whole, rel=0.02)
+    assert spot_fwhm(img, near=near[:2], reach=4) is None  # (fewer than 3 spots: no width)

@@ -249,9 +249,12 @@ def _centroids(top, valid, rows, cols, height, radius) -> np.ndarray:
     return out
 
 
-def spot_fwhm(image: np.ndarray, n: int = 12) -> float | None:
+def spot_fwhm(image: np.ndarray, n: int = 12, near: np.ndarray | None = None, reach: int = 0) -> float | None:
     """The median full width at half maximum (pixels, as the diameter of the area above half the
     peak over its surroundings) of the ``n`` brightest unsaturated spots; None with fewer than 3.
+    ``near``: (k, 2) where the spots are, brightest first (found on a binned copy, say; each
+    moved to the brightest pixel within ``reach`` pixels of it), instead of a spot search of the
+    whole image.
 
     >>> rr, cc = np.mgrid[:96, :96]
     >>> img = sum(a * np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * 3.0**2))
@@ -264,13 +267,22 @@ def spot_fwhm(image: np.ndarray, n: int = 12) -> float | None:
     x = np.asarray(image, dtype=np.float64)
     valid = np.isfinite(x)
     x = np.where(valid, x, np.nanmin(x) if valid.any() else 0.0)
-    sp = find_spots(x, valid if not valid.all() else None)
-    if len(sp) < 3:
+    if near is None:
+        sp = find_spots(x, valid if not valid.all() else None)
+        positions = sp.positions[np.argsort(-sp.intensity)]
+    else:
+        positions = np.asarray(near, dtype=float).reshape(-1, 2)
+    if len(positions) < 3:
         return None
     top = float(x.max())
     widths: list[float] = []
-    for r, c in sp.positions[np.argsort(-sp.intensity)]:
-        ri, ci = int(round(r)), int(round(c))
+    h, w = x.shape
+    for r, c in positions:
+        ri, ci = min(max(int(round(r)), 0), h - 1), min(max(int(round(c)), 0), w - 1)
+        if reach > 0:  # (the brightest pixel near a position found at a coarser scale)
+            win = x[max(ri - reach, 0): ri + reach + 1, max(ci - reach, 0): ci + reach + 1]
+            dr, dc = np.unravel_index(int(np.argmax(win)), win.shape)
+            ri, ci = max(ri - reach, 0) + int(dr), max(ci - reach, 0) + int(dc)
         peak = x[ri, ci]
         r0, c0 = max(ri - 40, 0), max(ci - 40, 0)
         sub = x[r0: ri + 41, c0: ci + 41]
