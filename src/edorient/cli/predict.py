@@ -91,8 +91,8 @@ class Predict(Subcommand):
         parser.add_argument("--bin", type=bin_arg, default=None, metavar="auto|N",
                             help="bin the pattern N x N first (1: never); auto (default): by its spots' width, "
                                  "so that spots 8 px wide or more (a large detector, an enlarged figure) become 4-8 "
-                                 "px wide, and a frame of 14 or more pixels to a working-frame pixel (a 2048-4096 px "
-                                 "camera) to 7; auto is 1 with --disc. Centre and calibration stay in the file's pixels")
+                                 "px wide, and a frame of 12 or more pixels to a working-frame pixel (a 2048-4096 px "
+                                 "camera) by the whole number of times 6 go into it; auto is 1 with --disc. Centre and calibration stay in the file's pixels")
         parser.add_argument("--disc", type=disc_radius, default=0.0, metavar="auto|off|PX",
                             help="radius in pixels of the probe's diffraction discs (nano-beam data), deconvolved from "
                                  "the pattern first (auto: measured on its direct beam; default off)")
