@@ -245,19 +245,15 @@ class PatternSearch:
         file pixels where the grid reads it (:func:`~edorient._prep_kernels.blurred_bilinear_grid`),
         display-transformed, smoothed by the polar grid's ``smooth_px``."""
         from edorient import conventions as cv
-        from edorient._filter_kernels import gaussian_filter, gaussian_kernel_half
-        from edorient._prep_kernels import blurred_bilinear_grid
-        from edorient._utils.jit import kernel_array
-        from edorient.io.images import _linear_weights, model_axes
+        from edorient._filter_kernels import gaussian_filter
+        from edorient.io.images import resample_lowpassed
 
         grid = self.matcher.scorer.grid
         f = self.SCAN_GRID_FINE
         reach = float(grid.radii.max()) * f / float(self.scales.min()) + 4 * grid.smooth_px * f + 2
         m = 2 * int(np.ceil(reach)) + 1
-        src = kernel_array(np.clip(pre.image, 0, None), np.float64)
-        rows, cols = model_axes(pre.centre, self.calibration, m, self.working_calibration / f)
-        lin = blurred_bilinear_grid(src, gaussian_kernel_half(lowpass), *_linear_weights(rows, src.shape[0]),
-                                    *_linear_weights(cols, src.shape[1]))
+        lin = resample_lowpassed(np.clip(pre.image, 0, None), pre.centre, self.calibration, m,
+                                 self.working_calibration / f, lowpass)
         sm = gaussian_filter(display_transform(lin).astype(np.float64), grid.smooth_px * f)
         return sm, tuple(float(v) for v in cv.centre_pixel(m)), float(f)
 

@@ -513,24 +513,29 @@ def resample_to_model(
     calibration is ``calibration_out`` (Å⁻¹/px); pixels outside the input become 0. Shrinking,
     the image is low-passed first (:func:`shrink_sigma`; ``spot_sigma_px``: its spots' Gaussian
     sigma in input pixels, where measured)."""
+    return resample_lowpassed(image, centre, calibration_in, size, calibration_out,
+                              shrink_sigma(calibration_out / calibration_in, spot_sigma_px))
 
-    scale = calibration_out / calibration_in  # input pixels per output pixel
-    rows, cols = model_axes(centre, calibration_in, size, calibration_out)
-    src = np.asarray(image, dtype=np.float64)
-    sigma = shrink_sigma(scale, spot_sigma_px)
-    # bilinear, separable (the rows, then the columns): ndimage.map_coordinates(order=1,
-    # mode="constant") at the grid's points; compiled, 5x faster than the two numpy passes
+
+def resample_lowpassed(image: np.ndarray, centre: tuple[float, float], calibration_in: float, size: int,
+                       calibration_out: float, sigma: float) -> np.ndarray:
+    """(size, size) float32: :func:`resample_to_model`'s grid of ``image`` after a Gaussian
+    low-pass of ``sigma`` input pixels (0: none), the blur computed only where the grid reads it
+    (a 2048 px frame onto 150 px: 7 against 120 ms for the whole image blurred; the same float32
+    values in the tests)."""
     from edorient._prep_kernels import bilinear_grid, blurred_bilinear_grid
     from edorient._utils.jit import kernel_array
 
+    rows, cols = model_axes(centre, calibration_in, size, calibration_out)
+    src = kernel_array(np.asarray(image, dtype=np.float64), np.float64)
+    # bilinear, separable (the rows, then the columns): ndimage.map_coordinates(order=1,
+    # mode="constant") at the grid's points; compiled, 5x faster than the two numpy passes
     weights = (*_linear_weights(rows, src.shape[0]), *_linear_weights(cols, src.shape[1]))
-    if sigma > 0:  # shrinking: low-pass first so spots are not lost between samples, computed only
-        # where the grid reads it (a 2048 px frame onto 150 px: 7 against 120 ms for the whole
-        # image blurred; the same float32 values in the tests)
+    if sigma > 0:
         from edorient._filter_kernels import gaussian_kernel_half
 
-        return blurred_bilinear_grid(kernel_array(src, np.float64), gaussian_kernel_half(sigma), *weights)
-    return bilinear_grid(kernel_array(src, np.float64), *weights)
+        return blurred_bilinear_grid(src, gaussian_kernel_half(sigma), *weights)
+    return bilinear_grid(src, *weights)
 
 
 def _linear_weights(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
