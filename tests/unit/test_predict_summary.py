@@ -18,3 +18,11 @@ def test_a_working_frame_much_smaller_than_the_pattern_is_noted():
     assert "larger --size" in summary_text(_result(263.0, 150))
     assert "larger --size" not in summary_text(_result(167.0, 150))
     assert "larger --size" not in summary_text(_result(263.0, 300))
+
+
+def test_a_binned_pattern_s_radius_is_given_in_the_file_s_pixels():
+    """A 4096 px frame binned 4x: its 526 binned px radius is 2104 of the file's (28x the frame's)."""
+    res = dict(_result(526.0, 150), binned={"factor": 4, "spot_fwhm_px": 3.9, "note": "the pattern was binned 4 x 4 (x)"})
+    text = summary_text(res)
+    assert "2104 px radius" in text and "28.1x smaller" in text
+    assert "binned 4 x 4" in text
