@@ -757,3 +757,100 @@ def second_grain_is_real(simulator, peaks: np.ndarray, first: np.ndarray, second
     h2 = spots_explained_by(simulator, peaks, second, share, match_px)
     new = int((h2 & ~h1).sum())
     return bool(new >= min_new_spots and share >= min_share and misorientation_deg > distinct_deg), new
+
+
+#: :func:`halo_centre` works on the image reduced to at most this many pixels a side.
+HALO_PX = 256
+
+
+def _halo_image(image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(the image block-averaged to at most :data:`HALO_PX` a side, log-scaled and smoothed, 0
+    where no valid pixel; the blocks' valid share; the block side)."""
+    from scipy import ndimage
+
+    x = np.asarray(image, dtype=np.float64)
+    v = np.isfinite(x) if valid is None else (np.asarray(valid, bool) & np.isfinite(x))
+    k = max(1, int(np.ceil(max(x.shape) / HALO_PX)))
+    h, w = (x.shape[0] // k) * k, (x.shape[1] // k) * k
+    vs = v[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+    xs = np.where(v, x, 0.0)[:h, :w].reshape(h // k, k, w // k, k).sum(axis=(1, 3)) / np.maximum(vs * k * k, 1)
+    lo = float(np.percentile(xs[vs > 0.5], 1)) if (vs > 0.5).any() else 0.0
+    y = np.log1p(np.clip(xs - lo, 0, None))
+    m = (vs > 0.5).astype(np.float64)
+    sm = ndimage.gaussian_filter(y * m, 2.0)
+    wm = ndimage.gaussian_filter(m, 2.0)
+    return np.where(wm > 0.3, sm / np.maximum(wm, 1e-12), 0.0), (wm > 0.3) & (m > 0), k
+
+
+def _point_symmetry(y: np.ndarray, m: np.ndarray, c: tuple[float, float]) -> float:
+    """Pearson correlation of ``y`` with itself turned 180° about ``c`` (its pixels), over the
+    valid pixels whose turned partner is valid too; -1 with fewer than 64 of them."""
+    from scipy import ndimage
+
+    rr, cc = np.nonzero(m)
+    pr, pc = 2 * c[0] - rr, 2 * c[1] - cc
+    inside = (pr >= 0) & (pr <= y.shape[0] - 1) & (pc >= 0) & (pc <= y.shape[1] - 1)
+    rr, cc, pr, pc = rr[inside], cc[inside], pr[inside], pc[inside]
+    ok = ndimage.map_coordinates(m.astype(np.float64), [pr, pc], order=1) > 0.99
+    if ok.sum() < 64:
+        return -1.0
+    a = y[rr[ok], cc[ok]]
+    b = ndimage.map_coordinates(y, [pr[ok], pc[ok]], order=1)
+    if a.std() == 0 or b.std() == 0:
+        return -1.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def halo_centre(image: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float, float] | None:
+    """(row, col, symmetry) of the point about which the image, log-scaled and smoothed to its
+    diffuse background (the halo around the direct beam, an amorphous film's rings), is most
+    symmetric: the peak of its correlation with itself turned 180° (at twice the centre), refined
+    by a parabola; ``symmetry`` the Pearson correlation there (:func:`_point_symmetry`). It needs
+    neither the direct beam (behind a beam stop) nor spots in Friedel pairs (a pattern off its
+    zone has few); None where too little of the image is valid.
+
+    >>> rr, cc = np.mgrid[:200, :240]
+    >>> img = 1e3 * np.exp(-np.hypot(rr - 97.3, cc - 131.6) / 30.0) + 1.0
+    >>> img[(np.hypot(rr - 97.3, cc - 131.6) < 12) | ((abs(rr - 97.3) < 4) & (cc > 131))] = 0.0  # a beam stop
+    >>> r, c, s = halo_centre(img, img > 0)
+    >>> round(r), round(c), s > 0.9
+    (97, 132, True)
+    """
+    from scipy import signal
+
+    y, m, k = _halo_image(image, valid)
+    if m.sum() < 256:
+        return None
+    # the Pearson correlation of the valid pixels with the turned image's at every shift, from
+    # convolutions (a convolution of the image with itself is its correlation with itself turned):
+    # the sums over the overlap of a b, of a (= of b), of a² (= of b²), and its size
+    mf = m.astype(np.float64)
+    my = np.where(m, y, 0.0)
+    n = signal.fftconvolve(mf, mf, mode="full")
+    sab = signal.fftconvolve(my, my, mode="full")
+    sa = signal.fftconvolve(my, mf, mode="full")
+    saa = signal.fftconvolve(my * my, mf, mode="full")
+    nn = np.maximum(n, 1.0)
+    var = saa - sa * sa / nn
+    big = (n >= 0.25 * n.max()) & (var > 1e-12 * max(float(var.max()), 1e-300))
+    score = np.where(big, (sab - sa * sa / nn) / np.where(big, var, 1.0), -np.inf)
+    peak = tuple(int(v) for v in np.unravel_index(int(np.argmax(score)), score.shape))
+    s = [float(v) for v in peak]
+    for ax in (0, 1):  # (a parabola through the peak and its neighbours, each axis)
+        lo, hi = list(peak), list(peak)
+        lo[ax] -= 1
+        hi[ax] += 1
+        if lo[ax] >= 0 and hi[ax] < score.shape[ax] and np.isfinite(score[tuple(lo)]) and np.isfinite(score[tuple(hi)]):
+            y0, y1, y2 = score[tuple(lo)], score[peak], score[tuple(hi)]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                s[ax] += 0.5 * (y0 - y2) / den
+    c = (s[0] / 2.0, s[1] / 2.0)  # (the reduced image's pixels)
+    sym = _point_symmetry(y, m, c)
+    return (c[0] + 0.5) * k - 0.5, (c[1] + 0.5) * k - 0.5, sym
+
+
+def point_symmetry_at(image: np.ndarray, valid: np.ndarray | None, centre: tuple[float, float]) -> float:
+    """:func:`halo_centre`'s symmetry of the image about ``centre`` (its pixels)."""
+    y, m, k = _halo_image(image, valid)
+    return _point_symmetry(y, m, ((centre[0] + 0.5) / k - 0.5, (centre[1] + 0.5) / k - 0.5))
