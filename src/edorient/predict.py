@@ -634,7 +634,8 @@ BIN_WORKING_PX = 6.0
 #: ... and its spots at least this FWHM in binned pixels. Measured with
 #: ``benchmarks/bench_detector_size.py`` (1.6 px spots, 3.8 px FWHM; docs/results.md, session 30):
 #: 2048 px binned 2x and 4096 px binned 4x (7 binned pixels a working pixel, spots 1.9 and 0.95 px)
-#: 8 of 8 within 1°, as unbinned, at 1.3 against 3.2 s and 3.4 against 13 s a pattern. (7, the
+#: 8 of 8 within 1°, as unbinned, at 1.3 against 3.2 s and 3.4 against 13 s a pattern (1.1 and
+#: 1.7 s since the factor's spots are found on the binned copy). (7, the
 #: first choice, left a 2048 px frame unbinned wherever its field's edge lay beyond 1.39 1/Å, the
 #: working frame's reach: 13.95 px a working pixel with the calibration 10 % high.)
 BIN_MIN_SPOT_FWHM_PX = 0.9
