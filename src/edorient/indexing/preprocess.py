@@ -191,6 +191,18 @@ def detector_defects(sample: np.ndarray) -> tuple[np.ndarray, dict]:
                                   "sample_patterns": int(x.shape[0])}
 
 
+def _spike_noise(x: np.ndarray) -> float:
+    """The robust standard deviation (1.4826 MAD) of ``x``'s pixel-to-pixel differences from its
+    3 x 3 median (``median_filter(x, 3, mode="nearest")``'s values, compiled; np.median's medians)."""
+    from edorient._prep_kernels import median3_nearest
+
+    if not np.isfinite(x).all():  # (the compiled median and order_stats take finite values only)
+        diff = x - ndimage.median_filter(x, size=3, mode="nearest")
+        return 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
+    diff = x - median3_nearest(kernel_array(x, np.float64))
+    return 1.4826 * float(order_stats.median(np.abs(diff - order_stats.median(diff))))
+
+
 def _spikes(image: np.ndarray) -> np.ndarray:
     """(H, W) bool: clusters of one to :data:`HOT_MAX_CLUSTER` touching pixels, each at least
     :data:`HOT_RATIO` times the median of its 5 x 5 neighbourhood and :data:`HOT_SIGMAS` robust
@@ -198,8 +210,7 @@ def _spikes(image: np.ndarray) -> np.ndarray:
     around the cluster."""
     x = np.asarray(image, dtype=np.float64)
     local = ndimage.median_filter(x, size=5, mode="nearest")
-    diff = x - ndimage.median_filter(x, size=3, mode="nearest")
-    noise = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
+    noise = _spike_noise(x)
     cand = (x > HOT_RATIO * np.maximum(local, 0.0)) & (x - local > HOT_SIGMAS * noise) & (x > 0)
     lab, n = ndimage.label(cand, structure=np.ones((3, 3)))
     if not n:
@@ -254,11 +265,9 @@ def _bright_spikes_scan(x: np.ndarray) -> np.ndarray | None:
     :data:`_SCAN_FIRST` do not reach below half of the brightest pixel that is not a spike): only
     those pixels' 5 x 5 medians and clusters are needed, not the whole image's (a 2048 px frame:
     1.7 s -> ~0.15 s); the noise, a statistic of the whole image, as in :func:`_spikes`."""
-    from edorient._prep_kernels import bright_spike_scan, median3_nearest
+    from edorient._prep_kernels import bright_spike_scan
 
-    diff = x - median3_nearest(np.ascontiguousarray(x))
-    med = order_stats.median(diff)  # (np.median's bits)
-    noise = 1.4826 * float(order_stats.median(np.abs(diff - med)))
+    noise = _spike_noise(x)
     flat = x.ravel()
     t = order_stats.select(flat, flat.size - min(_SCAN_FIRST, flat.size))  # (the k-th brightest)
     sel = np.flatnonzero(flat >= t)  # (every pixel of the k-th value or brighter: ties too)
