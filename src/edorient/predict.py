@@ -300,12 +300,13 @@ def _halo_centre(image: np.ndarray, valid: np.ndarray, found: tuple[float, float
     """((row, col), info) of the centre of the image's diffuse background where it is clearly
     more point-symmetric than ``found`` (the centre the Friedel check failed on), refined by the
     spots' Friedel pairs near it where they agree; None otherwise."""
-    from edorient.indexing.spots import find_centre, halo_centre, point_symmetry_at
+    from edorient.indexing.spots import HaloSymmetry, find_centre
 
-    hc = halo_centre(image, valid)
+    halo = HaloSymmetry(image, valid)  # (the background prepared once for both questions)
+    hc = halo.centre()
     if hc is None or hc[2] < HALO_MIN_SYMMETRY or np.hypot(hc[0] - found[0], hc[1] - found[1]) <= HALO_AGREE_PX:
         return None
-    there = point_symmetry_at(image, valid, found)
+    there = halo.about(found)
     if hc[2] - there < HALO_MARGIN:
         return None
     near = find_centre(image, valid, guess=hc[:2], warn=False)

@@ -801,6 +801,53 @@ def _point_symmetry(y: np.ndarray, m: np.ndarray, c: tuple[float, float]) -> flo
     return float(np.corrcoef(a, b)[0, 1])
 
 
+class HaloSymmetry:
+    """The image's diffuse background prepared once (:func:`_halo_image`): its centre of point
+    symmetry (:meth:`centre`) and its symmetry about any point (:meth:`about`)."""
+
+    def __init__(self, image: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.y, self.m, self.k = _halo_image(image, valid)
+
+    def about(self, centre: tuple[float, float]) -> float:
+        """The symmetry (:func:`_point_symmetry`) about ``centre`` (the image's pixels)."""
+        k = self.k
+        return _point_symmetry(self.y, self.m, ((centre[0] + 0.5) / k - 0.5, (centre[1] + 0.5) / k - 0.5))
+
+    def centre(self) -> tuple[float, float, float] | None:
+        """:func:`halo_centre`."""
+        from scipy import signal
+
+        y, m, k = self.y, self.m, self.k
+        if m.sum() < 256:
+            return None
+        # the Pearson correlation of the valid pixels with the turned image's at every shift, from
+        # convolutions (a convolution of the image with itself is its correlation with itself turned):
+        # the sums over the overlap of a b, of a (= of b), of a² (= of b²), and its size
+        mf = m.astype(np.float64)
+        my = np.where(m, y, 0.0)
+        n = signal.fftconvolve(mf, mf, mode="full")
+        sab = signal.fftconvolve(my, my, mode="full")
+        sa = signal.fftconvolve(my, mf, mode="full")
+        saa = signal.fftconvolve(my * my, mf, mode="full")
+        nn = np.maximum(n, 1.0)
+        var = saa - sa * sa / nn
+        big = (n >= 0.25 * n.max()) & (var > 1e-12 * max(float(var.max()), 1e-300))
+        score = np.where(big, (sab - sa * sa / nn) / np.where(big, var, 1.0), -np.inf)
+        peak = tuple(int(v) for v in np.unravel_index(int(np.argmax(score)), score.shape))
+        s = [float(v) for v in peak]
+        for ax in (0, 1):  # (a parabola through the peak and its neighbours, each axis)
+            lo, hi = list(peak), list(peak)
+            lo[ax] -= 1
+            hi[ax] += 1
+            if lo[ax] >= 0 and hi[ax] < score.shape[ax] and np.isfinite(score[tuple(lo)]) and np.isfinite(score[tuple(hi)]):
+                y0, y1, y2 = score[tuple(lo)], score[peak], score[tuple(hi)]
+                den = y0 - 2 * y1 + y2
+                if den < 0:
+                    s[ax] += 0.5 * (y0 - y2) / den
+        c = (s[0] / 2.0, s[1] / 2.0)  # (the reduced image's pixels)
+        return (c[0] + 0.5) * k - 0.5, (c[1] + 0.5) * k - 0.5, _point_symmetry(y, m, c)
+
+
 def halo_centre(image: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float, float] | None:
     """(row, col, symmetry) of the point about which the image, log-scaled and smoothed to its
     diffuse background (the halo around the direct beam, an amorphous film's rings), is most
@@ -816,41 +863,9 @@ def halo_centre(image: np.ndarray, valid: np.ndarray | None = None) -> tuple[flo
     >>> round(r), round(c), s > 0.9
     (97, 132, True)
     """
-    from scipy import signal
-
-    y, m, k = _halo_image(image, valid)
-    if m.sum() < 256:
-        return None
-    # the Pearson correlation of the valid pixels with the turned image's at every shift, from
-    # convolutions (a convolution of the image with itself is its correlation with itself turned):
-    # the sums over the overlap of a b, of a (= of b), of a² (= of b²), and its size
-    mf = m.astype(np.float64)
-    my = np.where(m, y, 0.0)
-    n = signal.fftconvolve(mf, mf, mode="full")
-    sab = signal.fftconvolve(my, my, mode="full")
-    sa = signal.fftconvolve(my, mf, mode="full")
-    saa = signal.fftconvolve(my * my, mf, mode="full")
-    nn = np.maximum(n, 1.0)
-    var = saa - sa * sa / nn
-    big = (n >= 0.25 * n.max()) & (var > 1e-12 * max(float(var.max()), 1e-300))
-    score = np.where(big, (sab - sa * sa / nn) / np.where(big, var, 1.0), -np.inf)
-    peak = tuple(int(v) for v in np.unravel_index(int(np.argmax(score)), score.shape))
-    s = [float(v) for v in peak]
-    for ax in (0, 1):  # (a parabola through the peak and its neighbours, each axis)
-        lo, hi = list(peak), list(peak)
-        lo[ax] -= 1
-        hi[ax] += 1
-        if lo[ax] >= 0 and hi[ax] < score.shape[ax] and np.isfinite(score[tuple(lo)]) and np.isfinite(score[tuple(hi)]):
-            y0, y1, y2 = score[tuple(lo)], score[peak], score[tuple(hi)]
-            den = y0 - 2 * y1 + y2
-            if den < 0:
-                s[ax] += 0.5 * (y0 - y2) / den
-    c = (s[0] / 2.0, s[1] / 2.0)  # (the reduced image's pixels)
-    sym = _point_symmetry(y, m, c)
-    return (c[0] + 0.5) * k - 0.5, (c[1] + 0.5) * k - 0.5, sym
+    return HaloSymmetry(image, valid).centre()
 
 
 def point_symmetry_at(image: np.ndarray, valid: np.ndarray | None, centre: tuple[float, float]) -> float:
     """:func:`halo_centre`'s symmetry of the image about ``centre`` (its pixels)."""
-    y, m, k = _halo_image(image, valid)
-    return _point_symmetry(y, m, ((centre[0] + 0.5) / k - 0.5, (centre[1] + 0.5) / k - 0.5))
+    return HaloSymmetry(image, valid).about(centre)
