@@ -131,14 +131,49 @@ def spot_sigma(pre) -> float | None:
     return None if fwhm is None else fwhm / (2 * np.sqrt(2 * np.log(2)))
 
 
+#: From this shrink (file pixels per working pixel) on, the working frame's linear image loses
+#: the median of each of its rings (:func:`without_ground`). The file's noise floor is set by the
+#: whole frame's noise; under a halo of counts the noise near the beam is higher, some of it
+#: passes, and where a working pixel averages tens of file pixels what passed adds up into a
+#: smooth bright ground that the spots, diluted as much, sink into. Measured
+#: (docs/results.md, session 31; ``benchmarks/bench_detector_size.py`` and its bicrystals): at 1024
+#: and 2048 px (7.2x) two grains both < 2° 4 -> 8 of 8 each, one grain 8 of 8 within 1° as before
+#: with the largest error 0.63 -> 0.07° (1024 px) and 0.66 -> 0.36° (4096 px); at 512 px (3.6x)
+#: the bicrystals went 8 -> 7 of 8, so frames shrunk less keep their image as it was. The scale
+#: scan's view (:meth:`PatternSearch._scan_grid`) keeps its ground: removed there too, 8 other
+#: bicrystals went 8 -> 7 of 8 at 1024 px and 7 -> 6 at 2048.
+GROUND_SHRINK = 5.0
+
+
+def without_ground(x: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """``x`` (a working frame's linear intensity) less the median of each one-pixel ring around
+    ``centre`` (smoothed over three rings, :func:`~edorient.indexing.preprocess.radial_background`),
+    clipped at 0. Where most of a ring is dark, as on any pattern whose noise the floor removed,
+    that median is 0 and nothing changes.
+
+    >>> x = np.zeros((41, 41), np.float32); x += 0.02; x[20, 30] = 1.0  # a ground and one spot
+    >>> y = without_ground(x, (20.0, 20.0))
+    >>> float(y[5, 5]), round(float(y[20, 30]), 2)
+    (0.0, 0.98)
+    """
+    from edorient.indexing.preprocess import radial_background
+
+    x = np.asarray(x)
+    ground = radial_background(x.astype(np.float64), centre, np.ones(x.shape, dtype=bool))
+    return np.clip(x - ground.astype(x.dtype), 0, None)
+
+
 def working_image(pre, calibration_in: float, size: int, calibration_out: float) -> np.ndarray:
     """The preprocessed pattern resampled onto a ``size`` frame around its centre, display-transformed.
-    Shrunk, its spots are low-passed to the templates' width (:func:`~edorient.io.images.shrink_sigma`)."""
+    Shrunk, its spots are low-passed to the templates' width (:func:`~edorient.io.images.shrink_sigma`);
+    shrunk :data:`GROUND_SHRINK` times or more, the ground left under them is removed (:func:`without_ground`)."""
     from edorient.io.images import LOWPASS_SHRINK, resample_to_model
 
     shrinking = calibration_out / calibration_in > LOWPASS_SHRINK  # (the spots' width is measured only then)
     x = resample_to_model(pre.image, pre.centre, calibration_in, size, calibration_out,
                           spot_sigma_px=spot_sigma(pre) if shrinking else None)
+    if calibration_out / calibration_in >= GROUND_SHRINK:
+        x = without_ground(x, tuple(float(v) for v in cv.centre_pixel(size)))
     return display_transform(np.clip(x, 0, None).astype(np.float32))
 
 
