@@ -468,16 +468,18 @@ def predict_file(path: str | Path, config: PredictConfig, run: str | Path | None
         bad = given if bad is None else bad | given
     file_image, file_config, fwhm = image, config, None
     b, why = config.bin, "--bin"
+    binned = {}  # (bin_plan's binned copy of a frame with no bad pixels, taken where the factor is the same)
     if b is None:  # (not with --disc: a disc's width is the probe's, which the deconvolution undoes)
         b, fwhm, why = (1, None, "") if config.disc_px != 0 else bin_plan(
-            image if bad is None else np.where(bad, np.nan, image), calibration, config.size)
+            image if bad is None else np.where(bad, np.nan, image), calibration, config.size,
+            keep=binned if bad is None else None)
     if b > 1:  # the rest runs on the binned pattern; centre and calibration are given back in the file's pixels
         from dataclasses import replace
 
         if min(image.shape) // b < 16:
             raise EdorientError(f"--bin {b} leaves {image.shape[0] // b} x {image.shape[1] // b} pixels of the "
                                 f"{image.shape[0]} x {image.shape[1]} image {path}; give a smaller --bin")
-        image, bad = bin_image(image, bad, b)
+        image, bad = binned[b] if b in binned else bin_image(image, bad, b)
         calibration = calibration * b
         if config.centre is not None:
             config = replace(config, centre=_binned_pixels(config.centre, b))
@@ -650,7 +652,7 @@ def bin_factor(image: np.ndarray, calibration: float | None = None, size: int = 
 
 
 def bin_plan(image: np.ndarray, calibration: float | None = None, size: int = 150,
-             max_g: float | None = None) -> tuple[int, float | None, str]:
+             max_g: float | None = None, keep: dict | None = None) -> tuple[int, float | None, str]:
     """(factor, spot FWHM in px or None, why): the whole number of times the spots' FWHM holds
     :data:`BIN_SPOT_FWHM_PX` (1 for spots under twice that, or too few to measure); with the
     ``calibration`` (1/Å per px) known, at least the whole number of times the working frame's
@@ -659,7 +661,9 @@ def bin_plan(image: np.ndarray, calibration: float | None = None, size: int = 15
     :data:`BIN_MIN_SPOT_FWHM_PX` wide; never below 64 binned pixels.
     cuni_110 enlarged 2x and 4x (spots 8.4 and 15 px wide) had its centre put 49 px off, or
     unchecked, and the zone refused; binned 2x both are [1 0 1] ``confident``. A 2048 px counting
-    frame of sharp spots is binned 2x (every whole-frame step 4x cheaper, the same answers)."""
+    frame of sharp spots is binned 2x (every whole-frame step 4x cheaper, the same answers).
+    ``keep`` (a dict): given the binned copy it made, as ``keep[factor] = bin_image(image, None,
+    factor)``, for a caller that bins by the same factor (a 4096 px frame's sums: ~0.1 s)."""
     from edorient.indexing.search import SearchConfig
     from edorient.indexing.spots import spot_fwhm
 
@@ -675,6 +679,8 @@ def bin_plan(image: np.ndarray, calibration: float | None = None, size: int = 15
         from edorient.indexing.spots import find_spots
 
         binned, none = bin_image(image, None, fine)
+        if keep is not None:
+            keep[fine] = (binned, none)
         sp = find_spots(binned, None if none is None else ~none)
         near = (sp.positions[np.argsort(-sp.intensity)] + 0.5) * fine - 0.5
         fwhm = spot_fwhm(image, near=near, reach=fine)

@@ -55,3 +55,17 @@ def test_spot_widths_measured_around_spots_found_on_a_binned_copy_are_the_whole_
     near = (sp.positions[np.argsort(-sp.intensity)] + 0.5) * 4 - 0.5  # (up to 2 px off the peaks)
     assert spot_fwhm(img, near=near, reach=4) == pytest.approx(whole, rel=0.02)
     assert spot_fwhm(img, near=near[:2], reach=4) is None  # (fewer than 3 spots: no width)
+
+
+def test_the_binned_copy_given_back_is_the_binning_of_the_frame():
+    # predict takes bin_plan's binned copy instead of binning the frame again
+    from edorient.predict import bin_image
+
+    img = _frame(1024, 1.6)
+    keep: dict = {}
+    b, _, _ = bin_plan(img, 2.56 / 1024, 40, keep=keep)
+    assert b in keep
+    got, none = keep[b]
+    want, want_none = bin_image(img, None, b)
+    np.testing.assert_array_equal(got, want)
+    assert none is None and want_none is None
