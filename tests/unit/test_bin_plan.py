@@ -69,3 +69,26 @@ def test_the_binned_copy_given_back_is_the_binning_of_the_frame():
     want, want_none = bin_image(img, None, b)
     np.testing.assert_array_equal(got, want)
     assert none is None and want_none is None
+
+
+def test_the_halo_around_a_beam_stop_is_not_a_broad_spot():
+    # with a stop over the beam (and an arm to one side), the halo's brightest pixels ring the
+    # stop, and over the stop's dark a stretch of that ring lay above half its peak: measured as
+    # spots 21-40 px wide, simulated 256 px patterns were binned 4x and one answered 28.9° wrong
+    # (bench_detector_size.py --beam-stop --find-centre, its recipe here; session 31)
+    from edorient.indexing.spots import spot_fwhm
+    from edorient.physics.orientation import random_rotations
+    from edorient.render import SimulationConfig, Simulator
+    from edorient.structures import anatase
+
+    n, field = 256, 2.56
+    sim = Simulator(anatase(), SimulationConfig(image_size=n, calibration=field / n, spot_sigma_px=1.6))
+    rr, cc = np.indices((n, n), dtype=float)
+    halo = 0.01 * np.exp(-np.hypot(rr - (n - 1) / 2, cc - (n - 1) / 2) * field / n / 0.3) + 0.0005
+    rng = np.random.default_rng(0)
+    img = np.minimum(rng.poisson((sim.linear_image(random_rotations(5, rng=2929)[2]) + halo) * 3e4), 16000)
+    img = img.astype(float)
+    stop = (np.hypot(rr - n / 2, cc - n / 2) < 8) | ((np.abs(rr - n / 2) < 3) & (cc > n / 2))
+    img[stop] = rng.poisson(0.05, int(stop.sum()))
+    assert spot_fwhm(img) == pytest.approx(2.355 * 1.6, abs=0.6)  # (before: 34 px)
+    assert bin_plan(img, field / n, 150)[0] == 1
