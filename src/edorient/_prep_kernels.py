@@ -21,7 +21,11 @@ few whole-image numpy passes and their calls:
 - :func:`bilinear_grid`: an image sampled on a grid of rows and columns by linear interpolation
   along each axis in turn (:func:`edorient.io.images.resample_to_model`), the two ``np.take``
   passes it replaced with each sample's products and sum in their order (the tests keep those
-  passes as the reference).
+  passes as the reference); :func:`blurred_bilinear_grid` the same of the image low-passed, the
+  blur computed only where the samples read it (a large frame shrunk onto the working frame);
+- :func:`median3_nearest` (scipy's 3 x 3 median filter, edges repeated) and
+  :func:`bright_spike_scan` (hot pixels decided from the brightest pixels down, each from its own
+  neighbourhood): :func:`edorient.indexing.preprocess.bright_spikes` on a large frame.
 """
 
 from __future__ import annotations
