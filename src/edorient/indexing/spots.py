@@ -284,7 +284,7 @@ def spot_fwhm(image: np.ndarray, n: int = 12, near: np.ndarray | None = None, re
             win = x[max(ri - reach, 0): ri + reach + 1, max(ci - reach, 0): ci + reach + 1]
             dr, dc = np.unravel_index(int(np.argmax(win)), win.shape)
             ri, ci = max(ri - reach, 0) + int(dr), max(ci - reach, 0) + int(dc)
-        if dark is not None and dark[ri, ci]:
+        if dark is not None and dark[0][ri // dark[1], ci // dark[1]]:
             continue
         peak = x[ri, ci]
         r0, c0 = max(ri - 40, 0), max(ci - 40, 0)
@@ -301,24 +301,33 @@ def spot_fwhm(image: np.ndarray, n: int = 12, near: np.ndarray | None = None, re
     return float(np.median(widths)) if len(widths) >= 3 else None
 
 
-def _stop_margin(x: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
-    """Where :func:`spot_fwhm` measures no spot: within 4 px of a beam stop, a dark region (pixels
-    under a tenth of the image's median) of at least 0.2 % of the image (and 30 px) that holds a
-    diamond of 25 dark pixels (a sparse counting frame's scattered zeros hold none). Beside a stop
-    the halo's ring lies above half of any peak on it over the stop's dark: simulated 256 px
-    patterns with a stop measured "spots" 21-40 px wide and were binned 4x, one answered 28.9°
-    wrong (``bench_detector_size.py --beam-stop --find-centre``, session 31). None where there is none.
+#: :func:`_stop_margin` works on every k-th pixel of the image, at most this many a side.
+STOP_MARGIN_PX = 512
+
+
+def _stop_margin(x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(where :func:`spot_fwhm` measures no spot, on blocks of ``k`` x ``k`` pixels; ``k``) or None
+    where there is nowhere: within 4 px of a beam stop, a dark region (under a tenth of the
+    image's median) of at least 0.2 % of the image (and 30 px) that holds a diamond of 25 dark
+    pixels (a sparse counting frame's scattered zeros hold none). A frame over
+    :data:`STOP_MARGIN_PX` is judged on every ``k``-th pixel (a 4096 px frame: every 8th), the
+    answer for each ``k`` x ``k`` block.
+    Beside a stop the halo's ring lies above half of any peak on it over the stop's dark:
+    simulated 256 px patterns with a stop measured "spots" 21-40 px wide and were binned 4x, one
+    answered 28.9° wrong (``bench_detector_size.py --beam-stop --find-centre``, session 31).
 
     >>> img = np.full((128, 128), 50.0); img[56:72, 56:72] = 0.0  # a stop
-    >>> m = _stop_margin(img, np.ones(img.shape, bool))
-    >>> bool(m[64, 64]), bool(m[64, 75]), bool(m[64, 77])  # on it, 4 px from its edge, 6 px
-    (True, True, False)
+    >>> m, k = _stop_margin(img, np.ones(img.shape, bool))
+    >>> k, bool(m[64, 64]), bool(m[64, 75]), bool(m[64, 77])  # on it, 4 px from its edge, 6 px
+    (1, True, True, False)
     >>> counts = np.random.default_rng(0).poisson(0.8, (256, 256)).astype(float)  # 45 % zeros
     >>> _stop_margin(counts, np.ones(counts.shape, bool)) is None
     True
     """
     from scipy import ndimage
 
+    k = max(1, int(np.ceil(max(x.shape) / STOP_MARGIN_PX)))
+    x, valid = x[::k, ::k], valid[::k, ::k]  # (every k-th pixel: a stop stays a solid dark region)
     med = float(np.median(x[valid])) if valid.any() else 0.0
     if not med > 0:
         return None
@@ -332,7 +341,8 @@ def _stop_margin(x: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
     big = 1 + np.flatnonzero(sizes >= max(30, 0.002 * x.size))
     if not big.size:
         return None
-    return ndimage.binary_dilation(np.isin(lab, big), iterations=4)
+    margin = ndimage.binary_dilation(np.isin(lab, big), iterations=max(1, int(np.ceil(4 / k))))
+    return margin, k
 
 
 def brightest_blob(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 3.0) -> tuple[float, float]:
