@@ -100,7 +100,7 @@ class PredictConfig:
     """Subtract the radial-median background (:mod:`edorient.indexing.preprocess`)."""
     bin: int | None = None
     """Bin the pattern by this factor before anything else (1: never); None: by its spots' width
-    (:func:`bin_factor`), so that broad spots of a large detector or an enlarged figure are found
+    and the working frame's pixel (:func:`bin_plan`), so that broad spots of a large detector or an enlarged figure are found
     as the narrow ones the spot finder and the centre finder are measured on; None means 1 where
     ``disc_px`` is not 0 (a disc's width is the probe's)."""
     cache: bool = True
@@ -620,7 +620,7 @@ def looks_inverted(image: np.ndarray) -> bool:
     return bool(hi > lo and (med - lo) / (hi - lo) > INVERTED_MEDIAN)
 
 
-#: :func:`bin_factor`: the pattern is binned by the whole number of times its spots' FWHM holds
+#: :func:`bin_plan`: the pattern is binned by the whole number of times its spots' FWHM holds
 #: this many pixels (so spots under 8 px are left as they are, and binned ones end 4-8 px wide);
 #: the spot and centre finders are measured on spots 3-6 px wide (the development cases 3.7-5.9 px,
 #: the benchmarks' simulated spots 3.8 px). Rounding at 4.5 px binned a simulated anatase pattern
@@ -630,7 +630,7 @@ def looks_inverted(image: np.ndarray) -> bool:
 BIN_SPOT_FWHM_PX = 4.0
 
 
-#: :func:`bin_factor`: a frame is also binned while it keeps at least this many binned pixels per
+#: :func:`bin_plan`: a frame is also binned while it keeps at least this many binned pixels per
 #: pixel of the working frame (its finer pixels reach the search only through the working frame's
 #: low-pass, at least 1.2 working pixels wide, against which a bin of 1/6 of one is nothing) ...
 BIN_WORKING_PX = 6.0
