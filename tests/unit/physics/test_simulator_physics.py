@@ -258,3 +258,20 @@ def test_config_rejects_bad_values(kwargs, match):
 def test_zero_zone_axis_rejected(xtal):
     with pytest.raises(EdorientError, match="zone axis"):
         rotation_from_zone_axis([0, 0, 0], xtal.direct_matrix)
+
+
+def test_silicon_cif_diamond_extinctions_and_structure_factor():
+    # tests/data/si.cif (benchmarks/bench_dynamical.py's Si): d(111) = a / sqrt(3) = 3.1356 Å; the
+    # diamond glide forbids hkl all even with h + k + l = 4n + 2 (002, 222) beyond the F centring;
+    # by hand: the 8 atoms are the 4 centring points times (0 0 0, 1/4 1/4 1/4), so for hkl the
+    # centring allows F = 4 f DW (1 + exp(i pi (h + k + l) / 2)): |F(111)| = 4 sqrt(2) f DW,
+    # F(004) = F(220) = 8 f DW, F(002) = F(222) = 0.
+    si = get_crystal(DATA / "si.cif")
+    assert len(si.frac) == 8 and si.laue.name == "m-3m"
+    assert si.d_spacing((1, 1, 1)) == pytest.approx(5.431020511 / np.sqrt(3), rel=1e-9)
+    f = {hkl: structure_factors(si, np.array([hkl]))[0] for hkl in [(1, 1, 1), (0, 0, 2), (0, 0, 4), (2, 2, 2), (2, 2, 0)]}
+    for hkl, mult in (((1, 1, 1), 4 * np.sqrt(2)), ((0, 0, 4), 8.0), ((2, 2, 0), 8.0)):
+        g = 1 / si.d_spacing(hkl)
+        expected = mult * electron_scattering_factor(14, g) * np.exp(-0.46 * (g / 2) ** 2)
+        assert abs(f[hkl]) == pytest.approx(expected, rel=1e-9)
+    assert abs(f[(0, 0, 2)]) < 1e-9 * abs(f[(1, 1, 1)]) and abs(f[(2, 2, 2)]) < 1e-9 * abs(f[(1, 1, 1)])
