@@ -33,6 +33,7 @@ import numpy as np
 
 from edorient import conventions as cv
 from edorient.errors import EdorientError, check_finite
+from edorient.indexing.verdict import PIXEL_ASPECT_AXIS_DEG, PIXEL_ASPECT_MAX  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -764,10 +765,8 @@ def _meant_kv(kv: float) -> float:
     return float(kv) / 1000 if float(kv) / 1000 >= 10 else float(kv) / 10
 
 
-#: :func:`_pixel_aspect`: an elliptical distortion whose axes lie within this many degrees of the
-#: detector's rows and columns, and at most :data:`PIXEL_ASPECT_MAX`, is taken for non-square pixels.
-PIXEL_ASPECT_AXIS_DEG = 6.0
-PIXEL_ASPECT_MAX = 1.25
+# _pixel_aspect's limits (PIXEL_ASPECT_AXIS_DEG, PIXEL_ASPECT_MAX) live with the verdict
+# (edorient.indexing.verdict.along_detector_axes), which the choice among scale tries reads too.
 
 
 def _pixel_aspect(grains: list, config: PredictConfig) -> tuple[float, float] | None:
@@ -784,7 +783,7 @@ def _pixel_aspect(grains: list, config: PredictConfig) -> tuple[float, float] | 
     (seeds 9500001 / 9900001, 66 each): 2 / 3 were indexed again, 1 / 1 of them then
     ``confident`` (8 / 11 confident in all, against 7 / 10 without the second try); since
     session 28 such answers are at most ``ambiguous`` (:func:`_aspect_unconfirmed`)."""
-    from edorient.indexing.verdict import ELLIPTICITY_REASON
+    from edorient.indexing.verdict import ELLIPTICITY_REASON, along_detector_axes
 
     if config.distortion is not None or config.calibration_file is not None or not grains:
         return None
@@ -796,9 +795,7 @@ def _pixel_aspect(grains: list, config: PredictConfig) -> tuple[float, float] | 
     if not all(r.startswith(ELLIPTICITY_REASON) for r in why):
         return None
     e, a = float(d["ellipticity"]), float(d["angle_deg"]) % 180.0
-    if not 1.0 < e <= PIXEL_ASPECT_MAX or min(a, abs(a - 90.0), 180.0 - a) > PIXEL_ASPECT_AXIS_DEG:
-        return None
-    return e, a
+    return (e, a) if along_detector_axes(e, a) else None
 
 
 def _aspect_unconfirmed(grains: list, aspect: tuple[float, float], calibration) -> None:

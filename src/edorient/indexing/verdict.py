@@ -110,6 +110,25 @@ MAX_SPOT_RESIDUAL = 0.3
 
 VERDICTS = ("confident", "ambiguous", "no match")
 
+#: :func:`along_detector_axes`: an elliptical distortion whose axes lie within this many degrees of
+#: the detector's rows and columns, and at most :data:`PIXEL_ASPECT_MAX`, is taken for non-square
+#: pixels (``edorient predict`` undoes it and indexes again).
+PIXEL_ASPECT_AXIS_DEG = 6.0
+PIXEL_ASPECT_MAX = 1.25
+
+
+def along_detector_axes(ellipticity: float, angle_deg: float) -> bool:
+    """Whether an elliptical distortion looks like non-square pixels rather than another
+    crystal: more than none, at most :data:`PIXEL_ASPECT_MAX`, its axes within
+    :data:`PIXEL_ASPECT_AXIS_DEG` of the detector's rows and columns (another crystal's apparent
+    distortion lies at any angle).
+
+    >>> along_detector_axes(1.067, 2.0), along_detector_axes(1.067, 93.0), along_detector_axes(1.047, 136.5)
+    (True, True, False)
+    """
+    a = float(angle_deg) % 180.0
+    return 1.0 < float(ellipticity) <= PIXEL_ASPECT_MAX and min(a, abs(a - 90.0), 180.0 - a) <= PIXEL_ASPECT_AXIS_DEG
+
 
 def scale_allowed(fitted_scale: float, tolerance: float) -> bool:
     """Whether a fitted calibration scale (fitted / given) lies within the stated tolerance

@@ -130,8 +130,12 @@ def test_the_scale_scan_reads_the_exact_zone_axes_on_their_own(_cache):
     res = SearchResult([], None, None, float(grid[11]), 50.0, grid, _curve({11: 0.7, 3: 0.6}),
                        zone_scale_scores=_curve({6: 0.9}))
     assert s.alternative_scales(res, 1) == pytest.approx([grid[3], 1.0])
+    # the zones' peak need not beat the scan's best, only the scan at the zones' own scale
+    below_best = SearchResult([], None, None, float(grid[11]), 50.0, grid, _curve({11: 0.7, 3: 0.6}),
+                              zone_scale_scores=_curve({6: 0.65}))
+    assert s.alternative_scales(below_best, 1) == pytest.approx([grid[3], 1.0])
     weak = SearchResult([], None, None, float(grid[11]), 50.0, grid, _curve({11: 0.7, 3: 0.6}),
-                        zone_scale_scores=_curve({6: 0.65}))
+                        zone_scale_scores=np.full(len(grid), 0.15) + 0.04 * (np.arange(len(grid)) == 6))
     assert s.alternative_scales(weak, 1) == pytest.approx([grid[3]])  # no zone beats the scan: no extra try
 
 
