@@ -160,3 +160,29 @@ def test_an_exact_zone_pattern_is_found_at_its_own_scale(_cache):
     g = index_pattern(img, IndexConfig(0.01, (128.0, 128.0)), x, cache={}).grains[0]
     assert x.laue.angle(g.rotation[2][None], x.zone_axis_direction([0, 0, 1])[None])[0] < 0.5
     assert g.verdict == "confident", g.reasons
+
+
+def test_a_try_the_camera_refuses_loses_to_an_accepted_one_nearer_the_given_calibration():
+    from scipy.spatial.transform import Rotation
+
+    from edorient.indexing.pipeline import chosen_scale_try
+
+    laue = anatase().laue
+    R = np.eye(3)
+    other = Rotation.from_rotvec(np.radians([60.0, 20.0, 0.0])).as_matrix()
+
+    class Searched:  # a try's search result: its scale
+        def __init__(self, scale):
+            self.scale = scale
+
+    # bench_dynamical's anatase [0 0 1]: [5 3 1] at 1.13 fits better, with 4.7 % ellipticity
+    best = (Searched(1.13), {"calibration_scale": 1.005, "image_fit": 0.83, "rotation": other})
+    far = (Searched(0.85), {"calibration_scale": 0.94, "image_fit": 0.69, "rotation": R})
+    right = (Searched(1.0), {"calibration_scale": 1.0003, "image_fit": 0.75, "rotation": R})
+    tries = [best, far, right]
+    assert chosen_scale_try(tries, 0.025, laue) is best  # the fit alone
+    assert chosen_scale_try(tries, 0.025, laue, refused=[False, False, False]) is best
+    assert chosen_scale_try(tries, 0.025, laue, refused=[True, False, False]) is right
+    # an accepted answer farther from the given calibration than the refused one does not take it
+    assert chosen_scale_try([best, far], 0.025, laue, refused=[True, False]) is best
+    assert chosen_scale_try([best, far], 0.025, laue, refused=[True, True]) is best
