@@ -594,8 +594,9 @@ def chosen_scale_try(tries: list, scale_step: float, laue, same_deg: float = 5.0
     >>> [chosen_scale_try(t, 0.025, laue)[0] for t in ([("x", a), ("y", b)], [("x", a), ("y", c)], [("x", a)])]
     ['y', 'x', 'x']
     """
-    best = max(tries, key=lambda t: t[-1]["image_fit"])
-    if refused is not None and refused[[t is best for t in tries].index(True)]:
+    i = max(range(len(tries)), key=lambda j: tries[j][-1]["image_fit"])
+    best = tries[i]
+    if refused is not None and refused[i]:
         off = abs(_try_scale(best) - 1)
         accepted = [t for t, r in zip(tries, refused) if not r and abs(_try_scale(t) - 1) < off]
         if accepted:
