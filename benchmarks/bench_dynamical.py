@@ -27,7 +27,6 @@ process, as the baseline. Prints per crystal and condition: within 1°, ``confid
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -42,20 +41,12 @@ ZONES = {
 
 
 def crystals(name: str):
-    """(crystal, its lattice: one atom of its heaviest element on each centring point)."""
-    import gemmi
-
-    from edorient.structures import anatase, get_crystal
+    """(crystal, its lattice: :func:`~edorient.structures.centring_lattice`)."""
+    from edorient.structures import anatase, centring_lattice, get_crystal
 
     cr = {"anatase": anatase, "si": lambda: get_crystal(ROOT / "tests" / "data" / "si.cif"),
           "al": lambda: get_crystal(ROOT.parent / "shared" / "realdata" / "cif" / "Al.cif")}[name]()
-    cen = np.array(gemmi.SpaceGroup(cr.space_group).operations().cen_ops, dtype=float) / 24.0
-    z = int(np.argmax(cr.numbers))
-    n = len(cen)
-    lattice = dataclasses.replace(cr, name=f"{cr.name} lattice", symbols=(cr.symbols[z],) * n,
-                                  numbers=np.full(n, cr.numbers[z]), frac=cen % 1.0, occupancy=np.ones(n),
-                                  b_iso=np.full(n, cr.b_iso[z]), notes=())
-    return cr, lattice
+    return cr, centring_lattice(cr)
 
 
 def patterns(cr, lattice, zones: list, draws: int, sigma: float, dd: float, seed: int, size: int = 192,

@@ -234,6 +234,26 @@ def get_crystal(name_or_path: str | Path) -> Crystal:
     )
 
 
+def centring_lattice(crystal: Crystal) -> Crystal:
+    """The crystal's lattice: one atom of its heaviest element on each centring point of its
+    space group. Its reflections are every one the centring allows, so also those the structure
+    forbids (glide planes, screw axes), where double diffraction puts intensity in a real
+    pattern; ``benchmarks/bench_dynamical.py`` draws them so.
+
+    >>> lat = centring_lattice(anatase())  # I4_1/amd: body-centred
+    >>> lat.frac.tolist(), lat.symbols
+    ([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]], ('Ti', 'Ti'))
+    """
+    import dataclasses
+
+    cen = np.array(gemmi.SpaceGroup(crystal.space_group).operations().cen_ops, dtype=float) / 24.0
+    z = int(np.argmax(crystal.numbers))
+    n = len(cen)
+    return dataclasses.replace(crystal, name=f"{crystal.name} lattice", symbols=(crystal.symbols[z],) * n,
+                               numbers=np.full(n, crystal.numbers[z]), frac=cen % 1.0, occupancy=np.ones(n),
+                               b_iso=np.full(n, crystal.b_iso[z]), notes=())
+
+
 def crystal_digest(name_or_path: str | Path) -> str | None:
     """SHA-256 of a CIF's bytes (None for a built-in crystal): what a resumable output records
     beside the path, so that a CIF edited in place is not taken for the one its results came from."""
