@@ -415,13 +415,16 @@ def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) 
     return {"scan": src, "settings": s, "chunk": int(chunk), "seed": int(seed)}
 
 
+SCHEDULER_TIMEOUT = "10s"  # how long a map waits for a scheduler given by address before it gives up
+
+
 def _client(compute: ComputeSettings):
     import dask
     from dask.distributed import Client, LocalCluster
 
     if compute.scheduler:
         try:
-            return Client(compute.scheduler, timeout="10s"), None
+            return Client(compute.scheduler, timeout=SCHEDULER_TIMEOUT), None
         except (OSError, TimeoutError) as exc:
             raise EdorientError(f"cannot reach the Dask scheduler {compute.scheduler} ({exc}); check the "
                                 "address (tcp://HOST:PORT) and that the scheduler runs") from None
