@@ -16,8 +16,8 @@ CUNI_CIF = REAL / "cif" / "CuNi.cif"
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path_factory.getbasetemp() / "dictionaries"))
+def _cache(shared_cache):
+    return shared_cache
 
 
 def _run(args, tmp_path):

@@ -13,13 +13,12 @@ REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realdata not present")
-def test_the_overlay_reaches_the_outer_spots(tmp_path, monkeypatch):
+def test_the_overlay_reaches_the_outer_spots(tmp_path, monkeypatch, shared_cache):
     from edorient import predict as pr
     from edorient.indexing.search import to_file_pixels
     from edorient.indexing.spots import find_spots
     from edorient.physics.symmetry import reported_rotation
 
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path / "cache"))
     seen = {}
     real_overlay = pr._overlay
 

@@ -21,11 +21,11 @@ from edorient.errors import EdorientError
 
 
 @pytest.fixture(scope="module")
-def public(tmp_path_factory):
+def public(tmp_path_factory, dictionary_cache_dir):
     from edorient.evaluation.realdata import fetch_public_cases, read_cases
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("EDORIENT_CACHE", str(tmp_path_factory.mktemp("dictionaries")))
+    mp.setenv("EDORIENT_CACHE", str(dictionary_cache_dir))
     try:
         table = fetch_public_cases(tmp_path_factory.mktemp("public"))
     except EdorientError as e:

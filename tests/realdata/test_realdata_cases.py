@@ -29,9 +29,9 @@ def _cases() -> list:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
+def _cache(dictionary_cache_dir):
     mp = pytest.MonkeyPatch()
-    mp.setenv("EDORIENT_CACHE", str(tmp_path_factory.mktemp("dictionaries")))
+    mp.setenv("EDORIENT_CACHE", str(dictionary_cache_dir))
     yield
     mp.undo()
 

@@ -164,11 +164,10 @@ def test_low_index_zones_are_in_the_dictionary():
         assert np.max(tm.directions @ v) > 1 - 1e-12
 
 
-def _indexed_with_calibration_error(tmp_path, monkeypatch):
+def _indexed_with_calibration_error():
     """A noisy anatase pattern (128 px, ±1 1/Å) indexed with its calibration given 8 % low."""
     from edorient.indexing.pipeline import IndexConfig, index_pattern
 
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
     true_cal = 0.016
     R = random_rotations(1, rng=11)[0]
     sim = Simulator(anatase(), SimulationConfig(image_size=128, calibration=true_cal, spot_sigma_px=1.5))
@@ -176,13 +175,13 @@ def _indexed_with_calibration_error(tmp_path, monkeypatch):
     return R, index_pattern(img, IndexConfig(true_cal / 1.08, (63.5, 63.5)), anatase())
 
 
-def test_search_recovers_a_calibration_error(tmp_path, monkeypatch):
-    _, res = _indexed_with_calibration_error(tmp_path, monkeypatch)
+def test_search_recovers_a_calibration_error(shared_cache):
+    _, res = _indexed_with_calibration_error()
     assert abs(res.search.scale - 1.08) < 0.025
 
 
-def test_search_recovers_a_calibration_error_and_the_orientation(tmp_path, monkeypatch):
-    R, res = _indexed_with_calibration_error(tmp_path, monkeypatch)
+def test_search_recovers_a_calibration_error_and_the_orientation(shared_cache):
+    R, res = _indexed_with_calibration_error()
     assert abs(res.search.scale - 1.08) < 0.025
     err = float(anatase().laue.angle(R[2][None], res.grains[0].rotation[2][None])[0])
     # a sparse general orientation (field ±1 1/Å): right within 2°, or the answer says it is unsure
@@ -196,14 +195,14 @@ def test_verdict_rules():
     assert verdict(0.0, 1.0) == "no match"
 
 
-def test_a_calibration_outside_the_stated_tolerance_is_no_match(tmp_path, monkeypatch):
+def test_a_calibration_outside_the_stated_tolerance_is_no_match(shared_cache):
     # the pattern needs the calibration 8 % higher than given: inside the default ±15 % the
     # answer stands; a user who states ±3 % is told the crystal does not fit at that calibration
     # (how a second phase with a similar lattice, Al [001] against anatase [001], is refused)
     from edorient.indexing.pipeline import IndexConfig, index_pattern
     from edorient.indexing.search import SearchConfig
 
-    R, res = _indexed_with_calibration_error(tmp_path, monkeypatch)
+    R, res = _indexed_with_calibration_error()
     assert abs(res.calibration_scale - 1.08) < 0.02 and res.grains[0].verdict != "no match"
     img = np.random.default_rng(3).poisson(
         Simulator(anatase(), SimulationConfig(image_size=128, calibration=0.016, spot_sigma_px=1.5)).images(R[None])[0]

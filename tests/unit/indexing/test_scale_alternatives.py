@@ -19,8 +19,8 @@ from edorient.structures import anatase
 
 
 @pytest.fixture()
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+def _cache(shared_cache):
+    return shared_cache
 
 
 def _curve(peaks: dict[int, float], n: int = 13) -> np.ndarray:

@@ -24,8 +24,8 @@ FIELD = 2.56  # 1/Å across the detector (benchmarks/bench_detector_size.py's re
 
 
 @pytest.fixture()
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+def _cache(shared_cache):
+    return shared_cache
 
 
 def _frame(seed: int) -> np.ndarray:

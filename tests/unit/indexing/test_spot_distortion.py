@@ -96,13 +96,12 @@ def test_predict_default_is_the_verdicts():
     assert PredictConfig(calibration=0.01).ellipticity_tolerance == vd.ELLIPTICITY_TOLERANCE
 
 
-def _indexed(ellipticity, tolerance, tmp_path, monkeypatch):
+def _indexed(ellipticity, tolerance):
     from edorient.indexing.pipeline import IndexConfig, index_pattern
     from edorient.physics.orientation import rotation_from_zone_axis
     from edorient.render import SimulationConfig, Simulator
     from edorient.structures import anatase
 
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
     an = anatase()
     R = rotation_from_zone_axis([1, 0, 0], an.direct_matrix, 20.0)
     sim = Simulator(an, SimulationConfig(image_size=160, calibration=0.0125))
@@ -111,20 +110,20 @@ def _indexed(ellipticity, tolerance, tmp_path, monkeypatch):
     return index_pattern(img, IndexConfig(0.0125, centre, ellipticity_tolerance=tolerance), an)
 
 
-def test_the_pipeline_measures_the_pattern_ellipticity_and_refuses_past_the_tolerance(tmp_path, monkeypatch):
+def test_the_pipeline_measures_the_pattern_ellipticity_and_refuses_past_the_tolerance(shared_cache):
     # the right crystal drawn with a 6 % elliptical distortion: its spots need that 6 %, more than
     # the default 4 % a camera is allowed -> no match, saying why; allowed 8 %, not refused for it
-    res = _indexed(1.06, vd.ELLIPTICITY_TOLERANCE, tmp_path, monkeypatch)
+    res = _indexed(1.06, vd.ELLIPTICITY_TOLERANCE)
     g = res.grains[0]
     d = g.spot_distortion
     assert d["measured"] and abs(d["ellipticity"] - 1.06) < 0.01 and abs(d["angle_deg"] - 35.0) < 3.0, d
     assert g.verdict == "no match" and any("elliptical distortion" in r for r in g.reasons), g.reasons
-    wide = _indexed(1.06, 0.08, tmp_path, monkeypatch).grains[0]
+    wide = _indexed(1.06, 0.08).grains[0]
     assert not any("elliptical distortion" in r for r in wide.reasons), wide.reasons
 
 
-def test_an_undistorted_pattern_passes_the_check(tmp_path, monkeypatch):
-    g = _indexed(1.0, vd.ELLIPTICITY_TOLERANCE, tmp_path, monkeypatch).grains[0]
+def test_an_undistorted_pattern_passes_the_check(shared_cache):
+    g = _indexed(1.0, vd.ELLIPTICITY_TOLERANCE).grains[0]
     d = g.spot_distortion
     assert d["measured"] and d["ellipticity"] < 1.01 and d["residual_px"] < vd.MAX_SPOT_RESIDUAL * d["tolerance_px"], d
     assert not any("distortion" in r or "RMS" in r for r in g.reasons), g.reasons

@@ -35,8 +35,7 @@ def _index(R, seed, crystal, tmp_path):
     return index_pattern(x, IndexConfig(CAL, ((SIZE - 1) / 2, (SIZE - 1) / 2)), crystal, cache={}).grains[0]
 
 
-def test_a_right_answer_on_four_spots_is_checked_and_confident(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
+def test_a_right_answer_on_four_spots_is_checked_and_confident(tmp_path, shared_cache):
     al = _al(tmp_path)
     # a random orientation of Al whose 192 px pattern at 0.0125 1/Å per px shows four spots
     R = random_rotations(100, rng=9900004)[59]
@@ -47,27 +46,25 @@ def test_a_right_answer_on_four_spots_is_checked_and_confident(tmp_path, monkeyp
     assert g.verdict == "confident", g.reasons
 
 
-def test_another_crystal_on_five_spots_is_refused_by_the_check(tmp_path, monkeypatch):
+def test_another_crystal_on_five_spots_is_refused_by_the_check(tmp_path, shared_cache):
     """Al searched as anatase: five matched spots, which anatase's zone explains only with 5.8 %
     elliptical distortion (was ``confident``: the check needed six)."""
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
     g = _index(random_rotations(66, rng=9500003)[33], 33, anatase(), tmp_path)
     d = g.spot_distortion
     assert d["matched"] == 5 and d["measured"] and d["ellipticity"] - 1 > vd.ELLIPTICITY_TOLERANCE
     assert g.verdict == "no match" and any(r.startswith(vd.ELLIPTICITY_REASON) for r in g.reasons), g.reasons
 
 
-def test_another_crystal_on_three_spots_is_ambiguous_and_says_why(tmp_path, monkeypatch):
+def test_another_crystal_on_three_spots_is_ambiguous_and_says_why(tmp_path, shared_cache):
     """Al searched as anatase on three matched spots (was ``confident``): nothing checked that
     they sit where anatase puts them."""
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
     g = _index(random_rotations(66, rng=9500003)[62], 62, anatase(), tmp_path)
     assert not g.spot_distortion["measured"] and g.spot_distortion["matched"] < vd.CAMERA_CHECK_SPOTS
     assert g.verdict == "ambiguous"
     assert [r for r in g.reasons if r.startswith(vd.UNCHECKED_REASON)], g.reasons
 
 
-def test_the_verdict_benchmark_recomputes_the_pipelines_verdict(tmp_path, monkeypatch):
+def test_the_verdict_benchmark_recomputes_the_pipelines_verdict(tmp_path, monkeypatch, shared_cache):
     """benchmarks/bench_verdict.py recomputes each verdict from saved inputs (to try constants
     without indexing again); it must give the pipeline's own, this rule included (it had not:
     its table counted the rule's ambiguous answers as confident)."""
@@ -75,7 +72,6 @@ def test_the_verdict_benchmark_recomputes_the_pipelines_verdict(tmp_path, monkey
     from pathlib import Path
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "benchmarks"))
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
     import bench_verdict
 
     al = _al(tmp_path)

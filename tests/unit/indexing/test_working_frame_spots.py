@@ -56,13 +56,12 @@ def test_shrink_sigma_never_blurs_less_than_before_nor_spots_already_broad():
     assert shrink_sigma(0.8, 0.3) == 0.0  # enlarging: no low-pass
 
 
-def test_a_large_pattern_of_sharp_spots_is_indexed(tmp_path, monkeypatch):
+def test_a_large_pattern_of_sharp_spots_is_indexed(shared_cache):
     from edorient.indexing.pipeline import IndexConfig, index_pattern
     from edorient.physics.orientation import random_rotations
     from edorient.render import SimulationConfig, Simulator
     from edorient.structures import anatase
 
-    monkeypatch.setenv("EDORIENT_CACHE", str(tmp_path))
     x, n = anatase(), 512
     cal = 2.56 / n
     R = random_rotations(5, rng=2929)[0]  # 52° off, `no match`, before
