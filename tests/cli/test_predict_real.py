@@ -15,11 +15,6 @@ CUNI = REAL / "images" / "cuni_110_sad.png"
 CUNI_CIF = REAL / "cif" / "CuNi.cif"
 
 
-@pytest.fixture(autouse=True)
-def _cache(shared_cache):
-    return shared_cache
-
-
 def _run(args, tmp_path):
     out = tmp_path / "r.json"
     rc = main(["-q", "predict", *map(str, args), "--json", str(out)])

@@ -13,7 +13,7 @@ REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realdata not present")
-def test_the_overlay_reaches_the_outer_spots(tmp_path, monkeypatch, shared_cache):
+def test_the_overlay_reaches_the_outer_spots(tmp_path, monkeypatch):
     from edorient import predict as pr
     from edorient.indexing.search import to_file_pixels
     from edorient.indexing.spots import find_spots

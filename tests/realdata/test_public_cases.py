@@ -21,19 +21,16 @@ from edorient.errors import EdorientError
 
 
 @pytest.fixture(scope="module")
-def public(tmp_path_factory, dictionary_cache_dir):
+def public(tmp_path_factory):
     from edorient.evaluation.realdata import fetch_public_cases, read_cases
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("EDORIENT_CACHE", str(dictionary_cache_dir))
     try:
         table = fetch_public_cases(tmp_path_factory.mktemp("public"))
     except EdorientError as e:
         if "could not download" in str(e):  # no registry here: nothing to test against
             pytest.skip(str(e))
         raise
-    yield {c.name: c for c in read_cases(table)}
-    mp.undo()
+    return {c.name: c for c in read_cases(table)}
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.9, 1.1], ids=["calibration-given", "calibration-10pc-low", "calibration-10pc-high"])

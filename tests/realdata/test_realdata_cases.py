@@ -28,14 +28,6 @@ def _cases() -> list:
     return read_cases(table)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(dictionary_cache_dir):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("EDORIENT_CACHE", str(dictionary_cache_dir))
-    yield
-    mp.undo()
-
-
 @pytest.mark.parametrize("scale", [1.0, 0.9, 1.1], ids=["calibration-given", "calibration-10pc-low", "calibration-10pc-high"])
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: getattr(c, "name", "missing"))
 def test_known_zone_within_1_degree(case, scale, capsys, tmp_path):

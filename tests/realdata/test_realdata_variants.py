@@ -20,8 +20,7 @@ REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 
 
 @pytest.mark.parametrize("name", ["al_001", "cuni_110"])
-def test_a_pattern_three_times_larger_and_saturated_after_the_original(name, tmp_path, monkeypatch,
-                                                                       shared_cache):
+def test_a_pattern_three_times_larger_and_saturated_after_the_original(name, tmp_path, monkeypatch):
     import tifffile
     from scipy import ndimage
 
@@ -47,7 +46,7 @@ def test_a_pattern_three_times_larger_and_saturated_after_the_original(name, tmp
 
 
 @pytest.mark.parametrize("name, aspect", [("al_001", 1.067), ("cuni_110", 1.067), ("cuni_110", 0.9375)])
-def test_non_square_pixels_are_undone(name, aspect, tmp_path, shared_cache):
+def test_non_square_pixels_are_undone(name, aspect, tmp_path):
     """A frame of a 4:3 video camera has pixels 16:15 or 8:9 (here the pattern resampled 6.7 %
     wider or 6.25 % narrower): the spots need that much ellipticity, along the detector's axes,
     which the verdict refuses as a camera's; predict undoes it and indexes again, and says so.
@@ -99,7 +98,7 @@ def test_non_square_pixels_are_undone(name, aspect, tmp_path, shared_cache):
 
 
 @pytest.mark.parametrize("zoom, clip", [(2, True), (4, False)])
-def test_an_enlarged_pattern_is_binned_to_its_spots_width(zoom, clip, tmp_path, shared_cache):
+def test_an_enlarged_pattern_is_binned_to_its_spots_width(zoom, clip, tmp_path):
     """cuni_110 enlarged 2x (as an 8-bit figure, its spots clipped) or 4x: spots 8-15 px wide, on
     which the centre finder put the beam 49 px off (2x) or could not check it (4x) and the zone was
     refused. Binned to spots 4-5 px wide it is [1 0 1] confident, centre and calibration given back
@@ -127,7 +126,7 @@ def test_an_enlarged_pattern_is_binned_to_its_spots_width(zoom, clip, tmp_path, 
     assert pr.bin_factor(read_image(case.image).astype(float))[0] == 1  # the original is left as it is
 
 
-def test_a_given_centre_is_checked_in_the_files_pixels_when_binned(tmp_path, caplog, shared_cache):
+def test_a_given_centre_is_checked_in_the_files_pixels_when_binned(tmp_path, caplog):
     """On a binned pattern the --centre check compared binned pixels against its 3 px (a centre
     4.9 file px off passed unremarked, and the warning quoted binned coordinates)."""
     import logging

@@ -415,7 +415,9 @@ def _identity(source: ScanSource, settings: MapSettings, chunk: int, seed: int) 
     return {"scan": src, "settings": s, "chunk": int(chunk), "seed": int(seed)}
 
 
-SCHEDULER_TIMEOUT = "10s"  # how long a map waits for a scheduler given by address before it gives up
+#: How long a map waits for a Dask scheduler given by address (``--scheduler``) before it says
+#: it cannot reach it.
+SCHEDULER_TIMEOUT = "10s"
 
 
 def _client(compute: ComputeSettings):

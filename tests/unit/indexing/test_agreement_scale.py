@@ -34,7 +34,7 @@ def _patterns(crystal, R, seed):
     return np.array([rng.poisson((im + halo) * DOSE).astype(np.float64) for im in imgs])
 
 
-def test_a_right_answer_found_at_an_off_scale_is_judged_at_the_refined_one(shared_cache):
+def test_a_right_answer_found_at_an_off_scale_is_judged_at_the_refined_one():
     crystal = get_crystal(CIF)
     assert crystal.laue.name == "-3m"
     # (the pattern of the first version, rotations 1102 / noise 1202, index 12, is found at its

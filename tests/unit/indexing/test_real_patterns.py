@@ -175,12 +175,12 @@ def _indexed_with_calibration_error():
     return R, index_pattern(img, IndexConfig(true_cal / 1.08, (63.5, 63.5)), anatase())
 
 
-def test_search_recovers_a_calibration_error(shared_cache):
+def test_search_recovers_a_calibration_error():
     _, res = _indexed_with_calibration_error()
     assert abs(res.search.scale - 1.08) < 0.025
 
 
-def test_search_recovers_a_calibration_error_and_the_orientation(shared_cache):
+def test_search_recovers_a_calibration_error_and_the_orientation():
     R, res = _indexed_with_calibration_error()
     assert abs(res.search.scale - 1.08) < 0.025
     err = float(anatase().laue.angle(R[2][None], res.grains[0].rotation[2][None])[0])
@@ -195,7 +195,7 @@ def test_verdict_rules():
     assert verdict(0.0, 1.0) == "no match"
 
 
-def test_a_calibration_outside_the_stated_tolerance_is_no_match(shared_cache):
+def test_a_calibration_outside_the_stated_tolerance_is_no_match():
     # the pattern needs the calibration 8 % higher than given: inside the default ±15 % the
     # answer stands; a user who states ±3 % is told the crystal does not fit at that calibration
     # (how a second phase with a similar lattice, Al [001] against anatase [001], is refused)

@@ -18,11 +18,6 @@ from edorient.render import SimulationConfig, Simulator
 from edorient.structures import anatase
 
 
-@pytest.fixture()
-def _cache(shared_cache):
-    return shared_cache
-
-
 def _curve(peaks: dict[int, float], n: int = 13) -> np.ndarray:
     """Scale scores on the default grid (0.85-1.15, 13 points) with local maxima at ``peaks``."""
     b = np.full(n, 0.2)
@@ -31,7 +26,7 @@ def _curve(peaks: dict[int, float], n: int = 13) -> np.ndarray:
     return b
 
 
-def test_alternative_scales_are_the_next_local_maxima_two_steps_away(_cache):
+def test_alternative_scales_are_the_next_local_maxima_two_steps_away():
     s = PatternSearch(anatase(), 0.016, 60.0, SearchConfig(n_directions=50))
     grid = s.scales
     assert len(grid) == 13 and grid[6] == pytest.approx(1.0)
@@ -52,7 +47,7 @@ def test_alternative_scales_are_the_next_local_maxima_two_steps_away(_cache):
     assert s.alternative_scales(SearchResult([], None, None, 1.0, 50.0, grid, b3), n=3) == pytest.approx([0.85, 1.15])
 
 
-def test_a_search_at_a_given_scale_uses_it_and_refuses_a_bad_one(_cache):
+def test_a_search_at_a_given_scale_uses_it_and_refuses_a_bad_one():
     from edorient.indexing.preprocess import preprocess
 
     R = random_rotations(1, rng=5)
@@ -67,7 +62,7 @@ def test_a_search_at_a_given_scale_uses_it_and_refuses_a_bad_one(_cache):
         s.search(pre, scale=float("nan"))
 
 
-def test_a_wrong_scale_peak_is_overturned_by_the_whole_image_fit(_cache, monkeypatch):
+def test_a_wrong_scale_peak_is_overturned_by_the_whole_image_fit(monkeypatch):
     # the search's scale scores are made to peak at 1.125 while the pattern is at 1.0, with a
     # second peak at 1.0: the answer at 1.0 fits the whole image better and is kept, the one at
     # 1.125 listed as a rival
@@ -114,7 +109,7 @@ def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_else
     assert one["image_fit_margin"] == 0.10  # the answer given is not changed
 
 
-def test_the_scale_scan_reads_the_exact_zone_axes_on_their_own(_cache):
+def test_the_scale_scan_reads_the_exact_zone_axes_on_their_own():
     # the coarse scan over calibration scales reads every third dictionary entry, two thirds of
     # the exact zone axes not among them ([0 0 1] and [1 1 0] of anatase); the zones are read
     # on their own, and their best scale is tried where a zone beats every scanned direction
@@ -139,7 +134,7 @@ def test_the_scale_scan_reads_the_exact_zone_axes_on_their_own(_cache):
     assert s.alternative_scales(weak, 1) == pytest.approx([grid[3]])  # no zone beats the scan: no extra try
 
 
-def test_an_exact_zone_pattern_is_found_at_its_own_scale(_cache):
+def test_an_exact_zone_pattern_is_found_at_its_own_scale():
     from edorient.indexing.preprocess import preprocess
     from edorient.physics.orientation import rotation_from_direction
 

@@ -23,11 +23,6 @@ N = 1024
 FIELD = 2.56  # 1/Å across the detector (benchmarks/bench_detector_size.py's recipe)
 
 
-@pytest.fixture()
-def _cache(shared_cache):
-    return shared_cache
-
-
 def _frame(seed: int) -> np.ndarray:
     """A 1024 px counting frame: 1.6 px spots, a diffuse halo, Poisson counts, clipped."""
     R = random_rotations(5, rng=2929)[4]  # (the benchmark's eighth orientation)
@@ -40,7 +35,7 @@ def _frame(seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", [100, 103])
-def test_the_scale_scan_peaks_at_the_true_scale_on_a_large_frame(_cache, seed):
+def test_the_scale_scan_peaks_at_the_true_scale_on_a_large_frame(seed):
     pre = preprocess(_frame(seed), (N / 2, N / 2))
     search = PatternSearch(anatase(), FIELD / N, pre.data_radius_px, SearchConfig())
     assert search.working_calibration / search.calibration > 5  # (shrunk 7x: the low-pass applies)

@@ -110,7 +110,7 @@ def _indexed(ellipticity, tolerance):
     return index_pattern(img, IndexConfig(0.0125, centre, ellipticity_tolerance=tolerance), an)
 
 
-def test_the_pipeline_measures_the_pattern_ellipticity_and_refuses_past_the_tolerance(shared_cache):
+def test_the_pipeline_measures_the_pattern_ellipticity_and_refuses_past_the_tolerance():
     # the right crystal drawn with a 6 % elliptical distortion: its spots need that 6 %, more than
     # the default 4 % a camera is allowed -> no match, saying why; allowed 8 %, not refused for it
     res = _indexed(1.06, vd.ELLIPTICITY_TOLERANCE)
@@ -122,7 +122,7 @@ def test_the_pipeline_measures_the_pattern_ellipticity_and_refuses_past_the_tole
     assert not any("elliptical distortion" in r for r in wide.reasons), wide.reasons
 
 
-def test_an_undistorted_pattern_passes_the_check(shared_cache):
+def test_an_undistorted_pattern_passes_the_check():
     g = _indexed(1.0, vd.ELLIPTICITY_TOLERANCE).grains[0]
     d = g.spot_distortion
     assert d["measured"] and d["ellipticity"] < 1.01 and d["residual_px"] < vd.MAX_SPOT_RESIDUAL * d["tolerance_px"], d

@@ -35,7 +35,7 @@ def _index(R, seed, crystal, tmp_path):
     return index_pattern(x, IndexConfig(CAL, ((SIZE - 1) / 2, (SIZE - 1) / 2)), crystal, cache={}).grains[0]
 
 
-def test_a_right_answer_on_four_spots_is_checked_and_confident(tmp_path, shared_cache):
+def test_a_right_answer_on_four_spots_is_checked_and_confident(tmp_path):
     al = _al(tmp_path)
     # a random orientation of Al whose 192 px pattern at 0.0125 1/Å per px shows four spots
     R = random_rotations(100, rng=9900004)[59]
@@ -46,7 +46,7 @@ def test_a_right_answer_on_four_spots_is_checked_and_confident(tmp_path, shared_
     assert g.verdict == "confident", g.reasons
 
 
-def test_another_crystal_on_five_spots_is_refused_by_the_check(tmp_path, shared_cache):
+def test_another_crystal_on_five_spots_is_refused_by_the_check(tmp_path):
     """Al searched as anatase: five matched spots, which anatase's zone explains only with 5.8 %
     elliptical distortion (was ``confident``: the check needed six)."""
     g = _index(random_rotations(66, rng=9500003)[33], 33, anatase(), tmp_path)
@@ -55,7 +55,7 @@ def test_another_crystal_on_five_spots_is_refused_by_the_check(tmp_path, shared_
     assert g.verdict == "no match" and any(r.startswith(vd.ELLIPTICITY_REASON) for r in g.reasons), g.reasons
 
 
-def test_another_crystal_on_three_spots_is_ambiguous_and_says_why(tmp_path, shared_cache):
+def test_another_crystal_on_three_spots_is_ambiguous_and_says_why(tmp_path):
     """Al searched as anatase on three matched spots (was ``confident``): nothing checked that
     they sit where anatase puts them."""
     g = _index(random_rotations(66, rng=9500003)[62], 62, anatase(), tmp_path)
@@ -64,7 +64,7 @@ def test_another_crystal_on_three_spots_is_ambiguous_and_says_why(tmp_path, shar
     assert [r for r in g.reasons if r.startswith(vd.UNCHECKED_REASON)], g.reasons
 
 
-def test_the_verdict_benchmark_recomputes_the_pipelines_verdict(tmp_path, monkeypatch, shared_cache):
+def test_the_verdict_benchmark_recomputes_the_pipelines_verdict(tmp_path, monkeypatch):
     """benchmarks/bench_verdict.py recomputes each verdict from saved inputs (to try constants
     without indexing again); it must give the pipeline's own, this rule included (it had not:
     its table counted the rule's ambiguous answers as confident)."""

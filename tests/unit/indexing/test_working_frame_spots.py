@@ -56,7 +56,7 @@ def test_shrink_sigma_never_blurs_less_than_before_nor_spots_already_broad():
     assert shrink_sigma(0.8, 0.3) == 0.0  # enlarging: no low-pass
 
 
-def test_a_large_pattern_of_sharp_spots_is_indexed(shared_cache):
+def test_a_large_pattern_of_sharp_spots_is_indexed():
     from edorient.indexing.pipeline import IndexConfig, index_pattern
     from edorient.physics.orientation import random_rotations
     from edorient.render import SimulationConfig, Simulator
