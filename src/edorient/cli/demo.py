@@ -11,7 +11,7 @@ from edorient.cli._base import Subcommand, positive_int
 
 class Demo(Subcommand):
     COMMAND = "demo"
-    HELP = "end-to-end demo on the CPU: thesis-mode data, compact CNNs, Methods 1 and 2, report (~10 min on 2 cores)"
+    HELP = "end-to-end demo on the CPU: thesis-mode data, compact CNNs, Methods 1 and 2, report (~4 min on 2 idle cores)"
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
