@@ -33,7 +33,7 @@ import numpy as np
 
 from edorient import conventions as cv
 from edorient.errors import EdorientError, check_finite
-from edorient.indexing.verdict import PIXEL_ASPECT_AXIS_DEG, PIXEL_ASPECT_MAX  # noqa: F401 - re-exported
+from edorient.indexing.verdict import PIXEL_ASPECT_AXIS_DEG
 
 log = logging.getLogger(__name__)
 
@@ -763,10 +763,6 @@ def _meant_kv(kv: float) -> float:
     (200.0, 200.0, 300.0)
     """
     return float(kv) / 1000 if float(kv) / 1000 >= 10 else float(kv) / 10
-
-
-# _pixel_aspect's limits (PIXEL_ASPECT_AXIS_DEG, PIXEL_ASPECT_MAX) live with the verdict
-# (edorient.indexing.verdict.along_detector_axes), which the choice among scale tries reads too.
 
 
 def _pixel_aspect(grains: list, config: PredictConfig) -> tuple[float, float] | None:
