@@ -385,6 +385,12 @@ PARTNER_POOL = 20
 ZONE_TWINS = 2
 TWIN_MARGIN = 5e-4
 
+#: :class:`DictionaryRefined`'s partners indexed from spot pairs
+#: (:func:`~edorient.indexing.proposals.pair_partner_hypotheses`) for each grain of the answers
+#: still doubtful after the chosen answer's partner pass (flagged ``ambiguous`` or spots
+#: unexplained); 0: off. Measured in session 34 (docs/results.md): see :class:`DictionaryRefined`.
+PAIR_PARTNER_K = 3
+
 
 class DictionaryRefined(Estimator):
     """The fast CNN-free chain: batched dictionary proposals, refined.
@@ -464,6 +470,17 @@ class DictionaryRefined(Estimator):
     partner's with them; a model drawn and compared over every pixel ranks the right partner
     higher. Measured: :data:`PARTNER_POOL`.
 
+    ``pair_partner_k`` (:data:`PAIR_PARTNER_K`; None: that with ``image_fit`` for two grains,
+    else 0): after the chosen answer's partner pass, the images still flagged (``ambiguous``, or
+    fewer than ``fallback_below`` of their peaks explained) get partners indexed from the
+    positions of the peaks each answer grain leaves unexplained
+    (:func:`~edorient.indexing.proposals.pair_partner_hypotheses`: two spots' lengths and angle
+    matched to two reflections'), refined, joined to the image's hypotheses, and the whole-image
+    choice made again. The dictionary's read of an image with a grain erased ranks a partner by
+    rings of intensity that the erasing cut into; the unexplained peaks' positions do not depend
+    on them. Measured on noisy bicrystals of tuning seeds (a /tmp prototype on the chain's
+    answers, then this code): see docs/results.md, "Session 34".
+
     ``twins`` (:data:`ZONE_TWINS`; None: that with ``image_fit``, else 0) and ``twin_margin``
     (:data:`TWIN_MARGIN`): last, every answer grain's zone-axis twins (the orientation turned 180°
     about a zone axis near its beam that is no two-fold axis of the crystal: the same zero-order
@@ -496,8 +513,8 @@ class DictionaryRefined(Estimator):
                  max_frequency: int | None = DICTIONARY_MAX_FREQUENCY, n_angles: int | None = DICTIONARY_ANGLES,
                  chosen_partner_k: int | None = None, chosen_partner_rounds: int = CHOSEN_PARTNER_ROUNDS,
                  keep_worse: bool = True, partner_pool: int | None = PARTNER_POOL, twins: int | None = None,
-                 twin_margin: float = TWIN_MARGIN) -> None:
-        from edorient.indexing.proposals import DictionaryProposals
+                 twin_margin: float = TWIN_MARGIN, pair_partner_k: int | None = None) -> None:
+        from edorient.indexing.proposals import DictionaryProposals, spot_pair_indexer
 
         super().__init__(matcher.scorer, grains)
         self.matcher = matcher
@@ -537,6 +554,13 @@ class DictionaryRefined(Estimator):
         self.twin_margin = float(twin_margin)
         if self.twins and not self.image_fit:
             raise EdorientError(f"twins {self.twins} needs the whole-image choice (image_fit True); give 0 to go without")
+        if pair_partner_k is None:
+            pair_partner_k = PAIR_PARTNER_K if self.image_fit and grains == 2 and self.fallback_below is not None else 0
+        self.pair_partner_k = int(pair_partner_k)
+        if self.pair_partner_k and (not self.image_fit or grains != 2 or self.fallback_below is None):
+            raise EdorientError(f"pair_partner_k {self.pair_partner_k} needs two grains, the whole-image choice "
+                                f"(image_fit True) and the explained-spots check (fallback_below); give 0 to go without")
+        self.pair_indexer = spot_pair_indexer(refiner) if self.pair_partner_k else None
 
     def estimate(self, images01) -> Estimate:
         from edorient.indexing.proposals import explained_peaks, refine_sequential, with_half_turns
@@ -593,6 +617,10 @@ class DictionaryRefined(Estimator):
         if self.twins:
             res, expl, _, _ = zone_twin_pass(self.refiner, self.matcher.scorer.simulator, x, res, expl, self.levels,
                                           self.twin_margin, self.twins)
+        if self.pair_partner_k:
+            rows = self._partner_rows(res, expl)
+            if len(rows):
+                res, expl = self._pair_pass(x, res, expl, rows)
         if self.fallback_below is not None:
             if self.unexplained_sigma_deg is not None:
                 res = widen_unexplained(res, expl < self.fallback_below, self.unexplained_sigma_deg)
@@ -614,6 +642,27 @@ class DictionaryRefined(Estimator):
             expl = expl.copy()
             expl[rows] = ex
         return res, expl, moved
+
+    def _pair_pass(self, x: np.ndarray, res, expl: np.ndarray, rows: np.ndarray):
+        """Partners indexed from spot pairs for images ``rows`` (:attr:`pair_partner_k`),
+        refined, joined to their hypotheses, the whole-image choice made again. Returns (res, expl)."""
+        from edorient.indexing.proposals import pair_partner_hypotheses
+
+        sub = take_rows(res, rows)
+        hyp = pair_partner_hypotheses(self.refiner, self.pair_indexer, x[rows], sub, self.pair_partner_k)
+        joined = append_rows(sub, np.arange(len(rows)), self.refiner.refine(x[rows], hyp, levels=self.levels))
+        sim = self.matcher.scorer.simulator
+        sub, ex, _ = rechoose_by_image_fit(self.refiner, sim, joined, x[rows], expl[rows], self.levels, self.keep_worse)
+        moved = np.flatnonzero(np.abs(sub.rotations - res.rotations[rows]).max(axis=(1, 2, 3)) > 0.02)
+        if self.twins and len(moved):  # a new answer's zone-axis twins, as every answer's
+            tw, ext, _, _ = zone_twin_pass(self.refiner, sim, x[rows[moved]], take_rows(sub, moved), ex[moved],
+                                           self.levels, self.twin_margin, self.twins)
+            sub = merge_results(sub, moved, tw, np.arange(len(moved)))
+            ex = ex.copy()
+            ex[moved] = ext
+        expl = expl.copy()
+        expl[rows] = ex
+        return merge_results(res, rows, sub, np.arange(len(rows))), expl
 
     def _partner_rows(self, res, expl: np.ndarray) -> np.ndarray:
         """The images whose fit gets the partner pass: too few of their spots explained, or (with

@@ -30,8 +30,8 @@ from edorient.indexing.matching import PatternScorer, TemplateMatcher, masked_co
 from edorient.physics.orientation import rz
 
 __all__ = ["DictionaryProposals", "bicrystal_hypotheses", "dictionary_partner_hypotheses", "distinct_best",
-           "erase_grain", "explained_peaks", "grain_starts", "half_turn", "image_peaks", "pairs_with",
-           "partner_candidates", "partner_hypotheses", "ranked_by_image_fit", "refine_bicrystals", "refine_partners", "refine_sequential", "single_hypotheses",
+           "erase_grain", "explained_peaks", "grain_starts", "half_turn", "image_peaks", "pair_partner_hypotheses", "pairs_with",
+           "partner_candidates", "partner_hypotheses", "ranked_by_image_fit", "refine_bicrystals", "refine_partners", "refine_sequential", "single_hypotheses", "spot_pair_indexer",
            "with_half_turns"]
 
 _RZ180 = rz(180.0)
@@ -680,6 +680,76 @@ def dictionary_partner_hypotheses(refiner, proposer: DictionaryProposals, images
         pair = pairs_with(res.rotations[:, g], with_half_turns(partners))
         hyp.append(pair if g == 0 else pair[:, :, ::-1])
     return np.concatenate(hyp, axis=1)
+
+
+def spot_pair_indexer(refiner, length_px: float = 1.5, **kwargs):
+    """A :class:`~edorient.indexing.pairs.SpotPairIndexer` of ``refiner``'s crystal: every
+    reflection its spot model can show, lengths to ``length_px`` of its calibration."""
+    from edorient.indexing.pairs import SpotPairIndexer
+
+    model = refiner.model
+    return SpotPairIndexer(model.g.double().cpu().numpy(), refiner.proper, model.wavelength,
+                           length_px * refiner.config.resolved_calibration, **kwargs)
+
+
+def pair_partner_hypotheses(refiner, indexer, images01: np.ndarray, res, k: int = 3, n_peaks: int = 40,
+                            min_value: float = 0.08, radius_px: float = 2.5, separation_deg: float = 3.0,
+                            min_intensity: float = 5e-4, strong: float = 3e-3, miss_weight: float = 0.5) -> np.ndarray:
+    """(n, 2 x 2k, 2, 3, 3) two-grain hypotheses from answers ``res`` (a two-grain RefineResult of
+    ``images01``): each answer grain paired with ``k`` partners indexed from the image's peaks
+    that grain leaves unexplained (and their half turns).
+
+    Per grain: the image's ``n_peaks`` brightest peaks (:func:`image_peaks` at ``min_value``)
+    farther than ``radius_px`` from the grain's refined spots are the partner's; every pair of
+    the brightest of them gives orientations (:meth:`~edorient.indexing.pairs.SpotPairIndexer.rotations`,
+    at the refined centre and calibration), ranked by how many of those peaks their spots hit
+    (:func:`~edorient.indexing.pairs.peak_hits`, at the partner's fitted weight clipped to 0.3-0.7)
+    less ``miss_weight`` for each of their spots at least ``strong`` bright that lands on no peak
+    of the image (:func:`~edorient.indexing.pairs.lone_spots`: near-symmetric spot positions let
+    a wrong orientation hit as many peaks), the best ``k`` more than ``separation_deg`` apart kept
+    (the grain's own partner where fewer are found). The dictionary's read of an erased image
+    misses partners whose strong spots the erasing took (measured, docs/results.md "Session
+    34"); the positions of what is left find them."""
+    from edorient import conventions as cv
+    from edorient.indexing.pairs import lone_spots, peak_hits
+    from edorient.physics.symmetry import misorientation_deg
+
+    x = np.asarray(images01, dtype=np.float32)
+    size = refiner.config.image_size
+    r0, c0 = cv.centre_pixel(size)
+    model = refiner.model
+    out = np.empty((len(x), 4 * k, 2, 3, 3))
+    for i in range(len(x)):
+        peaks = image_peaks(x[i], n_peaks, min_value)
+        cen, cal = res.centre_px[i], refiner.config.resolved_calibration * res.calibration_scale[i]
+        hyps = []
+        for g in (0, 1):
+            own = _grain_pixels(refiner, res, i, g, min_intensity)
+            left = peaks
+            if len(peaks) and len(own):
+                left = peaks[((peaks[:, None] - own[None]) ** 2).sum(-1).min(1) > radius_px**2]
+            vec = np.stack([(left[:, 1] - c0 - cen[1]) * cal, (r0 + cen[0] - left[:, 0]) * cal], axis=1)
+            C = indexer.rotations(vec)
+            kept: list[np.ndarray] = []
+            if len(C):
+                pos, _, inten = (t.double().cpu().numpy() for t in model.spots(C))
+                pix = np.stack([r0 + cen[0] - pos[..., 1] / cal, c0 + cen[1] + pos[..., 0] / cal], axis=-1)
+                w = np.clip(1.0 - res.ratio[i] if g == 0 else res.ratio[i], 0.3, 0.7)  # a wrong partner's fit may fade it
+                hits = peak_hits(pix, inten * w >= min_intensity, left, size, radius_px).astype(float)
+                if miss_weight:
+                    bright = (inten * w >= strong) & (np.hypot(pix[..., 0] - r0 - cen[0], pix[..., 1] - c0 - cen[1]) >= 4.0)
+                    hits -= miss_weight * lone_spots(pix, bright, peaks, size, radius_px)
+                for j in np.argsort(-hits, kind="stable"):
+                    if len(kept) >= k:
+                        break
+                    if all(misorientation_deg(C[j], q, refiner.proper) > separation_deg for q in kept):
+                        kept.append(C[j])
+            kept += [res.rotations[i, 1 - g]] * (k - len(kept))
+            partners = with_half_turns(np.asarray(kept)[None])[0]
+            pair = np.stack([np.broadcast_to(res.rotations[i, g], partners.shape), partners], axis=1)
+            hyps.append(pair if g == 0 else pair[:, ::-1])
+        out[i] = np.concatenate(hyps)
+    return out
 
 
 def refine_sequential(refiner, proposer: DictionaryProposals, images01: np.ndarray, k: int | None = None,

@@ -337,9 +337,9 @@ def test_the_cnn_answer_competes_in_the_whole_image_choice(sim, matcher300):
     starts = cnn_starts(_Oracle(pairs), xb)
     assert starts.shape == (8, 4, 2, 3, 3) and np.allclose(starts[:, 0], pairs)
     refiner = Refiner(sim.crystal, sim.config)
-    # (the zone-axis twin pass off: with it the chain alone finds both grains of all 8, and the
-    # test would have no miss left for the CNN's answer to mend)
-    plain = DictionaryRefined(matcher300, refiner, grains=2, twins=0).estimate(xb)
+    # (the zone-axis twin pass and the spot-pair partners off: with either the chain alone finds
+    # both grains of all 8, and the test would have no miss left for the CNN's answer to mend)
+    plain = DictionaryRefined(matcher300, refiner, grains=2, twins=0, pair_partner_k=0).estimate(xb)
     est = DictionaryRefined(matcher300, refiner, grains=2, cnn=_Oracle(pairs)).estimate(xb)
     err0, _ = grain_errors(plain.directions, pairs[..., 2, :], laue)
     err, _ = grain_errors(est.directions, pairs[..., 2, :], laue)
@@ -409,7 +409,8 @@ def test_partner_pass_from_the_chosen_answer_finds_the_missed_grain(sim, matcher
     image worse than the answer before is not taken: then the whole-image fit never drops (with
     it taken, image 1 went from 0.93° to 17° off, its fit from 0.854 to 0.779). Measured without
     the partner pool (``partner_pool`` None): with it image 1's answer is right before the pass
-    and no re-refinement leaves its basin, so the guard would have nothing to act on here."""
+    and no re-refinement leaves its basin, so the guard would have nothing to act on here. The
+    spot-pair partners (``pair_partner_k``) off: they find image 11's grain by themselves."""
     from edorient.evaluation.metrics import grain_errors
     from edorient.indexing.estimators import DictionaryRefined
     from edorient.indexing.proposals import image_fit_choice
@@ -421,7 +422,7 @@ def test_partner_pass_from_the_chosen_answer_finds_the_missed_grain(sim, matcher
     refiner = Refiner(sim.crystal, sim.config)
     out = {}
     for name, kw in {"off": dict(chosen_partner_k=0), "on": {}, "guarded": dict(keep_worse=False)}.items():
-        est = DictionaryRefined(matcher300, refiner, grains=2, partner_pool=None, **kw).estimate(xb)
+        est = DictionaryRefined(matcher300, refiner, grains=2, partner_pool=None, pair_partner_k=0, **kw).estimate(xb)
         err, _ = grain_errors(est.directions, pairs[..., 2, :], laue)
         out[name] = err.max(axis=1), image_fit_choice(sim, est.refinement, xb)[1]
     for name in ("on", "guarded"):  # the pass finds what the search missed

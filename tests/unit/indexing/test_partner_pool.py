@@ -133,7 +133,7 @@ def test_a_pool_read_is_certain_of_its_first_candidates_only(sim, matcher300):
 
 def test_the_pool_finds_partners_the_dictionary_ranks_low(sim, matcher300):
     """Clean 0.5:0.5 bicrystals (seeds 9 and 10) with the chain's partner pass from the chosen
-    answer off, so that the first search and the gated pass are compared: without the pool 9 of
+    answer and its spot-pair partners off, so that the first search and the gated pass are compared: without the pool 9 of
     16 have both grains within 1° (image 9 has one 17° off), with the pool (12 or 20) 12 (measured), and no image
     within 1° without the pool ends worse than 1° with it."""
     from edorient.evaluation.metrics import grain_errors
@@ -145,7 +145,8 @@ def test_the_pool_finds_partners_the_dictionary_ranks_low(sim, matcher300):
     refiner = Refiner(sim.crystal, sim.config)
     err = {}
     for pool in (None, PARTNER_POOL):
-        est = DictionaryRefined(matcher300, refiner, grains=2, chosen_partner_k=0, partner_pool=pool).estimate(xb)
+        est = DictionaryRefined(matcher300, refiner, grains=2, chosen_partner_k=0, pair_partner_k=0,
+                                partner_pool=pool).estimate(xb)
         err[pool] = grain_errors(est.directions, pairs[..., 2, :], sim.crystal.laue)[0].max(axis=1)
     on = err[PARTNER_POOL]
     assert err[None][9] > 2 and on[9] < 1, (err[None], on)
