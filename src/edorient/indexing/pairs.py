@@ -25,6 +25,13 @@ import numpy as np
 from edorient.errors import EdorientError
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross products of (..., 3) vectors (np.cross's axis handling costs more than the product
+    on the many small arrays of :meth:`SpotPairIndexer.rotations`)."""
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1], a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+
+
 def orbit_representatives(g_vectors: np.ndarray, proper: np.ndarray) -> np.ndarray:
     """(N,) True for one reflection of each orbit of ``g_vectors`` (N, 3) under the proper
     rotations ``proper`` (m, 3, 3), the one whose rotated copies it beats lexicographically
@@ -106,8 +113,8 @@ class SpotPairIndexer:
                 if not len(ia):
                     continue
                 ga, gb = self.g[ca[ia]], self.g[cb[ib]]
-                A.append(np.stack([ga, gb, np.cross(ga, gb)], axis=2))  # columns: crystal triads
-                B.append(np.broadcast_to(np.stack([v3[a], v3[b], np.cross(v3[a], v3[b])], axis=1), (len(ia), 3, 3)))
+                A.append(np.stack([ga, gb, _cross(ga, gb)], axis=2))  # columns: crystal triads
+                B.append(np.broadcast_to(np.stack([v3[a], v3[b], _cross(v3[a], v3[b])], axis=1), (len(ia), 3, 3)))
         if not A:
             return np.zeros((0, 3, 3))
         U, _, Vt = np.linalg.svd(np.concatenate(B) @ np.concatenate(A).transpose(0, 2, 1))

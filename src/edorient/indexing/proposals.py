@@ -732,18 +732,19 @@ def pair_partner_hypotheses(refiner, indexer, images01: np.ndarray, res, k: int 
             C = indexer.rotations(vec)
             kept: list[np.ndarray] = []
             if len(C):
-                pos, _, inten = (t.double().cpu().numpy() for t in model.spots(C))
+                pos, _, inten = (t.cpu().numpy() for t in model.spots(C))
                 pix = np.stack([r0 + cen[0] - pos[..., 1] / cal, c0 + cen[1] + pos[..., 0] / cal], axis=-1)
                 w = np.clip(1.0 - res.ratio[i] if g == 0 else res.ratio[i], 0.3, 0.7)  # a wrong partner's fit may fade it
                 hits = peak_hits(pix, inten * w >= min_intensity, left, size, radius_px).astype(float)
                 if miss_weight:
                     bright = (inten * w >= strong) & (np.hypot(pix[..., 0] - r0 - cen[0], pix[..., 1] - c0 - cen[1]) >= 4.0)
                     hits -= miss_weight * lone_spots(pix, bright, peaks, size, radius_px)
-                for j in np.argsort(-hits, kind="stable"):
-                    if len(kept) >= k:
-                        break
-                    if all(misorientation_deg(C[j], q, refiner.proper) > separation_deg for q in kept):
-                        kept.append(C[j])
+                order = np.argsort(-hits, kind="stable")
+                far = np.ones(len(order), dtype=bool)
+                while len(kept) < k and far.any():  # the best left, then those far from it
+                    j = order[np.argmax(far)]
+                    kept.append(C[j])
+                    far &= misorientation_deg(C[order], C[j], refiner.proper) > separation_deg
             kept += [res.rotations[i, 1 - g]] * (k - len(kept))
             partners = with_half_turns(np.asarray(kept)[None])[0]
             pair = np.stack([np.broadcast_to(res.rotations[i, g], partners.shape), partners], axis=1)
