@@ -387,8 +387,11 @@ TWIN_MARGIN = 5e-4
 
 #: :class:`DictionaryRefined`'s partners indexed from spot pairs
 #: (:func:`~edorient.indexing.proposals.pair_partner_hypotheses`) for each grain of the answers
-#: still doubtful after the chosen answer's partner pass (flagged ``ambiguous`` or spots
-#: unexplained); 0: off. Measured in session 34 (docs/results.md): see :class:`DictionaryRefined`.
+#: still doubtful after the zone-axis twin pass (flagged ``ambiguous`` or spots unexplained); 0:
+#: off. Noisy bicrystals of tuning seeds 4040 / 4041 / 4042 (1,000 / 400 / 600), both grains < 2°:
+#: without 96.3 / 97.5 / 98.7 %, 3 97.3 / 98.25 / 98.8 % (net +10 / +3 / +1 images); 5, or
+#: the 20 best re-ranked by their whole-image fit, the same on 4040 for 1.3-1.5x the pass's time.
+#: The pass costs 4-8 % of the chain's time (docs/results.md, "Session 34").
 PAIR_PARTNER_K = 3
 
 
@@ -471,22 +474,22 @@ class DictionaryRefined(Estimator):
     higher. Measured: :data:`PARTNER_POOL`.
 
     ``pair_partner_k`` (:data:`PAIR_PARTNER_K`; None: that with ``image_fit`` for two grains,
-    else 0): after the chosen answer's partner pass, the images still flagged (``ambiguous``, or
+    else 0): last, after the zone-axis twins, the images still flagged (``ambiguous``, or
     fewer than ``fallback_below`` of their peaks explained) get partners indexed from the
     positions of the peaks each answer grain leaves unexplained
     (:func:`~edorient.indexing.proposals.pair_partner_hypotheses`: two spots' lengths and angle
     matched to two reflections'), refined, joined to the image's hypotheses, and the whole-image
-    choice made again. The dictionary's read of an image with a grain erased ranks a partner by
-    rings of intensity that the erasing cut into; the unexplained peaks' positions do not depend
-    on them. Measured on noisy bicrystals of tuning seeds (a /tmp prototype on the chain's
-    answers, then this code): see docs/results.md, "Session 34".
+    choice made again (an answer that moved gets its zone-axis twins refined, as every answer
+    did). The dictionary's read of an image with a grain erased ranks a partner by rings of
+    intensity that the erasing cut into; the unexplained peaks' positions do not depend on them.
+    Measured: :data:`PAIR_PARTNER_K`.
 
     ``twins`` (:data:`ZONE_TWINS`; None: that with ``image_fit``, else 0) and ``twin_margin``
-    (:data:`TWIN_MARGIN`): last, every answer grain's zone-axis twins (the orientation turned 180°
-    about a zone axis near its beam that is no two-fold axis of the crystal: the same zero-order
-    Laue zone, the beam 2δ away) are refined; a twin that fits the whole image better by more
-    than the margin replaces the answer, one within it either way flags the grain ``ambiguous``
-    (:func:`zone_twin_pass`).
+    (:data:`TWIN_MARGIN`): after the partner passes, every answer grain's zone-axis twins (the
+    orientation turned 180° about a zone axis near its beam that is no two-fold axis of the
+    crystal: the same zero-order Laue zone, the beam 2δ away) are refined; a twin that fits the
+    whole image better by more than the margin replaces the answer, one within it either way
+    flags the grain ``ambiguous`` (:func:`zone_twin_pass`).
 
     ``keep_worse`` False: an answer that the whole-image choice moved and the refinement refined
     once more is kept only if it fits the whole image at least as well as the answer before

@@ -267,7 +267,8 @@ def _refine_pair(crystal, cfg: IndexConfig, res: SearchResult, scorer, cache: di
     """Two grains: the bicrystal chain of the accuracy benchmark
     (:class:`~edorient.indexing.estimators.DictionaryRefined`: the dictionary's best first grains
     refined, each one's spots erased in turn and the dictionary asked for the other, the pairs
-    refined, the partner passes, the whole-image choice, the partner pass from the chosen answer)
+    refined, the partner passes, the whole-image choice, the partner pass from the chosen answer,
+    the zone-axis twins, partners indexed from spot pairs where the answer is still in doubt)
     on the search's working image, in the search's working frame (its fitted calibration scale,
     the dictionary of ``cfg.search.pair_directions`` directions at the search's base thickness,
     cached on disk like the search's).
