@@ -122,6 +122,24 @@ class SpotPairIndexer:
         return U @ Vt
 
 
+def _peak_labels(peaks: np.ndarray, size: int, radius_px: float) -> np.ndarray:
+    """(size, size) label image: j + 1 within ``radius_px`` of peak j (P, 2) (rows, cols), 0 elsewhere."""
+    lab = np.zeros((size, size), dtype=np.int64)
+    rr, cc = np.indices((size, size))
+    for j, (r, c) in enumerate(np.asarray(peaks, dtype=float).reshape(-1, 2)):
+        lab[(rr - r) ** 2 + (cc - c) ** 2 <= radius_px**2] = j + 1
+    return lab
+
+
+def _read(labels: np.ndarray, pixels: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """(K, N) ``labels`` at the rounded ``pixels`` (K, N, 2) of the ``visible`` spots inside the
+    frame; -1 elsewhere."""
+    size = labels.shape[0]
+    ri, ci = np.rint(pixels[..., 0]).astype(np.int64), np.rint(pixels[..., 1]).astype(np.int64)
+    inside = np.asarray(visible, dtype=bool) & (ri >= 0) & (ri < size) & (ci >= 0) & (ci < size)
+    return np.where(inside, labels[ri.clip(0, size - 1), ci.clip(0, size - 1)], -1)
+
+
 def peak_hits(pixels: np.ndarray, visible: np.ndarray, peaks: np.ndarray, size: int, radius_px: float) -> np.ndarray:
     """(K,) how many of ``peaks`` (P, 2) (rows, cols) lie within ~``radius_px`` of a ``visible``
     (K, N) spot among ``pixels`` (K, N, 2) of K candidate orientations, each peak counted once:
@@ -131,14 +149,8 @@ def peak_hits(pixels: np.ndarray, visible: np.ndarray, peaks: np.ndarray, size: 
     K = px.shape[0]
     if not len(pk) or not K:
         return np.zeros(K, dtype=np.int64)
-    lab = np.zeros((size, size), dtype=np.int64)
-    rr, cc = np.indices((size, size))
-    for j, (r, c) in enumerate(pk):
-        lab[(rr - r) ** 2 + (cc - c) ** 2 <= radius_px**2] = j + 1
-    ri, ci = np.rint(px[..., 0]).astype(np.int64), np.rint(px[..., 1]).astype(np.int64)
-    inside = np.asarray(visible, dtype=bool) & (ri >= 0) & (ri < size) & (ci >= 0) & (ci < size)
     hit = np.zeros((K, len(pk) + 1), dtype=bool)
-    hit[np.arange(K)[:, None], np.where(inside, lab[ri.clip(0, size - 1), ci.clip(0, size - 1)], 0)] = True
+    hit[np.arange(K)[:, None], _read(_peak_labels(pk, size, radius_px), px, visible).clip(0)] = True
     return hit[:, 1:].sum(axis=1)
 
 
@@ -146,12 +158,4 @@ def lone_spots(pixels: np.ndarray, visible: np.ndarray, peaks: np.ndarray, size:
     """(K,) how many ``visible`` (K, N) spots among ``pixels`` (K, N, 2) of K candidate
     orientations lie inside the frame but farther than ~``radius_px`` from every one of ``peaks``
     (P, 2): spots a candidate predicts that the image does not show."""
-    pk = np.asarray(peaks, dtype=float).reshape(-1, 2)
-    px = np.asarray(pixels, dtype=float)
-    near = np.zeros((size, size), dtype=bool)
-    rr, cc = np.indices((size, size))
-    for r, c in pk:
-        near |= (rr - r) ** 2 + (cc - c) ** 2 <= radius_px**2
-    ri, ci = np.rint(px[..., 0]).astype(np.int64), np.rint(px[..., 1]).astype(np.int64)
-    inside = np.asarray(visible, dtype=bool) & (ri >= 0) & (ri < size) & (ci >= 0) & (ci < size)
-    return (inside & ~near[ri.clip(0, size - 1), ci.clip(0, size - 1)]).sum(axis=1)
+    return (_read(_peak_labels(peaks, size, radius_px), np.asarray(pixels, dtype=float), visible) == 0).sum(axis=1)

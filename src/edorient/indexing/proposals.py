@@ -99,20 +99,26 @@ def bicrystal_hypotheses(matcher: TemplateMatcher, images01: np.ndarray, flips: 
     return np.stack(out)
 
 
+def _spot_pixels(refiner, rotations: np.ndarray, centre_px: np.ndarray, scale: float,
+                 dtype=torch.float64) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels (K, N, 2) rows, cols; peak intensities (K, N)) of every possible spot of the
+    refiner's model for orientations (K, 3, 3) in its working image, at the centre offset
+    ``centre_px`` (2,) and calibration ``scale``."""
+    from edorient import conventions as cv
+
+    pos, _, inten = (t.to(dtype).cpu().numpy() for t in refiner.model.spots(rotations))
+    cal = refiner.config.resolved_calibration * scale
+    r0, c0 = cv.centre_pixel(refiner.config.image_size)
+    return np.stack([r0 + centre_px[0] - pos[..., 1] / cal, c0 + centre_px[1] + pos[..., 0] / cal], axis=-1), inten
+
+
 def _grain_pixels(refiner, result, i: int, g: int, min_intensity: float) -> np.ndarray:
     """(k, 2) pixels (rows, cols) of grain g's refined spots in image i, with the refined centre
     offset and calibration, for the spots at least ``min_intensity`` bright (weighted)."""
-    from edorient import conventions as cv
-
-    model = refiner.model
-    pos, _, inten = (t.double().cpu().numpy()[0] for t in model.spots(result.rotations[i, g][None]))
+    pix, inten = _spot_pixels(refiner, result.rotations[i, g][None], result.centre_px[i], result.calibration_scale[i])
     w = result.ratio[i] if g == 0 else 1.0 - result.ratio[i]
-    keep = inten * (w if result.rotations.shape[1] == 2 else 1.0) >= min_intensity
-    cal = refiner.config.resolved_calibration * result.calibration_scale[i]
-    r0, c0 = cv.centre_pixel(refiner.config.image_size)
-    rows = r0 + result.centre_px[i, 0] - pos[keep, 1] / cal
-    cols = c0 + result.centre_px[i, 1] + pos[keep, 0] / cal
-    return np.stack([rows, cols], 1)
+    keep = inten[0] * (w if result.rotations.shape[1] == 2 else 1.0) >= min_intensity
+    return pix[0, keep]
 
 
 def partner_hypotheses(refiner, matcher: TemplateMatcher, images01: np.ndarray, res, min_intensity: float = 5e-4,
@@ -717,7 +723,6 @@ def pair_partner_hypotheses(refiner, indexer, images01: np.ndarray, res, k: int 
     x = np.asarray(images01, dtype=np.float32)
     size = refiner.config.image_size
     r0, c0 = cv.centre_pixel(size)
-    model = refiner.model
     out = np.empty((len(x), 4 * k, 2, 3, 3))
     for i in range(len(x)):
         peaks = image_peaks(x[i], n_peaks, min_value)
@@ -732,8 +737,7 @@ def pair_partner_hypotheses(refiner, indexer, images01: np.ndarray, res, k: int 
             C = indexer.rotations(vec)
             kept: list[np.ndarray] = []
             if len(C):
-                pos, _, inten = (t.cpu().numpy() for t in model.spots(C))
-                pix = np.stack([r0 + cen[0] - pos[..., 1] / cal, c0 + cen[1] + pos[..., 0] / cal], axis=-1)
+                pix, inten = _spot_pixels(refiner, C, cen, res.calibration_scale[i], torch.float32)
                 w = np.clip(1.0 - res.ratio[i] if g == 0 else res.ratio[i], 0.3, 0.7)  # a wrong partner's fit may fade it
                 hits = peak_hits(pix, inten * w >= min_intensity, left, size, radius_px).astype(float)
                 if miss_weight:
