@@ -656,7 +656,7 @@ class DictionaryRefined(Estimator):
         joined = append_rows(sub, np.arange(len(rows)), self.refiner.refine(x[rows], hyp, levels=self.levels))
         sim = self.matcher.scorer.simulator
         sub, ex, _ = rechoose_by_image_fit(self.refiner, sim, joined, x[rows], expl[rows], self.levels, self.keep_worse)
-        moved = np.flatnonzero(np.abs(sub.rotations - res.rotations[rows]).max(axis=(1, 2, 3)) > 0.02)
+        moved = np.flatnonzero(answer_moved(res.rotations[rows], sub.rotations))
         if self.twins and len(moved):  # a new answer's zone-axis twins, as every answer's
             tw, ext, _, _ = zone_twin_pass(self.refiner, sim, x[rows[moved]], take_rows(sub, moved), ex[moved],
                                            self.levels, self.twin_margin, self.twins)
@@ -810,6 +810,11 @@ def append_rows(res, rows: np.ndarray, other):
     return append_hypotheses(res, dataclasses.replace(res, **blank))
 
 
+def answer_moved(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(n,) whether the answer (n, g, 3, 3) moved: a matrix element by more than 0.02 (~1°)."""
+    return np.abs(np.asarray(after) - np.asarray(before)).max(axis=(1, 2, 3)) > 0.02
+
+
 def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int, expl: np.ndarray | None = None,
                         levels=None, keep_worse: bool = True, pool: int | None = None):
     """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain's refined
@@ -822,7 +827,7 @@ def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int
     hyp = dictionary_partner_hypotheses(refiner, proposer, x, res, k=k, pool=pool)[:, 1:]  # (the answer itself is there)
     out, expl, fit = rechoose_by_image_fit(refiner, simulator, append_rows(res, np.arange(len(x)), refiner.refine(
         x, hyp, levels=levels)), x, expl, levels, keep_worse)
-    return out, expl, fit, np.abs(out.rotations - res.rotations).max(axis=(1, 2, 3)) > 0.02
+    return out, expl, fit, answer_moved(res.rotations, out.rotations)
 
 
 def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarray | None = None, levels=None,

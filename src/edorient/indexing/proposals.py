@@ -750,8 +750,7 @@ def pair_partner_hypotheses(refiner, indexer, images01: np.ndarray, res, k: int 
                     kept.append(C[j])
                     far &= misorientation_deg(C[order], C[j], refiner.proper) > separation_deg
             kept += [res.rotations[i, 1 - g]] * (k - len(kept))
-            partners = with_half_turns(np.asarray(kept)[None])[0]
-            pair = np.stack([np.broadcast_to(res.rotations[i, g], partners.shape), partners], axis=1)
+            pair = pairs_with(res.rotations[i : i + 1, g], with_half_turns(np.asarray(kept)[None]))[0]
             hyps.append(pair if g == 0 else pair[:, ::-1])
         out[i] = np.concatenate(hyps)
     return out
