@@ -8,7 +8,7 @@ import pytest
 
 from edorient.errors import EdorientError
 from edorient.indexing import Refiner
-from edorient.indexing.pairs import SpotPairIndexer, orbit_representatives, peak_hits
+from edorient.indexing.pairs import SpotPairIndexer, _peak_labels, orbit_representatives, peak_hits
 from edorient.indexing.proposals import pair_partner_hypotheses, spot_pair_indexer
 from edorient.indexing.refine import misorientation_deg, proper_rotations
 from edorient.physics.orientation import random_rotations
@@ -82,6 +82,39 @@ def test_two_spots_give_back_the_orientation(sim):
         # the truth hits as many as any (another orientation may hit them all too: a pattern's
         # spot positions can be near-symmetric; the whole-image fit decides between them)
         assert mis[hits == hits.max()].min() < 2.0
+
+
+def test_a_pair_in_either_order_gives_the_same_orientations(sim):
+    """Each unordered pair of spots is matched once (the first spot to one reflection of each
+    orbit, the second to any): the orientations from spots (a, b) and from (b, a) are the same
+    set modulo the crystal's symmetry."""
+    P = proper_rotations(sim.crystal.laue)
+    ix = SpotPairIndexer(sim.reflections.g_vectors, P, sim.wavelength, length_tol=0.01)
+    for R in random_rotations(3, rng=35):
+        sp = sim.spots(R)
+        v = sp.position[np.argsort(-sp.intensity), :2]
+        u = v / np.linalg.norm(v, axis=1, keepdims=True)
+        vec = v[[0, int(np.argmax(np.abs(u @ u[0]) < 0.9))]]  # the brightest, and the next not in line with it
+        A, B = ix.rotations(vec), ix.rotations(vec[::-1])
+        assert len(A) > 0 and len(B) > 0
+        for X, Y in ((A, B), (B, A)):
+            nearest = np.array([misorientation_deg(Y, Q, P).min() for Q in X])
+            assert nearest.max() < 1e-4  # degrees (arccos rounding)
+
+
+def test_peak_label_image_matches_its_definition_at_the_frame_edges():
+    """Each peak's disc is stamped in a window around it: the same label image as the disc
+    tested over the whole frame, for peaks inside, on and beyond the edges (later peaks over
+    earlier ones where discs overlap)."""
+    rng = np.random.default_rng(36)
+    for _ in range(200):
+        size, radius = int(rng.integers(8, 80)), float(rng.uniform(0.3, 6.0))
+        peaks = rng.uniform(-8, size + 8, size=(int(rng.integers(0, 30)), 2))
+        rr, cc = np.indices((size, size))
+        want = np.zeros((size, size), dtype=np.int64)
+        for j, (r, c) in enumerate(peaks):
+            want[(rr - r) ** 2 + (cc - c) ** 2 <= radius**2] = j + 1
+        assert np.array_equal(_peak_labels(peaks, size, radius), want)
 
 
 def test_too_few_or_collinear_spots_give_nothing(sim):
