@@ -46,6 +46,13 @@ ACOM's plan, made once, excluded; ``--threads`` torch threads); and the calibrat
 reported uncertainty: the share of grains whose true beam direction lies inside the reported
 95 % ellipse (refined columns only).
 
+The information limit (after the dictionary chain; ``--no-limit`` skips it): on the same images
+the truth, refined, against each grain's zone-axis twins, each refined, by the whole-image fit
+that every chain chooses by (:func:`edorient.evaluation.limits.twin_limit`). Where a twin 2° or
+more off (single crystals: 1°) fits at least as well as the truth, no fit-based answer is right
+except by chance: the share of images where the truth fits better bounds the target's share from
+above, and the chain's misses split into those images and search failures.
+
 Calibration set: ``--calib-n`` images of another seed (``--calib-seed``), run end to end (or,
 ``--calibrate-on dictionary``, through the dictionary + refinement chain) before the test set:
 the refiner's uncertainty scale is multiplied by the factor that brings 95 % of the converged
@@ -238,6 +245,25 @@ def failures(r: dict, est, refiner, x) -> str:
             f"spots explained (of all images: {low.mean() * 100:.0f} %)")
 
 
+def limit_note(r: dict, lim, err: np.ndarray, grains: int) -> str:
+    """What the images allow (:func:`edorient.evaluation.limits.twin_limit`) and where the
+    estimator's misses lie against it; the figures go to ``r["_limit"]``."""
+    cut = 2.0 if grains == 2 else 1.0
+    miss = (err >= cut).any(1)
+    r["_limit"] = {"decidable_share": lim.share, "undecidable": int((~lim.decidable).sum()),
+                   "misses_undecidable": int((miss & ~lim.decidable).sum()),
+                   "misses_decidable": int((miss & lim.decidable).sum()),
+                   "right_though_undecidable": int((~miss & ~lim.decidable).sum())}
+    f = r["_limit"]
+    what = "both grains" if grains == 2 else "the grain"
+    return (f"information limit (the truth refined against each grain's zone-axis twins, each refined, by the "
+            f"whole-image fit): the truth fits better than every twin {cut:g}° or more off in {100 * lim.share:.1f} % "
+            f"of the images, the most a fit-based answer can get right ({what} < {cut:g}°; twins only, so a bound "
+            f"from above); of the {miss.sum()} misses {f['misses_undecidable']} are images where a wrong twin fits "
+            f"at least as well, {f['misses_decidable']} search failures; {f['right_though_undecidable']} right "
+            f"though a twin fits as well")
+
+
 def plot_errors(errors: dict, path: Path, title: str) -> None:
     """Histograms (share of grains per log-spaced bin) of each estimator's per-grain errors."""
     import matplotlib
@@ -385,6 +411,8 @@ def main() -> int:
                          "images, beside its one-process row (default 1: not)")
     ap.add_argument("--device", default="cpu",
                     help="torch device of the refinement (cpu, cuda); the CNN and the dictionary stay on the CPU")
+    ap.add_argument("--no-limit", action="store_true",
+                    help="skip the information limit (the truth against its zone-axis twins, ~5 s a thousand images)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.workers > 1 and (a.dictionary_directions <= 0 or a.dictionary_cnn):
@@ -394,6 +422,7 @@ def main() -> int:
     import torch
 
     from edorient import pretrained
+    from edorient.evaluation.limits import twin_limit
     from edorient.indexing.estimators import CNNEstimator, Estimate, Refined, TemplateMatching
     from edorient.indexing.matching import PatternScorer, TemplateMatcher
     from edorient.indexing.refine import Refiner
@@ -487,6 +516,10 @@ def main() -> int:
         rows["dictionary + refinement (batched, no CNN)"] = r
         notes.append(f"dictionary + refinement: dictionary of {a.dictionary_directions} directions built in "
                      f"{t_ddict:.1f} s (excluded); {failures(r, dest, refiner, x)}")
+        if not a.no_limit:
+            notes.append(limit_note(r, twin_limit(refiner, dref.matcher.scorer.simulator, x, rot,
+                                                  wrong_deg=2.0 if grains == 2 else 1.0), r["errors"], grains))
+            r["twin_limit"] = r.pop("_limit")
         if a.workers > 1:
             # the same chain on the same images in --workers processes, one thread each: what the
             # whole machine does; the row above is its one-process baseline of this run
