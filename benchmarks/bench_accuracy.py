@@ -245,23 +245,29 @@ def failures(r: dict, est, refiner, x) -> str:
             f"spots explained (of all images: {low.mean() * 100:.0f} %)")
 
 
-def limit_note(r: dict, lim, err: np.ndarray, grains: int) -> str:
+def limit_note(r: dict, lim, err: np.ndarray, grains: int, answer_fit: np.ndarray) -> str:
     """What the images allow (:func:`edorient.evaluation.limits.twin_limit`) and where the
-    estimator's misses lie against it; the figures go to ``r["_limit"]``."""
+    estimator's misses lie against it: images where a wrong twin fits at least as well as the
+    truth, images where the estimator's own wrong answer does (``answer_fit``, its whole-image
+    fit), and the rest, where the truth fits better than the answer (search failures). The
+    figures go to ``r["_limit"]``."""
     cut = 2.0 if grains == 2 else 1.0
     miss = (err >= cut).any(1)
+    twin = miss & ~lim.decidable
+    same = miss & lim.decidable & (answer_fit >= lim.truth_fit)
     r["_limit"] = {"decidable_share": lim.share, "undecidable": int((~lim.decidable).sum()),
-                   "misses_undecidable": int((miss & ~lim.decidable).sum()),
-                   "misses_decidable": int((miss & lim.decidable).sum()),
+                   "misses_twin": int(twin.sum()), "misses_answer_fits_as_well": int(same.sum()),
+                   "misses_search": int((miss & ~twin & ~same).sum()),
                    "right_though_undecidable": int((~miss & ~lim.decidable).sum())}
     f = r["_limit"]
     what = "both grains" if grains == 2 else "the grain"
     return (f"information limit (the truth refined against each grain's zone-axis twins, each refined, by the "
             f"whole-image fit): the truth fits better than every twin {cut:g}° or more off in {100 * lim.share:.1f} % "
             f"of the images, the most a fit-based answer can get right ({what} < {cut:g}°; twins only, so a bound "
-            f"from above); of the {miss.sum()} misses {f['misses_undecidable']} are images where a wrong twin fits "
-            f"at least as well, {f['misses_decidable']} search failures; {f['right_though_undecidable']} right "
-            f"though a twin fits as well")
+            f"from above); of the {miss.sum()} misses, {f['misses_twin']} are images where a wrong twin fits at least "
+            f"as well as the truth, {f['misses_answer_fits_as_well']} where the answer itself does, "
+            f"{f['misses_search']} search failures (the truth fits better than the answer); "
+            f"{f['right_though_undecidable']} answers right though a twin fits as well")
 
 
 def plot_errors(errors: dict, path: Path, title: str) -> None:
@@ -423,6 +429,7 @@ def main() -> int:
 
     from edorient import pretrained
     from edorient.evaluation.limits import twin_limit
+    from edorient.indexing.proposals import image_fit_choice
     from edorient.indexing.estimators import CNNEstimator, Estimate, Refined, TemplateMatching
     from edorient.indexing.matching import PatternScorer, TemplateMatcher
     from edorient.indexing.refine import Refiner
@@ -517,8 +524,10 @@ def main() -> int:
         notes.append(f"dictionary + refinement: dictionary of {a.dictionary_directions} directions built in "
                      f"{t_ddict:.1f} s (excluded); {failures(r, dest, refiner, x)}")
         if not a.no_limit:
-            notes.append(limit_note(r, twin_limit(refiner, dref.matcher.scorer.simulator, x, rot,
-                                                  wrong_deg=2.0 if grains == 2 else 1.0), r["errors"], grains))
+            sim_ = dref.matcher.scorer.simulator
+            fits = image_fit_choice(sim_, dest.refinement, x, all_fits=True)[2]
+            notes.append(limit_note(r, twin_limit(refiner, sim_, x, rot, wrong_deg=2.0 if grains == 2 else 1.0),
+                                    r["errors"], grains, fits[np.arange(len(x)), dest.refinement.best]))
             r["twin_limit"] = r.pop("_limit")
         if a.workers > 1:
             # the same chain on the same images in --workers processes, one thread each: what the
