@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from edorient.errors import EdorientError
 from edorient.indexing import Refiner
@@ -187,3 +188,33 @@ def test_the_chain_finds_partners_its_dictionary_missed(sim, refiner):
     assert DictionaryRefined(matcher, refiner, grains=1).pair_partner_k == 0
     with pytest.raises(EdorientError, match="pair_partner_k 3 needs two grains"):
         DictionaryRefined(matcher, refiner, grains=1, pair_partner_k=3)
+
+
+def test_the_pair_pass_runs_again_only_on_the_answers_it_moved():
+    """``pair_partner_rounds``: the first round takes the images in doubt (flagged or spots
+    unexplained), each later one only those whose answer the round before moved (by ~1°)."""
+    import types
+
+    from edorient.indexing.estimators import DictionaryRefined
+
+    chain = object.__new__(DictionaryRefined)  # the loop alone: no dictionary, no refinement
+    chain.fallback_below, chain.partner_ambiguous = 0.95, True
+    calls = []
+
+    def one_pass(x, res, expl, rows):
+        calls.append(rows.tolist())
+        R = res.rotations.copy()
+        if len(calls) == 1:
+            R[3] = R[3] @ Rotation.from_euler("z", 5, degrees=True).as_matrix()  # moves image 3
+            R[0] = R[0] @ Rotation.from_euler("z", 0.2, degrees=True).as_matrix()  # 0.2°: not moved
+        return types.SimpleNamespace(rotations=R, ambiguous=res.ambiguous), expl
+
+    chain._pair_pass = one_pass
+    res = types.SimpleNamespace(rotations=np.tile(np.eye(3), (5, 2, 1, 1)), ambiguous=np.zeros((5, 2), bool))
+    res.ambiguous[0, 1] = True
+    expl = np.array([1.0, 1.0, 1.0, 0.8, 0.5])  # images 0 (flagged), 3 and 4 (spots unexplained) in doubt
+    for rounds, want in ((1, [[0, 3, 4]]), (2, [[0, 3, 4], [3]]), (3, [[0, 3, 4], [3]])):
+        calls.clear()
+        chain.pair_partner_rounds = rounds
+        chain._pair_passes(None, res, expl)
+        assert calls == want
