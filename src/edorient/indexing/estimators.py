@@ -666,7 +666,7 @@ class DictionaryRefined(Estimator):
                 break
             before = res.rotations[rows]
             res, expl = self._pair_pass(x, res, expl, rows)
-            rows = rows[answer_moved(before, res.rotations[rows])]
+            rows = rows[orientations_moved(self.refiner.proper, before, res.rotations[rows])]
         return res, expl
 
     def _pair_pass(self, x: np.ndarray, res, expl: np.ndarray, rows: np.ndarray):
@@ -836,6 +836,22 @@ def append_rows(res, rows: np.ndarray, other):
 def answer_moved(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """(n,) whether the answer (n, g, 3, 3) moved: a matrix element by more than 0.02 (~1°)."""
     return np.abs(np.asarray(after) - np.asarray(before)).max(axis=(1, 2, 3)) > 0.02
+
+
+def orientations_moved(proper: np.ndarray, before: np.ndarray, after: np.ndarray, deg: float = 1.0) -> np.ndarray:
+    """(n,) whether answers (n, g, 3, 3) changed orientation: a grain by more than ``deg`` modulo
+    the crystal's proper rotations ``proper``, the grains matched order-free. Unlike
+    :func:`answer_moved` (any matrix element by 0.02), an answer that a choice replaced by the
+    same orientation in another symmetry-equivalent matrix, or with its grains swapped, has not
+    moved: of the 30 answers of 37 images the spot-pair pass changed as matrices on 400 noisy
+    bicrystals of tuning seed 4040, 6 had moved."""
+    from edorient.physics.symmetry import misorientation_deg
+
+    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    same = misorientation_deg(a, b, proper).max(axis=1)
+    if a.shape[1] == 2:
+        same = np.minimum(same, misorientation_deg(a, b[:, ::-1], proper).max(axis=1))
+    return same > deg
 
 
 def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int, expl: np.ndarray | None = None,

@@ -192,13 +192,16 @@ def test_the_chain_finds_partners_its_dictionary_missed(sim, refiner):
 
 def test_the_pair_pass_runs_again_only_on_the_answers_it_moved():
     """``pair_partner_rounds``: the first round takes the images in doubt (flagged or spots
-    unexplained), each later one only those whose answer the round before moved (by ~1°)."""
+    unexplained), each later one only those whose answer the round before moved (a grain by more
+    than 1° modulo the crystal's symmetry, the grains order-free: not a symmetry-equivalent
+    matrix, not the grains swapped)."""
     import types
 
     from edorient.indexing.estimators import DictionaryRefined
 
     chain = object.__new__(DictionaryRefined)  # the loop alone: no dictionary, no refinement
     chain.fallback_below, chain.partner_ambiguous = 0.95, True
+    chain.refiner = types.SimpleNamespace(proper=proper_rotations(anatase().laue))
     calls = []
 
     def one_pass(x, res, expl, rows):
@@ -207,6 +210,7 @@ def test_the_pair_pass_runs_again_only_on_the_answers_it_moved():
         if len(calls) == 1:
             R[3] = R[3] @ Rotation.from_euler("z", 5, degrees=True).as_matrix()  # moves image 3
             R[0] = R[0] @ Rotation.from_euler("z", 0.2, degrees=True).as_matrix()  # 0.2°: not moved
+            R[4] = R[4, ::-1] @ Rotation.from_euler("z", 90, degrees=True).as_matrix()  # swapped, 4-fold: the same
         return types.SimpleNamespace(rotations=R, ambiguous=res.ambiguous), expl
 
     chain._pair_pass = one_pass
