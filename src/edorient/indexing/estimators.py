@@ -393,15 +393,16 @@ TWIN_MARGIN = 5e-4
 #: the 20 best re-ranked by their whole-image fit, the same on 4040 for 1.3-1.5x the pass's time.
 #: The pass costs 4-8 % of the chain's time (docs/results.md, "Session 34").
 PAIR_PARTNER_K = 3
-#: How many times over the spot-pair pass runs for the images whose answer it moved (a grain by
-#: more than ~1°): the partners of a moved answer are indexed from the peaks *its* grains leave
-#: unexplained, which the answer before hid. Noisy bicrystals of tuning seeds 4040 / 4041 / 4042
-#: (1,000 / 400 / 600), both grains < 2°: one round 97.3 / 98.25 / 98.83 %, two 97.7 / 98.25 /
-#: 98.83 %; random ratios 0.3-0.7 (400 each of 4040 / 4041) 96.25 / 96.5 % -> 96.5 / 96.75 %. All
-#: six images mended were 4-16° off, none lost; the second round runs on the few images the
-#: first moved (the same speed within the runs' spread). Its refinement with no pruning among the
+#: How many times over the spot-pair pass runs for the images whose answer's orientation it
+#: moved (:func:`orientations_moved`: a grain by more than 1°): the partners of a moved answer
+#: are indexed from the peaks *its* grains leave unexplained, which the answer before hid. Noisy
+#: bicrystals of tuning seeds 4040 / 4041 / 4042 (1,000 / 400 / 600), both grains < 2°: one round
+#: 97.3 / 98.25 / 98.83 %, two 97.7 / 98.25 / 98.83 % (4041 / 4042 with a first version that took
+#: every answer rewritten as another matrix); random ratios 0.3-0.7 (400 each of 4040 / 4041)
+#: 96.25 / 96.5 % -> 96.5 / 96.75 %. All six images mended were 4-16° off, none lost; the second
+#: round runs on a few images in a thousand. The pass's refinement with no pruning among its
 #: hypotheses (``Refiner.keep`` None) as well: 97.5 / 98.5 / 98.83 %, 96.5 / 97.5 % (its gains
-#: beyond two rounds mostly zone-axis twins, which fit as well as the truth: a coin toss).
+#: beyond two rounds mostly zone-axis twins, which fit as well as the truth: coin tosses).
 PAIR_PARTNER_ROUNDS = 2
 
 
