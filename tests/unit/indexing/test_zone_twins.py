@@ -107,3 +107,33 @@ def test_the_chain_takes_the_twin_pass_only_with_the_whole_image_choice(sim, ref
     assert DictionaryRefined(m, refiner, grains=2, image_fit=False).twins == 0
     with pytest.raises(EdorientError, match="twins 1 needs the whole-image choice"):
         DictionaryRefined(m, refiner, grains=2, image_fit=False, twins=1)
+
+
+def test_an_answer_the_whole_image_choice_takes_keeps_its_rivals_flag(sim, refiner, case):
+    """:func:`rechoose_by_image_fit` refines a replaced answer alone; its grain is flagged where
+    another hypothesis, distinct for it, fits the whole image within the margin, and not where
+    the only other hypothesis is the same orientation or fits clearly worse."""
+    import dataclasses
+
+    from edorient.indexing.estimators import rechoose_by_image_fit
+
+    truth, twins, x = case
+    P = proper_rotations(sim.crystal.laue)
+    res = refiner.refine(x[:2], np.stack([twins, truth[:2]], axis=1)[:, :, None])
+    res = dataclasses.replace(res, best=np.zeros(2, dtype=int), rotations=twins[:, None])  # the twin as the answer
+    out, _, _ = rechoose_by_image_fit(refiner, sim, res, x[:2])  # noise-free: the truth fits clearly better
+    assert (misorientation_deg(out.rotations[:, 0], truth[:2], P) < 0.3).all()
+    assert not out.ambiguous.any() and not out.direction_ambiguous.any()
+    out, _, _ = rechoose_by_image_fit(refiner, sim, res, x[:2], tie_margin=1.0)  # every rival "fits as well"
+    assert (misorientation_deg(out.rotations[:, 0], truth[:2], P) < 0.3).all()
+    assert out.ambiguous.all() and out.direction_ambiguous.all()  # the twins' beams lie 6-8° away
+    # the other hypothesis the truth turned by 1° (not distinct: 3°): no rival, however close
+    near = np.stack([_near(sim.crystal, [3, 1, 1], 4.0, 20.0, (1, 0.3, 0)), _near(sim.crystal, [1, 1, 1], 5.0, -35.0,
+                                                                                  (0.2, 1, 0))])
+    assert (misorientation_deg(near, truth[:2], P) < 1.5).all()
+    H = res.hypothesis_rotations.copy()
+    H[:, 0, 0] = near
+    res = dataclasses.replace(res, hypothesis_rotations=H, rotations=near[:, None])
+    out, _, _ = rechoose_by_image_fit(refiner, sim, res, x[:2], tie_margin=1.0)
+    assert (misorientation_deg(out.rotations[:, 0], truth[:2], P) < 0.3).all()  # (the truth fits better)
+    assert not out.ambiguous.any() and not out.direction_ambiguous.any()
