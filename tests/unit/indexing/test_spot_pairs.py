@@ -222,3 +222,34 @@ def test_the_pair_pass_runs_again_only_on_the_answers_it_moved():
         chain.pair_partner_rounds = rounds
         chain._pair_passes(None, res, expl)
         assert calls == want
+
+
+def test_the_chosen_pass_runs_again_on_the_answers_the_later_passes_moved():
+    """``late_chosen_rounds``: the chosen answer's partner pass again, at the end, for the images
+    whose answer moved since it ran (a grain by more than 1° modulo the crystal's symmetry, the
+    grains order-free), each later round only on those the round before moved."""
+    import types
+
+    from edorient.indexing.estimators import DictionaryRefined
+
+    chain = object.__new__(DictionaryRefined)  # the loop alone: no dictionary, no refinement
+    chain.refiner = types.SimpleNamespace(proper=proper_rotations(anatase().laue))
+    before = np.tile(np.eye(3), (5, 2, 1, 1))
+    now = before.copy()
+    now[1, 0] = Rotation.from_euler("x", 5, degrees=True).as_matrix()  # moved by the later passes
+    now[2, 1] = Rotation.from_euler("z", 0.2, degrees=True).as_matrix()  # 0.2°: not moved
+    now[3] = now[3, ::-1] @ Rotation.from_euler("z", 90, degrees=True).as_matrix()  # swapped, 4-fold: the same
+    now[4, 1] = Rotation.from_euler("y", 30, degrees=True).as_matrix()  # moved
+    calls = []
+
+    def one_pass(x, res, expl, rows):
+        calls.append(rows.tolist())
+        return res, expl, np.array([r == 4 and len(calls) == 1 for r in rows])  # the first round moves image 4
+
+    chain._chosen_pass = one_pass
+    res = types.SimpleNamespace(rotations=now)
+    for rounds, want in ((0, []), (1, [[1, 4]]), (2, [[1, 4], [4]]), (3, [[1, 4], [4]])):
+        calls.clear()
+        chain.late_chosen_rounds = rounds
+        out, _ = chain._late_chosen_passes(None, res, None, before)
+        assert calls == want and out is res
