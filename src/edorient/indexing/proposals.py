@@ -218,13 +218,8 @@ def explained_peaks(refiner, result, images01: np.ndarray, radius_px: float = 2.
 #: Grain A's weights at which :func:`image_fit_choice` draws each two-grain hypothesis (its fit is
 #: the best of them). Not the refinement's fitted ratio: where that fit let one grain fade (a
 #: clean test bicrystal refined to a weight of 0.02), every hypothesis would be judged by one
-#: grain and the other chosen at random (70° off in that test). Five weights rather than three
-#: (0.3, 0.5, 0.7 until session 36): the dictionary chain on noisy bicrystals of the tuning
-#: seeds, both grains < 2°, random ratios 0.3-0.7 (400 each of 4040 / 4041) 96.5 / 97.0 % ->
-#: 97.0 / 97.5 % (4 images mended, none lost; 0.3, 0.433, 0.567, 0.7: 96.5 / 97.5 %; seven
-#: weights: 97.0 / 97.25 %); 0.5:0.5 (1,000 / 400 / 600 of 4040 / 4041 / 4042) 97.8 / 98.25 /
-#: 98.83 % -> 97.9 / 98.25 / 98.83 %. The whole-image fits take ~50 % longer, ~5 % of the chain.
-IMAGE_FIT_RATIOS = (0.3, 0.4, 0.5, 0.6, 0.7)
+#: grain and the other chosen at random (70° off in that test).
+IMAGE_FIT_RATIOS = (0.3, 0.5, 0.7)
 
 
 def fit_valid(size: int, beam_radius_px: float = 5.0) -> np.ndarray:
