@@ -959,24 +959,17 @@ def _flag_image_fit_ties(refiner, simulator, again, x, before, fits: np.ndarray,
     import dataclasses
 
     from edorient.indexing.proposals import image_fit_choice
-    from edorient.physics.symmetry import misorientation_deg
+    from edorient.indexing.refine import grain_distances
 
     _, fa = image_fit_choice(simulator, again, x, valid=valid)
     H = before.hypothesis_rotations  # (n, h, G, 3, 3)
-    n, h, G = H.shape[:3]
-    R = again.rotations
+    n, G = H.shape[0], H.shape[2]
     tie = np.zeros((n, G), dtype=bool)
     far = np.zeros((n, G), dtype=bool)
-    laue = simulator.crystal.laue
     close = np.isfinite(fits) & (fits >= fa[:, None] - margin)
     close[np.arange(n), chosen] = False
     for g in range(G):
-        Rg = np.broadcast_to(R[:, None, g], (n, h, 3, 3))
-        mis = misorientation_deg(H[:, :, g], Rg, refiner.proper)
-        dang = laue.angle(H[:, :, g, 2], Rg[..., 2])
-        if G == 2:  # the grain may sit in the other slot of a hypothesis
-            mis = np.minimum(mis, misorientation_deg(H[:, :, 1 - g], Rg, refiner.proper))
-            dang = np.minimum(dang, laue.angle(H[:, :, 1 - g, 2], Rg[..., 2]))
+        mis, dang = grain_distances(H, again.rotations[:, g], g, refiner.proper, simulator.crystal.laue)
         hit = close & (mis > refiner.distinct_deg)
         tie[:, g] = hit.any(axis=1)
         far[:, g] = (hit & (dang > 1.0)).any(axis=1)

@@ -205,6 +205,22 @@ class SpotModel:
 _LOG1PK = math.log1p(cv.DISPLAY_GAIN)
 
 
+def grain_distances(hypotheses: np.ndarray, grain: np.ndarray, g: int, proper: np.ndarray, laue) -> tuple[np.ndarray, np.ndarray]:
+    """How far each hypothesis (n, h, G, 3, 3) lies from grain ``g``'s orientation ``grain``
+    (n, 3, 3): (misorientation (n, h) modulo ``proper``, angle (n, h) between the beam directions
+    modulo ``laue``); for two grains the nearer of a hypothesis' two slots (the grain may sit in
+    either)."""
+    H = np.asarray(hypotheses)
+    Rg = np.broadcast_to(np.asarray(grain)[:, None], H.shape[:2] + (3, 3))
+    beam = Rg[:, :, 2]  # (the beam direction in the crystal frame: row 2)
+    mis = misorientation_deg(H[:, :, g], Rg, proper)
+    dang = laue.angle(H[:, :, g, 2], beam)
+    if H.shape[2] == 2:
+        mis = np.minimum(mis, misorientation_deg(H[:, :, 1 - g], Rg, proper))
+        dang = np.minimum(dang, laue.angle(H[:, :, 1 - g, 2], beam))
+    return mis, dang
+
+
 def _kernels(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Discrete Gaussian (normalised) and its derivative, radius ceil(3.5 sigma)."""
     r = max(1, math.ceil(3.5 * sigma))
@@ -978,12 +994,8 @@ class Refiner:
         dir_chi2 = np.full((n, G), np.inf)
         laue = self.crystal.laue
         for g in range(G):
-            mis = misorientation_deg(R[:, :, g], Rb[:, None, g], self.proper)  # (n, h)
-            # the beam directions' angle modulo the Laue group: distinct *labels* (zone axes)
-            dang = laue.angle(R[:, :, g, 2], np.broadcast_to(Rb[:, None, g, 2], R[:, :, g, 2].shape))
-            if G == 2:  # the grain may sit in the other slot of a hypothesis
-                mis = np.minimum(mis, misorientation_deg(R[:, :, 1 - g], Rb[:, None, g], self.proper))
-                dang = np.minimum(dang, laue.angle(R[:, :, 1 - g, 2], np.broadcast_to(Rb[:, None, g, 2], R[:, :, g, 2].shape)))
+            # (dang: the beam directions' angle modulo the Laue group: distinct *labels*, zone axes)
+            mis, dang = grain_distances(R, Rb[:, g], g, self.proper, laue)  # (n, h)
             for k, distinct in enumerate((mis > self.distinct_deg, dang > self.distinct_deg)):
                 masked = np.where(distinct, score, -np.inf)
                 j = masked.argmax(axis=1)

@@ -137,3 +137,11 @@ def test_an_answer_the_whole_image_choice_takes_keeps_its_rivals_flag(sim, refin
     out, _, _ = rechoose_by_image_fit(refiner, sim, res, x[:2], tie_margin=1.0)
     assert (misorientation_deg(out.rotations[:, 0], truth[:2], P) < 0.3).all()  # (the truth fits better)
     assert not out.ambiguous.any() and not out.direction_ambiguous.any()
+    # the rival the truth turned 20° about the beam: another orientation (flagged), the same zone
+    # (the label is not in doubt: not direction_ambiguous)
+    spun = Rotation.from_euler("z", 20, degrees=True).as_matrix() @ truth[:2]
+    H[:, 0, 0] = spun
+    res = dataclasses.replace(res, hypothesis_rotations=H, rotations=spun[:, None])
+    out, _, _ = rechoose_by_image_fit(refiner, sim, res, x[:2], tie_margin=1.0)
+    assert (misorientation_deg(out.rotations[:, 0], truth[:2], P) < 0.3).all()
+    assert out.ambiguous.all() and not out.direction_ambiguous.any()
