@@ -929,18 +929,18 @@ def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarr
     if len(change):
         vc = None if valid is None else valid[change]
         again = refiner.refine(x[change], res.hypothesis_rotations[change, best[change]][:, None], levels=levels, valid=vc)
+        _, fa = image_fit_choice(simulator, again, x[change], valid=vc)  # the refined answers' own fits
         if not keep_worse:
-            _, fa = image_fit_choice(simulator, again, x[change], valid=vc)
             old = fits[change, res.best[change]]
             worse = fa < old  # (NaN on either side: kept)
             fit = fit.copy()
             fit[change[worse]] = old[worse]
             fit[change[~worse]] = fa[~worse]
             again = take_rows(again, np.flatnonzero(~worse))
-            change = change[~worse]
+            change, fa = change[~worse], fa[~worse]
         if len(change):  # (refined alone, the answer has no competitor: its flags are set here)
-            again = _flag_image_fit_ties(refiner, simulator, again, x[change], take_rows(res, change), fits[change],
-                                         best[change], tie_margin, None if valid is None else valid[change])
+            again = _flag_image_fit_ties(refiner, simulator.crystal.laue, again, fa, take_rows(res, change),
+                                         fits[change], best[change], tie_margin)
         res = merge_results(res, change, again, np.arange(len(change)))
         if expl is not None and len(change):
             expl = expl.copy()
@@ -948,20 +948,19 @@ def rechoose_by_image_fit(refiner, simulator, res, x: np.ndarray, expl: np.ndarr
     return res, expl, fit
 
 
-def _flag_image_fit_ties(refiner, simulator, again, x, before, fits: np.ndarray, chosen: np.ndarray,
-                         margin: float, valid=None):
+def _flag_image_fit_ties(refiner, laue, again, fa: np.ndarray, before, fits: np.ndarray, chosen: np.ndarray,
+                         margin: float):
     """``again`` (one refined hypothesis an image: the answer a whole-image choice took from the
-    hypotheses of ``before``) with each grain flagged ``ambiguous`` where another of those
-    hypotheses, distinct for that grain (misorientation > the refiner's ``distinct_deg``), fits
-    the whole image within ``margin`` of the refined answer (``fits`` (n, h) their whole-image
-    fits, ``chosen`` (n,) the answer's slot); ``direction_ambiguous`` too where that hypothesis'
-    beam lies more than 1° from the grain's, modulo the Laue group."""
+    hypotheses of ``before``; ``fa`` (n,) its whole-image fit) with each grain flagged
+    ``ambiguous`` where another of those hypotheses, distinct for that grain (misorientation >
+    the refiner's ``distinct_deg``), fits the whole image within ``margin`` of the refined answer
+    (``fits`` (n, h) their whole-image fits, ``chosen`` (n,) the answer's slot);
+    ``direction_ambiguous`` too where that hypothesis' beam lies more than 1° from the grain's,
+    modulo the Laue group ``laue``."""
     import dataclasses
 
-    from edorient.indexing.proposals import image_fit_choice
     from edorient.indexing.refine import grain_distances
 
-    _, fa = image_fit_choice(simulator, again, x, valid=valid)
     H = before.hypothesis_rotations  # (n, h, G, 3, 3)
     n, G = H.shape[0], H.shape[2]
     tie = np.zeros((n, G), dtype=bool)
@@ -969,7 +968,7 @@ def _flag_image_fit_ties(refiner, simulator, again, x, before, fits: np.ndarray,
     close = np.isfinite(fits) & (fits >= fa[:, None] - margin)
     close[np.arange(n), chosen] = False
     for g in range(G):
-        mis, dang = grain_distances(H, again.rotations[:, g], g, refiner.proper, simulator.crystal.laue)
+        mis, dang = grain_distances(H, again.rotations[:, g], g, refiner.proper, laue)
         hit = close & (mis > refiner.distinct_deg)
         tie[:, g] = hit.any(axis=1)
         far[:, g] = (hit & (dang > 1.0)).any(axis=1)
