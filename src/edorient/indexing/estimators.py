@@ -510,6 +510,12 @@ class DictionaryRefined(Estimator):
     (:data:`LATE_CHOSEN_ROUNDS`): the chosen answer's partner pass again at the end for the
     images whose answer the twin or spot-pair passes moved.
 
+    ``partner_removal`` (None: :data:`~edorient.indexing.proposals.PARTNER_REMOVAL`, 'subtract'):
+    how the partner passes (the gated one and the chosen answer's) remove a refined grain before
+    the dictionary looks for its partner: its refined model subtracted in linear intensity
+    (:func:`~edorient.indexing.proposals.subtract_grain`), or its spots erased ('erase', the
+    first search's way).
+
     ``twins`` (:data:`ZONE_TWINS`; None: that with ``image_fit``, else 0) and ``twin_margin``
     (:data:`TWIN_MARGIN`): after the partner passes, every answer grain's zone-axis twins (the
     orientation turned 180° about a zone axis near its beam that is no two-fold axis of the
@@ -543,7 +549,8 @@ class DictionaryRefined(Estimator):
                  chosen_partner_k: int | None = None, chosen_partner_rounds: int = CHOSEN_PARTNER_ROUNDS,
                  keep_worse: bool = True, partner_pool: int | None = PARTNER_POOL, twins: int | None = None,
                  twin_margin: float = TWIN_MARGIN, pair_partner_k: int | None = None,
-                 pair_partner_rounds: int = PAIR_PARTNER_ROUNDS, late_chosen_rounds: int = LATE_CHOSEN_ROUNDS) -> None:
+                 pair_partner_rounds: int = PAIR_PARTNER_ROUNDS, late_chosen_rounds: int = LATE_CHOSEN_ROUNDS,
+                 partner_removal: str | None = None) -> None:
         from edorient.indexing.proposals import DictionaryProposals, spot_pair_indexer
 
         super().__init__(matcher.scorer, grains)
@@ -576,6 +583,11 @@ class DictionaryRefined(Estimator):
         self.chosen_partner_k = int(chosen_partner_k)
         self.chosen_partner_rounds = int(chosen_partner_rounds)
         self.late_chosen_rounds = int(late_chosen_rounds)
+        from edorient.indexing.proposals import PARTNER_REMOVAL
+
+        self.partner_removal = PARTNER_REMOVAL if partner_removal is None else str(partner_removal)
+        if self.partner_removal not in ("erase", "subtract"):
+            raise EdorientError(f"partner_removal must be 'erase' or 'subtract', not {self.partner_removal!r}")
         self.keep_worse = bool(keep_worse)
         self.partner_pool = None if partner_pool is None else int(partner_pool)
         if self.chosen_partner_k and not self.image_fit:
@@ -669,7 +681,7 @@ class DictionaryRefined(Estimator):
         sub, ex, _, moved = chosen_partner_pass(self.refiner, self.proposer, self.matcher.scorer.simulator, x[rows],
                                                 take_rows(res, rows), self.chosen_partner_k,
                                                 None if expl is None else expl[rows], self.levels, self.keep_worse,
-                                                self.partner_pool)
+                                                self.partner_pool, self.partner_removal)
         res = merge_results(res, rows, sub, np.arange(len(rows)))
         if expl is not None:
             expl = expl.copy()
@@ -734,7 +746,7 @@ class DictionaryRefined(Estimator):
         from edorient.indexing.proposals import dictionary_partner_hypotheses
 
         hyp = dictionary_partner_hypotheses(self.refiner, self.proposer, x[rows], take_rows(res, rows), k=self.partner_k,
-                                            pool=self.partner_pool)
+                                            pool=self.partner_pool, removal=self.partner_removal)
         return self.refiner.refine(x[rows], hyp, levels=self.levels)
 
 
@@ -888,15 +900,17 @@ def orientations_moved(proper: np.ndarray, before: np.ndarray, after: np.ndarray
 
 
 def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int, expl: np.ndarray | None = None,
-                        levels=None, keep_worse: bool = True, pool: int | None = None):
+                        levels=None, keep_worse: bool = True, pool: int | None = None, removal: str | None = None):
     """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain's refined
     spots erased in turn, the dictionary's ``k`` best on what is left (and their half turns)
     paired with the grain kept, refined, joined to the image's hypotheses, and the whole-image
-    choice made again (:func:`rechoose_by_image_fit`). Returns (res, expl, (n,) whole-image fit,
-    (n,) whether the answer moved: a grain by more than ~1°)."""
-    from edorient.indexing.proposals import dictionary_partner_hypotheses
+    choice made again (:func:`rechoose_by_image_fit`). ``removal``: how a grain is removed
+    (None: :data:`~edorient.indexing.proposals.PARTNER_REMOVAL`). Returns (res, expl, (n,)
+    whole-image fit, (n,) whether the answer moved: a grain by more than ~1°)."""
+    from edorient.indexing.proposals import PARTNER_REMOVAL, dictionary_partner_hypotheses
 
-    hyp = dictionary_partner_hypotheses(refiner, proposer, x, res, k=k, pool=pool)[:, 1:]  # (the answer itself is there)
+    hyp = dictionary_partner_hypotheses(refiner, proposer, x, res, k=k, pool=pool,
+                                        removal=PARTNER_REMOVAL if removal is None else removal)[:, 1:]  # (the answer is there)
     out, expl, fit = rechoose_by_image_fit(refiner, simulator, append_rows(res, np.arange(len(x)), refiner.refine(
         x, hyp, levels=levels)), x, expl, levels, keep_worse)
     return out, expl, fit, answer_moved(res.rotations, out.rotations)

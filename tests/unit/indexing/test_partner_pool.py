@@ -152,3 +152,51 @@ def test_the_pool_finds_partners_the_dictionary_ranks_low(sim, matcher300):
     assert err[None][9] > 2 and on[9] < 1, (err[None], on)
     assert np.sum(on < 1) >= np.sum(err[None] < 1) + 2, (err[None], on)
     assert np.all(on[err[None] < 1] < 1), on
+
+
+def test_subtracting_a_grain_keeps_the_other_grains_share_of_their_common_spots(sim):
+    """``subtract_grain`` removes grain A's refined model scaled to the image (0.6:0.4,
+    noise-free): A's own spots go, B's stay at their linear intensity, also where a spot of B lies
+    on one of A, which ``erase_grain``'s discs take away. Grain A looks down a low-index zone;
+    B is A tilted 25° about A's brightest reflection g, so that B's g and -g stay where A's are.
+    The scale is a median over A's brightest pixels: right while fewer than half of them are B's
+    too (13-45 % here; at 60 % it takes B's share as well, measured)."""
+    from scipy.spatial.transform import Rotation
+
+    from edorient.indexing.proposals import subtract_grain
+    from edorient.physics.orientation import rotation_from_zone_axis
+    from edorient.render import inverse_display_transform
+
+    A = np.stack([rotation_from_zone_axis(z, sim.crystal.direct_matrix, ang)
+                  for z, ang in (([0, 0, 1], 10.0), ([1, 0, 0], 20.0), ([1, 1, 1], 30.0))])
+    B = []
+    for a in A:
+        _, _, pos, _, inten = (np.asarray(v) for v in sim.spots_batch(a[None]))
+        j = np.argmax(np.where(np.hypot(*pos.T) > 0.3, inten, -1))  # (pos: the lab x, y of g)
+        B.append(Rotation.from_rotvec(np.radians(25.0) * np.append(pos[j], 0.0) / np.hypot(*pos[j])).as_matrix() @ a)
+    pairs = np.stack([A, np.array(B)], axis=1)
+    lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(3, 2, 128, 128)
+    x = display_transform(0.6 * lin[:, 0] + 0.4 * lin[:, 1])
+    refiner = Refiner(sim.crystal, sim.config)
+    res = refiner.refine(x, pairs[:, None])
+    sub = inverse_display_transform(subtract_grain(sim, res, x, 0))
+    erased = inverse_display_transform(erase_grain(refiner, res, x, 0))
+    # the grains' diffracted spots (no direct beam), away from the direct beam's tails
+    la, lb = (model_linear_images(sim, pairs[:, g]) for g in (0, 1))
+    r, c = np.mgrid[:128, :128] - 63.5
+    far = (r * r + c * c > 8**2)[None]
+    a_bright = far & (la > 0.3 * la.max(axis=(1, 2), keepdims=True))
+    b_bright = far & (lb > 0.3 * lb.max(axis=(1, 2), keepdims=True))
+    a_lit, b_lit = (v > 0.05 * v.max(axis=(1, 2), keepdims=True) for v in (la, lb))
+    shared = (a_bright & b_lit).sum(axis=(1, 2)) / a_bright.sum(axis=(1, 2))
+    assert np.all((shared > 0.1) & (shared < 0.5)), shared
+    b_share = 0.4 * lb
+    only_a, both = a_bright & ~b_lit, a_bright & b_bright
+    only_b = far & (lb > 0.1 * lb.max(axis=(1, 2), keepdims=True)) & ~a_lit  # (B's brightest are the shared g, -g)
+    assert only_a.sum() > 100 and only_b.sum() >= 5 and both.sum() > 20, (only_a.sum(), only_b.sum(), both.sum())
+    # A's spots gone (what is left of them is below 5 % of what they were), B's as they were
+    assert np.all(sub[only_a] < 0.05 * (0.6 * la[only_a]) + 1e-4)
+    np.testing.assert_allclose(sub[only_b], b_share[only_b], rtol=0.03)
+    # where both grains light a pixel, B's share is kept by the subtraction, lost by the erasing
+    np.testing.assert_allclose(sub[both], b_share[both], rtol=0.05)
+    assert np.all(erased[both] < 0.1 * b_share[both])
