@@ -431,7 +431,7 @@ class DictionaryRefined(Estimator):
     refined). Where the fit is bad (fewer than ``fallback_below`` of the image's brightest spots
     on the model's, :func:`~edorient.indexing.proposals.explained_peaks`), ``partner_passes``
     batched partner passes (:func:`~edorient.indexing.proposals.dictionary_partner_hypotheses`:
-    each refined grain's spots erased, the dictionary for the other), keeping per image the fit
+    each refined grain removed (``partner_removal``), the dictionary for the other), keeping per image the fit
     that explains more; a fit still bad is reported ``ambiguous`` with an uncertainty of
     ``unexplained_sigma_deg``.
 
@@ -551,7 +551,7 @@ class DictionaryRefined(Estimator):
                  twin_margin: float = TWIN_MARGIN, pair_partner_k: int | None = None,
                  pair_partner_rounds: int = PAIR_PARTNER_ROUNDS, late_chosen_rounds: int = LATE_CHOSEN_ROUNDS,
                  partner_removal: str | None = None) -> None:
-        from edorient.indexing.proposals import DictionaryProposals, spot_pair_indexer
+        from edorient.indexing.proposals import PARTNER_REMOVAL, DictionaryProposals, spot_pair_indexer
 
         super().__init__(matcher.scorer, grains)
         self.matcher = matcher
@@ -583,8 +583,6 @@ class DictionaryRefined(Estimator):
         self.chosen_partner_k = int(chosen_partner_k)
         self.chosen_partner_rounds = int(chosen_partner_rounds)
         self.late_chosen_rounds = int(late_chosen_rounds)
-        from edorient.indexing.proposals import PARTNER_REMOVAL
-
         self.partner_removal = PARTNER_REMOVAL if partner_removal is None else str(partner_removal)
         if self.partner_removal not in ("erase", "subtract"):
             raise EdorientError(f"partner_removal must be 'erase' or 'subtract', not {self.partner_removal!r}")
@@ -901,8 +899,8 @@ def orientations_moved(proper: np.ndarray, before: np.ndarray, after: np.ndarray
 
 def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int, expl: np.ndarray | None = None,
                         levels=None, keep_worse: bool = True, pool: int | None = None, removal: str | None = None):
-    """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain's refined
-    spots erased in turn, the dictionary's ``k`` best on what is left (and their half turns)
+    """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain removed in
+    turn (its refined model subtracted, or its spots erased), the dictionary's ``k`` best on what is left (and their half turns)
     paired with the grain kept, refined, joined to the image's hypotheses, and the whole-image
     choice made again (:func:`rechoose_by_image_fit`). ``removal``: how a grain is removed
     (None: :data:`~edorient.indexing.proposals.PARTNER_REMOVAL`). Returns (res, expl, (n,)

@@ -191,6 +191,8 @@ def test_the_chain_finds_partners_its_dictionary_missed(sim, refiner):
     assert DictionaryRefined(matcher, refiner, grains=1).pair_partner_k == 0
     with pytest.raises(EdorientError, match="pair_partner_k 3 needs two grains"):
         DictionaryRefined(matcher, refiner, grains=1, pair_partner_k=3)
+    with pytest.raises(EdorientError, match="partner_removal must be 'erase' or 'subtract'"):
+        DictionaryRefined(matcher, refiner, grains=2, partner_removal="blur")
 
 
 def test_the_pair_pass_runs_again_only_on_the_answers_it_moved():
