@@ -551,7 +551,7 @@ class DictionaryRefined(Estimator):
                  twin_margin: float = TWIN_MARGIN, pair_partner_k: int | None = None,
                  pair_partner_rounds: int = PAIR_PARTNER_ROUNDS, late_chosen_rounds: int = LATE_CHOSEN_ROUNDS,
                  partner_removal: str | None = None) -> None:
-        from edorient.indexing.proposals import PARTNER_REMOVAL, DictionaryProposals, spot_pair_indexer
+        from edorient.indexing.proposals import PARTNER_REMOVAL, REMOVALS, DictionaryProposals, spot_pair_indexer
 
         super().__init__(matcher.scorer, grains)
         self.matcher = matcher
@@ -584,8 +584,8 @@ class DictionaryRefined(Estimator):
         self.chosen_partner_rounds = int(chosen_partner_rounds)
         self.late_chosen_rounds = int(late_chosen_rounds)
         self.partner_removal = PARTNER_REMOVAL if partner_removal is None else str(partner_removal)
-        if self.partner_removal not in ("erase", "subtract"):
-            raise EdorientError(f"partner_removal must be 'erase' or 'subtract', not {self.partner_removal!r}")
+        if self.partner_removal not in REMOVALS:
+            raise EdorientError(f"partner_removal must be one of {REMOVALS}, not {self.partner_removal!r}")
         self.keep_worse = bool(keep_worse)
         self.partner_pool = None if partner_pool is None else int(partner_pool)
         if self.chosen_partner_k and not self.image_fit:

@@ -657,6 +657,8 @@ def subtract_grain(simulator, result, images01: np.ndarray, g: int, peak_share: 
 #: passes and subtract in the first search 85; the same speed. ``edorient predict``'s files erase
 #: (``pipeline._dictionary_chain``: a file's working image is not the model's own rendering).
 PARTNER_REMOVAL = "subtract"
+#: The ways :func:`remove_grain` knows.
+REMOVALS = ("erase", "subtract")
 
 
 def remove_grain(refiner, simulator, result, images01: np.ndarray, g: int, how: str) -> np.ndarray:
@@ -666,7 +668,7 @@ def remove_grain(refiner, simulator, result, images01: np.ndarray, g: int, how: 
         return subtract_grain(simulator, result, images01, g)
     if how == "erase":
         return erase_grain(refiner, result, images01, g)
-    raise EdorientError(f"a grain is removed by 'erase' or 'subtract', not {how!r}")
+    raise EdorientError(f"a grain is removed by one of {REMOVALS}, not {how!r}")
 
 
 def with_half_turns(rotations: np.ndarray) -> np.ndarray:

@@ -200,3 +200,11 @@ def test_subtracting_a_grain_keeps_the_other_grains_share_of_their_common_spots(
     # where both grains light a pixel, B's share is kept by the subtraction, lost by the erasing
     np.testing.assert_allclose(sub[both], b_share[both], rtol=0.05)
     assert np.all(erased[both] < 0.1 * b_share[both])
+    # the dispatch the partner passes use: either way by name, nothing else
+    from edorient.errors import EdorientError
+    from edorient.indexing.proposals import remove_grain
+
+    np.testing.assert_array_equal(remove_grain(refiner, sim, res, x, 0, "subtract"), subtract_grain(sim, res, x, 0))
+    np.testing.assert_array_equal(remove_grain(refiner, sim, res, x, 0, "erase"), erase_grain(refiner, res, x, 0))
+    with pytest.raises(EdorientError, match=r"one of \('erase', 'subtract'\), not 'blur'"):
+        remove_grain(refiner, sim, res, x, 0, "blur")

@@ -191,7 +191,7 @@ def test_the_chain_finds_partners_its_dictionary_missed(sim, refiner):
     assert DictionaryRefined(matcher, refiner, grains=1).pair_partner_k == 0
     with pytest.raises(EdorientError, match="pair_partner_k 3 needs two grains"):
         DictionaryRefined(matcher, refiner, grains=1, pair_partner_k=3)
-    with pytest.raises(EdorientError, match="partner_removal must be 'erase' or 'subtract'"):
+    with pytest.raises(EdorientError, match=r"partner_removal must be one of \('erase', 'subtract'\), not 'blur'"):
         DictionaryRefined(matcher, refiner, grains=2, partner_removal="blur")
 
 
