@@ -648,9 +648,9 @@ def subtract_grain(simulator, result, images01: np.ndarray, g: int, peak_share: 
 #: (:func:`subtract_grain`) or 'erase' (:func:`erase_grain`, the way before; the first search's
 #: :func:`refine_partners` still erases). On 13 search failures of tuning seeds 4040 / 4043 (1,000
 #: noisy bicrystals each; the truth fits the whole image better than the answer, which holds one
-#: grain right), the missing grain was among the dictionary's 40 best on the erased image in 3 and
-#: within its 3 best on the subtracted one in 9: a disc erased around each of the found grain's spots
-#: takes the other grain's spots that share its pixels with it. Noisy bicrystals of tuning seeds
+#: grain right), the missing grain was among the dictionary's 3 best on the subtracted image in 10
+#: and on the erased one in 2: a disc erased around each of the found grain's spots takes the other
+#: grain's spots that share its pixels with it. Noisy bicrystals of tuning seeds
 #: (4040 / 4043: 1,000; 4041: 400; 4042: 600; random ratios 4040 / 4041: 400, 4043: 600), grains
 #: > 2° off: erase 22 / 21 / 7 / 6 / 14 / 11 / 13 (94 images), subtract everywhere 81, subtract in
 #: the partner passes and erase in the first search **80** (unflagged 22 -> 17), erase in the partner
