@@ -431,9 +431,9 @@ class DictionaryRefined(Estimator):
     refined). Where the fit is bad (fewer than ``fallback_below`` of the image's brightest spots
     on the model's, :func:`~edorient.indexing.proposals.explained_peaks`), ``partner_passes``
     batched partner passes (:func:`~edorient.indexing.proposals.dictionary_partner_hypotheses`:
-    each refined grain removed (``partner_removal``), the dictionary for the other), keeping per image the fit
-    that explains more; a fit still bad is reported ``ambiguous`` with an uncertainty of
-    ``unexplained_sigma_deg``.
+    each refined grain removed (``partner_removal``), the dictionary for the other), keeping per
+    image the fit that explains more; a fit still bad is reported ``ambiguous`` with an
+    uncertainty of ``unexplained_sigma_deg``.
 
     Parameters measured on noisy bicrystals of seed 4040 (benchmarks/bench_accuracy.py's images,
     not its test seed): a denser dictionary (800 directions) helped (both grains < 2° 48 -> 57 %
@@ -899,16 +899,17 @@ def orientations_moved(proper: np.ndarray, before: np.ndarray, after: np.ndarray
 
 def chosen_partner_pass(refiner, proposer, simulator, x: np.ndarray, res, k: int, expl: np.ndarray | None = None,
                         levels=None, keep_worse: bool = True, pool: int | None = None, removal: str | None = None):
-    """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain removed in
-    turn (its refined model subtracted, or its spots erased), the dictionary's ``k`` best on what is left (and their half turns)
-    paired with the grain kept, refined, joined to the image's hypotheses, and the whole-image
-    choice made again (:func:`rechoose_by_image_fit`). ``removal``: how a grain is removed
+    """The partner pass from two-grain answers ``res`` of images ``x``: each answer grain removed
+    in turn (its refined model subtracted, or its spots erased), the dictionary's ``k`` best on
+    what is left (and their half turns) paired with the grain kept, refined, joined to the
+    image's hypotheses, and the whole-image choice made again (:func:`rechoose_by_image_fit`). ``removal``: how a grain is removed
     (None: :data:`~edorient.indexing.proposals.PARTNER_REMOVAL`). Returns (res, expl, (n,)
     whole-image fit, (n,) whether the answer moved: a grain by more than ~1°)."""
     from edorient.indexing.proposals import PARTNER_REMOVAL, dictionary_partner_hypotheses
 
-    hyp = dictionary_partner_hypotheses(refiner, proposer, x, res, k=k, pool=pool,
-                                        removal=PARTNER_REMOVAL if removal is None else removal)[:, 1:]  # (the answer is there)
+    removal = PARTNER_REMOVAL if removal is None else removal
+    # (slot 0, the answer itself, is among the image's hypotheses already)
+    hyp = dictionary_partner_hypotheses(refiner, proposer, x, res, k=k, pool=pool, removal=removal)[:, 1:]
     out, expl, fit = rechoose_by_image_fit(refiner, simulator, append_rows(res, np.arange(len(x)), refiner.refine(
         x, hyp, levels=levels)), x, expl, levels, keep_worse)
     return out, expl, fit, answer_moved(res.rotations, out.rotations)
