@@ -232,6 +232,23 @@ def fit_valid(size: int, beam_radius_px: float = 5.0) -> np.ndarray:
     return np.hypot(rr - r0, cc - c0) > beam_radius_px
 
 
+#: Label groups of the dictionary that :meth:`DictionaryProposals._best_entries` orders by their
+#: bound first (a partial sort): the reads stop after a median 1.8 % of the entries (115 of
+#: 6,400 groups), and the full stable sort of every group's bound took 0.27 ms a read against
+#: 0.03 ms for the first 512 (session 38).
+_ORDER_HEAD = 512
+
+
+def _first_by_bound(bound: np.ndarray, head: int) -> np.ndarray:
+    """The indices of the ``head`` largest of ``bound`` (all when it has no more), largest first,
+    equal values by index: the first ``head`` of ``np.argsort(-bound, kind="stable")`` (equal
+    values straddling the cut aside)."""
+    if len(bound) <= head:
+        return np.argsort(-bound, kind="stable")
+    top = np.argpartition(-bound, head - 1)[:head]
+    return top[np.lexsort((top, -bound[top]))]
+
+
 #: Hypotheses :func:`image_fit_choice` draws and compares in one batch (bounds its memory).
 _FIT_BLOCK = 32
 
@@ -481,10 +498,16 @@ class DictionaryProposals:
         gbest = np.full(gbound.shape, -np.inf, dtype=np.float32)
         famr = np.arange(fam)
         c_last = (k if certain is None else max(1, min(int(certain), k))) - 1
+        n_groups = gbound.shape[1]
         for i in range(n):
-            order = np.argsort(-gbound[i], kind="stable")
+            order = _first_by_bound(gbound[i], _ORDER_HEAD)
             done, block = 0, 16
-            while done < len(order):
+            while done < n_groups:
+                if done + block >= len(order) and len(order) < n_groups:  # past the head: the rest too
+                    rest = np.ones(n_groups, dtype=bool)
+                    rest[order[:done]] = False
+                    rest = np.flatnonzero(rest)
+                    order = np.concatenate([order[:done], rest[np.argsort(-gbound[i, rest], kind="stable")]])
                 groups = order[done : done + block]
                 done += len(groups)
                 ent = (groups[:, None] * fam + famr).ravel()
@@ -492,7 +515,7 @@ class DictionaryProposals:
                 c, jj = torch.fft.irfft(torch.view_as_complex(torch.from_numpy(prod)), n=self.n_angles, dim=0).max(0)
                 cmax[i, ent], jmax[i, ent] = c.numpy(), jj.numpy()
                 gbest[i, groups] = c.numpy().reshape(-1, fam).max(-1)
-                if done >= len(order):
+                if done >= n_groups:
                     break
                 read = order[:done]
                 kept = self._greedy(read[np.argsort(-gbest[i, read], kind="stable")], gbest[i], k)

@@ -133,15 +133,21 @@ def _proposal_images(sim, n: int = 10) -> np.ndarray:
     return np.concatenate([display_transform(lin), noise])
 
 
-@pytest.mark.parametrize("k, other_family, bound_rank, n_angles", [(4, True, 16, 360), (3, False, 1, 360),
-                                                                    (8, False, 4, 180), (2, True, 48, 360),
-                                                                    (40, False, 16, 120)])
-def test_pruned_proposals_are_the_full_correlations(sim, matcher300, k, other_family, bound_rank, n_angles):
+@pytest.mark.parametrize("k, other_family, bound_rank, n_angles, head", [
+    (4, True, 16, 360, None), (3, False, 1, 360, None), (8, False, 4, 180, None), (2, True, 48, 360, None),
+    (40, False, 16, 120, None), (4, True, 16, 360, 16), (3, False, 1, 360, 20), (40, False, 16, 120, 20)])
+def test_pruned_proposals_are_the_full_correlations(sim, matcher300, monkeypatch, k, other_family, bound_rank,
+                                                    n_angles, head):
     """The bounded search reads a part of the dictionary and keeps the candidates of the full
     correlation: the same rotations and scores, for a factorisation of rank 1 to all 48 radii,
     read out on 120 to 360 angles, and for more candidates than distinct labels far apart (every
-    entry read)."""
+    entry read); also where the groups are first ordered by bound only ``head`` deep (the
+    dictionary has 300 groups here, 6,400 in the chains), the rest sorted when the reads go past."""
+    import edorient.indexing.proposals as proposals
     from edorient.indexing.proposals import DictionaryProposals
+
+    if head is not None:
+        monkeypatch.setattr(proposals, "_ORDER_HEAD", head)
 
     x = _proposal_images(sim)
     kw = dict(max_frequency=60, n_angles=n_angles, chunk=8)
@@ -154,6 +160,25 @@ def test_pruned_proposals_are_the_full_correlations(sim, matcher300, k, other_fa
     if bound_rank == 16 and k == 4 and n_angles == 360:  # the default bound rules entries out
         read = np.isfinite(pruned._best_entries(x, k)[0]).mean(1)
         assert np.median(read) < 0.2  # measured 0.05: the first block of 16 label groups of 300
+
+
+def test_the_head_of_the_bound_order_is_the_stable_sorts():
+    from edorient.indexing.proposals import _first_by_bound
+
+    rng = np.random.default_rng(2)
+    for trial in range(50):
+        b = rng.integers(0, 6, size=int(rng.integers(1, 80))).astype(np.float32)  # many ties
+        head = int(rng.integers(1, 90))
+        got = _first_by_bound(b, head)
+        full = np.argsort(-b, kind="stable")
+        assert len(got) == min(head, len(b))
+        # the same values in the same order; equal values by index (which of a tie straddling
+        # the cut is kept may differ)
+        np.testing.assert_array_equal(b[got], b[full[: len(got)]])
+        for v in np.unique(b[got]):
+            assert np.all(np.diff(got[b[got] == v]) > 0)
+        if head >= len(b):
+            np.testing.assert_array_equal(got, full)
 
 
 def test_a_single_image_reads_the_full_correlation_until_the_dictionary_is_factorised(sim, matcher300):
