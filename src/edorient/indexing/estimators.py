@@ -348,8 +348,8 @@ CHOSEN_PARTNER_K = 2
 CHOSEN_PARTNER_ROUNDS = 2
 #: The chosen answer's partner pass skips the images whose answer the gated partner pass already
 #: searched from (each grain within this many degrees; None: none skipped): that pass removed the
-#: same grains the same way and read the same pool for ``partner_k`` >= ``chosen_partner_k``
-#: partners. Measured on 4,400 noisy bicrystals of tuning seeds 4040-4043 (128 px, random
+#: same grains the same way and read the dictionary's pool for ``partner_k`` partners, at least
+#: the ``chosen_partner_k`` this pass reads (5 and 2 by default). Measured on 4,400 noisy bicrystals of tuning seeds 4040-4043 (128 px, random
 #: ratios included): the same 80 images with a grain > 2° off with and without the skip, no
 #: answer moved by more than 0.1° (about a tenth of them by less: the chosen pass refines its
 #: answers once more), 5 more images flagged; 0.4-5.5 % faster (the two runs side by side).
@@ -491,11 +491,12 @@ class DictionaryRefined(Estimator):
     half turns) on what is left, each paired with the grain kept, refined; the pairs join the
     image's hypotheses and the choice is made again, ``chosen_partner_rounds`` times over for
     the images whose answer moved (a grain by more than ~1°), but not on the images whose answer
-    the gated pass searched from already (``chosen_skip_deg``, :data:`CHOSEN_SKIP_DEG`). The gated pass above starts from
-    the refinement's best pair, which is often not the pair the whole-image choice ends with: in
-    10 of the 25 misses of tuning seed 4040 the missing grain was the dictionary's first
-    candidate on the image with the chosen answer's right grain erased, and that pair, refined,
-    fitted the whole image better than the answer. Measured: :data:`CHOSEN_PARTNER_K`.
+    the gated pass searched from already (``chosen_skip_deg``, :data:`CHOSEN_SKIP_DEG`). The
+    gated pass above starts from the refinement's best pair, which is often not the pair the
+    whole-image choice ends with: in 10 of the 25 misses of tuning seed 4040 the missing grain
+    was the dictionary's first candidate on the image with the chosen answer's right grain
+    erased, and that pair, refined, fitted the whole image better than the answer. Measured:
+    :data:`CHOSEN_PARTNER_K`.
 
     ``partner_pool`` (:data:`PARTNER_POOL`; None: off): every partner search on an image with a
     grain's spots erased (the first search's, the gated pass's and the chosen answer's) reads a
