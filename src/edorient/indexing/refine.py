@@ -249,6 +249,15 @@ def _display_value(lin: torch.Tensor) -> torch.Tensor:
     return torch.log1p(cv.DISPLAY_GAIN * lin.clamp(0, 1)) / _LOG1PK
 
 
+def _sinc2(x: torch.Tensor) -> torch.Tensor:
+    """``torch.sinc(x) ** 2`` as ``(sin u / u)²`` with ``u = |πx|`` (at least 1e-12, where the
+    quotient is 1): the same values to ~2e-7 (float32 rounding), in half the time on this CPU
+    (``torch.sinc`` took ~10 ns an element; the tilt search evaluates it on every reflection
+    of every hypothesis at every trial tilt)."""
+    u = (math.pi * x).abs_().clamp_(min=1e-12)
+    return torch.sin(u).div_(u).square_()
+
+
 def _stencil(radius: float) -> np.ndarray:
     """Sample offsets (rows, cols) around each predicted spot: its centre and four points at
     ``radius`` along ±rows and ±cols (a position error changes these to first order, where the
@@ -780,7 +789,7 @@ class Refiner:
                 dx, dy = tx[lo : lo + 64], ty[lo : lo + 64]
                 # s changes by (e_x x g)_z dx + (e_y x g)_z dy = g_y dx - g_x dy
                 x = lv.thick * (s0[..., None] + gl[..., 1, None] * dx - gl[..., 0, None] * dy)  # (B, K, T)
-                shp = torch.sinc(x) ** 2 if cfg.shape == "sinc2" else torch.exp(-math.pi * x * x)
+                shp = _sinc2(x) if cfg.shape == "sinc2" else torch.exp(-math.pi * x * x)
                 mod = _display_value(peak * shp + other[..., None])
                 mc = wts[..., None] * (mod - (wts[..., None] * mod).sum(1, keepdim=True) / nw[..., None])
                 c = (yc[..., None] * mc).sum(1) / (yc.norm(dim=-1)[:, None] * mc.norm(dim=1)).clamp(min=1e-12)

@@ -461,3 +461,18 @@ def test_refine_takes_read_only_inputs(xtal, sim, refiner):
     b = refiner.refine(img, S.copy(), valid=np.ones(img.shape, dtype=bool))
     np.testing.assert_array_equal(a.rotations, b.rotations)
     np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_the_tilt_searchs_sinc_squared_is_numpys():
+    """The tilt search's relrod shape (``refine._sinc2``, a cheaper form of ``torch.sinc(x) ** 2``)
+    against numpy's sinc: the same to float32 rounding, 1 at 0, even, 0 at the integers."""
+    import torch
+
+    from edorient.indexing.refine import _sinc2
+
+    x = np.linspace(-40.0, 40.0, 20001)
+    got = _sinc2(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(got, np.sinc(x) ** 2, rtol=0, atol=1e-6)
+    assert _sinc2(torch.zeros(1))[0] == 1.0
+    np.testing.assert_array_equal(got, got[::-1])
+    assert np.all(_sinc2(torch.arange(1.0, 30.0)).numpy() < 1e-12)
