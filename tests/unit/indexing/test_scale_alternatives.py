@@ -107,6 +107,11 @@ def test_an_answer_at_another_scale_lowers_the_fit_margin_only_if_it_points_else
     out = pl._with_scale_rivals(xt, dict(one, image_fit_margin=None), [at(0.9, far, 0.5)])
     assert out["image_fit_margin"] == pytest.approx(0.30)
     assert one["image_fit_margin"] == 0.10  # the answer given is not changed
+    # a rival that fits only at a calibration outside the stated tolerance is listed, not counted
+    out = pl._with_scale_rivals(xt, one, [at(0.8, far, 0.85)], tolerance=0.15)
+    assert out["image_fit_margin"] == 0.10 and out["scale_rivals"][0]["outside_tolerance"] is True
+    out = pl._with_scale_rivals(xt, one, [at(0.9, far, 0.85)], tolerance=0.15)
+    assert out["image_fit_margin"] == pytest.approx(-0.05) and "outside_tolerance" not in out["scale_rivals"][0]
 
 
 def test_the_scale_scan_reads_the_exact_zone_axes_on_their_own():
@@ -181,3 +186,31 @@ def test_a_try_the_camera_refuses_loses_to_an_accepted_one_nearer_the_given_cali
     # an accepted answer farther from the given calibration than the refused one does not take it
     assert chosen_scale_try([best, far], 0.025, laue, refused=[True, False]) is best
     assert chosen_scale_try([best, far], 0.025, laue, refused=[True, True]) is best
+
+
+def test_a_try_outside_the_stated_calibration_tolerance_loses_to_one_inside():
+    """al_001 blurred by 2 px with its calibration given 10 % low: [0 0 1] at the true calibration
+    (1.109 of the given) fitted the whole image 0.4756, a zone 5.6° off at 0.81 fitted 0.4792; the
+    latter was chosen, and its verdict refused it for the calibration the user had ruled out."""
+    from scipy.spatial.transform import Rotation
+
+    from edorient.indexing.pipeline import chosen_scale_try
+
+    laue = anatase().laue
+    R = np.eye(3)
+    off = Rotation.from_rotvec(np.radians([5.6, 0.0, 0.0])).as_matrix()
+    outside = ("out", {"calibration_scale": 0.958, "image_fit": 0.4792, "rotation": off})
+    inside = ("in", {"calibration_scale": 1.109, "image_fit": 0.4756, "rotation": R})
+    assert chosen_scale_try([outside, inside], 0.025, laue)[0] == "out"  # the fit alone
+    assert chosen_scale_try([outside, inside], 0.025, laue, outside=[True, False])[0] == "in"
+    assert chosen_scale_try([inside, outside], 0.025, laue, outside=[False, True])[0] == "in"
+    # every try outside: the fit decides (the verdict then says why)
+    assert chosen_scale_try([outside, inside], 0.025, laue, outside=[True, True])[0] == "out"
+    # with the camera's refusals given too, they are read for the tries left: the one inside,
+    # refused, is still taken over the one outside
+    class Searched:  # a try's search result: its scale
+        def __init__(self, scale):
+            self.scale = scale
+
+    a, b = (Searched(0.85),) + outside[1:], (Searched(1.0),) + inside[1:]
+    assert chosen_scale_try([a, b], 0.025, laue, refused=[False, True], outside=[True, False]) is b
