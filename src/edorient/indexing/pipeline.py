@@ -576,7 +576,7 @@ def _camera_refused(pre, cfg: IndexConfig, res: SearchResult, one: dict) -> bool
 
 
 def chosen_scale_try(tries: list, scale_step: float, laue, same_deg: float = 5.0, refused: list | None = None,
-                     outside: list | None = None):
+                     outside: list | None = None, outside_margin: float = vd.MIN_FIT_MARGIN):
     """The one-grain answer among those found at several calibration scales (``tries``: tuples
     whose last item is :func:`_refine_single`'s answer): the best whole-image fit; but where
     other tries found the same solution (within ``same_deg``: the search's
@@ -602,9 +602,14 @@ def chosen_scale_try(tries: list, scale_step: float, laue, same_deg: float = 5.0
 
     ``outside`` (one bool a try): its fitted calibration lies outside the tolerance the user
     stated (:func:`~edorient.indexing.verdict.scale_allowed`), where the verdict calls it ``no
-    match``; such tries are left out while any other is in. Measured: al_001 blurred by 2 px with
-    its calibration given 10 % low fitted [0 0 1] at the true calibration (scale 1.109) 0.4756
-    and a zone 5.6° off at 0.81 of the given one 0.4792; that answer was chosen and refused.
+    match``. Where the best fit is such a try and a try inside the tolerance fits the whole image
+    within ``outside_margin`` of it (the verdict's :data:`~edorient.indexing.verdict.MIN_FIT_MARGIN`:
+    closer fits do not tell two answers apart), the choice is made among the tries inside: al_001
+    blurred by 2 px with its calibration given 10 % low fitted [0 0 1] at the true calibration
+    (scale 1.109) 0.4756 and a zone 5.6° off at 0.81 of the given one 0.4792, and that answer was
+    chosen and refused. A try outside that fits clearly better stays the answer, and the verdict
+    says which calibration it needs (Al searched as CuNi with a camera calibrated to ±3 %: [0 0 1]
+    at 1.127, 0.708, against a zone at 0.983 fitting 0.404).
 
     >>> from edorient.structures import anatase
     >>> laue, R = anatase().laue, np.eye(3)
@@ -616,8 +621,10 @@ def chosen_scale_try(tries: list, scale_step: float, laue, same_deg: float = 5.0
     """
     if outside is not None and not all(outside):
         keep = [j for j, o in enumerate(outside) if not o]
-        tries = [tries[j] for j in keep]
-        refused = None if refused is None else [refused[j] for j in keep]
+        fits = [t[-1]["image_fit"] for t in tries]
+        if max(fits) - max(fits[j] for j in keep) < outside_margin:
+            tries = [tries[j] for j in keep]
+            refused = None if refused is None else [refused[j] for j in keep]
     i = max(range(len(tries)), key=lambda j: tries[j][-1]["image_fit"])
     best = tries[i]
     if refused is not None and refused[i]:

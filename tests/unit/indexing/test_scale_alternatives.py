@@ -191,7 +191,8 @@ def test_a_try_the_camera_refuses_loses_to_an_accepted_one_nearer_the_given_cali
 def test_a_try_outside_the_stated_calibration_tolerance_loses_to_one_inside():
     """al_001 blurred by 2 px with its calibration given 10 % low: [0 0 1] at the true calibration
     (1.109 of the given) fitted the whole image 0.4756, a zone 5.6° off at 0.81 fitted 0.4792; the
-    latter was chosen, and its verdict refused it for the calibration the user had ruled out."""
+    latter was chosen, and its verdict refused it for the calibration the user had ruled out. Fits
+    that close (within the verdict's fit margin) do not tell the two apart; the stated tolerance does."""
     from scipy.spatial.transform import Rotation
 
     from edorient.indexing.pipeline import chosen_scale_try
@@ -206,6 +207,10 @@ def test_a_try_outside_the_stated_calibration_tolerance_loses_to_one_inside():
     assert chosen_scale_try([inside, outside], 0.025, laue, outside=[False, True])[0] == "in"
     # every try outside: the fit decides (the verdict then says why)
     assert chosen_scale_try([outside, inside], 0.025, laue, outside=[True, True])[0] == "out"
+    # a try outside that fits clearly better (by the verdict's fit margin or more) stays the answer
+    clearly = ("out", dict(outside[1], image_fit=0.4756 + 0.03))
+    assert chosen_scale_try([clearly, inside], 0.025, laue, outside=[True, False])[0] == "out"
+    assert chosen_scale_try([clearly, inside], 0.025, laue, outside=[True, False], outside_margin=0.05)[0] == "in"
     # with the camera's refusals given too, they are read for the tries left: the one inside,
     # refused, is still taken over the one outside
     class Searched:  # a try's search result: its scale
