@@ -155,8 +155,8 @@ def test_a_blurred_pattern_with_the_calibration_off(scale, tmp_path):
     """al_001 blurred by a 2 px Gaussian (discs as a defocused or precessed probe gives them),
     its calibration given 10 % off: with it 10 % low the whole-image fit of a zone 5.6° off at 0.81
     of the given calibration (outside the ±15 % stated) beat [0 0 1] at the true one by 0.004,
-    and that answer was chosen and then refused (`no match`). Tries outside the stated tolerance
-    now lose to those inside and are no rivals of them."""
+    and that answer was chosen and then refused (`no match`). A try outside the stated tolerance
+    now loses to one inside that fits within the verdict's fit margin of it, and is no rival of it."""
     from scipy import ndimage
 
     from edorient import predict as pr

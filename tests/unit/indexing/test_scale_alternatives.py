@@ -188,7 +188,7 @@ def test_a_try_the_camera_refuses_loses_to_an_accepted_one_nearer_the_given_cali
     assert chosen_scale_try([best, far], 0.025, laue, refused=[True, True]) is best
 
 
-def test_a_try_outside_the_stated_calibration_tolerance_loses_to_one_inside():
+def test_a_try_outside_the_stated_calibration_tolerance_loses_to_one_inside_that_fits_as_well():
     """al_001 blurred by 2 px with its calibration given 10 % low: [0 0 1] at the true calibration
     (1.109 of the given) fitted the whole image 0.4756, a zone 5.6° off at 0.81 fitted 0.4792; the
     latter was chosen, and its verdict refused it for the calibration the user had ruled out. Fits
