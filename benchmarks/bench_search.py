@@ -73,7 +73,7 @@ def bench_dictionary(x: np.ndarray, directions: int, repeat: int) -> dict:
     for k, both in ((3, False), (4, True), (8, False)):
         tf, a = _timed(lambda: full.candidates(x, k=k, other_family=both), repeat)
         tp, b = _timed(lambda: pruned.candidates(x, k=k, other_family=both), repeat)
-        read = np.isfinite(pruned._best_entries(x[: pruned.chunk], k)[0]).mean(1)
+        read = np.isfinite(pruned._best_entries(pruned._image_spectra(x[: pruned.chunk]), k)[0]).mean(1)
         out["k"][f"{k}{' both families' if both else ''}"] = {
             "full_ms_per_image": 1e3 * tf / len(x), "pruned_ms_per_image": 1e3 * tp / len(x),
             "speed_up": tf / tp, "same_candidates": bool(np.allclose(a[0], b[0], atol=1e-6)),

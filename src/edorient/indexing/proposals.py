@@ -371,12 +371,19 @@ class DictionaryProposals:
     (:meth:`_best_entries`): an upper bound of each entry's best correlation from a rank
     ``bound_rank`` factorisation of the dictionary, then the exact correlation of the entries,
     best bound first, until no entry left can enter the top k.
+
+    ``sub_step`` (default): each candidate's in-plane angle is its correlation's peak between the
+    read-out's angles (:meth:`peak_angles`), not the best of them (3° apart on 120 angles).
+    Measured on 200 noisy bicrystals of tuning seed 4041 (128 px), the first candidate's
+    misorientation to the nearer grain: median 1.00° -> 0.42°; the best of three within 1° of a
+    grain 59 -> 81 %.
     """
 
     def __init__(self, matcher: TemplateMatcher, k: int = 4, separation_deg: float = 4.0, chunk: int = 32,
                  max_frequency: int | None = None, n_angles: int | None = None, pruned: bool = True,
-                 bound_rank: int = BOUND_RANK) -> None:
+                 bound_rank: int = BOUND_RANK, sub_step: bool = True) -> None:
         self.matcher = matcher
+        self.sub_step = bool(sub_step)
         self.scorer = matcher.scorer
         self.k = int(k)
         self.separation_deg = float(separation_deg)
@@ -431,20 +438,61 @@ class DictionaryProposals:
         entry at every in-plane angle (:meth:`TemplateMatcher.correlations`, batched; with
         ``max_frequency``, only the angular frequencies up to it; with ``n_angles``, on that many
         angles)."""
-        return self._correlations_t(images01).permute(2, 1, 0)
+        return self._correlations_t(self._image_spectra(images01)).permute(2, 1, 0)
 
-    def _correlations_t(self, images01: np.ndarray) -> torch.Tensor:
-        """:meth:`correlations` as (n_angles, m, n): the inverse FFT along the product's own
-        first axis and the maximum over angles then run over contiguous slabs (measured ~1.3x
-        faster than along the last axis of the transposed product)."""
+    def _correlations_t(self, fa: torch.Tensor) -> torch.Tensor:
+        """:meth:`correlations` as (n_angles, m, n) from the images' spectra ``fa``
+        (:meth:`_image_spectra`): the inverse FFT along the product's own first axis and the
+        maximum over angles then run over contiguous slabs (measured ~1.3x faster than along the
+        last axis of the transposed product)."""
+        prod = torch.matmul(self._conj, fa.permute(2, 1, 0))  # (freq, m, n)
+        return torch.fft.irfft(prod, n=self.n_angles, dim=0)
+
+    def _image_spectra(self, images01: np.ndarray) -> torch.Tensor:
+        """(n, r, freq) the images' polar transforms' angular FFTs up to the dictionary's highest
+        frequency, scaled so that an inverse FFT on :attr:`n_angles` gives the polar grid's
+        correlation values."""
         grid = self.scorer.grid
         polar = grid.normalise(grid.transform(np.asarray(images01, dtype=np.float32)))
         nf = self._conj.shape[0]
         fa = torch.fft.rfft(torch.from_numpy(polar.astype(np.float32)), dim=-1)[..., :nf]  # (n, r, freq)
         if self.n_angles != grid.n_phi:  # irfft divides by its length: the grid's values on fewer angles
             fa = fa * (self.n_angles / grid.n_phi)
-        prod = torch.matmul(self._conj, fa.permute(2, 1, 0))  # (freq, m, n)
-        return torch.fft.irfft(prod, n=self.n_angles, dim=0)
+        return fa
+
+    def peak_angles(self, fa: torch.Tensor, entries: np.ndarray, j0: np.ndarray, steps: int = 2) -> np.ndarray:
+        """In-plane angles (in units of the read-out's angle step, (n, e) floats) at which the
+        correlations of images with spectra ``fa`` (n, r, freq; :meth:`_image_spectra`) and
+        dictionary entries ``entries`` (n, e) peak, from their best read-out angles ``j0`` (n, e).
+
+        The correlation read out on :attr:`n_angles` angles is a Fourier series in the angle,
+        ``c(θ) = Σ_f w_f Re(P_f e^{ifθ})`` (the weights of the inverse FFT: 1/n for the constant
+        and the Nyquist term, 2/n between), known everywhere between the samples: ``steps``
+        Newton steps on ``c'(θ) = 0`` from the best sample, each at most half a sample, give its
+        maximum. The read-out's step (3° on the default 120 angles) is what a dictionary
+        candidate's in-plane angle was off by, up to half of it: at 224 px a 1.5° turn moves an
+        outer spot by two pixels, more than a spot's width."""
+        nf = self._conj.shape[0]
+        n_ang = self.n_angles
+        e = np.asarray(entries, dtype=np.int64)
+        n, k = e.shape
+        T = self._conj[:, torch.from_numpy(e.ravel())].reshape(nf, n, k, -1)  # (freq, n, e, r)
+        P = torch.einsum("fier,irf->ife", T, fa).numpy().astype(np.complex128)  # (n, freq, e)
+        f = np.arange(nf, dtype=float)
+        w = np.full(nf, 2.0 / n_ang)
+        w[0] = 1.0 / n_ang
+        if 2 * (nf - 1) == n_ang:
+            w[-1] = 1.0 / n_ang
+        theta = np.asarray(j0, dtype=float) * (2 * np.pi / n_ang)  # (n, e)
+        half = np.pi / n_ang
+        lo, hi = theta - half, theta + half
+        for _ in range(steps):
+            z = P * np.exp(1j * f[None, :, None] * theta[:, None, :])  # (n, freq, e)
+            d1 = -np.einsum("f,ife->ie", w * f, z.imag)
+            d2 = -np.einsum("f,ife->ie", w * f * f, z.real)
+            step = np.where(d2 < 0, -d1 / np.where(d2 < 0, d2, -1.0), 0.0)
+            theta = np.clip(theta + step, lo, hi)
+        return theta * (n_ang / (2 * np.pi))
 
     def _greedy(self, order: np.ndarray, gbest: np.ndarray, k: int) -> list[int]:
         """Up to ``k`` groups (label groups of the dictionary) in ``order`` (best first), each more
@@ -454,7 +502,7 @@ class DictionaryProposals:
                           self._far, int(k), kept)
         return kept[:n].tolist()
 
-    def _best_entries(self, images01: np.ndarray, k: int, certain: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _best_entries(self, fa: torch.Tensor, k: int, certain: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(best correlation over the in-plane angles (n, m), its angle index (n, m)) of every
         dictionary entry that can be among the ``k`` candidates of each image; -inf elsewhere.
 
@@ -471,14 +519,9 @@ class DictionaryProposals:
         are found and the ``certain``-th scores above every bound left: the first ``certain``
         are the full correlation's, the others the best of the entries read (a pool to be
         judged otherwise, :func:`partner_candidates`)."""
-        grid = self.scorer.grid
-        polar = grid.normalise(grid.transform(np.asarray(images01, dtype=np.float32)))
         nf, m = self._conj.shape[0], self._conj.shape[1]
         fam = self.matcher.families
         Vh, coef, rho_w, entries_first = self._factorisation()
-        fa = torch.fft.rfft(torch.from_numpy(polar.astype(np.float32)), dim=-1)[..., :nf]  # (n, r, freq)
-        if self.n_angles != grid.n_phi:
-            fa = fa * (self.n_angles / grid.n_phi)
         fa_t = fa.permute(2, 1, 0).contiguous()  # (freq, r, n)
         n = fa_t.shape[2]
         ap = torch.matmul(Vh, fa_t)  # (freq, q, n): the image in each frequency's basis
@@ -545,23 +588,29 @@ class DictionaryProposals:
         scores = np.zeros((len(x), 2 * k if both else k))
         for lo in range(0, len(x), self.chunk):
             xs = x[lo : lo + self.chunk]
+            fa = self._image_spectra(xs)
             if self.pruned and (self._factors is not None or len(xs) >= PRUNE_MIN_IMAGES):
-                cmax, j = self._best_entries(xs, k, certain)  # (c, m), -inf where not read
+                cmax, j = self._best_entries(fa, k, certain)  # (c, m), -inf where not read
             else:
-                cmax, j = self._correlations_t(xs).max(0)  # (m, c)
+                cmax, j = self._correlations_t(fa).max(0)  # (m, c)
                 cmax, j = cmax.numpy().T, j.numpy().T
             best = cmax.astype(float).reshape(len(j), -1, fam)  # (c, groups, fam)
             f = best.argmax(-1)
             gbest = best.max(-1)
             order = np.argsort(-gbest, axis=1)
+            ms = np.empty((len(j), rots.shape[1]), dtype=np.int64)
             for i in range(len(j)):
                 kept = self._greedy(order[i], gbest[i], k)
                 kept += [kept[-1]] * (k - len(kept))
                 m = np.asarray(kept) * fam + f[i, kept]
                 if both:
                     m = np.concatenate([m, np.asarray(kept) * fam + 1 - f[i, kept]])
-                rots[lo + i] = rotation_from_direction(dirs[m], j[i, m] * 360.0 / self.n_angles)
+                ms[i] = m
                 scores[lo + i] = cmax[i, m]
+            ang = np.take_along_axis(j, ms, axis=1)
+            if self.sub_step:
+                ang = self.peak_angles(fa, ms, ang)
+            rots[lo : lo + len(j)] = rotation_from_direction(dirs[ms], ang * 360.0 / self.n_angles)
         return rots, scores
 
 

@@ -125,8 +125,8 @@ def test_a_pool_read_is_certain_of_its_first_candidates_only(sim, matcher300):
         lab = laue.reduce(b_rot[i, :, 2])
         assert np.all(laue.apart(lab, lab, prop.separation_deg)[np.triu_indices(10, 1)])
         assert np.abs(b_sc[i][:, None] - exact[i][None].astype(float)).min(1).max() < 2e-6
-    read_some = np.isfinite(prop._best_entries(x, 10, 3)[0]).sum()
-    read_all = np.isfinite(prop._best_entries(x, 10)[0]).sum()
+    read_some = np.isfinite(prop._best_entries(prop._image_spectra(x), 10, 3)[0]).sum()
+    read_all = np.isfinite(prop._best_entries(prop._image_spectra(x), 10)[0]).sum()
     assert read_some < read_all
     np.testing.assert_allclose(prop.candidates(x, k=10, certain=10)[1], a_sc, atol=2e-6)
 
