@@ -504,7 +504,8 @@ class DictionaryProposals:
 
     def _best_entries(self, fa: torch.Tensor, k: int, certain: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(best correlation over the in-plane angles (n, m), its angle index (n, m)) of every
-        dictionary entry that can be among the ``k`` candidates of each image; -inf elsewhere.
+        dictionary entry that can be among the ``k`` candidates of each image (their spectra
+        ``fa``, :meth:`_image_spectra`); -inf elsewhere.
 
         An entry's correlation at angle θ is ``Σ_f w_f Re(P_f e^{ifθ})`` (``P_f = T_f · A_f`` its
         product with the image at angular frequency f, summed over radii; ``w_f`` the inverse
