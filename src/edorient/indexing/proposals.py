@@ -479,9 +479,8 @@ class DictionaryProposals:
         T = self._conj[:, torch.from_numpy(e.ravel())].reshape(nf, n, k, -1)  # (freq, n, e, r)
         P = torch.einsum("fier,irf->ife", T, fa).numpy().astype(np.complex128)  # (n, freq, e)
         f = np.arange(nf, dtype=float)
-        w = np.full(nf, 2.0 / n_ang)
-        w[0] = 1.0 / n_ang
-        if 2 * (nf - 1) == n_ang:
+        w = self._wf.numpy().astype(float)  # the bound's weights of the inverse FFT's terms ...
+        if 2 * (nf - 1) == n_ang:  # ... which count the Nyquist term twice (a bound); the FFT once
             w[-1] = 1.0 / n_ang
         theta = np.asarray(j0, dtype=float) * (2 * np.pi / n_ang)  # (n, e)
         half = np.pi / n_ang
