@@ -314,6 +314,15 @@ def widen_unexplained(res, bad: np.ndarray, sigma_deg: float):
 #: right one among them).
 BICRYSTAL_K = 3
 SINGLE_K = 5
+#: :class:`DictionaryRefined`'s first search for two grains: the partners of this many of the
+#: one-grain fits' best distinct orientations (:func:`~edorient.indexing.proposals.refine_partners`).
+#: Two paid when the first search was the only one (65 % of 100 bicrystals both < 2° against 57 %);
+#: since the chosen answer's partner pass searches from both grains of every answer, a second
+#: first grain finds what that pass finds anyway. 7,000 bicrystals of tuning seeds 4040-4043 (noisy
+#: 128 px 3,000, ratios 0.3-0.7 1,000, 224 px 2,400, noise-free 600; session 41), 2 -> 1: the
+#: same number right (+7 / -7 images), 12-20 % faster (12.7 -> 14.3-14.8 bicrystals/s at 128 px;
+#: the first search's share of the time 35 -> 26 %).
+FIRSTS = 1
 #: Dictionary candidates for the partner of each refined grain in :class:`DictionaryRefined`'s
 #: partner pass. 300 noisy bicrystals each of tuning seeds 4040 / 4041, both grains < 2°: 3 (then
 #: the chain's k) 81.7 / 80.3 % at 10.4 / 9.4 bicrystals/s, 4 82.7 / 81.3 % at 8.6 / 8.8, 5 84.3 /
@@ -445,8 +454,9 @@ class DictionaryRefined(Estimator):
 
     Parameters measured on noisy bicrystals of seed 4040 (benchmarks/bench_accuracy.py's images,
     not its test seed): a denser dictionary (800 directions) helped (both grains < 2° 48 -> 57 %
-    of 100), more candidates did not (k 6 or 8: 49-56 %), two first grains did (57 -> 65 %), one
-    partner pass did (65 -> 72 %), a second hardly (73 %). k = 3 instead of 4: 72.7 % against
+    of 100), more candidates did not (k 6 or 8: 49-56 %), two first grains did (57 -> 65 %; not
+    since the chosen answer's partner pass: :data:`FIRSTS`), one partner pass did (65 -> 72 %), a
+    second hardly (73 %). k = 3 instead of 4: 72.7 % against
     71 % of 300 bicrystals (seeds 4040 and 4041) at 1.5x the speed (single crystals of seed 4041:
     94.0 % under 1° against 93.5 %); k = 2: 66 % of 100.
 
@@ -551,7 +561,7 @@ class DictionaryRefined(Estimator):
     name = "dictionary + refinement"
 
     def __init__(self, matcher: TemplateMatcher, refiner, grains: int = 1, k: int | None = None, separation_deg: float = 4.0,
-                 firsts: int = 2, fallback_below: float | None = 0.95, partner_passes: int = 1,
+                 firsts: int = FIRSTS, fallback_below: float | None = 0.95, partner_passes: int = 1,
                  unexplained_sigma_deg: float | None = 90.0, first_levels=None, levels=None,
                  families: bool = True, image_fit: bool = True, cnn: CNNEstimator | None = None,
                  partner_ambiguous: bool = True, partner_k: int | None = PARTNER_K, partner_join: str | None = None,
