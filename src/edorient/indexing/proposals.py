@@ -319,6 +319,17 @@ def image_fit_choice(simulator, result, images01: np.ndarray, beam_radius_px: fl
 #: the entries (at most 15 %), at rank 8 1 % (at most 64 %); the search, which needs the k-th
 #: distinct label, reads a median 1.8 % (``benchmarks/bench_search.py``, k = 3-4).
 BOUND_RANK = 16
+#: :class:`DictionaryProposals` ranks by the correlation of its entries projected on the bases
+#: of rank :data:`BOUND_RANK` (which hold 99.8-99.9 % of their energy): the bound needs no
+#: residual term, so it is tighter, and a read is of 16 coefficients a frequency instead of 48
+#: radii. On 256 noisy bicrystals of tuning seed 4041 the first candidate was the exact
+#: correlation's in every image, the second and third in 98 %, at 2.8 instead of 3.7 ms an image
+#: (k = 3; a pool of 20 with 2 certain 3.6 instead of 5.4 ms). Session 41, 7,000 bicrystals of
+#: tuning seeds 4040-4043 (noisy 128 px 3,000, ratios 0.3-0.7 1,000, 224 px 2,400, noise-free
+#: 600), the dictionary chain: +2 / -1 images with both grains < 2°, 3-5 % faster at 128 px,
+#: 20-25 % at 224 px; 3,000 single crystals of seeds 4047 / 4048: the same misses, 50.5 -> 62.1
+#: and 46.0 -> 51.5 images/s.
+PROJECTED = True
 #: A pruned read pays a factorisation of the dictionary first (~0.6 s for 6,400 directions, once
 #: per :class:`DictionaryProposals`); a call with fewer images than this before it reads the full
 #: correlation (~50 ms an image then, against ~5 pruned). The candidates are the same either way.
@@ -372,6 +383,11 @@ class DictionaryProposals:
     ``bound_rank`` factorisation of the dictionary, then the exact correlation of the entries,
     best bound first, until no entry left can enter the top k.
 
+    ``projected`` (:data:`PROJECTED`): once the dictionary is factorised (the pruned read), the
+    candidates are ranked by the correlation of its entries projected on the factorisation's
+    rank-``bound_rank`` bases, which the bound then holds exactly (:meth:`_best_entries`); the
+    in-plane angles (``sub_step``) come from the entries themselves.
+
     ``sub_step`` (default): each candidate's in-plane angle is its correlation's peak between the
     read-out's angles (:meth:`peak_angles`), not the best of them (3° apart on 120 angles).
     Measured on 200 noisy bicrystals of tuning seed 4041 (128 px), the first candidate's
@@ -381,9 +397,10 @@ class DictionaryProposals:
 
     def __init__(self, matcher: TemplateMatcher, k: int = 4, separation_deg: float = 4.0, chunk: int = 32,
                  max_frequency: int | None = None, n_angles: int | None = None, pruned: bool = True,
-                 bound_rank: int = BOUND_RANK, sub_step: bool = True) -> None:
+                 bound_rank: int = BOUND_RANK, sub_step: bool = True, projected: bool = PROJECTED) -> None:
         self.matcher = matcher
         self.sub_step = bool(sub_step)
+        self.projected = bool(projected)
         self.scorer = matcher.scorer
         self.k = int(k)
         self.separation_deg = float(separation_deg)
@@ -404,7 +421,8 @@ class DictionaryProposals:
         wf = np.full(nf, 2.0 / self.n_angles, dtype=np.float32)  # irfft's weight of each frequency's term
         wf[0] = 1.0 / self.n_angles
         self._wf = torch.from_numpy(wf)
-        self._factors = None  # (basis, coefficients, residual norms, entries first): at the first pruned read
+        self._factors = None  # (basis, coefficients, residual norms): at the first pruned read
+        self._read_copies: dict[bool, np.ndarray] = {}  # the reads' copy of the dictionary, by projected
 
     def _factorisation(self):
         """Per angular frequency f an orthonormal basis ``V_f`` (r, q) of the entries' radial
@@ -412,10 +430,9 @@ class DictionaryProposals:
         misses ``ρ = |T - c Vᴴ|`` (f, m), from ``|T|² - |c|²`` in float64 and raised by 1e-5 of
         ``|T|²`` (float32 entries: their rounding stays below it, so ρ bounds the true residual).
         The basis comes from the singular vectors of at most 512 entries (any basis keeps the
-        bound exact; a good one keeps it tight). With the copy of the dictionary for the exact reads
-        (each entry's frequencies together) ~0.6 s for 12,800 entries, once; hence
-        :data:`PRUNE_MIN_IMAGES`. Memory: the copy is the dictionary's size again (300 MB for
-        6,400 directions), the coefficients a third of it."""
+        bound exact; a good one keeps it tight). With the reads' copy (:meth:`_read_copy`) ~0.6 s
+        for 12,800 entries, once; hence :data:`PRUNE_MIN_IMAGES`. Memory: the coefficients are a
+        third of the dictionary's size (100 MB for 6,400 directions)."""
         if self._factors is None:
             C = self._conj
             nf, m, r = C.shape
@@ -428,24 +445,40 @@ class DictionaryProposals:
             t2 = torch.from_numpy(squared_norms(torch.view_as_real(C).reshape(nf, m, 2 * r).numpy()))
             c2 = torch.from_numpy(squared_norms(torch.view_as_real(coef).reshape(nf, m, 2 * q).numpy()))
             rho = torch.sqrt((t2 - c2).clamp(min=0) + 1e-5 * t2).float()  # (f, m)
-            # the exact reads' copy of the dictionary, each entry's frequencies and radii together
-            entries_first = torch.view_as_real(C).permute(1, 0, 2, 3).reshape(m, nf, 2 * r).contiguous().numpy()
-            self._factors = (Vh.contiguous(), coef, (rho * self._wf[:, None]).T.contiguous(), entries_first)
+            self._factors = (Vh.contiguous(), coef, (rho * self._wf[:, None]).T.contiguous())
         return self._factors
 
-    def correlations(self, images01: np.ndarray) -> torch.Tensor:
+    def _read_copy(self) -> np.ndarray:
+        """(m, freq, 2 q) float32: what the pruned search reads of each entry, its frequencies
+        together (the real and imaginary parts side by side): with :attr:`projected` the
+        factorisation's coefficients (q = ``bound_rank``), else the entries themselves (q the
+        radii; the dictionary's size again, 300 MB for 6,400 directions)."""
+        if self.projected not in self._read_copies:
+            src = self._factorisation()[1] if self.projected else self._conj
+            nf, m, q = src.shape
+            self._read_copies[self.projected] = (torch.view_as_real(src).permute(1, 0, 2, 3)
+                                                 .reshape(m, nf, 2 * q).contiguous().numpy())
+        return self._read_copies[self.projected]
+
+    def correlations(self, images01: np.ndarray, projected: bool = False) -> torch.Tensor:
         """(n, m, n_phi) correlation (a torch tensor) of images (n, H, W) with every dictionary
         entry at every in-plane angle (:meth:`TemplateMatcher.correlations`, batched; with
         ``max_frequency``, only the angular frequencies up to it; with ``n_angles``, on that many
-        angles)."""
-        return self._correlations_t(self._image_spectra(images01)).permute(2, 1, 0)
+        angles). ``projected``: with the entries projected on the factorisation's bases (what
+        the pruned search ranks by with :attr:`projected`)."""
+        return self._correlations_t(self._image_spectra(images01), projected).permute(2, 1, 0)
 
-    def _correlations_t(self, fa: torch.Tensor) -> torch.Tensor:
+    def _correlations_t(self, fa: torch.Tensor, projected: bool = False) -> torch.Tensor:
         """:meth:`correlations` as (n_angles, m, n) from the images' spectra ``fa``
         (:meth:`_image_spectra`): the inverse FFT along the product's own first axis and the
         maximum over angles then run over contiguous slabs (measured ~1.3x faster than along the
         last axis of the transposed product)."""
-        prod = torch.matmul(self._conj, fa.permute(2, 1, 0))  # (freq, m, n)
+        fa_t = fa.permute(2, 1, 0)  # (freq, r, n)
+        if projected:
+            Vh, coef, _ = self._factorisation()
+            prod = torch.matmul(coef, torch.matmul(Vh, fa_t))
+        else:
+            prod = torch.matmul(self._conj, fa_t)  # (freq, m, n)
         return torch.fft.irfft(prod, n=self.n_angles, dim=0)
 
     def _image_spectra(self, images01: np.ndarray) -> torch.Tensor:
@@ -518,22 +551,32 @@ class DictionaryProposals:
         (``benchmarks/bench_search.py``). With ``certain`` < k the reads stop once k candidates
         are found and the ``certain``-th scores above every bound left: the first ``certain``
         are the full correlation's, the others the best of the entries read (a pool to be
-        judged otherwise, :func:`partner_candidates`)."""
+        judged otherwise, :func:`partner_candidates`).
+
+        With :attr:`projected` the correlation ranked is that of the entries projected on the
+        bases, ``c_f · (V_fᴴ A_f)`` (:meth:`correlations` with ``projected``): its bound has no
+        residual term and its reads are of ``bound_rank`` coefficients, not of the radii."""
         nf, m = self._conj.shape[0], self._conj.shape[1]
         fam = self.matcher.families
-        Vh, coef, rho_w, entries_first = self._factorisation()
+        Vh, coef, rho_w = self._factorisation()
+        entries_first = self._read_copy()
         fa_t = fa.permute(2, 1, 0).contiguous()  # (freq, r, n)
         n = fa_t.shape[2]
         ap = torch.matmul(Vh, fa_t)  # (freq, q, n): the image in each frequency's basis
-        a2 = torch.from_numpy(squared_norms(torch.view_as_real(fa.permute(2, 0, 1)).reshape(nf, n, -1).contiguous().numpy()))
-        p2 = torch.from_numpy(squared_norms(torch.view_as_real(ap.transpose(1, 2)).reshape(nf, n, -1).contiguous().numpy()))
-        a_perp = torch.sqrt((a2 - p2).clamp(min=0) + 1e-5 * a2).float()  # (freq, n), raised as ρ
-        bound = (rho_w @ a_perp).numpy()  # the residuals' part
+        if self.projected:  # the projected entries leave no residual
+            bound = np.zeros((m, n), dtype=np.float32)
+        else:  # the residuals' part
+            a2 = torch.from_numpy(squared_norms(torch.view_as_real(fa.permute(2, 0, 1)).reshape(nf, n, -1).contiguous().numpy()))
+            p2 = torch.from_numpy(squared_norms(torch.view_as_real(ap.transpose(1, 2)).reshape(nf, n, -1).contiguous().numpy()))
+            a_perp = torch.sqrt((a2 - p2).clamp(min=0) + 1e-5 * a2).float()  # (freq, n), raised as ρ
+            bound = (rho_w @ a_perp).numpy()
         wf = self._wf.numpy()
         for f in range(nf):  # a frequency at a time: the (m, n) product stays in cache (2.5x faster)
             prod = torch.matmul(coef[f], ap[f])  # (m, n)
             bound += weighted_moduli(torch.view_as_real(prod).reshape(1, m, 2 * n).numpy(), wf[f : f + 1])
-        img_uv = product_rows(torch.view_as_real(fa.permute(0, 2, 1)).reshape(n, nf, -1).numpy())  # (n, freq, 2, 2 r)
+        # the image's rows for the reads (n, freq, 2, 2 q): in the bases, or over the radii
+        img = ap.permute(2, 0, 1) if self.projected else fa.permute(0, 2, 1)
+        img_uv = product_rows(torch.view_as_real(img).reshape(n, nf, -1).contiguous().numpy())
         # float32 sums: a margin far above their rounding (the correlations are at most ~1)
         gbound = (bound.T + 1e-4).reshape(n, -1, fam).max(-1)  # (n, groups)
         cmax = np.full((n, m), -np.inf, dtype=np.float32)
@@ -591,8 +634,8 @@ class DictionaryProposals:
             fa = self._image_spectra(xs)
             if self.pruned and (self._factors is not None or len(xs) >= PRUNE_MIN_IMAGES):
                 cmax, j = self._best_entries(fa, k, certain)  # (c, m), -inf where not read
-            else:
-                cmax, j = self._correlations_t(fa).max(0)  # (m, c)
+            else:  # every entry (projected where the dictionary is factorised already)
+                cmax, j = self._correlations_t(fa, self.projected and self._factors is not None).max(0)  # (m, c)
                 cmax, j = cmax.numpy().T, j.numpy().T
             best = cmax.astype(float).reshape(len(j), -1, fam)  # (c, groups, fam)
             f = best.argmax(-1)

@@ -178,16 +178,20 @@ def _proposal_images(sim, n: int = 10) -> np.ndarray:
     return np.concatenate([display_transform(lin), noise])
 
 
-@pytest.mark.parametrize("k, other_family, bound_rank, n_angles, head", [
-    (4, True, 16, 360, None), (3, False, 1, 360, None), (8, False, 4, 180, None), (2, True, 48, 360, None),
-    (40, False, 16, 120, None), (4, True, 16, 360, 16), (3, False, 1, 360, 20), (40, False, 16, 120, 20)])
+@pytest.mark.parametrize("k, other_family, bound_rank, n_angles, head, projected", [
+    (4, True, 16, 360, None, False), (3, False, 1, 360, None, False), (8, False, 4, 180, None, False),
+    (2, True, 48, 360, None, False), (40, False, 16, 120, None, False), (4, True, 16, 360, 16, False),
+    (3, False, 1, 360, 20, False), (40, False, 16, 120, 20, False),
+    (4, True, 16, 360, None, True), (3, False, 4, 120, None, True), (40, False, 16, 120, 20, True)])
 def test_pruned_proposals_are_the_full_correlations(sim, matcher300, monkeypatch, k, other_family, bound_rank,
-                                                    n_angles, head):
+                                                    n_angles, head, projected):
     """The bounded search reads a part of the dictionary and keeps the candidates of the full
     correlation: the same rotations and scores, for a factorisation of rank 1 to all 48 radii,
     read out on 120 to 360 angles, and for more candidates than distinct labels far apart (every
     entry read); also where the groups are first ordered by bound only ``head`` deep (the
-    dictionary has 300 groups here, 6,400 in the chains), the rest sorted when the reads go past."""
+    dictionary has 300 groups here, 6,400 in the chains), the rest sorted when the reads go past.
+    ``projected``: the candidates of the full correlation of the entries projected on the
+    factorisation's bases (every entry read, :meth:`correlations` with ``projected``)."""
     import edorient.indexing.proposals as proposals
     from edorient.indexing.proposals import DictionaryProposals
 
@@ -195,9 +199,11 @@ def test_pruned_proposals_are_the_full_correlations(sim, matcher300, monkeypatch
         monkeypatch.setattr(proposals, "_ORDER_HEAD", head)
 
     x = _proposal_images(sim)
-    kw = dict(max_frequency=60, n_angles=n_angles, chunk=8)
+    kw = dict(max_frequency=60, n_angles=n_angles, chunk=8, bound_rank=bound_rank, projected=projected)
     full = DictionaryProposals(matcher300, pruned=False, **kw)
-    pruned = DictionaryProposals(matcher300, bound_rank=bound_rank, **kw)
+    if projected:  # (the full read ranks by the projected entries once they exist)
+        full._factorisation()
+    pruned = DictionaryProposals(matcher300, **kw)
     a_rot, a_sc = full.candidates(x, k=k, other_family=other_family)
     b_rot, b_sc = pruned.candidates(x, k=k, other_family=other_family)
     np.testing.assert_allclose(b_sc, a_sc, atol=2e-6)
@@ -205,6 +211,24 @@ def test_pruned_proposals_are_the_full_correlations(sim, matcher300, monkeypatch
     if bound_rank == 16 and k == 4 and n_angles == 360:  # the default bound rules entries out
         read = np.isfinite(pruned._best_entries(pruned._image_spectra(x), k)[0]).mean(1)
         assert np.median(read) < 0.2  # measured 0.05: the first block of 16 label groups of 300
+
+
+def test_projected_proposals_are_near_the_exact_ones(sim, matcher300):
+    """The projected entries at rank 16 hold nearly all of the dictionary: each image's best
+    candidate is the exact correlation's, its score within 0.01; at full rank (48 radii) every
+    candidate is the exact one's."""
+    from edorient.indexing.proposals import DictionaryProposals
+
+    x = _proposal_images(sim)
+    kw = dict(max_frequency=60, n_angles=120, chunk=8)
+    exact_rot, exact_sc = DictionaryProposals(matcher300, projected=False, **kw).candidates(x, k=3)
+    rot, sc = DictionaryProposals(matcher300, projected=True, **kw).candidates(x, k=3)
+    signal = slice(0, len(x) - 3)  # (the last three images are noise only: any entry is as good)
+    np.testing.assert_allclose(rot[signal, 0], exact_rot[signal, 0], atol=1e-6)
+    assert np.abs(sc[signal, 0] - exact_sc[signal, 0]).max() < 0.01
+    rot48, sc48 = DictionaryProposals(matcher300, projected=True, bound_rank=48, **kw).candidates(x, k=3)
+    np.testing.assert_allclose(rot48, exact_rot, atol=1e-6)
+    np.testing.assert_allclose(sc48, exact_sc, atol=2e-5)
 
 
 def test_the_head_of_the_bound_order_is_the_stable_sorts():
@@ -230,18 +254,28 @@ def test_a_single_image_reads_the_full_correlation_until_the_dictionary_is_facto
     from edorient.indexing.proposals import PRUNE_MIN_IMAGES, DictionaryProposals
 
     x = _proposal_images(sim, n=3)
-    prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360)
+    prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360, projected=False)
     one = prop.candidates(x[:1])
     assert prop._factors is None  # one image: the full correlation, no factorisation
     many = prop.candidates(x[:PRUNE_MIN_IMAGES])
     assert prop._factors is not None
     np.testing.assert_allclose(prop.candidates(x[:1])[1], one[1], atol=2e-6)  # now pruned, the same
     np.testing.assert_allclose(many[1][:1], one[1], atol=2e-6)
+    # projected: one image before the factorisation reads the exact correlation, after it the
+    # projected one (pruned or not, the same)
+    prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360, projected=True)
+    np.testing.assert_allclose(prop.candidates(x[:1])[1], one[1], atol=2e-6)
+    assert prop._factors is None
+    after = prop.candidates(x[:PRUNE_MIN_IMAGES])[1][:1]
+    np.testing.assert_allclose(prop.candidates(x[:1])[1], after, atol=2e-6)
+    prop.pruned = False
+    np.testing.assert_allclose(prop.candidates(x[:1])[1], after, atol=2e-6)
 
 
 def test_the_pruning_bound_is_above_every_entrys_best_correlation(sim, matcher300):
     """The factorisation's bound, recomputed here from its parts, lies above every entry's best
-    correlation over the in-plane angles, and is tight at full rank."""
+    correlation over the in-plane angles, and is tight at full rank; without its residual term it
+    lies above the projected entries' correlation."""
     from edorient.indexing._kernels import weighted_moduli
     from edorient.indexing.proposals import DictionaryProposals
 
@@ -249,7 +283,7 @@ def test_the_pruning_bound_is_above_every_entrys_best_correlation(sim, matcher30
     for q in (1, 8, 48):
         prop = DictionaryProposals(matcher300, max_frequency=60, n_angles=360, bound_rank=q)
         exact = prop.correlations(x).numpy().max(-1)  # (n, m)
-        Vh, coef, rho_w, _ = prop._factorisation()
+        Vh, coef, rho_w = prop._factorisation()
         grid = prop.scorer.grid
         fa = torch.fft.rfft(torch.from_numpy(grid.normalise(grid.transform(x)).astype(np.float32)), dim=-1)[..., :61]
         fa_t = fa.permute(2, 1, 0).contiguous().to(torch.complex128)
@@ -258,8 +292,11 @@ def test_the_pruning_bound_is_above_every_entrys_best_correlation(sim, matcher30
         P = torch.matmul(coef.to(torch.complex128), ap)
         m = P.shape[1]
         low = torch.view_as_real(P.to(torch.complex64)).reshape(61, m, -1).contiguous().numpy()
-        bound = weighted_moduli(low, prop._wf.numpy()).T + (rho_w.double() @ a_perp).numpy().T
+        low_bound = weighted_moduli(low, prop._wf.numpy()).T
+        bound = low_bound + (rho_w.double() @ a_perp).numpy().T
         assert np.all(bound >= exact - 1e-5)
+        # the projected entries' correlation is bounded by the first part alone
+        assert np.all(low_bound >= prop.correlations(x, projected=True).numpy().max(-1) - 1e-5)
         if q == 48:  # the basis spans every profile: the bound is the sum of the terms' moduli
             terms = torch.matmul(prop._conj.to(torch.complex128), fa_t).abs()  # (f, m, n)
             moduli = torch.einsum("f,fmn->nm", prop._wf.double(), terms).numpy()

@@ -103,24 +103,28 @@ def test_partner_candidates_rerank_the_dictionarys_pool(sim, matcher300):
     assert np.all(d.min(-1) < 1e-12)
 
 
-def test_a_pool_read_is_certain_of_its_first_candidates_only(sim, matcher300):
+@pytest.mark.parametrize("projected", [False, True])
+def test_a_pool_read_is_certain_of_its_first_candidates_only(sim, matcher300, projected):
     """``candidates(k, certain=c)`` on the pruned read: the first c are the full correlation's
     (rotations and scores), all k are distinct labels scored exactly, fewer entries are read
-    than for k certain ones, and ``certain`` = k is the plain read."""
+    than for k certain ones, and ``certain`` = k is the plain read. ``projected``: the full
+    correlation of the projected entries."""
     rng = np.random.default_rng(4)
     R = random_rotations(24, rng=4).reshape(12, 2, 3, 3)
     lin = 0.5 * (sim.linear_images(R[:, 0]) + sim.linear_images(R[:, 1]))
     x = display_transform(np.stack([add_noise(m, float(d), 0.001, rng) for m, d in zip(lin, rng.uniform(300, 3e4, 12))]))
     kw = dict(max_frequency=60, n_angles=120, chunk=12)
-    full = DictionaryProposals(matcher300, pruned=False, **kw)
-    prop = DictionaryProposals(matcher300, **kw)
+    full = DictionaryProposals(matcher300, pruned=False, projected=projected, **kw)
+    if projected:
+        full._factorisation()
+    prop = DictionaryProposals(matcher300, projected=projected, **kw)
     a_rot, a_sc = full.candidates(x, k=10)
     b_rot, b_sc = prop.candidates(x, k=10, certain=3)
     np.testing.assert_allclose(b_rot[:, :3], a_rot[:, :3], atol=1e-6)
     np.testing.assert_allclose(b_sc[:, :3], a_sc[:, :3], atol=2e-6)
     # the others: exact correlations of distinct labels (their own best angle, as the full read's)
     laue = sim.crystal.laue
-    exact = full.correlations(x).numpy().max(-1)  # (n, entries)
+    exact = full.correlations(x, projected=projected).numpy().max(-1)  # (n, entries)
     for i in range(len(x)):
         lab = laue.reduce(b_rot[i, :, 2])
         assert np.all(laue.apart(lab, lab, prop.separation_deg)[np.triu_indices(10, 1)])
@@ -133,9 +137,10 @@ def test_a_pool_read_is_certain_of_its_first_candidates_only(sim, matcher300):
 
 def test_the_pool_finds_partners_the_dictionary_ranks_low(sim, matcher300):
     """Clean 0.5:0.5 bicrystals (seeds 9 and 10) with the chain's partner pass from the chosen
-    answer and its spot-pair partners off, so that the first search and the gated pass are compared: without the pool 9 of
-    16 have both grains within 1° (image 9 has one 17° off), with the pool (12 or 20) 12 (measured), and no image
-    within 1° without the pool ends worse than 1° with it."""
+    answer and its spot-pair partners off, so that the first search (from two first grains, as
+    before :data:`~edorient.indexing.estimators.FIRSTS`) and the gated pass are compared: without
+    the pool 11 of 16 have both grains within 1° (image 9 has one 17° off), with the pool (20)
+    13 (measured), and no image within 1° without the pool ends worse than 1° with it."""
     from edorient.evaluation.metrics import grain_errors
     from edorient.indexing.estimators import PARTNER_POOL, DictionaryRefined
 
@@ -146,7 +151,7 @@ def test_the_pool_finds_partners_the_dictionary_ranks_low(sim, matcher300):
     err = {}
     for pool in (None, PARTNER_POOL):
         est = DictionaryRefined(matcher300, refiner, grains=2, chosen_partner_k=0, pair_partner_k=0,
-                                partner_pool=pool).estimate(xb)
+                                partner_pool=pool, firsts=2).estimate(xb)
         err[pool] = grain_errors(est.directions, pairs[..., 2, :], sim.crystal.laue)[0].max(axis=1)
     on = err[PARTNER_POOL]
     assert err[None][9] > 2 and on[9] < 1, (err[None], on)
