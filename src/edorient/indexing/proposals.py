@@ -326,7 +326,7 @@ BOUND_RANK = 16
 #: correlation's in every image, the second and third in 98 %, at 2.8 instead of 3.7 ms an image
 #: (k = 3; a pool of 20 with 2 certain 3.6 instead of 5.4 ms). Session 41, 7,000 bicrystals of
 #: tuning seeds 4040-4043 (noisy 128 px 3,000, ratios 0.3-0.7 1,000, 224 px 2,400, noise-free
-#: 600), the dictionary chain: +2 / -1 images with both grains < 2°, 3-5 % faster at 128 px,
+#: 600), the dictionary chain: +2 / -2 images with both grains < 2°, 3-5 % faster at 128 px,
 #: 20-25 % at 224 px; 3,000 single crystals of seeds 4047 / 4048: the same misses, 50.5 -> 62.1
 #: and 46.0 -> 51.5 images/s.
 PROJECTED = True
