@@ -332,7 +332,10 @@ BOUND_RANK = 16
 PROJECTED = True
 #: A pruned read pays a factorisation of the dictionary first (~0.6 s for 6,400 directions, once
 #: per :class:`DictionaryProposals`); a call with fewer images than this before it reads the full
-#: correlation (~50 ms an image then, against ~5 pruned). The candidates are the same either way.
+#: correlation (~50 ms an image then, against ~5 pruned). The candidates are the same either way
+#: with ``projected`` off; with it (:data:`PROJECTED`) such a call ranks by the exact entries, a
+#: factorised one by the projected entries (whose first candidate was the exact one's in every
+#: tuning image measured).
 PRUNE_MIN_IMAGES = 8
 
 
