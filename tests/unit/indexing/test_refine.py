@@ -476,3 +476,35 @@ def test_the_tilt_searchs_sinc_squared_is_numpys():
     assert _sinc2(torch.zeros(1))[0] == 1.0
     np.testing.assert_array_equal(got, got[::-1])
     assert np.all(_sinc2(torch.arange(1.0, 30.0)).numpy() < 1e-12)
+
+
+def test_the_tilt_searchs_correlations_are_the_explicitly_centred_ones():
+    """``refine._weighted_correlations`` (three sums a model) against the correlation computed as
+    its definition says, in float64: image values and models centred with the same 0/1 weights
+    (mean over ``max(Σ w, 2)``), then ``Σ yc mc / (|yc| |mc|)``. Rows with no, one and all spots
+    valid, display-like values (0-7) whose spread is small beside their mean."""
+    from edorient.indexing.refine import _weighted_correlations
+
+    rng = np.random.default_rng(8)
+    B, K, T = 40, 30, 17
+    w = (rng.random((B, K)) > 0.3).astype(float)
+    w[0] = 0.0
+    w[1] = 0.0
+    w[1, 4] = 1.0
+    w[2] = 1.0
+    y = rng.uniform(3.0, 7.0, (B, K))
+    m = 5.0 + rng.uniform(-1.0, 1.0, (B, K, T)) * rng.uniform(0.01, 1.0, (B, 1, 1))
+    nw = np.maximum(w.sum(1, keepdims=True), 2.0)
+    yc = w * (y - (w * y).sum(1, keepdims=True) / nw)
+    mc = w[..., None] * (m - (w[..., None] * m).sum(1, keepdims=True) / nw[..., None])
+    want = (yc[..., None] * mc).sum(1) / np.maximum(np.linalg.norm(yc, axis=1)[:, None] * np.linalg.norm(mc, axis=1),
+                                                    1e-12)
+    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    got = _weighted_correlations(f32(yc), f32(w), f32(m)).double().numpy()
+    assert got.shape == (B, T)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)  # measured 1.5e-6
+    assert np.all(got[0] == 0.0)  # no valid spot: no correlation
+    assert np.abs(want[3:]).max() > 0.5  # the values compared are not all ~0
+    # the best model of each row is the explicitly centred one's (or as good to float32 precision)
+    best = got.argmax(1)
+    assert np.all(want[np.arange(B), best] >= want.max(1) - 1e-5)
