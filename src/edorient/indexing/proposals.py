@@ -851,15 +851,15 @@ def refine_partners(refiner, proposer: DictionaryProposals, images01: np.ndarray
 
 def dictionary_partner_hypotheses(refiner, proposer: DictionaryProposals, images01: np.ndarray, res,
                                   k: int | None = None, pool: int | None = None,
-                                  removal: str = PARTNER_REMOVAL) -> np.ndarray:
+                                  removal: str = PARTNER_REMOVAL, grains=(0, 1)) -> np.ndarray:
     """:func:`partner_hypotheses` with the batched dictionary instead of template matching:
-    (n, 1 + 2 x 2k, 2, 3, 3): the best pair of the two-grain ``res``, then each refined grain
-    paired with the dictionary's top ``k`` (and half turns) on the image with that grain removed
+    (n, 1 + len(grains) x 2k, 2, 3, 3): the best pair of the two-grain ``res``, then each
+    refined grain of ``grains`` (both by default) paired with the dictionary's top ``k`` (and half turns) on the image with that grain removed
     (``removal``: its refined model subtracted, or its spots erased; :data:`PARTNER_REMOVAL`)
     (with ``pool``, the ``k`` of a pool that :func:`partner_candidates` ranks first)."""
     x = np.asarray(images01, dtype=np.float32)
     hyp = [res.rotations[:, None]]
-    for g in (0, 1):
+    for g in grains:
         partners = partner_candidates(proposer, remove_grain(refiner, proposer.scorer.simulator, res, x, g, removal), k,
                                       res, pool)
         pair = pairs_with(res.rotations[:, g], with_half_turns(partners))

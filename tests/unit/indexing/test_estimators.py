@@ -547,7 +547,7 @@ def test_partner_pass_from_the_chosen_answer_finds_the_missed_grain(sim, matcher
 def test_the_chosen_pass_skips_the_answers_the_gated_pass_searched_from(sim, matcher300, monkeypatch):
     """``chosen_skip_deg``: the chosen answer's first partner pass leaves out only images that the
     gated partner pass searched from (and whose answer the whole-image choice kept); with None it
-    runs on every image. Noisy 0.5:0.5 bicrystals (seed 7, measured: some images skipped): the
+    runs on every image (both grains of each: ``chosen_first_skip_deg`` None). Noisy 0.5:0.5 bicrystals (seed 7, measured: some images skipped): the
     answers agree within 0.1° either way (the chosen pass refines its answers once more)."""
     import edorient.indexing.estimators as E
     from edorient.indexing.estimators import DictionaryRefined
@@ -575,12 +575,72 @@ def test_the_chosen_pass_skips_the_answers_the_gated_pass_searched_from(sim, mat
     est, runs = {}, {}
     for name, skip in (("all", None), ("skip", E.CHOSEN_SKIP_DEG)):
         seen.clear()
-        est[name] = DictionaryRefined(matcher300, refiner, grains=2, chosen_skip_deg=skip).estimate(xb)
+        est[name] = DictionaryRefined(matcher300, refiner, grains=2, chosen_skip_deg=skip,
+                                      chosen_first_skip_deg=None).estimate(xb)
         runs[name] = dict(seen)
     assert runs["all"]["chosen"] == set(range(len(xb)))
     skipped = set(range(len(xb))) - runs["skip"]["chosen"]
     assert skipped and skipped <= runs["skip"]["gated"], (skipped, runs["skip"]["gated"])
     assert not E.orientations_moved(refiner.proper, est["all"].rotations, est["skip"].rotations, 0.1).any()
+
+
+def test_the_chosen_pass_leaves_out_the_first_searchs_first_grain(sim, matcher300, monkeypatch):
+    """``chosen_first_skip_deg``: in its first round the chosen answer's partner pass searches
+    from an answer grain only where it is not the first search's first grain (within the
+    threshold, modulo the crystal's symmetry); with None from both grains of every image. The
+    same noisy bicrystals as above: the answers are as good either way."""
+    import edorient.indexing.estimators as E
+    import edorient.indexing.proposals as P
+    from edorient.evaluation.metrics import grain_errors
+    from edorient.indexing.estimators import DictionaryRefined
+    from edorient.render import add_noise
+
+    rng = np.random.default_rng(7)
+    pairs = random_rotations(24, rng=7).reshape(12, 2, 3, 3)
+    lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(12, 2, 128, 128)
+    xb = display_transform(np.stack([add_noise(m, 2e3, 0.001, rng) for m in 0.5 * lin[:, 0] + 0.5 * lin[:, 1]]))
+    refiner = Refiner(sim.crystal, sim.config)
+    seen: dict = {}
+    chosen0, seq0 = E.chosen_partner_pass, P.refine_sequential
+
+    def chosen(refiner_, proposer, simulator, x, res, *a, grains=(0, 1), **k):
+        if seen.get("round", 1) == 1:
+            for im, R in zip(x, res.rotations):
+                i = int(np.flatnonzero((xb == im).all(axis=(1, 2)))[0])
+                seen.setdefault("searched", {})[i] = (tuple(grains), R)
+        return chosen0(refiner_, proposer, simulator, x, res, *a, grains=grains, **k)
+
+    def sequential(*a, **k):
+        out = seq0(*a, **k)
+        seen["first"] = out[1].rotations[:, 0]
+        return out
+
+    monkeypatch.setattr(E, "chosen_partner_pass", chosen)
+    monkeypatch.setattr(P, "refine_sequential", sequential)
+    est, runs = {}, {}
+    for name, skip in (("both", None), ("skip", E.CHOSEN_FIRST_SKIP_DEG)):
+        seen.clear()
+        chain = DictionaryRefined(matcher300, refiner, grains=2, chosen_first_skip_deg=skip)
+        orig = chain._chosen_pass
+
+        def counted(*a, _orig=orig, **k):
+            out = _orig(*a, **k)
+            seen["round"] = seen.get("round", 1) + 1
+            return out
+
+        chain._chosen_pass = counted
+        est[name] = chain.estimate(xb)
+        runs[name] = dict(seen)
+    assert runs["both"]["searched"] and all(g == (0, 1) for g, _ in runs["both"]["searched"].values())
+    one = {i: (g, R) for i, (g, R) in runs["skip"]["searched"].items() if g != (0, 1)}
+    assert one  # measured: most images search from one grain only
+    first = runs["skip"]["first"]
+    for i, (g, R) in one.items():
+        left_out = 1 - g[0]
+        assert E.grains_near(refiner.proper, R[None], first[i : i + 1], E.CHOSEN_FIRST_SKIP_DEG)[0, left_out]
+        assert not E.grains_near(refiner.proper, R[None], first[i : i + 1], E.CHOSEN_FIRST_SKIP_DEG)[0, g[0]]
+    ok = {name: (grain_errors(e.directions, pairs[..., 2, :], sim.crystal.laue)[0] < 2).all(1) for name, e in est.items()}
+    assert ok["skip"].sum() >= ok["both"].sum(), ok
 
 
 def test_a_dictionary_of_the_low_frequencies_gives_the_same_proposals(tmp_path, monkeypatch):
