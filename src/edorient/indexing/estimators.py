@@ -371,7 +371,7 @@ CHOSEN_SKIP_DEG = 0.5
 #: refined further, the spots it removes are others). Measured on noisy bicrystals of tuning
 #: seeds 4040-4043 (1,000 / 400 / 600 / 1,000; 128 px, 0.5:0.5), ratios 0.3-0.7 (4040 / 4043:
 #: 400 / 600) and 224 px (4040 / 4041: 600 each), both grains < 2°: +1 / -2 images of 5,200
-#: (4042 one mended, 4043 two lost), 5-15 % faster in runs side by side. The same for the gated
+#: (4042 one mended, 4043 two lost), 4-13 % faster in runs side by side. The same for the gated
 #: partner pass (whose 5 partners a grain are more than the first search's 3): +1 / -4 on 4040-4042
 #: for 4 % more speed, not kept.
 CHOSEN_FIRST_SKIP_DEG = 0.5
