@@ -854,9 +854,10 @@ def dictionary_partner_hypotheses(refiner, proposer: DictionaryProposals, images
                                   removal: str = PARTNER_REMOVAL, grains=(0, 1)) -> np.ndarray:
     """:func:`partner_hypotheses` with the batched dictionary instead of template matching:
     (n, 1 + len(grains) x 2k, 2, 3, 3): the best pair of the two-grain ``res``, then each
-    refined grain of ``grains`` (both by default) paired with the dictionary's top ``k`` (and half turns) on the image with that grain removed
-    (``removal``: its refined model subtracted, or its spots erased; :data:`PARTNER_REMOVAL`)
-    (with ``pool``, the ``k`` of a pool that :func:`partner_candidates` ranks first)."""
+    refined grain of ``grains`` (both by default) paired with the dictionary's top ``k`` (and
+    half turns) on the image with that grain removed (``removal``: its refined model
+    subtracted, or its spots erased; :data:`PARTNER_REMOVAL`) (with ``pool``, the ``k`` of a
+    pool that :func:`partner_candidates` ranks first)."""
     x = np.asarray(images01, dtype=np.float32)
     hyp = [res.rotations[:, None]]
     for g in grains:

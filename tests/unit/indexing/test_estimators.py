@@ -544,19 +544,28 @@ def test_partner_pass_from_the_chosen_answer_finds_the_missed_grain(sim, matcher
         DictionaryRefined(matcher300, refiner, grains=2, image_fit=False, chosen_partner_k=2)
 
 
-def test_the_chosen_pass_skips_the_answers_the_gated_pass_searched_from(sim, matcher300, monkeypatch):
-    """``chosen_skip_deg``: the chosen answer's first partner pass leaves out only images that the
-    gated partner pass searched from (and whose answer the whole-image choice kept); with None it
-    runs on every image (both grains of each: ``chosen_first_skip_deg`` None). Noisy 0.5:0.5 bicrystals (seed 7, measured: some images skipped): the
-    answers agree within 0.1° either way (the chosen pass refines its answers once more)."""
-    import edorient.indexing.estimators as E
-    from edorient.indexing.estimators import DictionaryRefined
+def _noisy_bicrystals(sim):
+    """(pairs (12, 2, 3, 3), display images (12, 128, 128)): 0.5:0.5 bicrystals of seed 7 at a
+    dose of 2e3 counts, background 0.001."""
     from edorient.render import add_noise
 
     rng = np.random.default_rng(7)
     pairs = random_rotations(24, rng=7).reshape(12, 2, 3, 3)
     lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(12, 2, 128, 128)
-    xb = display_transform(np.stack([add_noise(m, 2e3, 0.001, rng) for m in 0.5 * lin[:, 0] + 0.5 * lin[:, 1]]))
+    mixed = 0.5 * lin[:, 0] + 0.5 * lin[:, 1]
+    return pairs, display_transform(np.stack([add_noise(m, 2e3, 0.001, rng) for m in mixed]))
+
+
+def test_the_chosen_pass_skips_the_answers_the_gated_pass_searched_from(sim, matcher300, monkeypatch):
+    """``chosen_skip_deg``: the chosen answer's first partner pass leaves out only images that the
+    gated partner pass searched from (and whose answer the whole-image choice kept); with None it
+    runs on every image (both grains of each: ``chosen_first_skip_deg`` None). Noisy 0.5:0.5
+    bicrystals (:func:`_noisy_bicrystals`, measured: some images skipped): the answers agree
+    within 0.1° either way (the chosen pass refines its answers once more)."""
+    import edorient.indexing.estimators as E
+    from edorient.indexing.estimators import DictionaryRefined
+
+    pairs, xb = _noisy_bicrystals(sim)
     refiner = Refiner(sim.crystal, sim.config)
     seen: dict = {}
     gated0, chosen0 = E.DictionaryRefined._partner_pass, E.chosen_partner_pass
@@ -588,17 +597,13 @@ def test_the_chosen_pass_leaves_out_the_first_searchs_first_grain(sim, matcher30
     """``chosen_first_skip_deg``: in its first round the chosen answer's partner pass searches
     from an answer grain only where it is not the first search's first grain (within the
     threshold, modulo the crystal's symmetry); with None from both grains of every image. The
-    same noisy bicrystals as above: the answers are as good either way."""
+    same noisy bicrystals (:func:`_noisy_bicrystals`): the answers are as good either way."""
     import edorient.indexing.estimators as E
     import edorient.indexing.proposals as P
     from edorient.evaluation.metrics import grain_errors
     from edorient.indexing.estimators import DictionaryRefined
-    from edorient.render import add_noise
 
-    rng = np.random.default_rng(7)
-    pairs = random_rotations(24, rng=7).reshape(12, 2, 3, 3)
-    lin = sim.linear_images(pairs.reshape(-1, 3, 3)).reshape(12, 2, 128, 128)
-    xb = display_transform(np.stack([add_noise(m, 2e3, 0.001, rng) for m in 0.5 * lin[:, 0] + 0.5 * lin[:, 1]]))
+    pairs, xb = _noisy_bicrystals(sim)
     refiner = Refiner(sim.crystal, sim.config)
     seen: dict = {}
     chosen0, seq0 = E.chosen_partner_pass, P.refine_sequential
