@@ -372,10 +372,9 @@ CHOSEN_SKIP_DEG = 0.5
 #: searched from one grain on 200 noisy bicrystals of tuning seed 4041. Measured on noisy
 #: bicrystals of tuning seeds 4040-4043 (1,000 / 400 / 600 / 1,000; 128 px, 0.5:0.5), ratios
 #: 0.3-0.7 (4040 / 4043: 400 / 600) and 224 px (4040 / 4041: 600 each), both grains < 2°:
-#: +1 / -2 images of 5,200
-#: (4042 one mended, 4043 two lost), 4-13 % faster in runs side by side. The same for the gated
-#: partner pass (whose 5 partners a grain are more than the first search's 3): +1 / -4 on 4040-4042
-#: for 4 % more speed, not kept.
+#: +1 / -2 images of 5,200 (4042 one mended, 4043 two lost), 4-13 % faster in runs side by
+#: side. The same for the gated partner pass (whose 5 partners a grain are more than the first
+#: search's 3): +1 / -4 on 4040-4042 for 4 % more speed, not kept.
 CHOSEN_FIRST_SKIP_DEG = 0.5
 #: Dictionary candidates read for each partner search on an image with a grain erased, of which
 #: the ones that fit the whole image best are kept (:func:`~edorient.indexing.proposals.partner_candidates`;
